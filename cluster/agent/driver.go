@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// Driver is what the node agent needs from a container engine. The Docker
+// implementation lives in cluster/agent/docker; tests of pure logic use a fake.
+type Driver interface {
+	// EnsureNetwork makes the node's pod network exist: one bridge network
+	// owning subnet (CIDR, e.g. "10.213.1.0/24"). Idempotent.
+	EnsureNetwork(ctx context.Context, subnet string) error
+	// Create creates, without starting, the container of pod from spec, and
+	// returns its ID. Any leftover container with the same name is replaced.
+	// Errors: ErrImageNotFound when the image is missing locally.
+	Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error)
+	// Start starts a created or exited container.
+	Start(ctx context.Context, id string) error
+	// Stop sends signal (empty: the image's stop signal, else SIGTERM) and
+	// kills after grace.
+	Stop(ctx context.Context, id string, signal string, grace time.Duration) error
+	// Remove force-removes the container and its anonymous volumes, and the
+	// pod's secret files. A missing container is not an error.
+	Remove(ctx context.Context, id string) error
+	// Inspect returns the container's state; ErrNotFound if it does not exist.
+	Inspect(ctx context.Context, id string) (Container, error)
+	// List returns every container dev manages on this engine (label
+	// dev.managed), running or not.
+	List(ctx context.Context) ([]Container, error)
+	// Events streams the pod name of every managed container that changes
+	// (start, die, destroy, health_status...). Both channels close when ctx
+	// ends; an error ends the stream.
+	Events(ctx context.Context) (<-chan string, <-chan error)
+	// Logs streams the container's stdout and stderr, demultiplexed into one
+	// plain stream. tail < 0 means all.
+	Logs(ctx context.Context, id string, follow bool, tail int) (io.ReadCloser, error)
+	// RemoveVolumes removes the named volumes of project (label dev.project).
+	RemoveVolumes(ctx context.Context, project string) error
+	// Resources reports what the engine offers: CPUs and memory.
+	Resources(ctx context.Context) (api.ResourceAmounts, error)
+}
+
+// Container is a managed container as the driver sees it.
+type Container struct {
+	ID       string
+	Name     string
+	Pod      string // label dev.pod
+	Project  string // label dev.project
+	SpecHash string // label dev.spec
+	Labels   map[string]string
+	// State is Docker's: created, running, paused, restarting, exited, dead.
+	State      string
+	ExitCode   int
+	OOMKilled  bool
+	Error      string
+	Health     string // healthy, unhealthy, starting, or empty
+	IP         string // address on the pod network
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Running reports whether the container's process is up.
+func (c Container) Running() bool { return c.State == "running" || c.State == "restarting" }
+
+// Errors a Driver returns, to be tested with errors.Is.
+var (
+	ErrNotFound      = errors.New("container not found")
+	ErrImageNotFound = errors.New("image not found")
+)

@@ -1,0 +1,63 @@
+package api
+
+// Requests and responses of the agent HTTP API (version prefix /v1).
+//
+//	GET    /v1/status                              -> Status
+//	PUT    /v1/projects/{name}                     Project -> ApplyResult
+//	GET    /v1/projects                            -> []ProjectSummary
+//	DELETE /v1/projects/{name}?volumes=1           -> WriteResult
+//	POST   /v1/projects/{name}/scale               ScaleRequest -> WriteResult
+//	GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
+//	GET    /v1/pods/{name}/logs?follow=1&tail=N    -> raw log stream
+//	GET    /v1/nodes                               -> []Node
+//	PUT    /v1/pods/{name}/status                  PodStatus (node agents)
+//	DELETE /v1/pods/{name}                         (node agents, after removal)
+
+// Status answers GET /v1/status.
+type Status struct {
+	Node    string `json:"node"`
+	Leader  string `json:"leader"`
+	Index   uint64 `json:"index"`
+	Version string `json:"version"`
+}
+
+// ApplyResult answers a project apply.
+type ApplyResult struct {
+	Index uint64 `json:"index"`
+	// Created, Updated and Unchanged list service names.
+	Created   []string `json:"created,omitempty"`
+	Updated   []string `json:"updated,omitempty"`
+	Unchanged []string `json:"unchanged,omitempty"`
+	Removed   []string `json:"removed,omitempty"`
+}
+
+// WriteResult answers a write: the raft index at which it was committed.
+type WriteResult struct {
+	Index uint64 `json:"index"`
+}
+
+// ScaleRequest maps service names to desired replicas.
+type ScaleRequest struct {
+	Replicas map[string]int `json:"replicas"`
+}
+
+// PodList answers a pod query; Index is the store index it reflects, to be
+// passed back as ?index= for a blocking query.
+type PodList struct {
+	Index uint64 `json:"index"`
+	Pods  []Pod  `json:"pods"`
+}
+
+// ProjectSummary lists a deployed project.
+type ProjectSummary struct {
+	Name     string                  `json:"name"`
+	Services []ReplicationController `json:"services"`
+}
+
+// Error is the JSON body of every non-2xx answer.
+type Error struct {
+	Message string `json:"error"`
+	// Code is a stable machine-readable kind: "not_found", "invalid",
+	// "conflict", "unavailable", "internal".
+	Code string `json:"code"`
+}

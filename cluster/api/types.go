@@ -1,0 +1,375 @@
+// Package api holds the wire types shared by the CLI, the API server and every
+// cluster component, plus the HTTP client for the agent API. It imports nothing
+// internal.
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Well-known label keys carried by every pod and every container dev creates.
+const (
+	LabelProject = "dev.project"
+	LabelService = "dev.service"
+	LabelPod     = "dev.pod"
+	LabelNode    = "dev.node"
+	// LabelSpec carries the pod template hash on containers, so an agent can
+	// tell after a restart whether a running container still matches its pod.
+	LabelSpec = "dev.spec"
+	// LabelManaged marks every Docker object (container, volume) dev owns.
+	LabelManaged = "dev.managed"
+)
+
+// Pod states as shown by `dev ps`.
+const (
+	PodPending = "pending"
+	PodRunning = "running"
+	PodExited  = "exited"
+	PodFailed  = "failed"
+)
+
+// Pod health values as shown by `dev ps`; empty means no healthcheck.
+const (
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+	HealthStarting  = "starting"
+)
+
+// Restart policies (compose `restart:`). dev's default is RestartAlways: a
+// replication controller keeps its replica count.
+const (
+	RestartAlways        = "always"
+	RestartNo            = "no"
+	RestartOnFailure     = "on-failure"
+	RestartUnlessStopped = "unless-stopped"
+)
+
+// depends_on conditions, as compose spells them.
+const (
+	ConditionStarted               = "service_started"
+	ConditionHealthy               = "service_healthy"
+	ConditionCompletedSuccessfully = "service_completed_successfully"
+)
+
+// Node statuses as shown by `dev nodes`.
+const (
+	NodeReady = "ready"
+	NodeDown  = "down"
+	NodeLeft  = "left"
+)
+
+// Duration is a time.Duration that encodes as a Go duration string in JSON.
+type Duration time.Duration
+
+// MarshalJSON encodes d as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON accepts "1m30s" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("parse duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("parse duration %s: %w", b, err)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// Project is a deployable compose project: what `dev up` submits.
+type Project struct {
+	Name     string        `json:"name"`
+	Services []ServiceSpec `json:"services"`
+	// Volumes lists the project's named volumes by their compose name; the
+	// Docker volume is named "<project>_<name>".
+	Volumes []string `json:"volumes,omitempty"`
+}
+
+// Service returns the named service spec, or nil.
+func (p *Project) Service(name string) *ServiceSpec {
+	for i := range p.Services {
+		if p.Services[i].Name == name {
+			return &p.Services[i]
+		}
+	}
+	return nil
+}
+
+// ServiceSpec is the pod template of one compose service.
+type ServiceSpec struct {
+	Project string `json:"project"`
+	Name    string `json:"name"`
+	// Image is the reference containers are created from. For built services
+	// it is the tag the build produced ("<project>-<service>" by default).
+	Image string `json:"image"`
+	// ImageID is the resolved image ID at submission time, when known. It is
+	// part of the spec so that a rebuilt image changes the spec hash.
+	ImageID string     `json:"image_id,omitempty"`
+	Build   *BuildSpec `json:"build,omitempty"`
+
+	Command     []string          `json:"command,omitempty"`
+	Entrypoint  []string          `json:"entrypoint,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	Ports       []PortSpec        `json:"ports,omitempty"`
+	Expose      []string          `json:"expose,omitempty"`
+	Volumes     []VolumeMount     `json:"volumes,omitempty"`
+	Secrets     []SecretMount     `json:"secrets,omitempty"`
+	Healthcheck *Healthcheck      `json:"healthcheck,omitempty"`
+	Restart     string            `json:"restart,omitempty"`
+	Replicas    int               `json:"replicas"`
+	Resources   Resources         `json:"resources,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	DependsOn   []Dependency      `json:"depends_on,omitempty"`
+
+	StopSignal      string            `json:"stop_signal,omitempty"`
+	StopGracePeriod *Duration         `json:"stop_grace_period,omitempty"`
+	User            string            `json:"user,omitempty"`
+	WorkingDir      string            `json:"working_dir,omitempty"`
+	CapAdd          []string          `json:"cap_add,omitempty"`
+	CapDrop         []string          `json:"cap_drop,omitempty"`
+	Sysctls         map[string]string `json:"sysctls,omitempty"`
+	Hostname        string            `json:"hostname,omitempty"`
+	ContainerName   string            `json:"container_name,omitempty"`
+	Init            *bool             `json:"init,omitempty"`
+	Tty             bool              `json:"tty,omitempty"`
+	StdinOpen       bool              `json:"stdin_open,omitempty"`
+}
+
+// Hash is the pod template hash: it changes when anything that requires new
+// containers changes. Replicas are not part of it.
+func (s ServiceSpec) Hash() string {
+	s.Replicas = 0
+	s.DependsOn = nil // ordering only; changing it does not recreate pods
+	s.Build = nil     // the build's output is captured by ImageID
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("hash service spec: %v", err)) // plain data: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// RestartPolicy returns the effective restart policy (default "always").
+func (s ServiceSpec) RestartPolicy() string {
+	if s.Restart == "" {
+		return RestartAlways
+	}
+	return s.Restart
+}
+
+// BuildSpec is compose `build:`.
+type BuildSpec struct {
+	Context    string            `json:"context"`
+	Dockerfile string            `json:"dockerfile,omitempty"`
+	Target     string            `json:"target,omitempty"`
+	Args       map[string]string `json:"args,omitempty"`
+}
+
+// PortSpec is one compose `ports:` entry.
+type PortSpec struct {
+	Name      string `json:"name,omitempty"`
+	Target    uint16 `json:"target"`
+	Published uint16 `json:"published,omitempty"`
+	Protocol  string `json:"protocol"` // tcp or udp
+	HostIP    string `json:"host_ip,omitempty"`
+}
+
+// Volume mount types.
+const (
+	MountVolume = "volume"
+	MountBind   = "bind"
+	MountTmpfs  = "tmpfs"
+)
+
+// VolumeMount is one compose `volumes:` entry of a service.
+type VolumeMount struct {
+	Type string `json:"type"`
+	// Source is the compose volume name for MountVolume (empty: anonymous),
+	// the absolute host path for MountBind, empty for MountTmpfs.
+	Source   string `json:"source,omitempty"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// SecretMount is a file-based secret. Its content travels in the spec so any
+// node can mount it; it is mounted read-only at Target (default
+// /run/secrets/<name>).
+type SecretMount struct {
+	Name    string `json:"name"`
+	Target  string `json:"target"`
+	Content []byte `json:"content"`
+	Mode    uint32 `json:"mode,omitempty"`
+}
+
+// Healthcheck is compose `healthcheck:`.
+type Healthcheck struct {
+	Test        []string  `json:"test"`
+	Interval    *Duration `json:"interval,omitempty"`
+	Timeout     *Duration `json:"timeout,omitempty"`
+	StartPeriod *Duration `json:"start_period,omitempty"`
+	Retries     int       `json:"retries,omitempty"`
+	Disable     bool      `json:"disable,omitempty"`
+}
+
+// Resources is compose `deploy.resources`.
+type Resources struct {
+	Limits       ResourceAmounts `json:"limits,omitempty"`
+	Reservations ResourceAmounts `json:"reservations,omitempty"`
+}
+
+// ResourceAmounts are CPU in nano-CPUs (1e9 = one core) and memory in bytes.
+type ResourceAmounts struct {
+	NanoCPUs    int64 `json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	Pids        int64 `json:"pids,omitempty"`
+}
+
+// Dependency is one compose `depends_on:` entry.
+type Dependency struct {
+	Service   string `json:"service"`
+	Condition string `json:"condition"`
+	Required  bool   `json:"required"`
+}
+
+// ReplicationController keeps Replicas pods of one service running.
+type ReplicationController struct {
+	Project  string      `json:"project"`
+	Service  string      `json:"service"`
+	Replicas int         `json:"replicas"`
+	Template ServiceSpec `json:"template"`
+	// SpecHash is Template.Hash(), kept so pods can be compared cheaply.
+	SpecHash string `json:"spec_hash"`
+	// Released is set once the service's depends_on conditions were met; from
+	// then on pods are created without waiting again (as compose orders only
+	// at start-up).
+	Released    bool   `json:"released,omitempty"`
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// Key is "<project>/<service>".
+func (rc *ReplicationController) Key() string { return RCKey(rc.Project, rc.Service) }
+
+// RCKey builds a replication controller key.
+func RCKey(project, service string) string { return project + "/" + service }
+
+// Selector returns the label selector of the controller's pods.
+func (rc *ReplicationController) Selector() Selector {
+	return Selector{LabelProject: rc.Project, LabelService: rc.Service}
+}
+
+// Pod is one replica of a service.
+type Pod struct {
+	Name    string            `json:"name"` // <project>-<service>-<n>
+	Project string            `json:"project"`
+	Service string            `json:"service"`
+	Index   int               `json:"index"`
+	Labels  map[string]string `json:"labels"`
+	// SpecHash identifies the template the pod was created from.
+	SpecHash string `json:"spec_hash"`
+	// Node is the node the scheduler assigned; empty while unscheduled.
+	Node string `json:"node,omitempty"`
+	// Deleting is set when the pod is to be stopped and removed; the node
+	// agent removes the container and then deletes the pod record.
+	Deleting    bool      `json:"deleting,omitempty"`
+	Status      PodStatus `json:"status"`
+	CreateIndex uint64    `json:"create_index"`
+	ModifyIndex uint64    `json:"modify_index"`
+}
+
+// ShortName is "<service>-<n>", the log prefix compose users know.
+func (p *Pod) ShortName() string { return fmt.Sprintf("%s-%d", p.Service, p.Index) }
+
+// PodName builds a pod name.
+func PodName(project, service string, index int) string {
+	return fmt.Sprintf("%s-%s-%d", project, service, index)
+}
+
+// PodStatus is what the node agent observed.
+type PodStatus struct {
+	State       string    `json:"state"`
+	Health      string    `json:"health,omitempty"`
+	IP          string    `json:"ip,omitempty"`
+	ContainerID string    `json:"container_id,omitempty"`
+	ExitCode    int       `json:"exit_code,omitempty"`
+	Restarts    int       `json:"restarts,omitempty"`
+	Message     string    `json:"message,omitempty"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+}
+
+// Ready reports whether the pod should take traffic: running, and healthy if
+// it has a healthcheck.
+func (p *Pod) Ready() bool {
+	return !p.Deleting && p.Status.State == PodRunning &&
+		(p.Status.Health == "" || p.Status.Health == HealthHealthy)
+}
+
+// Node is a host running `dev agent`.
+type Node struct {
+	Name      string            `json:"name"`
+	Address   string            `json:"address"`
+	APIAddr   string            `json:"api_addr,omitempty"`
+	Status    string            `json:"status"`
+	PodSubnet string            `json:"pod_subnet,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Allocatable is what the node offers to pods.
+	Allocatable ResourceAmounts `json:"allocatable"`
+	// Heartbeat is the last time the node's agent reported.
+	Heartbeat   time.Time `json:"heartbeat,omitzero"`
+	CreateIndex uint64    `json:"create_index"`
+	ModifyIndex uint64    `json:"modify_index"`
+}
+
+// Selector is an equality-based label selector: every key must match.
+type Selector map[string]string
+
+// Matches reports whether labels satisfy every requirement of s.
+func (s Selector) Matches(labels map[string]string) bool {
+	for k, v := range s {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// String renders s as "k=v,k2=v2", sorted.
+func (s Selector) String() string {
+	parts := make([]string, 0, len(s))
+	for k, v := range s {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// ParseSelector parses "k=v,k2=v2" (repeatable via several calls merged by the
+// caller).
+func ParseSelector(s string) (Selector, error) {
+	sel := Selector{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("parse selector %q: want KEY=VALUE", part)
+		}
+		sel[k] = v
+	}
+	return sel, nil
+}
