@@ -1,0 +1,243 @@
+// Package agent is the node agent (the kubelet): it watches the pods assigned
+// to its node, drives the container engine to match, one goroutine per pod,
+// reports pod status, and adopts its running containers after a restart.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// Cluster is what the agent needs from the cluster: proposing commands and
+// registering its node (the leader allocates the pod subnet).
+type Cluster interface {
+	Apply(ctx context.Context, cmd state.Command) (uint64, error)
+	RegisterNode(ctx context.Context, n api.Node) (api.Node, error)
+}
+
+// Options tune the agent.
+type Options struct {
+	Node    string
+	Address string
+	Labels  map[string]string
+	// Resync is the period of a full pass over pods and containers.
+	Resync time.Duration
+	// Heartbeat is the period of node heartbeats.
+	Heartbeat time.Duration
+	// MaxBackoff caps the delay between restarts of a crashing container.
+	MaxBackoff time.Duration
+}
+
+// Agent is the node agent.
+type Agent struct {
+	st   *state.Store
+	c    Cluster
+	d    Driver
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	workers map[string]*podWorker
+	wg      sync.WaitGroup
+}
+
+// New returns an agent; it starts nothing.
+func New(st *state.Store, c Cluster, d Driver, opts Options, log *slog.Logger) *Agent {
+	if opts.Resync == 0 {
+		opts.Resync = 10 * time.Second
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 5 * time.Second
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = 10 * time.Second
+	}
+	return &Agent{
+		st: st, c: c, d: d, opts: opts,
+		log:     log.With("component", "agent", "node", opts.Node),
+		workers: map[string]*podWorker{},
+	}
+}
+
+// Run registers the node, prepares its pod network and keeps its pods in
+// shape until ctx ends. The caller must have waited for the local state to
+// catch up with the raft log, or the agent would take every running
+// container for an orphan.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.wg.Wait()
+	node, err := a.register(ctx)
+	if err != nil {
+		return err
+	}
+	if err := a.d.EnsureNetwork(ctx, node.PodSubnet); err != nil {
+		return fmt.Errorf("prepare pod network %s: %w", node.PodSubnet, err)
+	}
+	a.log.Info("node ready", "subnet", node.PodSubnet)
+
+	events, errs := a.d.Events(ctx)
+	resync := time.NewTicker(a.opts.Resync)
+	defer resync.Stop()
+	heartbeat := time.NewTicker(a.opts.Heartbeat)
+	defer heartbeat.Stop()
+
+	seen := map[string]uint64{} // pod -> ModifyIndex last handed to its worker
+	a.gc(ctx)
+	for {
+		changed := a.st.Changed()
+		a.syncPods(ctx, seen, false)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case name, ok := <-events:
+			if ok {
+				a.kick(name)
+				continue
+			}
+			events = nil
+		case err, ok := <-errs:
+			if ok && ctx.Err() == nil {
+				a.log.Warn("container events stream ended; resubscribing", "err", err)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				events, errs = a.d.Events(ctx)
+			} else if !ok {
+				errs = nil
+			}
+		case <-resync.C:
+			a.syncPods(ctx, seen, true)
+			a.gc(ctx)
+		case <-heartbeat.C:
+			if _, err := a.register(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) register(ctx context.Context) (api.Node, error) {
+	res, err := a.d.Resources(ctx)
+	if err != nil {
+		return api.Node{}, fmt.Errorf("read engine resources: %w", err)
+	}
+	n, err := a.c.RegisterNode(ctx, api.Node{
+		Name: a.opts.Node, Address: a.opts.Address, Labels: a.opts.Labels,
+		Status: api.NodeReady, Allocatable: res,
+	})
+	if err != nil {
+		return api.Node{}, fmt.Errorf("register node %s: %w", a.opts.Node, err)
+	}
+	return n, nil
+}
+
+// syncPods starts a worker for every pod bound to this node and wakes the
+// workers whose pod changed (all of them when full is set).
+func (a *Agent) syncPods(ctx context.Context, seen map[string]uint64, full bool) {
+	pods := a.st.Pods(state.PodFilter{Node: a.opts.Node})
+	present := make(map[string]bool, len(pods))
+	for _, p := range pods {
+		present[p.Name] = true
+		if !full && seen[p.Name] == p.ModifyIndex {
+			continue
+		}
+		seen[p.Name] = p.ModifyIndex
+		a.ensureWorker(ctx, p.Name).kick()
+	}
+	for name := range seen {
+		if !present[name] {
+			delete(seen, name)
+			a.kick(name) // the pod is gone: its worker cleans up and exits
+		}
+	}
+}
+
+func (a *Agent) ensureWorker(ctx context.Context, name string) *podWorker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w, ok := a.workers[name]; ok {
+		return w
+	}
+	w := &podWorker{a: a, name: name, hint: make(chan struct{}, 1), log: a.log.With("pod", name)}
+	a.workers[name] = w
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		w.run(ctx)
+		a.mu.Lock()
+		if a.workers[name] == w {
+			delete(a.workers, name)
+		}
+		a.mu.Unlock()
+	}()
+	return w
+}
+
+// kick wakes the worker of a pod, if it has one. It never blocks.
+func (a *Agent) kick(name string) {
+	a.mu.Lock()
+	w := a.workers[name]
+	a.mu.Unlock()
+	if w != nil {
+		w.kick()
+	}
+}
+
+// gc removes managed containers of this node whose pod no longer exists or
+// now belongs to another node.
+func (a *Agent) gc(ctx context.Context) {
+	cs, err := a.d.List(ctx)
+	if err != nil {
+		a.log.Warn("list containers", "err", err)
+		return
+	}
+	for _, c := range cs {
+		if c.Labels[api.LabelNode] != a.opts.Node || c.Pod == "" {
+			continue
+		}
+		if p, ok := a.st.Pod(c.Pod); ok && p.Node == a.opts.Node {
+			a.mu.Lock()
+			_, has := a.workers[c.Pod]
+			a.mu.Unlock()
+			if !has {
+				a.ensureWorker(ctx, c.Pod).kick()
+			}
+			continue
+		}
+		a.log.Info("removing orphan container", "container", c.Name)
+		if err := a.d.Remove(ctx, c.ID); err != nil {
+			a.log.Warn("remove orphan container", "container", c.Name, "err", err)
+		}
+	}
+}
+
+// Logs streams the logs of a pod running on this node.
+func (a *Agent) Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error) {
+	p, ok := a.st.Pod(pod)
+	if !ok {
+		return nil, fmt.Errorf("logs of %s: no such pod", pod)
+	}
+	if p.Node != a.opts.Node {
+		return nil, fmt.Errorf("logs of %s: pod runs on node %s, not %s", pod, p.Node, a.opts.Node)
+	}
+	rc, err := a.d.Logs(ctx, pod, follow, tail)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("logs of %s: no container yet", pod)
+	}
+	return rc, err
+}
+
+// RemoveVolumes removes a project's named volumes on this node.
+func (a *Agent) RemoveVolumes(ctx context.Context, project string) error {
+	return a.d.RemoveVolumes(ctx, project)
+}

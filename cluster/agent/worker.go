@@ -1,0 +1,278 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// defaultGrace is the stop grace period when the pod's template is unknown.
+const defaultGrace = 10 * time.Second
+
+// podWorker drives one pod's container, one step at a time:
+//
+//	pod gone or deleting -> stop -> remove -> forget the pod -> exit
+//	no container          -> create (or report failed and back off)
+//	container of an older template -> remove
+//	created               -> start
+//	exited                -> restart per restart policy (with backoff), or report exited
+//	running               -> report running / health / IP
+type podWorker struct {
+	a    *Agent
+	name string
+	hint chan struct{}
+	log  *slog.Logger
+
+	spec     *api.ServiceSpec // template the container was made from, when known
+	restarts int
+	failures int       // consecutive quick exits, for backoff
+	notUntil time.Time // no restart before this
+}
+
+func (w *podWorker) kick() {
+	select {
+	case w.hint <- struct{}{}:
+	default:
+	}
+}
+
+func (w *podWorker) run(ctx context.Context) {
+	if p, ok := w.a.st.Pod(w.name); ok {
+		w.restarts = p.Status.Restarts
+	}
+	for {
+		wait, done := w.reconcile(ctx)
+		if done || ctx.Err() != nil {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-w.hint:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile takes steps until the container matches the pod or must wait.
+// It returns how long to wait at most before the next look, and whether the
+// worker is finished.
+func (w *podWorker) reconcile(ctx context.Context) (time.Duration, bool) {
+	const idle = 30 * time.Second
+	for range 8 { // a bounded number of steps per pass
+		next, wait, done, err := w.step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, true
+			}
+			w.log.Warn("pod step failed", "err", err)
+			return time.Second, false
+		}
+		if done {
+			return 0, true
+		}
+		if !next {
+			if wait == 0 {
+				wait = idle
+			}
+			return wait, false
+		}
+	}
+	return 0, false
+}
+
+// step performs at most one action. next reports that another step should
+// follow at once.
+func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, done bool, err error) {
+	a := w.a
+	pod, ok := a.st.Pod(w.name)
+	mine := ok && pod.Node == a.opts.Node
+	c, ierr := a.d.Inspect(ctx, w.name)
+	exists := ierr == nil
+	if ierr != nil && !errors.Is(ierr, ErrNotFound) {
+		return false, 0, false, fmt.Errorf("inspect: %w", ierr)
+	}
+	if exists && c.Labels[api.LabelNode] != "" && c.Labels[api.LabelNode] != a.opts.Node {
+		exists = false // another node's container on a shared engine: not ours
+	}
+
+	// Teardown.
+	if !mine || pod.Deleting {
+		if exists && c.Running() {
+			sig, grace := w.stopParams(pod)
+			if err := a.d.Stop(ctx, c.ID, sig, grace); err != nil {
+				return false, 0, false, fmt.Errorf("stop: %w", err)
+			}
+			return true, 0, false, nil
+		}
+		if exists {
+			if err := a.d.Remove(ctx, c.ID); err != nil {
+				return false, 0, false, fmt.Errorf("remove: %w", err)
+			}
+			return true, 0, false, nil
+		}
+		if ok && mine {
+			if _, err := a.c.Apply(ctx, &state.DeletePods{Names: []string{w.name}}); err != nil {
+				return false, 0, false, fmt.Errorf("forget pod: %w", err)
+			}
+		}
+		return false, 0, true, nil
+	}
+
+	rc, hasRC := a.st.RC(api.RCKey(pod.Project, pod.Service))
+	if exists && c.SpecHash != pod.SpecHash {
+		// A container of another template holds the name: replace it.
+		if err := a.d.Remove(ctx, c.ID); err != nil {
+			return false, 0, false, fmt.Errorf("remove outdated container: %w", err)
+		}
+		return true, 0, false, nil
+	}
+
+	if !exists {
+		if !hasRC || rc.SpecHash != pod.SpecHash {
+			// The template is being replaced; the controller will delete this pod.
+			return false, 0, false, nil
+		}
+		if wait := time.Until(w.notUntil); wait > 0 {
+			return false, wait, false, nil
+		}
+		spec := rc.Template
+		if pod.Status.ContainerID != "" {
+			w.restarts++ // the container vanished behind our back
+		}
+		if _, err := a.d.Create(ctx, &pod, &spec); err != nil {
+			w.backoff()
+			msg := err.Error()
+			if errors.Is(err, ErrImageNotFound) {
+				msg = fmt.Sprintf("image %s not found on node %s: build or load it (dev up --build)", spec.Image, a.opts.Node)
+			}
+			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{State: api.PodFailed, Message: msg, Restarts: w.restarts})
+		}
+		w.spec = &spec
+		return true, 0, false, nil
+	}
+	if w.spec == nil && hasRC && rc.SpecHash == c.SpecHash {
+		spec := rc.Template
+		w.spec = &spec // adopted
+	}
+
+	switch {
+	case c.Running():
+		if !c.StartedAt.IsZero() && time.Since(c.StartedAt) > 10*time.Second {
+			w.failures = 0
+		}
+		st := api.PodStatus{
+			State: api.PodRunning, Health: c.Health, IP: c.IP, ContainerID: c.ID,
+			Restarts: w.restarts, StartedAt: c.StartedAt,
+		}
+		return false, w.pollInterval(), false, w.report(ctx, pod, st)
+	case c.State == "created":
+		if err := a.d.Start(ctx, c.ID); err != nil {
+			w.backoff()
+			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{
+				State: api.PodFailed, ContainerID: c.ID, Restarts: w.restarts,
+				Message: fmt.Sprintf("start container: %v", err),
+			})
+		}
+		return true, 0, false, nil
+	default: // exited or dead
+		exited := api.PodStatus{
+			State: api.PodExited, ContainerID: c.ID, ExitCode: c.ExitCode,
+			Restarts: w.restarts, StartedAt: c.StartedAt, Message: c.Error,
+		}
+		if c.OOMKilled {
+			exited.Message = "out of memory"
+		}
+		if !w.shouldRestart(pod, c.ExitCode) {
+			return false, 0, false, w.report(ctx, pod, exited)
+		}
+		if wait := time.Until(w.notUntil); wait > 0 {
+			return false, wait, false, w.report(ctx, pod, exited)
+		}
+		if err := a.d.Start(ctx, c.ID); err != nil {
+			w.backoff()
+			return false, time.Until(w.notUntil), false, fmt.Errorf("restart: %w", err)
+		}
+		w.restarts++
+		w.backoff()
+		w.log.Info("restarted container", "exit_code", c.ExitCode, "restarts", w.restarts)
+		return true, 0, false, nil
+	}
+}
+
+func (w *podWorker) shouldRestart(pod api.Pod, exitCode int) bool {
+	policy := api.RestartAlways
+	if w.spec != nil {
+		policy = w.spec.RestartPolicy()
+	}
+	switch policy {
+	case api.RestartNo:
+		return false
+	case api.RestartOnFailure:
+		return exitCode != 0
+	default:
+		return true
+	}
+}
+
+// backoff doubles the delay before the next restart, up to MaxBackoff.
+func (w *podWorker) backoff() {
+	d := 100 * time.Millisecond << min(w.failures, 10)
+	if d > w.a.opts.MaxBackoff {
+		d = w.a.opts.MaxBackoff
+	}
+	w.failures++
+	w.notUntil = time.Now().Add(d)
+}
+
+// pollInterval is how often a running pod is looked at without events: its
+// health changes come through engine events, so this is only a safety net.
+func (w *podWorker) pollInterval() time.Duration {
+	if w.spec != nil && w.spec.Healthcheck != nil && w.spec.Healthcheck.Interval != nil {
+		return max(time.Duration(*w.spec.Healthcheck.Interval), time.Second)
+	}
+	return 30 * time.Second
+}
+
+func (w *podWorker) stopParams(pod api.Pod) (string, time.Duration) {
+	spec := w.spec
+	if spec == nil {
+		if rc, ok := w.a.st.RC(api.RCKey(pod.Project, pod.Service)); ok {
+			spec = &rc.Template
+		}
+	}
+	if spec == nil {
+		return "", defaultGrace
+	}
+	grace := defaultGrace
+	if spec.StopGracePeriod != nil {
+		grace = time.Duration(*spec.StopGracePeriod)
+	}
+	return spec.StopSignal, grace
+}
+
+// report writes the pod's status when it differs from what the store has.
+func (w *podWorker) report(ctx context.Context, pod api.Pod, st api.PodStatus) error {
+	if sameStatus(pod.Status, st) {
+		return nil
+	}
+	_, err := w.a.c.Apply(ctx, &state.PodStatus{Name: pod.Name, Node: w.a.opts.Node, Status: st})
+	if err != nil {
+		return fmt.Errorf("report status: %w", err)
+	}
+	return nil
+}
+
+func sameStatus(a, b api.PodStatus) bool {
+	return a.State == b.State && a.Health == b.Health && a.IP == b.IP &&
+		a.ContainerID == b.ContainerID && a.ExitCode == b.ExitCode &&
+		a.Restarts == b.Restarts && a.Message == b.Message && a.StartedAt.Equal(b.StartedAt)
+}

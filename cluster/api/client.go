@@ -1,0 +1,225 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client is the agent API as the CLI uses it.
+type Client interface {
+	Status(ctx context.Context) (Status, error)
+	ApplyProject(ctx context.Context, p *Project) (ApplyResult, error)
+	Projects(ctx context.Context) ([]ProjectSummary, error)
+	DeleteProject(ctx context.Context, name string) (WriteResult, error)
+	DeleteVolumes(ctx context.Context, project string) error
+	Scale(ctx context.Context, project string, replicas map[string]int) (WriteResult, error)
+	Pods(ctx context.Context, q PodQuery) (PodList, error)
+	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
+	Nodes(ctx context.Context) ([]Node, error)
+}
+
+// PodQuery filters a pod listing; Index > 0 makes it a blocking query that
+// returns once the store passes Index or Wait elapses.
+type PodQuery struct {
+	Project  string
+	Node     string
+	Selector Selector
+	Index    uint64
+	Wait     time.Duration
+}
+
+// ErrUnreachable wraps failures to reach the agent at all.
+var ErrUnreachable = errors.New("agent unreachable")
+
+// APIError is a non-2xx answer from the agent.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// IsNotFound reports whether err is an API "not_found" answer.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == "not_found"
+}
+
+// HTTPClient talks to an agent over HTTP on a unix socket.
+type HTTPClient struct {
+	host string
+	hc   *http.Client
+	// stream has no overall timeout, for logs and blocking queries.
+	stream *http.Client
+}
+
+var _ Client = (*HTTPClient)(nil)
+
+// NewClient returns a client for host, "unix:///path/to/dev.sock".
+func NewClient(host string) (*HTTPClient, error) {
+	u, err := url.Parse(host)
+	if err != nil {
+		return nil, fmt.Errorf("parse agent address %q: %w", host, err)
+	}
+	if u.Scheme != "unix" || u.Path == "" {
+		return nil, fmt.Errorf("agent address %q: want unix:///path/to/dev.sock", host)
+	}
+	path := u.Path
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConnsPerHost: 8,
+	}
+	return &HTTPClient{
+		host:   host,
+		hc:     &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		stream: &http.Client{Transport: tr},
+	}, nil
+}
+
+// Host is the address the client talks to.
+func (c *HTTPClient) Host() string { return c.host }
+
+func (c *HTTPClient) do(ctx context.Context, hc *http.Client, method, path string, body, out any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://dev"+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.host, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(b))
+		}
+		return nil, &APIError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+	}
+	if out == nil {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return nil, fmt.Errorf("decode %s %s answer: %w", method, path, err)
+	}
+	return resp, nil
+}
+
+// Status implements Client.
+func (c *HTTPClient) Status(ctx context.Context) (Status, error) {
+	var s Status
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/status", nil, &s)
+	return s, err
+}
+
+// ApplyProject implements Client.
+func (c *HTTPClient) ApplyProject(ctx context.Context, p *Project) (ApplyResult, error) {
+	var r ApplyResult
+	_, err := c.do(ctx, c.hc, http.MethodPut, "/v1/projects/"+url.PathEscape(p.Name), p, &r)
+	return r, err
+}
+
+// Projects implements Client.
+func (c *HTTPClient) Projects(ctx context.Context) ([]ProjectSummary, error) {
+	var r []ProjectSummary
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/projects", nil, &r)
+	return r, err
+}
+
+// DeleteProject implements Client.
+func (c *HTTPClient) DeleteProject(ctx context.Context, name string) (WriteResult, error) {
+	var r WriteResult
+	_, err := c.do(ctx, c.hc, http.MethodDelete, "/v1/projects/"+url.PathEscape(name), nil, &r)
+	return r, err
+}
+
+// DeleteVolumes implements Client.
+func (c *HTTPClient) DeleteVolumes(ctx context.Context, project string) error {
+	_, err := c.do(ctx, c.hc, http.MethodDelete, "/v1/projects/"+url.PathEscape(project)+"/volumes", nil, &WriteResult{})
+	return err
+}
+
+// Scale implements Client.
+func (c *HTTPClient) Scale(ctx context.Context, project string, replicas map[string]int) (WriteResult, error) {
+	var r WriteResult
+	_, err := c.do(ctx, c.hc, http.MethodPost, "/v1/projects/"+url.PathEscape(project)+"/scale", ScaleRequest{Replicas: replicas}, &r)
+	return r, err
+}
+
+// Pods implements Client.
+func (c *HTTPClient) Pods(ctx context.Context, q PodQuery) (PodList, error) {
+	v := url.Values{}
+	if q.Project != "" {
+		v.Set("project", q.Project)
+	}
+	if q.Node != "" {
+		v.Set("node", q.Node)
+	}
+	if len(q.Selector) > 0 {
+		v.Set("selector", q.Selector.String())
+	}
+	hc := c.hc
+	if q.Index > 0 {
+		v.Set("index", strconv.FormatUint(q.Index, 10))
+		if q.Wait > 0 {
+			v.Set("wait", q.Wait.String())
+		}
+		hc = c.stream
+	}
+	var r PodList
+	_, err := c.do(ctx, hc, http.MethodGet, "/v1/pods?"+v.Encode(), nil, &r)
+	return r, err
+}
+
+// Logs implements Client. The caller closes the stream.
+func (c *HTTPClient) Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error) {
+	v := url.Values{}
+	if follow {
+		v.Set("follow", "1")
+	}
+	if tail >= 0 {
+		v.Set("tail", strconv.Itoa(tail))
+	}
+	resp, err := c.do(ctx, c.stream, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/logs?"+v.Encode(), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Nodes implements Client.
+func (c *HTTPClient) Nodes(ctx context.Context) ([]Node, error) {
+	var r []Node
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/nodes", nil, &r)
+	return r, err
+}

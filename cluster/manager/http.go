@@ -1,0 +1,333 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// maxWait bounds blocking queries.
+const maxWait = 5 * time.Minute
+
+// Handler returns the HTTP API (see cluster/api/requests.go for the routes).
+func (m *Manager) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", m.handleStatus)
+	mux.HandleFunc("GET /v1/projects", m.handleListProjects)
+	mux.HandleFunc("PUT /v1/projects/{name}", m.handleApplyProject)
+	mux.HandleFunc("DELETE /v1/projects/{name}", m.handleDeleteProject)
+	mux.HandleFunc("DELETE /v1/projects/{name}/volumes", m.handleDeleteVolumes)
+	mux.HandleFunc("POST /v1/projects/{name}/scale", m.handleScale)
+	mux.HandleFunc("GET /v1/pods", m.handleListPods)
+	mux.HandleFunc("GET /v1/pods/{name}/logs", m.handleLogs)
+	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
+	return mux
+}
+
+// httpError carries a status code and a stable code to the client.
+type httpError struct {
+	status int
+	code   string
+	err    error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+func (e *httpError) Unwrap() error { return e.err }
+
+func invalid(format string, a ...any) error {
+	return &httpError{http.StatusBadRequest, "invalid", fmt.Errorf(format, a...)}
+}
+
+func notFound(format string, a ...any) error {
+	return &httpError{http.StatusNotFound, "not_found", fmt.Errorf(format, a...)}
+}
+
+func conflict(format string, a ...any) error {
+	return &httpError{http.StatusConflict, "conflict", fmt.Errorf(format, a...)}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		status, code = he.status, he.code
+	case errors.Is(err, raftstore.ErrNotLeader):
+		status, code = http.StatusServiceUnavailable, "unavailable"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.Error{Message: err.Error(), Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (m *Manager) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, api.Status{
+		Node: m.opts.Node, Leader: m.r.Leader(), Index: m.r.State().Index(), Version: m.opts.Version,
+	})
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+func validateProject(name string, p *api.Project) error {
+	if p.Name != name {
+		return invalid("project name %q in body does not match %q in path", p.Name, name)
+	}
+	if !nameRE.MatchString(name) {
+		return invalid("project name %q: use lowercase letters, digits, '-' and '_'", name)
+	}
+	if len(p.Services) == 0 {
+		return invalid("project %s has no services", name)
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Services {
+		switch {
+		case s.Name == "":
+			return invalid("project %s: a service has no name", name)
+		case seen[s.Name]:
+			return invalid("project %s: service %s appears twice", name, s.Name)
+		case s.Project != name:
+			return invalid("service %s: project %q, want %q", s.Name, s.Project, name)
+		case s.Image == "":
+			return invalid("service %s: no image", s.Name)
+		case s.Replicas < 0:
+			return invalid("service %s: replicas must be >= 0, got %d", s.Name, s.Replicas)
+		case s.ContainerName != "" && s.Replicas > 1:
+			return invalid("service %s: container_name %q cannot be used with %d replicas", s.Name, s.ContainerName, s.Replicas)
+		}
+		seen[s.Name] = true
+	}
+	for _, s := range p.Services {
+		for _, d := range s.DependsOn {
+			if d.Required && !seen[d.Service] {
+				return invalid("service %s depends on undefined service %s", s.Name, d.Service)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Manager) handleApplyProject(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var p api.Project
+	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+		writeError(w, invalid("decode project: %v", err))
+		return
+	}
+	if err := validateProject(name, &p); err != nil {
+		writeError(w, err)
+		return
+	}
+	st := m.r.State()
+	var res api.ApplyResult
+	want := map[string]bool{}
+	for _, s := range p.Services {
+		want[s.Name] = true
+		rc, ok := st.RC(api.RCKey(name, s.Name))
+		switch {
+		case !ok:
+			res.Created = append(res.Created, s.Name)
+		case rc.SpecHash != s.Hash() || rc.Replicas != s.Replicas:
+			res.Updated = append(res.Updated, s.Name)
+		default:
+			res.Unchanged = append(res.Unchanged, s.Name)
+		}
+	}
+	for _, rc := range st.RCs(name) {
+		if !want[rc.Service] {
+			res.Removed = append(res.Removed, rc.Service)
+		}
+	}
+	idx, err := m.r.Apply(r.Context(), &state.ApplyProject{Project: p})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res.Index = idx
+	writeJSON(w, res)
+}
+
+func (m *Manager) handleListProjects(w http.ResponseWriter, r *http.Request) {
+	st := m.r.State()
+	out := []api.ProjectSummary{}
+	for _, p := range st.Projects() {
+		out = append(out, api.ProjectSummary{Name: p.Name, Services: st.RCs(p.Name)})
+	}
+	writeJSON(w, out)
+}
+
+func (m *Manager) handleDeleteProject(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	st := m.r.State()
+	if _, ok := st.Project(name); !ok && len(st.Pods(state.PodFilter{Project: name})) == 0 {
+		writeError(w, notFound("project %s is not deployed", name))
+		return
+	}
+	idx, err := m.r.Apply(r.Context(), &state.DeleteProject{Name: name})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: idx})
+}
+
+func (m *Manager) handleDeleteVolumes(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if n := len(m.r.State().Pods(state.PodFilter{Project: name})); n > 0 {
+		writeError(w, conflict("project %s still has %d pods; remove them first (dev down)", name, n))
+		return
+	}
+	if err := m.local.RemoveVolumes(r.Context(), name); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: m.r.State().Index()})
+}
+
+func (m *Manager) handleScale(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req api.ScaleRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, invalid("decode scale request: %v", err))
+		return
+	}
+	st := m.r.State()
+	if _, ok := st.Project(name); !ok {
+		writeError(w, notFound("project %s is not deployed; run dev up first", name))
+		return
+	}
+	svcs := make([]string, 0, len(req.Replicas))
+	for svc := range req.Replicas {
+		svcs = append(svcs, svc)
+	}
+	sort.Strings(svcs)
+	for _, svc := range svcs {
+		n := req.Replicas[svc]
+		rc, ok := st.RC(api.RCKey(name, svc))
+		if !ok {
+			writeError(w, notFound("no service %s in project %s", svc, name))
+			return
+		}
+		if n < 0 {
+			writeError(w, invalid("scale %s: replicas must be >= 0, got %d", svc, n))
+			return
+		}
+		if rc.Template.ContainerName != "" && n > 1 {
+			writeError(w, invalid("scale %s: container_name %q allows one replica only", svc, rc.Template.ContainerName))
+			return
+		}
+	}
+	idx, err := m.r.Apply(r.Context(), &state.Scale{Project: name, Replicas: req.Replicas})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: idx})
+}
+
+func (m *Manager) handleListPods(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := state.PodFilter{Project: q.Get("project"), Node: q.Get("node")}
+	if s := q.Get("selector"); s != "" {
+		sel, err := api.ParseSelector(s)
+		if err != nil {
+			writeError(w, invalid("%v", err))
+			return
+		}
+		f.Selector = sel
+	}
+	st := m.r.State()
+	if err := blockingWait(r, st); err != nil {
+		writeError(w, err)
+		return
+	}
+	idx := st.Index()
+	writeJSON(w, api.PodList{Index: idx, Pods: st.Pods(f)})
+}
+
+// blockingWait implements ?index=N&wait=D: it returns once the store index
+// passes N, or after D (default 30s, at most maxWait).
+func blockingWait(r *http.Request, st *state.Store) error {
+	q := r.URL.Query()
+	s := q.Get("index")
+	if s == "" {
+		return nil
+	}
+	after, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return invalid("index %q: want a number", s)
+	}
+	wait := 30 * time.Second
+	if ws := q.Get("wait"); ws != "" {
+		if wait, err = time.ParseDuration(ws); err != nil {
+			return invalid("wait %q: want a duration like 30s", ws)
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), min(wait, maxWait))
+	defer cancel()
+	st.WaitIndex(ctx, after)
+	return nil
+}
+
+func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	tail := -1
+	if s := q.Get("tail"); s != "" && s != "all" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			writeError(w, invalid("tail %q: want a number >= 0 or all", s))
+			return
+		}
+		tail = n
+	}
+	name := r.PathValue("name")
+	if _, ok := m.r.State().Pod(name); !ok {
+		writeError(w, notFound("no pod %s", name))
+		return
+	}
+	rc, err := m.local.Logs(r.Context(), name, q.Get("follow") == "1", tail)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fw := flushWriter{w: w}
+	if f, ok := w.(http.Flusher); ok {
+		fw.f = f
+	}
+	_, _ = io.Copy(fw, rc)
+}
+
+type flushWriter struct {
+	w io.Writer
+	f http.Flusher
+}
+
+func (fw flushWriter) Write(b []byte) (int, error) {
+	n, err := fw.w.Write(b)
+	if fw.f != nil {
+		fw.f.Flush()
+	}
+	return n, err
+}
+
+func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, m.r.State().Nodes())
+}

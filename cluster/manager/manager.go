@@ -1,0 +1,173 @@
+// Package manager is the control plane of a node: it serves the agent API,
+// runs the leader-only loops (controllers, scheduler, node monitor) while this
+// node leads, and allocates pod subnets.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/controller"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// Raft is the replicated store as the manager uses it.
+type Raft interface {
+	Apply(ctx context.Context, cmd state.Command) (uint64, error)
+	IsLeader() bool
+	LeaderCh() <-chan bool
+	Leader() string
+	State() *state.Store
+}
+
+// Local is what this node's agent offers the API: container-level work that
+// must happen on the node that runs the pod.
+type Local interface {
+	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
+	RemoveVolumes(ctx context.Context, project string) error
+}
+
+// Options configure the manager.
+type Options struct {
+	Node        string
+	ClusterCIDR string // pod network, split into one /24 per node
+	Version     string
+	Controller  controller.Options
+}
+
+// Manager serves the API and runs leader-only loops.
+type Manager struct {
+	r     Raft
+	local Local
+	opts  Options
+	log   *slog.Logger
+
+	allocMu sync.Mutex // serializes subnet allocation on the leader
+}
+
+// New returns a manager; it starts nothing.
+func New(r Raft, local Local, opts Options, log *slog.Logger) *Manager {
+	if opts.ClusterCIDR == "" {
+		opts.ClusterCIDR = "10.213.0.0/16"
+	}
+	return &Manager{r: r, local: local, opts: opts, log: log.With("component", "manager")}
+}
+
+// Run starts the leader-only loops whenever this node leads and stops them
+// when it loses leadership, until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	var (
+		cancel context.CancelFunc
+		done   chan struct{}
+	)
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			<-done
+			cancel = nil
+		}
+	}
+	defer stop()
+	start := func() {
+		if cancel != nil {
+			return
+		}
+		var lctx context.Context
+		lctx, cancel = context.WithCancel(ctx)
+		done = make(chan struct{})
+		m.log.Info("leading: starting controllers")
+		go func() {
+			defer close(done)
+			c := controller.New(m.r.State(), m.r, m.opts.Controller, m.log)
+			_ = c.Run(lctx)
+		}()
+	}
+	if m.r.IsLeader() {
+		start()
+	}
+	check := time.NewTicker(time.Second) // LeaderCh may drop signals; re-check
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.r.LeaderCh():
+		case <-check.C:
+		}
+		if m.r.IsLeader() {
+			start()
+		} else if cancel != nil {
+			m.log.Info("lost leadership: stopping controllers")
+			stop()
+		}
+	}
+}
+
+// Apply proposes a command. On a follower it fails with ErrNotLeader until
+// write forwarding exists.
+func (m *Manager) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
+	return m.r.Apply(ctx, cmd)
+}
+
+// RegisterNode records a node's heartbeat and allocates its pod subnet on
+// first registration.
+func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
+	m.allocMu.Lock()
+	defer m.allocMu.Unlock()
+	st := m.r.State()
+	if old, ok := st.Node(n.Name); ok {
+		n.PodSubnet = old.PodSubnet
+		if n.Labels == nil {
+			n.Labels = old.Labels
+		}
+	}
+	if n.PodSubnet == "" {
+		sub, err := allocateSubnet(m.opts.ClusterCIDR, st.Nodes())
+		if err != nil {
+			return api.Node{}, err
+		}
+		n.PodSubnet = sub
+	}
+	n.Status = api.NodeReady
+	n.Heartbeat = time.Now().UTC()
+	if _, err := m.r.Apply(ctx, &state.PutNode{Node: n}); err != nil {
+		return api.Node{}, err
+	}
+	got, _ := st.Node(n.Name)
+	return got, nil
+}
+
+// allocateSubnet returns the lowest /24 of cidr that no node holds. The first
+// /24 (x.y.0.0) is skipped: it reads too much like the network itself.
+func allocateSubnet(cidr string, nodes []api.Node) (string, error) {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("parse cluster cidr %q: %w", cidr, err)
+	}
+	if !pfx.Addr().Is4() || pfx.Bits() > 23 {
+		return "", fmt.Errorf("cluster cidr %s: want an IPv4 prefix of /23 or larger", cidr)
+	}
+	taken := map[string]bool{}
+	for _, n := range nodes {
+		taken[n.PodSubnet] = true
+	}
+	base := pfx.Masked().Addr().As4()
+	count := 1 << (24 - pfx.Bits())
+	for i := 1; i < count; i++ {
+		a := base
+		a[2] += byte(i & 0xff)
+		a[1] += byte(i >> 8)
+		sub := netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
+		if !taken[sub] {
+			return sub, nil
+		}
+	}
+	return "", errors.New("allocate pod subnet: cluster cidr exhausted")
+}

@@ -1,0 +1,162 @@
+// Package node is the composition root of `dev agent`: it wires the raft
+// store, the manager (API and leader loops) and the node agent with its
+// Docker driver, and supervises them with one errgroup.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/devhq/dev/cluster/agent"
+	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/controller"
+	"github.com/devhq/dev/cluster/manager"
+	"github.com/devhq/dev/cluster/raftstore"
+)
+
+// Config configures a node.
+type Config struct {
+	DataDir     string
+	Name        string // node name; default: host name
+	RaftAddr    string // raft listen address, e.g. 127.0.0.1:7947
+	ClusterCIDR string
+	Network     string // Docker network name of the pod network
+	Bridge      string // its bridge device
+	Labels      map[string]string
+	Version     string
+	// Fast shortens timers (tests).
+	Fast bool
+}
+
+// SocketPath is where the API listens for a data dir.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, "dev.sock") }
+
+// Node is one `dev agent`.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a node; it starts nothing.
+func New(cfg Config, log *slog.Logger) *Node {
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	return &Node{cfg: cfg, log: log}
+}
+
+// Run starts every component and blocks until ctx ends or one fails.
+func (n *Node) Run(ctx context.Context) error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	ln, err := listenSocket(SocketPath(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	r, err := raftstore.Open(raftstore.Config{
+		DataDir: cfg.DataDir, NodeID: cfg.Name, BindAddr: cfg.RaftAddr,
+		Bootstrap: true, Fast: cfg.Fast, Log: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	dcli, err := docker.NewClient()
+	if err != nil {
+		return err
+	}
+	defer dcli.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = dcli.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("reach docker engine at %s (is dockerd running? set DOCKER_HOST): %w", dcli.DaemonHost(), err)
+	}
+	drv := docker.New(dcli, docker.Options{
+		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
+		SecretsDir: filepath.Join(cfg.DataDir, "secrets"),
+	})
+
+	var ctrlOpts controller.Options
+	agentOpts := agent.Options{Node: cfg.Name, Labels: cfg.Labels}
+	if cfg.Fast {
+		ctrlOpts.Resync = time.Second
+		agentOpts.Resync = 2 * time.Second
+		agentOpts.Heartbeat = time.Second
+		agentOpts.MaxBackoff = 2 * time.Second
+	}
+	// The agent and the manager need each other: the manager serves the
+	// agent's logs, the agent registers through the manager. Break the cycle
+	// with a late-bound local.
+	local := &lateLocal{}
+	mgr := manager.New(r, local, manager.Options{
+		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, Version: cfg.Version, Controller: ctrlOpts,
+	}, n.log)
+	ag := agent.New(r.State(), mgr, drv, agentOpts, n.log)
+	local.Local = ag
+
+	srv := &http.Server{Handler: mgr.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	})
+	g.Go(func() error { return mgr.Run(ctx) })
+	g.Go(func() error {
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := r.WaitReady(wctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		return ag.Run(ctx)
+	})
+	n.log.Info("agent started", "node", cfg.Name, "socket", SocketPath(cfg.DataDir), "raft", cfg.RaftAddr)
+	return g.Wait()
+}
+
+type lateLocal struct{ manager.Local }
+
+// listenSocket listens on a unix socket, replacing a stale socket file but
+// refusing to steal one that an agent still answers on.
+func listenSocket(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("listen on %s: an agent already runs with this data dir (stop it, or pass another --data-dir)", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}

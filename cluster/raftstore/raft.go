@@ -1,0 +1,208 @@
+// Package raftstore is the replicated cluster store: hashicorp/raft over a
+// bbolt log, with the FSM that applies commands to cluster/state.
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/devhq/dev/cluster/state"
+)
+
+// Config configures the raft node.
+type Config struct {
+	DataDir string // raft/ below it holds the log and snapshots
+	NodeID  string
+	// BindAddr is the raft TCP listen address; AdvertiseAddr what peers dial
+	// (defaults to BindAddr).
+	BindAddr      string
+	AdvertiseAddr string
+	// Bootstrap makes this node a one-voter cluster when it has no state.
+	Bootstrap bool
+	// Fast shortens raft timers for tests.
+	Fast bool
+	Log  *slog.Logger
+}
+
+// ErrNotLeader is returned by Apply on a follower.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// Raft is a running raft node and its state.
+type Raft struct {
+	raft      *raft.Raft
+	state     *state.Store
+	bolt      *BoltStore
+	transport *raft.NetworkTransport
+	log       *slog.Logger
+}
+
+// Open starts raft with its persisted state (raft runs its own goroutines
+// from here on; Close stops them).
+func Open(cfg Config) (*Raft, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	bolt, err := OpenBoltStore(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	adv := cfg.AdvertiseAddr
+	if adv == "" {
+		adv = cfg.BindAddr
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("resolve raft address %s: %w", adv, err)
+	}
+	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, raftLogger())
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("listen raft on %s (is another agent running? pick another --raft-addr): %w", cfg.BindAddr, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = raftLogger()
+	rc.SnapshotThreshold = 4096
+	rc.SnapshotInterval = 60 * time.Second
+	if cfg.Fast {
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	} else {
+		// A LAN cluster: faster than raft's WAN-minded defaults.
+		rc.HeartbeatTimeout = 500 * time.Millisecond
+		rc.ElectionTimeout = 500 * time.Millisecond
+		rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+
+	st := state.New()
+	r, err := raft.NewRaft(rc, &fsm{state: st}, bolt, bolt, snaps, transport)
+	if err != nil {
+		transport.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(bolt, bolt, snaps)
+		if err != nil {
+			r.Shutdown()
+			bolt.Close()
+			return nil, fmt.Errorf("check raft state: %w", err)
+		}
+		if !has {
+			f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+				ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter,
+			}}})
+			if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				r.Shutdown()
+				bolt.Close()
+				return nil, fmt.Errorf("bootstrap raft: %w", err)
+			}
+		}
+	}
+	return &Raft{raft: r, state: st, bolt: bolt, transport: transport, log: cfg.Log}, nil
+}
+
+// State is the local replica of the cluster state.
+func (r *Raft) State() *state.Store { return r.state }
+
+// IsLeader reports whether this node leads.
+func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// LeaderCh signals leadership changes (true: became leader).
+func (r *Raft) LeaderCh() <-chan bool { return r.raft.LeaderCh() }
+
+// Leader returns the leader's ID, or "" when there is none.
+func (r *Raft) Leader() string {
+	_, id := r.raft.LeaderWithID()
+	return string(id)
+}
+
+// Apply proposes cmd and waits until it is committed and applied locally.
+// It returns the index of the entry.
+func (r *Raft) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
+	if r.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	b, err := state.Encode(cmd)
+	if err != nil {
+		return 0, err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := r.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, ErrNotLeader
+		}
+		return 0, fmt.Errorf("apply command: %w", err)
+	}
+	if rerr, ok := f.Response().(error); ok && rerr != nil {
+		return f.Index(), rerr
+	}
+	return f.Index(), nil
+}
+
+// WaitReady blocks until this node has a leader and has applied every entry
+// that was in its log when it started, so that readers see the persisted
+// state (an agent must not garbage-collect containers against an empty
+// state after a restart).
+func (r *Raft) WaitReady(ctx context.Context) error {
+	target := r.raft.LastIndex()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if r.Leader() != "" && r.raft.AppliedIndex() >= target {
+			if r.IsLeader() {
+				// A barrier makes sure everything committed is applied.
+				if err := r.raft.Barrier(5 * time.Second).Error(); err == nil {
+					return nil
+				}
+			} else {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for raft: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Close shuts raft down and closes its stores.
+func (r *Raft) Close() error {
+	err := r.raft.Shutdown().Error()
+	r.transport.Close()
+	if cerr := r.bolt.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// raftLogger is raft's own logger: warnings and errors only, to stderr.
+func raftLogger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+}

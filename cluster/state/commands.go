@@ -1,0 +1,272 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// CommandType is the first byte of every raft log entry.
+type CommandType byte
+
+// Command types. Values are persisted in the raft log: append only, never
+// renumber.
+const (
+	CmdApplyProject CommandType = iota + 1
+	CmdDeleteProject
+	CmdScale
+	CmdCreatePods
+	CmdAssignPods
+	CmdMarkPodsDeleting
+	CmdDeletePods
+	CmdPodStatus
+	CmdPutNode
+	CmdReleaseRC
+)
+
+// Command is one state change, replicated through the raft log.
+type Command interface {
+	Type() CommandType
+}
+
+// ApplyProject creates or updates a project's controllers. Services of the
+// project that are not in Project are removed (their pods marked deleting).
+type ApplyProject struct {
+	Project api.Project `json:"project"`
+}
+
+// DeleteProject removes a project, its controllers, and marks its pods deleting.
+type DeleteProject struct {
+	Name string `json:"name"`
+}
+
+// Scale sets the replicas of some controllers of a project.
+type Scale struct {
+	Project  string         `json:"project"`
+	Replicas map[string]int `json:"replicas"`
+}
+
+// CreatePods adds new pods.
+type CreatePods struct {
+	Pods []api.Pod `json:"pods"`
+}
+
+// AssignPods binds pods to nodes, or records why they cannot be placed.
+type AssignPods struct {
+	Nodes         map[string]string `json:"nodes,omitempty"`         // pod -> node
+	Unschedulable map[string]string `json:"unschedulable,omitempty"` // pod -> reason
+}
+
+// MarkPodsDeleting asks the pods' node agents to remove them.
+type MarkPodsDeleting struct {
+	Names []string `json:"names"`
+}
+
+// DeletePods forgets pods whose containers are gone.
+type DeletePods struct {
+	Names []string `json:"names"`
+}
+
+// PodStatus records what a node agent observed of a pod. It is ignored when
+// the pod no longer exists or was re-bound to another node.
+type PodStatus struct {
+	Name   string        `json:"name"`
+	Node   string        `json:"node"`
+	Status api.PodStatus `json:"status"`
+}
+
+// PutNode registers or updates a node.
+type PutNode struct {
+	Node api.Node `json:"node"`
+}
+
+// ReleaseRC records that a controller's depends_on conditions were met.
+type ReleaseRC struct {
+	Key string `json:"key"`
+}
+
+func (ApplyProject) Type() CommandType     { return CmdApplyProject }
+func (DeleteProject) Type() CommandType    { return CmdDeleteProject }
+func (Scale) Type() CommandType            { return CmdScale }
+func (CreatePods) Type() CommandType       { return CmdCreatePods }
+func (AssignPods) Type() CommandType       { return CmdAssignPods }
+func (MarkPodsDeleting) Type() CommandType { return CmdMarkPodsDeleting }
+func (DeletePods) Type() CommandType       { return CmdDeletePods }
+func (PodStatus) Type() CommandType        { return CmdPodStatus }
+func (PutNode) Type() CommandType          { return CmdPutNode }
+func (ReleaseRC) Type() CommandType        { return CmdReleaseRC }
+
+// Encode renders a command as a raft log entry: type byte + JSON.
+func Encode(c Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", c.Type(), err)
+	}
+	return append([]byte{byte(c.Type())}, b...), nil
+}
+
+// Decode parses a raft log entry written by Encode.
+func Decode(b []byte) (Command, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("decode command: empty entry")
+	}
+	var c Command
+	switch CommandType(b[0]) {
+	case CmdApplyProject:
+		c = &ApplyProject{}
+	case CmdDeleteProject:
+		c = &DeleteProject{}
+	case CmdScale:
+		c = &Scale{}
+	case CmdCreatePods:
+		c = &CreatePods{}
+	case CmdAssignPods:
+		c = &AssignPods{}
+	case CmdMarkPodsDeleting:
+		c = &MarkPodsDeleting{}
+	case CmdDeletePods:
+		c = &DeletePods{}
+	case CmdPodStatus:
+		c = &PodStatus{}
+	case CmdPutNode:
+		c = &PutNode{}
+	case CmdReleaseRC:
+		c = &ReleaseRC{}
+	default:
+		return nil, fmt.Errorf("decode command: unknown type %d", b[0])
+	}
+	if err := json.Unmarshal(b[1:], c); err != nil {
+		return nil, fmt.Errorf("decode command %d: %w", b[0], err)
+	}
+	return c, nil
+}
+
+// Apply mutates the store as cmd says. It is deterministic: every replica
+// applying the same log reaches the same state.
+func (tx *Txn) Apply(cmd Command) error {
+	switch c := cmd.(type) {
+	case *ApplyProject:
+		return tx.applyProject(c)
+	case *DeleteProject:
+		return tx.deleteProject(c)
+	case *Scale:
+		return tx.scale(c)
+	case *CreatePods:
+		for _, p := range c.Pods {
+			if tx.Pod(p.Name) != nil {
+				continue // a retried create: keep the existing pod
+			}
+			tx.PutPod(p)
+		}
+	case *AssignPods:
+		for name, node := range c.Nodes {
+			if p := tx.Pod(name); p != nil && !p.Deleting && p.Node == "" {
+				p.Node = node
+				p.Labels[api.LabelNode] = node
+				p.Status.Message = ""
+				tx.PutPod(*p)
+			}
+		}
+		for name, reason := range c.Unschedulable {
+			if p := tx.Pod(name); p != nil && p.Node == "" && p.Status.Message != reason {
+				p.Status.Message = reason
+				tx.PutPod(*p)
+			}
+		}
+	case *MarkPodsDeleting:
+		for _, name := range c.Names {
+			if p := tx.Pod(name); p != nil && !p.Deleting {
+				p.Deleting = true
+				tx.PutPod(*p)
+			}
+		}
+	case *DeletePods:
+		for _, name := range c.Names {
+			tx.DeletePod(name)
+		}
+	case *PodStatus:
+		if p := tx.Pod(c.Name); p != nil && p.Node == c.Node {
+			p.Status = c.Status
+			tx.PutPod(*p)
+		}
+	case *PutNode:
+		tx.PutNode(c.Node)
+	case *ReleaseRC:
+		if rc := tx.RC(c.Key); rc != nil && !rc.Released {
+			rc.Released = true
+			tx.PutRC(*rc)
+		}
+	default:
+		return fmt.Errorf("apply command: unknown command %T", cmd)
+	}
+	return nil
+}
+
+func (tx *Txn) applyProject(c *ApplyProject) error {
+	p := c.Project
+	want := map[string]bool{}
+	for _, svc := range p.Services {
+		want[svc.Name] = true
+		key := api.RCKey(p.Name, svc.Name)
+		rc := tx.RC(key)
+		if rc == nil {
+			rc = &api.ReplicationController{Project: p.Name, Service: svc.Name}
+		}
+		rc.Replicas = svc.Replicas
+		rc.Template = svc
+		rc.SpecHash = svc.Hash()
+		tx.PutRC(*rc)
+	}
+	for key, rc := range tx.s.rcs {
+		if rc.Project == p.Name && !want[rc.Service] {
+			tx.DeleteRC(key)
+		}
+	}
+	for _, name := range tx.PodNames(p.Name) {
+		if pod := tx.Pod(name); !want[pod.Service] && !pod.Deleting {
+			pod.Deleting = true
+			tx.PutPod(*pod)
+		}
+	}
+	vols := append([]string(nil), p.Volumes...)
+	sort.Strings(vols)
+	tx.PutProject(ProjectRecord{Name: p.Name, Volumes: vols})
+	return nil
+}
+
+func (tx *Txn) deleteProject(c *DeleteProject) error {
+	for key, rc := range tx.s.rcs {
+		if rc.Project == c.Name {
+			tx.DeleteRC(key)
+		}
+	}
+	for _, name := range tx.PodNames(c.Name) {
+		if pod := tx.Pod(name); !pod.Deleting {
+			pod.Deleting = true
+			tx.PutPod(*pod)
+		}
+	}
+	tx.DeleteProject(c.Name)
+	return nil
+}
+
+func (tx *Txn) scale(c *Scale) error {
+	// Validate everything first: a bad entry changes nothing.
+	for svc, n := range c.Replicas {
+		if tx.RC(api.RCKey(c.Project, svc)) == nil {
+			return fmt.Errorf("scale %s: no such service in project %s", svc, c.Project)
+		}
+		if n < 0 {
+			return fmt.Errorf("scale %s: replicas must be >= 0, got %d", svc, n)
+		}
+	}
+	for svc, n := range c.Replicas {
+		rc := tx.RC(api.RCKey(c.Project, svc))
+		rc.Replicas = n
+		rc.Template.Replicas = n
+		tx.PutRC(*rc)
+	}
+	return nil
+}

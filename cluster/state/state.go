@@ -1,0 +1,385 @@
+// Package state is the in-memory cluster state that the raft FSM mutates:
+// replication controllers, pods, nodes and projects, with read views, update
+// transactions and watches by index.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// ProjectRecord is what the store keeps of a project besides its controllers.
+type ProjectRecord struct {
+	Name        string   `json:"name"`
+	Volumes     []string `json:"volumes,omitempty"`
+	CreateIndex uint64   `json:"create_index"`
+	ModifyIndex uint64   `json:"modify_index"`
+}
+
+// Store holds the cluster state. Reads may happen from any goroutine; writes
+// happen only through Update, called by the FSM in log order.
+type Store struct {
+	mu       sync.RWMutex
+	index    uint64
+	projects map[string]*ProjectRecord
+	rcs      map[string]*api.ReplicationController
+	pods     map[string]*api.Pod
+	nodes    map[string]*api.Node
+	changed  chan struct{} // closed and replaced at every Update
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		projects: map[string]*ProjectRecord{},
+		rcs:      map[string]*api.ReplicationController{},
+		pods:     map[string]*api.Pod{},
+		nodes:    map[string]*api.Node{},
+		changed:  make(chan struct{}),
+	}
+}
+
+// Index is the raft index of the last applied update.
+func (s *Store) Index() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.index
+}
+
+// Changed returns a channel closed at the next update.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// WaitIndex blocks until the store's index is greater than after, or ctx
+// ends. It returns the current index either way.
+func (s *Store) WaitIndex(ctx context.Context, after uint64) uint64 {
+	for {
+		s.mu.RLock()
+		idx, ch := s.index, s.changed
+		s.mu.RUnlock()
+		if idx > after {
+			return idx
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return idx
+		}
+	}
+}
+
+// Update runs fn as one transaction at raft index idx and wakes watchers.
+// fn must only mutate the store through tx.
+func (s *Store) Update(idx uint64, fn func(tx *Txn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := fn(&Txn{s: s, index: idx})
+	if idx > s.index {
+		s.index = idx
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return err
+}
+
+// Txn mutates the store inside Update.
+type Txn struct {
+	s     *Store
+	index uint64
+}
+
+// Index is the raft index the transaction applies at.
+func (tx *Txn) Index() uint64 { return tx.index }
+
+// PutProject inserts or replaces a project record.
+func (tx *Txn) PutProject(p ProjectRecord) {
+	if old, ok := tx.s.projects[p.Name]; ok {
+		p.CreateIndex = old.CreateIndex
+	} else {
+		p.CreateIndex = tx.index
+	}
+	p.ModifyIndex = tx.index
+	tx.s.projects[p.Name] = &p
+}
+
+// DeleteProject removes a project record.
+func (tx *Txn) DeleteProject(name string) { delete(tx.s.projects, name) }
+
+// PutRC inserts or replaces a replication controller.
+func (tx *Txn) PutRC(rc api.ReplicationController) {
+	if old, ok := tx.s.rcs[rc.Key()]; ok {
+		rc.CreateIndex = old.CreateIndex
+	} else {
+		rc.CreateIndex = tx.index
+	}
+	rc.ModifyIndex = tx.index
+	tx.s.rcs[rc.Key()] = &rc
+}
+
+// RC returns a replication controller for modification, or nil.
+func (tx *Txn) RC(key string) *api.ReplicationController {
+	rc, ok := tx.s.rcs[key]
+	if !ok {
+		return nil
+	}
+	c := *rc
+	return &c
+}
+
+// DeleteRC removes a replication controller.
+func (tx *Txn) DeleteRC(key string) { delete(tx.s.rcs, key) }
+
+// Pod returns a copy of a pod for modification, or nil.
+func (tx *Txn) Pod(name string) *api.Pod {
+	p, ok := tx.s.pods[name]
+	if !ok {
+		return nil
+	}
+	c := clonePod(p)
+	return &c
+}
+
+// PutPod inserts or replaces a pod.
+func (tx *Txn) PutPod(p api.Pod) {
+	if old, ok := tx.s.pods[p.Name]; ok {
+		p.CreateIndex = old.CreateIndex
+	} else {
+		p.CreateIndex = tx.index
+	}
+	p.ModifyIndex = tx.index
+	tx.s.pods[p.Name] = &p
+}
+
+// DeletePod removes a pod.
+func (tx *Txn) DeletePod(name string) { delete(tx.s.pods, name) }
+
+// PodNames returns the names of the pods of a project (all if project is "").
+func (tx *Txn) PodNames(project string) []string {
+	var names []string
+	for n, p := range tx.s.pods {
+		if project == "" || p.Project == project {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Node returns a copy of a node for modification, or nil.
+func (tx *Txn) Node(name string) *api.Node {
+	n, ok := tx.s.nodes[name]
+	if !ok {
+		return nil
+	}
+	c := *n
+	return &c
+}
+
+// PutNode inserts or replaces a node.
+func (tx *Txn) PutNode(n api.Node) {
+	if old, ok := tx.s.nodes[n.Name]; ok {
+		n.CreateIndex = old.CreateIndex
+	} else {
+		n.CreateIndex = tx.index
+	}
+	n.ModifyIndex = tx.index
+	tx.s.nodes[n.Name] = &n
+}
+
+// Reads. Every read returns copies, so callers may keep and modify them.
+
+// Project returns a project record and whether it exists.
+func (s *Store) Project(name string) (ProjectRecord, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.projects[name]
+	if !ok {
+		return ProjectRecord{}, false
+	}
+	return *p, true
+}
+
+// Projects returns every project record, sorted by name.
+func (s *Store) Projects() []ProjectRecord {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]ProjectRecord, 0, len(s.projects))
+	for _, p := range s.projects {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// RC returns one replication controller.
+func (s *Store) RC(key string) (api.ReplicationController, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rc, ok := s.rcs[key]
+	if !ok {
+		return api.ReplicationController{}, false
+	}
+	return *rc, true
+}
+
+// RCs returns the replication controllers of project ("" for all), sorted by key.
+func (s *Store) RCs(project string) []api.ReplicationController {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]api.ReplicationController, 0, len(s.rcs))
+	for _, rc := range s.rcs {
+		if project == "" || rc.Project == project {
+			out = append(out, *rc)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// Pod returns one pod.
+func (s *Store) Pod(name string) (api.Pod, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.pods[name]
+	if !ok {
+		return api.Pod{}, false
+	}
+	return clonePod(p), true
+}
+
+// PodFilter selects pods; zero fields match everything.
+type PodFilter struct {
+	Project  string
+	Node     string
+	Selector api.Selector
+}
+
+// Pods returns the pods matching f, sorted by project, service, index.
+func (s *Store) Pods(f PodFilter) []api.Pod {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]api.Pod, 0, len(s.pods))
+	for _, p := range s.pods {
+		if f.Project != "" && p.Project != f.Project {
+			continue
+		}
+		if f.Node != "" && p.Node != f.Node {
+			continue
+		}
+		if !f.Selector.Matches(p.Labels) {
+			continue
+		}
+		out = append(out, clonePod(p))
+	}
+	SortPods(out)
+	return out
+}
+
+// SortPods orders pods by project, service and index.
+func SortPods(pods []api.Pod) {
+	sort.Slice(pods, func(i, j int) bool {
+		a, b := pods[i], pods[j]
+		if a.Project != b.Project {
+			return a.Project < b.Project
+		}
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		return a.Index < b.Index
+	})
+}
+
+// Node returns one node.
+func (s *Store) Node(name string) (api.Node, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n, ok := s.nodes[name]
+	if !ok {
+		return api.Node{}, false
+	}
+	return *n, true
+}
+
+// Nodes returns every node, sorted by name.
+func (s *Store) Nodes() []api.Node {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]api.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		out = append(out, *n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func clonePod(p *api.Pod) api.Pod {
+	c := *p
+	c.Labels = make(map[string]string, len(p.Labels))
+	for k, v := range p.Labels {
+		c.Labels[k] = v
+	}
+	return c
+}
+
+// snapshot is the serialized form of the whole store.
+type snapshot struct {
+	Index    uint64                      `json:"index"`
+	Projects []ProjectRecord             `json:"projects"`
+	RCs      []api.ReplicationController `json:"rcs"`
+	Pods     []api.Pod                   `json:"pods"`
+	Nodes    []api.Node                  `json:"nodes"`
+}
+
+// MarshalSnapshot serializes the whole store.
+func (s *Store) MarshalSnapshot() ([]byte, error) {
+	snap := snapshot{
+		Index:    s.Index(),
+		Projects: s.Projects(),
+		RCs:      s.RCs(""),
+		Pods:     s.Pods(PodFilter{}),
+		Nodes:    s.Nodes(),
+	}
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return nil, fmt.Errorf("encode state snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// RestoreSnapshot replaces the whole store with a serialized one.
+func (s *Store) RestoreSnapshot(b []byte) error {
+	var snap snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("decode state snapshot: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.index = snap.Index
+	s.projects = map[string]*ProjectRecord{}
+	s.rcs = map[string]*api.ReplicationController{}
+	s.pods = map[string]*api.Pod{}
+	s.nodes = map[string]*api.Node{}
+	for i := range snap.Projects {
+		s.projects[snap.Projects[i].Name] = &snap.Projects[i]
+	}
+	for i := range snap.RCs {
+		s.rcs[snap.RCs[i].Key()] = &snap.RCs[i]
+	}
+	for i := range snap.Pods {
+		s.pods[snap.Pods[i].Name] = &snap.Pods[i]
+	}
+	for i := range snap.Nodes {
+		s.nodes[snap.Nodes[i].Name] = &snap.Nodes[i]
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}

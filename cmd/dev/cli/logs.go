@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+type logsOptions struct {
+	project  projectFlags
+	follow   bool
+	tail     string
+	services []string
+}
+
+// NewLogsCommand is `dev logs`.
+func NewLogsCommand(g *globals) *cobra.Command {
+	var o logsOptions
+	cmd := &cobra.Command{
+		Use:   "logs [SERVICE...]",
+		Short: "Show the logs of a project's pods, prefixed with service-n",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.services = args
+			tail := -1
+			if o.tail != "all" {
+				if _, err := fmt.Sscan(o.tail, &tail); err != nil || tail < 0 {
+					return fmt.Errorf("--tail %q: want a number >= 0 or all", o.tail)
+				}
+			}
+			name, err := o.project.projectName(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			c, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return streamLogs(cmd.Context(), c, name, o.services, o.follow, tail, cmd.OutOrStdout())
+		},
+	}
+	o.project.registerFile(cmd, "")
+	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "follow log output, including pods started later")
+	cmd.Flags().StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each pod's log")
+	return cmd
+}
+
+// logPrinter writes whole lines with a "service-n | " prefix, like compose.
+type logPrinter struct {
+	mu    sync.Mutex
+	w     io.Writer
+	color bool
+	width int
+	hues  map[string]int
+}
+
+func newLogPrinter(w io.Writer) *logPrinter {
+	color := false
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		color = true
+	}
+	return &logPrinter{w: w, color: color, width: 8, hues: map[string]int{}}
+}
+
+// fit widens the prefix column for pods' short names.
+func (lp *logPrinter) fit(pods []api.Pod) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	for _, p := range pods {
+		lp.width = max(lp.width, len(p.ShortName()))
+	}
+}
+
+func (lp *logPrinter) line(prefix, text string) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if len(prefix) > lp.width {
+		lp.width = len(prefix)
+	}
+	if !lp.color {
+		fmt.Fprintf(lp.w, "%-*s | %s\n", lp.width, prefix, text)
+		return
+	}
+	hue, ok := lp.hues[prefix]
+	if !ok {
+		hue = 31 + len(lp.hues)%6
+		lp.hues[prefix] = hue
+	}
+	fmt.Fprintf(lp.w, "\x1b[%dm%-*s |\x1b[0m %s\n", hue, lp.width, prefix, text)
+}
+
+// streamLogs prints the logs of the project's pods (of services, if any).
+// With follow it keeps going until ctx ends, picking up pods and containers
+// that start later.
+func streamLogs(ctx context.Context, c api.Client, project string, services []string, follow bool, tail int, w io.Writer) error {
+	want := map[string]bool{}
+	for _, s := range services {
+		want[s] = true
+	}
+	lp := newLogPrinter(w)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs before cancel: without follow, streams end on their own
+
+	started := map[string]bool{} // pod/container/start time already streamed
+	var index uint64
+	first := true
+	for {
+		list, err := c.Pods(ctx, api.PodQuery{Project: project, Index: index, Wait: 30 * time.Second})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("list pods: %w", err)
+		}
+		if first && len(services) > 0 {
+			known := map[string]bool{}
+			for _, p := range list.Pods {
+				known[p.Service] = true
+			}
+			for _, s := range services {
+				if !known[s] {
+					return fmt.Errorf("no pods of service %s in project %s", s, project)
+				}
+			}
+		}
+		index = list.Index
+		lp.fit(list.Pods)
+		for _, p := range list.Pods {
+			if (len(want) > 0 && !want[p.Service]) || p.Node == "" || p.Status.ContainerID == "" {
+				continue
+			}
+			key := p.Name + "/" + p.Status.ContainerID + "/" + p.Status.StartedAt.String()
+			if started[key] {
+				continue
+			}
+			started[key] = true
+			t := tail
+			if !first {
+				t = 0 // a restarted container: only what it writes from now on
+				if p.Status.State != api.PodRunning {
+					t = -1
+				}
+			}
+			wg.Add(1)
+			go func(p api.Pod, tail int) {
+				defer wg.Done()
+				rc, err := c.Logs(ctx, p.Name, follow, tail)
+				if err != nil {
+					if ctx.Err() == nil {
+						lp.line(p.ShortName(), fmt.Sprintf("(logs unavailable: %v)", err))
+					}
+					return
+				}
+				defer rc.Close()
+				sc := bufio.NewScanner(rc)
+				sc.Buffer(make([]byte, 64*1024), 1024*1024)
+				for sc.Scan() {
+					lp.line(p.ShortName(), sc.Text())
+				}
+			}(p, t)
+		}
+		first = false
+		if !follow {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+type psOptions struct {
+	project projectFlags
+	labels  []string
+	output  string
+}
+
+// psRow is one pod as `dev ps -o json` prints it.
+type psRow struct {
+	Name        string            `json:"name"`
+	Project     string            `json:"project"`
+	Service     string            `json:"service"`
+	Node        string            `json:"node"`
+	State       string            `json:"state"`
+	Health      string            `json:"health"`
+	IP          string            `json:"ip"`
+	ContainerID string            `json:"container_id"`
+	Restarts    int               `json:"restarts"`
+	Message     string            `json:"message,omitempty"`
+	Labels      map[string]string `json:"labels"`
+}
+
+// NewPsCommand is `dev ps`.
+func NewPsCommand(g *globals) *cobra.Command {
+	var o psOptions
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List pods (of the project in this folder, of -p, or all)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if o.output != "table" && o.output != "json" {
+				return fmt.Errorf("-o %q: want table or json", o.output)
+			}
+			sel := api.Selector{}
+			for _, l := range o.labels {
+				s, err := api.ParseSelector(l)
+				if err != nil {
+					return err
+				}
+				for k, v := range s {
+					sel[k] = v
+				}
+			}
+			name, err := o.project.projectName(ctx, true)
+			if err != nil {
+				return err
+			}
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			list, err := c.Pods(ctx, api.PodQuery{Project: name, Selector: sel})
+			if err != nil {
+				return err
+			}
+			rows := make([]psRow, 0, len(list.Pods))
+			for _, p := range list.Pods {
+				rows = append(rows, toRow(p))
+			}
+			if o.output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			printPods(cmd.OutOrStdout(), rows)
+			return nil
+		},
+	}
+	o.project.register(cmd)
+	cmd.Flags().StringArrayVarP(&o.labels, "selector", "l", nil, "label selector KEY=VALUE (repeatable)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func toRow(p api.Pod) psRow {
+	state := p.Status.State
+	if state == "" {
+		state = api.PodPending
+	}
+	cid := p.Status.ContainerID
+	if len(cid) > 12 {
+		cid = cid[:12]
+	}
+	return psRow{
+		Name: p.Name, Project: p.Project, Service: p.Service, Node: p.Node,
+		State: state, Health: p.Status.Health, IP: p.Status.IP, ContainerID: cid,
+		Restarts: p.Status.Restarts, Message: p.Status.Message, Labels: p.Labels,
+	}
+}
+
+func printPods(w io.Writer, rows []psRow) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tSTATE\tHEALTH\tIP\tRESTARTS\tMESSAGE")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Service, r.Node, r.State, r.Health, r.IP, r.Restarts, r.Message)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/api"
+)
+
+type upOptions struct {
+	project projectFlags
+	detach  bool
+	scale   []string
+	build   bool
+	timeout time.Duration
+}
+
+// NewUpCommand is `dev up`.
+func NewUpCommand(g *globals) *cobra.Command {
+	var o upOptions
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Deploy a compose project and wait until its pods run",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runUp(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.project.register(cmd)
+	f := cmd.Flags()
+	f.BoolVarP(&o.detach, "detach", "d", false, "return once the pods run instead of streaming their logs")
+	f.StringArrayVar(&o.scale, "scale", nil, "SERVICE=N: replicas of a service, overriding the file (repeatable)")
+	f.BoolVar(&o.build, "build", false, "build images before deploying, even when they exist")
+	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the pods to run")
+	return cmd
+}
+
+func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Writer) error {
+	// Everything that can be wrong with the input is checked before anything
+	// is deployed.
+	l, err := o.project.load(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	p := l.Project
+	if len(o.scale) > 0 {
+		want, err := parseScale(o.scale)
+		if err != nil {
+			return err
+		}
+		if err := applyScale(p, want); err != nil {
+			return err
+		}
+	}
+	dc, err := docker.NewClient()
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	prog := newProgress(stdout)
+	if err := resolveImages(ctx, dc, p, o.build, prog); err != nil {
+		prog.Close()
+		return err
+	}
+	c, err := g.ensureAgent(ctx)
+	if err != nil {
+		prog.Close()
+		return err
+	}
+	res, err := c.ApplyProject(ctx, p)
+	if err != nil {
+		prog.Close()
+		return fmt.Errorf("deploy project %s: %w", p.Name, err)
+	}
+	for _, s := range res.Removed {
+		prog.Set("service "+s, "removed (no longer in the file)", true)
+	}
+	wctx, cancel := contextWithTimeout(ctx, o.timeout)
+	err = waitProject(wctx, c, p, prog)
+	cancel()
+	prog.Close()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("project %s did not converge within %s; see `dev ps -p %s` and `dev logs -p %s`", p.Name, o.timeout, p.Name, p.Name)
+		}
+		if ctx.Err() != nil && !o.detach {
+			return stopProject(g, c, p.Name, stdout)
+		}
+		return err
+	}
+	if o.detach {
+		return nil
+	}
+	// Attached: stream logs until Ctrl-C, then stop the project.
+	fmt.Fprintf(stderr, "Attaching to %s; press Ctrl-C to stop the project\n", p.Name)
+	if err := streamLogs(ctx, c, p.Name, nil, true, -1, stdout); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return stopProject(g, c, p.Name, stdout)
+}
+
+// stopProject removes the project's pods after an attached `up` was
+// interrupted, as compose stops its containers.
+func stopProject(_ *globals, c api.Client, name string, w io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fmt.Fprintf(w, "Stopping %s...\n", name)
+	if _, err := c.DeleteProject(ctx, name); err != nil && !api.IsNotFound(err) {
+		return err
+	}
+	prog := newProgress(w)
+	defer prog.Close()
+	return waitGone(ctx, c, name, prog)
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

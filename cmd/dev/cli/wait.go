@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// podPhase renders what a pod is doing, for progress lines.
+func podPhase(p api.Pod) string {
+	s := p.Status
+	switch {
+	case p.Deleting:
+		return "removing"
+	case p.Node == "" && s.Message != "":
+		return "pending: " + s.Message
+	case p.Node == "":
+		return "scheduling"
+	}
+	switch s.State {
+	case api.PodRunning:
+		switch s.Health {
+		case api.HealthHealthy:
+			return "healthy"
+		case api.HealthStarting:
+			return "running, waiting for healthy"
+		case api.HealthUnhealthy:
+			return "unhealthy"
+		}
+		return "running"
+	case api.PodExited:
+		return fmt.Sprintf("exited (%d)", s.ExitCode)
+	case api.PodFailed:
+		return "failed: " + s.Message
+	}
+	if s.Message != "" {
+		return "creating: " + s.Message
+	}
+	return "creating"
+}
+
+// serviceState says whether a service has converged: exactly its replicas of
+// pods from the current template, each running (and healthy when it has a
+// healthcheck), or completed for a run-once service. err is set when it can
+// no longer converge without the user's help.
+func serviceState(s api.ServiceSpec, pods []api.Pod) (done bool, err error) {
+	hash := s.Hash()
+	current := 0
+	for _, p := range pods {
+		if p.Service != s.Name {
+			continue
+		}
+		if p.Deleting || p.SpecHash != hash {
+			return false, nil // old pods still going away
+		}
+		current++
+		st := p.Status
+		switch st.State {
+		case api.PodFailed:
+			return false, fmt.Errorf("pod %s failed: %s", p.Name, st.Message)
+		case api.PodExited:
+			policy := s.RestartPolicy()
+			if policy == api.RestartNo || (policy == api.RestartOnFailure && st.ExitCode == 0) {
+				if st.ExitCode != 0 {
+					return false, fmt.Errorf("pod %s exited with code %d; see `dev logs %s`", p.Name, st.ExitCode, s.Name)
+				}
+				continue // completed
+			}
+			return false, nil // will be restarted
+		case api.PodRunning:
+			if hc := s.Healthcheck; hc != nil && !hc.Disable && st.Health != api.HealthHealthy {
+				return false, nil
+			}
+		default:
+			return false, nil
+		}
+	}
+	return current == s.Replicas, nil
+}
+
+// waitProject blocks until every service of p has converged, showing each
+// pod's phase, or until ctx ends.
+func waitProject(ctx context.Context, c api.Client, p *api.Project, prog progress) error {
+	var index uint64
+	for {
+		list, err := c.Pods(ctx, api.PodQuery{Project: p.Name, Index: index, Wait: 10 * time.Second})
+		if err != nil {
+			return fmt.Errorf("watch pods: %w", err)
+		}
+		index = list.Index
+		for _, pod := range list.Pods {
+			ph := podPhase(pod)
+			prog.Set(pod.Name, ph, false)
+		}
+		allDone := true
+		names := make([]string, 0, len(p.Services))
+		for _, s := range p.Services {
+			names = append(names, s.Name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			done, err := serviceState(*p.Service(name), list.Pods)
+			if err != nil {
+				return err
+			}
+			allDone = allDone && done
+		}
+		if allDone {
+			for _, pod := range list.Pods {
+				prog.Set(pod.Name, podPhase(pod), true)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// waitGone blocks until the project has no pods left.
+func waitGone(ctx context.Context, c api.Client, project string, prog progress) error {
+	var index uint64
+	seen := map[string]bool{}
+	for {
+		list, err := c.Pods(ctx, api.PodQuery{Project: project, Index: index, Wait: 10 * time.Second})
+		if err != nil {
+			return fmt.Errorf("watch pods: %w", err)
+		}
+		index = list.Index
+		present := map[string]bool{}
+		for _, pod := range list.Pods {
+			present[pod.Name] = true
+			seen[pod.Name] = true
+			prog.Set(pod.Name, "removing", false)
+		}
+		for name := range seen {
+			if !present[name] {
+				prog.Set(name, "removed", true)
+			}
+		}
+		if len(list.Pods) == 0 {
+			return nil
+		}
+	}
+}
