@@ -153,7 +153,7 @@ func (m *Manager) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 			res.Removed = append(res.Removed, rc.Service)
 		}
 	}
-	idx, err := m.r.Apply(r.Context(), &state.ApplyProject{Project: p})
+	idx, err := m.Apply(r.Context(), &state.ApplyProject{Project: p})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -178,7 +178,7 @@ func (m *Manager) handleDeleteProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("project %s is not deployed", name))
 		return
 	}
-	idx, err := m.r.Apply(r.Context(), &state.DeleteProject{Name: name})
+	idx, err := m.Apply(r.Context(), &state.DeleteProject{Name: name})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -232,7 +232,7 @@ func (m *Manager) handleScale(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	idx, err := m.r.Apply(r.Context(), &state.Scale{Project: name, Replicas: req.Replicas})
+	idx, err := m.Apply(r.Context(), &state.Scale{Project: name, Replicas: req.Replicas})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/controller"
+	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -110,10 +111,22 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// Apply proposes a command. On a follower it fails with ErrNotLeader until
+// Apply proposes a command. While an election is under way (no leader yet)
+// it waits for one, up to 10s; on a follower it fails with ErrNotLeader until
 // write forwarding exists.
 func (m *Manager) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
-	return m.r.Apply(ctx, cmd)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		idx, err := m.r.Apply(ctx, cmd)
+		if !errors.Is(err, raftstore.ErrNotLeader) || m.r.Leader() != "" || time.Now().After(deadline) {
+			return idx, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // RegisterNode records a node's heartbeat and allocates its pod subnet on
@@ -137,7 +150,7 @@ func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error
 	}
 	n.Status = api.NodeReady
 	n.Heartbeat = time.Now().UTC()
-	if _, err := m.r.Apply(ctx, &state.PutNode{Node: n}); err != nil {
+	if _, err := m.Apply(ctx, &state.PutNode{Node: n}); err != nil {
 		return api.Node{}, err
 	}
 	got, _ := st.Node(n.Name)

@@ -1,0 +1,865 @@
+// Package docker is the node agent's container driver on a local Docker Engine
+// (docker/docker/client): pod network, containers, volumes, secrets, events.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/strslice"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/devhq/dev/cluster/agent"
+	"github.com/devhq/dev/cluster/api"
+)
+
+// Defaults of Options.
+const (
+	DefaultNetwork = "dev"
+	DefaultBridge  = "dev0"
+)
+
+// Labels and options dev sets on Docker objects besides the api.Label* ones.
+const (
+	// LabelVolume carries the compose name of a named volume.
+	LabelVolume = "dev.volume"
+	// bridgeNameOption names the Linux bridge device of a bridge network.
+	bridgeNameOption = "com.docker.network.bridge.name"
+	mtuOption        = "com.docker.network.driver.mtu"
+	// secretsTarget is where secrets without an absolute target are mounted.
+	secretsTarget = "/run/secrets"
+)
+
+var _ agent.Driver = (*Driver)(nil)
+
+// Options configure a Driver.
+type Options struct {
+	// Network is the Docker network pods attach to (default "dev").
+	Network string
+	// Bridge is the Linux bridge device of that network (default "dev0",
+	// at most 15 characters).
+	Bridge string
+	// MTU of the pod network; 0 leaves the engine default. A VXLAN overlay
+	// needs 50 bytes less than the host interface.
+	MTU int
+	// Node is this node's name, put in label dev.node of every container.
+	Node string
+	// SecretsDir is where secret files are written, one directory per pod
+	// (default: <tmp>/dev-secrets).
+	SecretsDir string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Driver implements agent.Driver on a Docker Engine.
+type Driver struct {
+	cli  *client.Client
+	opts Options
+	log  *slog.Logger
+}
+
+// NewClient returns a Docker client for the engine Docker's own conventions
+// name (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), negotiating the API
+// version with it.
+func NewClient() (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("create docker client: %w", err)
+	}
+	return cli, nil
+}
+
+// New returns a driver on cli. It starts nothing and makes no request.
+func New(cli *client.Client, opts Options) *Driver {
+	if opts.Network == "" {
+		opts.Network = DefaultNetwork
+	}
+	if opts.Bridge == "" {
+		opts.Bridge = DefaultBridge
+	}
+	if opts.SecretsDir == "" {
+		opts.SecretsDir = filepath.Join(os.TempDir(), "dev-secrets")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Driver{cli: cli, opts: opts, log: log.With("component", "docker")}
+}
+
+// Network returns the name of the Docker network pods attach to.
+func (d *Driver) Network() string { return d.opts.Network }
+
+// notFoundError marks a Docker not-found error as agent.ErrNotFound while
+// keeping Docker's message and classification.
+type notFoundError struct{ err error }
+
+func (e notFoundError) Error() string        { return e.err.Error() }
+func (e notFoundError) Unwrap() error        { return e.err }
+func (e notFoundError) Is(target error) bool { return target == agent.ErrNotFound }
+
+// classify wraps Docker not-found errors so errors.Is(err, agent.ErrNotFound)
+// holds.
+func classify(err error) error {
+	if err != nil && cerrdefs.IsNotFound(err) {
+		return notFoundError{err}
+	}
+	return err
+}
+
+// EnsureNetwork makes the bridge network Options.Network own subnet, with the
+// subnet's first address as gateway on bridge device Options.Bridge. An
+// existing network with another subnet (or bridge) is recreated when no
+// container is attached to it, and is an error otherwise.
+func (d *Driver) EnsureNetwork(ctx context.Context, subnet string) error {
+	prefix, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return fmt.Errorf("ensure network %s: parse subnet: %w", d.opts.Network, err)
+	}
+	prefix = prefix.Masked()
+	gateway := prefix.Addr().Next()
+	if !prefix.Contains(gateway) {
+		return fmt.Errorf("ensure network %s: subnet %s has no host address", d.opts.Network, prefix)
+	}
+
+	nw, err := d.cli.NetworkInspect(ctx, d.opts.Network, network.InspectOptions{})
+	switch {
+	case err == nil && nw.Name == d.opts.Network:
+		if d.networkMatches(nw, prefix, gateway) {
+			return nil
+		}
+		if len(nw.Containers) > 0 {
+			return fmt.Errorf("ensure network %s: it exists with subnet %s and %d attached containers, want subnet %s: "+
+				"remove those containers (dev down) or the network (docker network rm %s) and retry",
+				d.opts.Network, networkSubnets(nw), len(nw.Containers), prefix, d.opts.Network)
+		}
+		d.log.Info("recreating pod network", "network", d.opts.Network, "old", networkSubnets(nw), "new", prefix.String())
+		if err := d.cli.NetworkRemove(ctx, nw.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove network %s: %w", d.opts.Network, err)
+		}
+	case err == nil || cerrdefs.IsNotFound(err):
+		// Missing (a name-prefix match on another network does not count).
+	default:
+		return fmt.Errorf("inspect network %s: %w", d.opts.Network, err)
+	}
+
+	options := map[string]string{bridgeNameOption: d.opts.Bridge}
+	if d.opts.MTU > 0 {
+		options[mtuOption] = strconv.Itoa(d.opts.MTU)
+	}
+	_, err = d.cli.NetworkCreate(ctx, d.opts.Network, network.CreateOptions{
+		Driver: "bridge",
+		IPAM: &network.IPAM{
+			Driver: "default",
+			Config: []network.IPAMConfig{{Subnet: prefix.String(), Gateway: gateway.String()}},
+		},
+		Options: options,
+		Labels:  map[string]string{api.LabelManaged: "true"},
+	})
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			// Created concurrently: accept it if it is what we want.
+			if nw, ierr := d.cli.NetworkInspect(ctx, d.opts.Network, network.InspectOptions{}); ierr == nil && d.networkMatches(nw, prefix, gateway) {
+				return nil
+			}
+		}
+		return fmt.Errorf("create network %s (subnet %s, bridge %s): %w", d.opts.Network, prefix, d.opts.Bridge, err)
+	}
+	d.log.Info("created pod network", "network", d.opts.Network, "subnet", prefix.String(), "bridge", d.opts.Bridge)
+	return nil
+}
+
+func (d *Driver) networkMatches(nw network.Inspect, prefix netip.Prefix, gateway netip.Addr) bool {
+	if nw.Driver != "bridge" || nw.Options[bridgeNameOption] != d.opts.Bridge || len(nw.IPAM.Config) != 1 {
+		return false
+	}
+	if d.opts.MTU > 0 && nw.Options[mtuOption] != strconv.Itoa(d.opts.MTU) {
+		return false
+	}
+	c := nw.IPAM.Config[0]
+	got, err := netip.ParsePrefix(c.Subnet)
+	if err != nil || got.Masked() != prefix {
+		return false
+	}
+	return c.Gateway == "" || c.Gateway == gateway.String()
+}
+
+func networkSubnets(nw network.Inspect) string {
+	var s []string
+	for _, c := range nw.IPAM.Config {
+		s = append(s, c.Subnet)
+	}
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, ",")
+}
+
+// Create creates the container of pod from spec, replacing any leftover
+// container of the same name. Named volumes are created on demand, missing
+// bind-mount sources are created as directories (as compose does) and secrets
+// are written under Options.SecretsDir and bind-mounted read-only. No ports
+// are published and no Docker restart policy is set: the node proxy publishes
+// ports and the agent restarts containers.
+func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
+	image, err := d.resolveImage(ctx, spec)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	}
+	if err := d.removeLeftover(ctx, pod.Name); err != nil {
+		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	}
+
+	project := pod.Project
+	if project == "" {
+		project = spec.Project
+	}
+	mounts, err := d.mounts(ctx, project, spec.Volumes)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	}
+	secretMounts, err := d.writeSecrets(pod.Name, spec.Secrets)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	}
+	mounts = append(mounts, secretMounts...)
+
+	exposed, err := exposedPorts(spec)
+	if err != nil {
+		d.removeSecrets(pod.Name)
+		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	}
+
+	cfg := &container.Config{
+		Hostname:     spec.Hostname,
+		User:         spec.User,
+		Env:          envList(spec.Environment),
+		Image:        image,
+		WorkingDir:   spec.WorkingDir,
+		Labels:       containerLabels(pod, spec, project, d.opts.Node),
+		ExposedPorts: exposed,
+		Tty:          spec.Tty,
+		OpenStdin:    spec.StdinOpen,
+		StopSignal:   spec.StopSignal,
+		Healthcheck:  healthConfig(spec.Healthcheck),
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = pod.Name
+	}
+	if spec.Command != nil {
+		cfg.Cmd = strslice.StrSlice(spec.Command)
+	}
+	if spec.Entrypoint != nil {
+		cfg.Entrypoint = strslice.StrSlice(spec.Entrypoint)
+	}
+	if spec.StopGracePeriod != nil {
+		secs := int(math.Ceil(time.Duration(*spec.StopGracePeriod).Seconds()))
+		cfg.StopTimeout = &secs
+	}
+
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(d.opts.Network),
+		CapAdd:      spec.CapAdd,
+		CapDrop:     spec.CapDrop,
+		Sysctls:     spec.Sysctls,
+		Init:        spec.Init,
+		Mounts:      mounts,
+		Resources: container.Resources{
+			NanoCPUs:          spec.Resources.Limits.NanoCPUs,
+			Memory:            spec.Resources.Limits.MemoryBytes,
+			MemoryReservation: spec.Resources.Reservations.MemoryBytes,
+		},
+	}
+	if p := spec.Resources.Limits.Pids; p > 0 {
+		hc.Resources.PidsLimit = &p
+	}
+	nc := &network.NetworkingConfig{
+		EndpointsConfig: map[string]*network.EndpointSettings{d.opts.Network: {}},
+	}
+
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, pod.Name)
+	if err != nil {
+		d.removeSecrets(pod.Name)
+		if cerrdefs.IsNotFound(err) {
+			// The image went away between the check and the create.
+			return "", fmt.Errorf("create container %s: image %s: %w (%w)", pod.Name, spec.Image, agent.ErrImageNotFound, err)
+		}
+		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	}
+	for _, w := range resp.Warnings {
+		d.log.Warn("docker warning", "pod", pod.Name, "warning", w)
+	}
+	d.log.Debug("created container", "pod", pod.Name, "id", resp.ID, "image", image)
+	return resp.ID, nil
+}
+
+// resolveImage returns spec.ImageID when that image exists locally, else
+// spec.Image when it exists, else an error wrapping agent.ErrImageNotFound.
+func (d *Driver) resolveImage(ctx context.Context, spec *api.ServiceSpec) (string, error) {
+	if spec.ImageID != "" {
+		_, err := d.cli.ImageInspect(ctx, spec.ImageID)
+		if err == nil {
+			return spec.ImageID, nil
+		}
+		if !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("inspect image %s: %w", spec.ImageID, err)
+		}
+	}
+	if spec.Image == "" {
+		return "", fmt.Errorf("service %s has no image: %w", spec.Name, agent.ErrImageNotFound)
+	}
+	if _, err := d.cli.ImageInspect(ctx, spec.Image); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("image %s is not on this node (build it or `docker load` it here): %w", spec.Image, agent.ErrImageNotFound)
+		}
+		return "", fmt.Errorf("inspect image %s: %w", spec.Image, err)
+	}
+	return spec.Image, nil
+}
+
+// removeLeftover removes a container named exactly name, if any.
+func (d *Driver) removeLeftover(ctx context.Context, name string) error {
+	c, err := d.cli.ContainerInspect(ctx, name)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("inspect leftover container: %w", err)
+	}
+	if strings.TrimPrefix(c.Name, "/") != name {
+		return nil // an ID-prefix match, not our name
+	}
+	d.log.Info("removing leftover container", "name", name, "id", c.ID)
+	err = d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove leftover container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+func containerLabels(pod *api.Pod, spec *api.ServiceSpec, project, node string) map[string]string {
+	labels := make(map[string]string, len(spec.Labels)+len(pod.Labels)+6)
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	for k, v := range pod.Labels {
+		labels[k] = v
+	}
+	service := pod.Service
+	if service == "" {
+		service = spec.Name
+	}
+	labels[api.LabelManaged] = "true"
+	labels[api.LabelPod] = pod.Name
+	labels[api.LabelProject] = project
+	labels[api.LabelService] = service
+	labels[api.LabelNode] = node
+	labels[api.LabelSpec] = pod.SpecHash
+	return labels
+}
+
+func envList(env map[string]string) []string {
+	if len(env) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func healthConfig(h *api.Healthcheck) *container.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	if h.Disable {
+		return &container.HealthConfig{Test: []string{"NONE"}}
+	}
+	dur := func(d *api.Duration) time.Duration {
+		if d == nil {
+			return 0
+		}
+		return time.Duration(*d)
+	}
+	return &container.HealthConfig{
+		Test:        h.Test,
+		Interval:    dur(h.Interval),
+		Timeout:     dur(h.Timeout),
+		StartPeriod: dur(h.StartPeriod),
+		Retries:     h.Retries,
+	}
+}
+
+// exposedPorts collects the container ports of spec.Ports and spec.Expose
+// ("80", "80/udp", "8000-8010/tcp").
+func exposedPorts(spec *api.ServiceSpec) (nat.PortSet, error) {
+	set := nat.PortSet{}
+	for _, p := range spec.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		port, err := nat.NewPort(proto, strconv.Itoa(int(p.Target)))
+		if err != nil {
+			return nil, fmt.Errorf("parse port %d/%s: %w", p.Target, proto, err)
+		}
+		set[port] = struct{}{}
+	}
+	for _, e := range spec.Expose {
+		proto, ports := nat.SplitProtoPort(e)
+		lo, hi, err := nat.ParsePortRangeToInt(ports)
+		if err != nil || lo == 0 {
+			return nil, fmt.Errorf("parse expose %q: want PORT[-PORT][/PROTO]", e)
+		}
+		for p := lo; p <= hi; p++ {
+			port, err := nat.NewPort(proto, strconv.Itoa(p))
+			if err != nil {
+				return nil, fmt.Errorf("parse expose %q: %w", e, err)
+			}
+			set[port] = struct{}{}
+		}
+	}
+	if len(set) == 0 {
+		return nil, nil
+	}
+	return set, nil
+}
+
+// VolumeName is the Docker volume of compose volume name in project.
+func VolumeName(project, name string) string { return project + "_" + name }
+
+func (d *Driver) mounts(ctx context.Context, project string, vols []api.VolumeMount) ([]mount.Mount, error) {
+	var out []mount.Mount
+	for _, v := range vols {
+		if v.Target == "" || !path.IsAbs(v.Target) {
+			return nil, fmt.Errorf("mount %q: target must be an absolute path", v.Target)
+		}
+		switch v.Type {
+		case api.MountVolume, "":
+			m := mount.Mount{Type: mount.TypeVolume, Target: v.Target, ReadOnly: v.ReadOnly}
+			if v.Source != "" {
+				name, err := d.ensureVolume(ctx, project, v.Source)
+				if err != nil {
+					return nil, err
+				}
+				m.Source = name
+			}
+			out = append(out, m)
+		case api.MountBind:
+			if !filepath.IsAbs(v.Source) {
+				return nil, fmt.Errorf("bind mount %s: source %q must be an absolute host path", v.Target, v.Source)
+			}
+			if _, err := os.Stat(v.Source); errors.Is(err, os.ErrNotExist) {
+				if err := os.MkdirAll(v.Source, 0o755); err != nil {
+					return nil, fmt.Errorf("create bind mount source %s: %w", v.Source, err)
+				}
+			}
+			out = append(out, mount.Mount{Type: mount.TypeBind, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+		case api.MountTmpfs:
+			out = append(out, mount.Mount{Type: mount.TypeTmpfs, Target: v.Target, ReadOnly: v.ReadOnly})
+		default:
+			return nil, fmt.Errorf("mount %s: unsupported type %q (want volume, bind or tmpfs)", v.Target, v.Type)
+		}
+	}
+	return out, nil
+}
+
+// ensureVolume creates the Docker volume of a project's named volume unless
+// it exists, and returns its name.
+func (d *Driver) ensureVolume(ctx context.Context, project, source string) (string, error) {
+	name := VolumeName(project, source)
+	if _, err := d.cli.VolumeInspect(ctx, name); err == nil {
+		return name, nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("inspect volume %s: %w", name, err)
+	}
+	_, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{
+		Name:   name,
+		Driver: "local",
+		Labels: map[string]string{
+			api.LabelManaged: "true",
+			api.LabelProject: project,
+			LabelVolume:      source,
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("create volume %s: %w", name, err)
+	}
+	d.log.Info("created volume", "volume", name)
+	return name, nil
+}
+
+// secretDir is the host directory of pod's secret files.
+func (d *Driver) secretDir(pod string) string { return filepath.Join(d.opts.SecretsDir, pod) }
+
+func (d *Driver) writeSecrets(pod string, secrets []api.SecretMount) ([]mount.Mount, error) {
+	d.removeSecrets(pod) // drop files of an older spec
+	if len(secrets) == 0 {
+		return nil, nil
+	}
+	if !validFileName(pod) {
+		return nil, fmt.Errorf("write secrets: invalid pod name %q", pod)
+	}
+	dir := d.secretDir(pod)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("write secrets: %w", err)
+	}
+	var out []mount.Mount
+	for _, s := range secrets {
+		if !validFileName(s.Name) {
+			d.removeSecrets(pod)
+			return nil, fmt.Errorf("write secret %q: invalid name", s.Name)
+		}
+		file := filepath.Join(dir, s.Name)
+		mode := os.FileMode(s.Mode)
+		if mode == 0 {
+			mode = 0o444
+		}
+		if err := writeFileMode(file, s.Content, mode.Perm()); err != nil {
+			d.removeSecrets(pod)
+			return nil, fmt.Errorf("write secret %s: %w", s.Name, err)
+		}
+		target := s.Target
+		if target == "" {
+			target = s.Name
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(secretsTarget, target)
+		}
+		out = append(out, mount.Mount{Type: mount.TypeBind, Source: file, Target: target, ReadOnly: true})
+	}
+	return out, nil
+}
+
+func writeFileMode(name string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil { // not subject to the umask
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func validFileName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`) && !strings.ContainsRune(s, 0)
+}
+
+func (d *Driver) removeSecrets(pod string) {
+	if !validFileName(pod) {
+		return
+	}
+	if err := os.RemoveAll(d.secretDir(pod)); err != nil {
+		d.log.Warn("cannot remove secret files", "pod", pod, "err", err)
+	}
+}
+
+// Start starts a created or exited container.
+func (d *Driver) Start(ctx context.Context, id string) error {
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", id, classify(err))
+	}
+	return nil
+}
+
+// Stop sends signal (empty: the container's stop signal) and kills the
+// container after grace; a negative grace uses the container's own stop
+// timeout (from stop_grace_period, else the engine's 10s). Stopping a
+// container that is not running is not an error.
+func (d *Driver) Stop(ctx context.Context, id string, signal string, grace time.Duration) error {
+	var timeout *int
+	if grace >= 0 {
+		secs := int(math.Ceil(grace.Seconds()))
+		timeout = &secs
+	}
+	if signal == "" {
+		if err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil {
+			return fmt.Errorf("stop container %s: %w", id, classify(err))
+		}
+		return nil
+	}
+	// API 1.41 (Engine 20.10) ignores StopOptions.Signal, so signal, wait
+	// and kill by hand.
+	c, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return fmt.Errorf("stop container %s: %w", id, classify(err))
+	}
+	if c.State == nil || !c.State.Running {
+		return nil
+	}
+	if grace < 0 {
+		grace = 10 * time.Second
+		if c.Config != nil && c.Config.StopTimeout != nil {
+			grace = time.Duration(*c.Config.StopTimeout) * time.Second
+		}
+	}
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waitc, errc := d.cli.ContainerWait(waitCtx, c.ID, container.WaitConditionNotRunning)
+	if err := d.cli.ContainerKill(ctx, c.ID, signal); err != nil {
+		if cerrdefs.IsConflict(err) {
+			return nil // no longer running
+		}
+		return fmt.Errorf("stop container %s: send %s: %w", id, signal, classify(err))
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-waitc:
+		return nil
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return fmt.Errorf("stop container %s: %w", id, ctx.Err())
+		}
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		// Fall through to a kill, which is idempotent enough.
+	case <-timer.C:
+	case <-ctx.Done():
+		return fmt.Errorf("stop container %s: %w", id, ctx.Err())
+	}
+	// SIGKILL through stop with a zero timeout: Docker then waits for the exit.
+	zero := 0
+	if err := d.cli.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &zero}); err != nil {
+		return fmt.Errorf("stop container %s: %w", id, classify(err))
+	}
+	return nil
+}
+
+// Remove force-removes the container, its anonymous volumes and the pod's
+// secret files. A missing container is not an error.
+func (d *Driver) Remove(ctx context.Context, id string) error {
+	pod := id // when the container is gone, id may still be the pod name
+	if c, err := d.cli.ContainerInspect(ctx, id); err == nil {
+		if c.Config != nil && c.Config.Labels[api.LabelPod] != "" {
+			pod = c.Config.Labels[api.LabelPod]
+		}
+	} else if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	d.removeSecrets(pod)
+	return nil
+}
+
+// Inspect returns the container's state; errors.Is(err, agent.ErrNotFound)
+// when it does not exist.
+func (d *Driver) Inspect(ctx context.Context, id string) (agent.Container, error) {
+	c, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return agent.Container{}, fmt.Errorf("inspect container %s: %w", id, classify(err))
+	}
+	return d.toContainer(c), nil
+}
+
+func (d *Driver) toContainer(c container.InspectResponse) agent.Container {
+	out := agent.Container{}
+	if c.ContainerJSONBase != nil {
+		out.ID = c.ID
+		out.Name = strings.TrimPrefix(c.Name, "/")
+		if s := c.State; s != nil {
+			out.State = string(s.Status)
+			out.ExitCode = s.ExitCode
+			out.OOMKilled = s.OOMKilled
+			out.Error = s.Error
+			out.StartedAt = parseTime(s.StartedAt)
+			out.FinishedAt = parseTime(s.FinishedAt)
+			if s.Health != nil && s.Health.Status != container.NoHealthcheck {
+				out.Health = string(s.Health.Status)
+			}
+		}
+	}
+	if c.Config != nil {
+		out.Labels = c.Config.Labels
+		out.Pod = c.Config.Labels[api.LabelPod]
+		out.Project = c.Config.Labels[api.LabelProject]
+		out.SpecHash = c.Config.Labels[api.LabelSpec]
+	}
+	if c.NetworkSettings != nil {
+		if ep := c.NetworkSettings.Networks[d.opts.Network]; ep != nil {
+			out.IP = ep.IPAddress
+		}
+	}
+	return out
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() <= 1 {
+		return time.Time{}
+	}
+	return t
+}
+
+func managedFilter() filters.Args {
+	return filters.NewArgs(filters.Arg("label", api.LabelManaged+"=true"))
+}
+
+// List returns every container labelled dev.managed=true, running or not.
+func (d *Driver) List(ctx context.Context) ([]agent.Container, error) {
+	sums, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter()})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]agent.Container, 0, len(sums))
+	for _, s := range sums {
+		c, err := d.cli.ContainerInspect(ctx, s.ID)
+		if err != nil {
+			if cerrdefs.IsNotFound(err) {
+				continue // removed meanwhile
+			}
+			return nil, fmt.Errorf("list containers: inspect %s: %w", s.ID, err)
+		}
+		out = append(out, d.toContainer(c))
+	}
+	return out, nil
+}
+
+// Events streams the pod name (label dev.pod) of each managed container that
+// changes. Exec events (one set per healthcheck run) are left out; the
+// resulting health_status events are kept. Both channels close when ctx ends;
+// an error from the engine is sent once and ends the stream.
+func (d *Driver) Events(ctx context.Context) (<-chan string, <-chan error) {
+	out := make(chan string, 64)
+	errc := make(chan error, 1)
+	f := managedFilter()
+	f.Add("type", string(events.ContainerEventType))
+	msgs, derrs := d.cli.Events(ctx, events.ListOptions{Filters: f})
+	go func() {
+		defer close(out)
+		defer close(errc)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err, ok := <-derrs:
+				if !ok || ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, io.EOF) {
+					err = errors.New("engine closed the stream")
+				}
+				errc <- fmt.Errorf("watch docker events: %w", err)
+				return
+			case m := <-msgs:
+				if strings.HasPrefix(string(m.Action), "exec_") {
+					continue
+				}
+				pod := m.Actor.Attributes[api.LabelPod]
+				if pod == "" {
+					continue
+				}
+				select {
+				case out <- pod:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, errc
+}
+
+// Logs streams the container's stdout and stderr as one plain stream (Docker
+// multiplexes them unless the container has a TTY). tail < 0 means all.
+func (d *Driver) Logs(ctx context.Context, id string, follow bool, tail int) (io.ReadCloser, error) {
+	c, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read logs of %s: %w", id, classify(err))
+	}
+	t := "all"
+	if tail >= 0 {
+		t = strconv.Itoa(tail)
+	}
+	rc, err := d.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{
+		ShowStdout: true,
+		ShowStderr: true,
+		Follow:     follow,
+		Tail:       t,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read logs of %s: %w", id, classify(err))
+	}
+	if c.Config != nil && c.Config.Tty {
+		return rc, nil
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		rc.Close()
+		pw.CloseWithError(err) // nil: EOF
+	}()
+	return &demuxed{PipeReader: pr, src: rc}, nil
+}
+
+// demuxed is the read side of a demultiplexed log stream; closing it stops
+// the copy.
+type demuxed struct {
+	*io.PipeReader
+	src io.Closer
+}
+
+func (r *demuxed) Close() error {
+	r.src.Close()
+	return r.PipeReader.Close()
+}
+
+// RemoveVolumes removes project's named volumes (labels dev.project=<project>
+// and dev.managed=true). A volume still in use is an error naming it.
+func (d *Driver) RemoveVolumes(ctx context.Context, project string) error {
+	f := managedFilter()
+	f.Add("label", api.LabelProject+"="+project)
+	resp, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		return fmt.Errorf("list volumes of %s: %w", project, err)
+	}
+	var errs []error
+	for _, v := range resp.Volumes {
+		if err := d.cli.VolumeRemove(ctx, v.Name, false); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Resources reports the engine's CPUs (in nano-CPUs) and total memory.
+func (d *Driver) Resources(ctx context.Context) (api.ResourceAmounts, error) {
+	info, err := d.cli.Info(ctx)
+	if err != nil {
+		return api.ResourceAmounts{}, fmt.Errorf("read docker info: %w", err)
+	}
+	return api.ResourceAmounts{NanoCPUs: int64(info.NCPU) * 1e9, MemoryBytes: info.MemTotal}, nil
+}

@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+
+	"github.com/devhq/dev/test/testimage"
+)
+
+// testImage is the image every fixture runs (test/testapp, FROM scratch).
+const testImage = "dev-testapp:e2e"
+
+// Every test agent uses its own Docker network and bridge on a CIDR that
+// does not collide with a developer's own agent (10.213.0.0/16).
+const (
+	e2eNetwork = "deve2e"
+	e2eBridge  = "deve2e0"
+	e2eCIDR    = "10.215.0.0/16"
+)
+
+var devBin string // built once in TestMain
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		if os.Getenv("CI") != "" {
+			os.Exit(1)
+		}
+		os.Exit(0) // no Docker on a developer laptop
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	dir, err := os.MkdirTemp("", "dev-e2e-bin")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	devBin = filepath.Join(dir, "dev")
+	build := exec.Command("go", "build", "-o", devBin, "./cmd/dev")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build dev: %v\n%s", err, out)
+	}
+	dc, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return 0, err
+	}
+	defer dc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := dc.Ping(ctx); err != nil {
+		return 0, fmt.Errorf("docker engine: %w", err)
+	}
+	if err := testimage.Build(ctx, dc, testImage); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+// cluster is one `dev agent` on the local Engine, with its own data dir.
+type cluster struct {
+	t       *testing.T
+	dir     string
+	node    string
+	raft    string
+	docker  *client.Client
+	agent   *exec.Cmd
+	exited  chan struct{}
+	logFile string
+}
+
+// newCluster starts an agent and registers cleanup of everything it may
+// leave: the agent process, containers and volumes of its node, the network.
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dev-e2e") // short: the socket path must fit 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{
+		t: t, dir: dir, docker: testimage.Docker(t),
+		node: fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6),
+		raft: freeAddr(t), logFile: filepath.Join(dir, "agent.log"),
+	}
+	t.Cleanup(func() {
+		c.stopAgent()
+		c.removeDockerObjects()
+		if t.Failed() {
+			if b, err := os.ReadFile(c.logFile); err == nil {
+				t.Logf("agent log:\n%s", lastLines(string(b), 60))
+			}
+		}
+		os.RemoveAll(dir)
+	})
+	c.startAgent()
+	return c
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (c *cluster) env() []string {
+	return append(os.Environ(),
+		"DEV_DATA_DIR="+c.dir,
+		"DEV_HOST=unix://"+filepath.Join(c.dir, "dev.sock"),
+	)
+}
+
+func (c *cluster) startAgent() {
+	c.t.Helper()
+	logf, err := os.OpenFile(c.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(devBin, "agent", "--data-dir", c.dir, "--node-name", c.node,
+		"--raft-addr", c.raft, "--cluster-cidr", e2eCIDR, "--network", e2eNetwork,
+		"--bridge", e2eBridge, "--fast")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	logf.Close()
+	c.agent = cmd
+	c.exited = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(c.exited) }()
+	eventually(c.t, 30*time.Second, "agent answers with a leader", func() error {
+		select {
+		case <-c.exited:
+			return fmt.Errorf("agent exited")
+		default:
+		}
+		out, err := c.dev("ps")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+}
+
+// stopAgent stops the agent with SIGTERM (SIGKILL after 10s).
+func (c *cluster) stopAgent() {
+	if c.agent == nil {
+		return
+	}
+	_ = c.agent.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-c.agent.Process.Pid, syscall.SIGKILL)
+		<-c.exited
+	}
+	c.agent = nil
+}
+
+func (c *cluster) removeDockerObjects() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, _ := c.docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "dev.node="+c.node))})
+	for _, ct := range cs {
+		_ = c.docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	vols, _ := c.docker.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "dev.managed=true"))})
+	for _, v := range vols.Volumes {
+		if strings.HasPrefix(v.Name, "e2e") {
+			_ = c.docker.VolumeRemove(ctx, v.Name, true)
+		}
+	}
+	_ = c.docker.NetworkRemove(ctx, e2eNetwork)
+}
+
+// dev runs the CLI against this cluster and returns combined output.
+func (c *cluster) dev(args ...string) (string, error) {
+	return c.devIn("", args...)
+}
+
+func (c *cluster) devIn(dir string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, devBin, args...)
+	cmd.Env = c.env()
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// mustDev runs the CLI and fails the test on a non-zero exit.
+func (c *cluster) mustDev(args ...string) string {
+	c.t.Helper()
+	out, err := c.dev(args...)
+	if err != nil {
+		c.t.Fatalf("dev %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// podRow mirrors `dev ps -o json`.
+type podRow struct {
+	Name        string            `json:"name"`
+	Project     string            `json:"project"`
+	Service     string            `json:"service"`
+	Node        string            `json:"node"`
+	State       string            `json:"state"`
+	Health      string            `json:"health"`
+	IP          string            `json:"ip"`
+	ContainerID string            `json:"container_id"`
+	Restarts    int               `json:"restarts"`
+	Labels      map[string]string `json:"labels"`
+}
+
+func (c *cluster) ps(project string) []podRow {
+	c.t.Helper()
+	out := c.mustDev("ps", "-p", project, "-o", "json")
+	var rows []podRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		c.t.Fatalf("parse dev ps -o json: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// running returns the running pods of a service.
+func running(rows []podRow, service string) []podRow {
+	var out []podRow
+	for _, r := range rows {
+		if r.Service == service && r.State == "running" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// containers lists the Engine's containers of a project.
+func (c *cluster) containers(project string) []container.Summary {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := c.docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "dev.project="+project))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cs
+}
+
+func fixture(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "testdata", name, "compose.yaml")
+}
+
+// eventually retries f until it succeeds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
