@@ -476,7 +476,6 @@ func TestWarnings(t *testing.T) {
 				`service "more": key "ipc" is not supported by dev yet and is ignored`,
 				`service "more": key "links" is not supported by dev yet and is ignored`,
 				`service "more": key "logging" is not supported by dev yet and is ignored`,
-				`service "more": key "networks" is not supported by dev yet and is ignored`,
 				`service "more": key "oom_score_adj" is not supported by dev yet and is ignored`,
 				`service "more": key "pid" is not supported by dev yet and is ignored`,
 				`service "more": key "platform" is not supported by dev yet and is ignored`,

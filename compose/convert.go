@@ -128,6 +128,7 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 	}
 	spec.Resources = convertResources(s)
 	spec.DependsOn = convertDependsOn(s.DependsOn)
+	spec.Networks = convertNetworks(s.Networks)
 
 	unsupported(s, w)
 	return spec, w.sorted(), nil
@@ -394,6 +395,33 @@ func convertDependsOn(deps types.DependsOnConfig) []api.Dependency {
 			cond = api.ConditionStarted
 		}
 		out = append(out, api.Dependency{Service: name, Condition: cond, Required: d.Required})
+	}
+	return out
+}
+
+// convertNetworks keeps the service's networks and their aliases, sorted; a
+// service with only the implicit default network gets none (it means
+// "default").
+func convertNetworks(nets map[string]*types.ServiceNetworkConfig) []api.NetworkAttachment {
+	if len(nets) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(nets))
+	for n := range nets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 1 && names[0] == "default" && (nets["default"] == nil || len(nets["default"].Aliases) == 0) {
+		return nil
+	}
+	out := make([]api.NetworkAttachment, 0, len(names))
+	for _, n := range names {
+		a := api.NetworkAttachment{Name: n}
+		if c := nets[n]; c != nil && len(c.Aliases) > 0 {
+			a.Aliases = append([]string(nil), c.Aliases...)
+			sort.Strings(a.Aliases)
+		}
+		out = append(out, a)
 	}
 	return out
 }

@@ -100,6 +100,7 @@ var supported = newAttrs(
 	"cap_add", "cap_drop", "sysctls",
 	"hostname", "container_name",
 	"init", "tty", "stdin_open",
+	"networks.*.aliases",
 	"profiles", // applied by the loader
 	"extends",  // applied by the loader
 )

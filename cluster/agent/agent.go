@@ -179,6 +179,11 @@ func (a *Agent) ensureWorker(ctx context.Context, name string) *podWorker {
 			delete(a.workers, name)
 		}
 		a.mu.Unlock()
+		// A new pod of the same name may have been bound while this worker
+		// was finishing (and handed the kick meant for it): start its own.
+		if p, ok := a.st.Pod(name); ok && p.Node == a.opts.Node && ctx.Err() == nil {
+			a.ensureWorker(ctx, name).kick()
+		}
 	}()
 	return w
 }

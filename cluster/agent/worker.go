@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -145,6 +147,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			return false, wait, false, nil
 		}
 		spec := rc.Template
+		spec.Environment = withDiscoveryEnv(a.st, spec)
 		if pod.Status.ContainerID != "" {
 			w.restarts++ // the container vanished behind our back
 		}
@@ -275,4 +278,26 @@ func sameStatus(a, b api.PodStatus) bool {
 	return a.State == b.State && a.Health == b.Health && a.IP == b.IP &&
 		a.ContainerID == b.ContainerID && a.ExitCode == b.ExitCode &&
 		a.Restarts == b.Restarts && a.Message == b.Message && a.StartedAt.Equal(b.StartedAt)
+}
+
+// withDiscoveryEnv returns the spec's environment plus, for every service of
+// its project that has a virtual IP when the pod is created,
+// <SVC>_SERVICE_HOST and <SVC>_SERVICE_PORT (Kubernetes' env-var discovery).
+// Values the user set win.
+func withDiscoveryEnv(st *state.Store, spec api.ServiceSpec) map[string]string {
+	env := make(map[string]string, len(spec.Environment)+8)
+	for _, rc := range st.RCs(spec.Project) {
+		if rc.VIP == "" {
+			continue
+		}
+		prefix := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(rc.Service))
+		env[prefix+"_SERVICE_HOST"] = rc.VIP
+		if ports := rc.Template.ServicePorts(); len(ports) > 0 {
+			env[prefix+"_SERVICE_PORT"] = strconv.Itoa(int(ports[0].Target))
+		}
+	}
+	for k, v := range spec.Environment {
+		env[k] = v
+	}
+	return env
 }

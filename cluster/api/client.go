@@ -26,6 +26,7 @@ type Client interface {
 	Pods(ctx context.Context, q PodQuery) (PodList, error)
 	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
 	Nodes(ctx context.Context) ([]Node, error)
+	Services(ctx context.Context, project string) ([]ServiceInfo, error)
 }
 
 // PodQuery filters a pod listing; Index > 0 makes it a blocking query that
@@ -221,5 +222,12 @@ func (c *HTTPClient) Logs(ctx context.Context, pod string, follow bool, tail int
 func (c *HTTPClient) Nodes(ctx context.Context) ([]Node, error) {
 	var r []Node
 	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/nodes", nil, &r)
+	return r, err
+}
+
+// Services implements Client.
+func (c *HTTPClient) Services(ctx context.Context, project string) ([]ServiceInfo, error) {
+	var r []ServiceInfo
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/services?project="+url.QueryEscape(project), nil, &r)
 	return r, err
 }

@@ -10,6 +10,7 @@ package api
 //	GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
 //	GET    /v1/pods/{name}/logs?follow=1&tail=N    -> raw log stream
 //	GET    /v1/nodes                               -> []Node
+//	GET    /v1/services?project=P                  -> []ServiceInfo
 //	PUT    /v1/pods/{name}/status                  PodStatus (node agents)
 //	DELETE /v1/pods/{name}                         (node agents, after removal)
 
@@ -60,4 +61,16 @@ type Error struct {
 	// Code is a stable machine-readable kind: "not_found", "invalid",
 	// "conflict", "unavailable", "internal".
 	Code string `json:"code"`
+}
+
+// ServiceInfo is one service as `dev services` shows it.
+type ServiceInfo struct {
+	Project   string     `json:"project"`
+	Name      string     `json:"name"`
+	VIP       string     `json:"vip"`
+	Ports     []PortSpec `json:"ports"`     // served on the VIP
+	Published []PortSpec `json:"published"` // served on every node
+	Desired   int        `json:"desired"`
+	Ready     int        `json:"ready"`
+	Endpoints []string   `json:"endpoints"` // ready pod IPs
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -144,8 +145,12 @@ type ServiceSpec struct {
 	Hostname        string            `json:"hostname,omitempty"`
 	ContainerName   string            `json:"container_name,omitempty"`
 	Init            *bool             `json:"init,omitempty"`
-	Tty             bool              `json:"tty,omitempty"`
-	StdinOpen       bool              `json:"stdin_open,omitempty"`
+	// Networks are the compose networks the service joins, sorted by name
+	// ("default" when the file names none). They scope service discovery: a
+	// pod resolves only services it shares a network with.
+	Networks  []NetworkAttachment `json:"networks,omitempty"`
+	Tty       bool                `json:"tty,omitempty"`
+	StdinOpen bool                `json:"stdin_open,omitempty"`
 }
 
 // Hash is the pod template hash: it changes when anything that requires new
@@ -168,6 +173,66 @@ func (s ServiceSpec) RestartPolicy() string {
 		return RestartAlways
 	}
 	return s.Restart
+}
+
+// NetworkAttachment is one entry of a service's compose `networks:`.
+type NetworkAttachment struct {
+	Name    string   `json:"name"`
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// NetworkNames returns the names of the networks the service joins.
+func (s ServiceSpec) NetworkNames() []string {
+	if len(s.Networks) == 0 {
+		return []string{"default"}
+	}
+	out := make([]string, len(s.Networks))
+	for i, n := range s.Networks {
+		out[i] = n.Name
+	}
+	return out
+}
+
+// ServicePorts are the ports a service's virtual IP serves: the targets of
+// `ports:` and the ports of `expose:` (as "80", "80/udp" or "8000-8002"),
+// deduplicated, in order.
+func (s ServiceSpec) ServicePorts() []PortSpec {
+	var out []PortSpec
+	seen := map[string]bool{}
+	add := func(p PortSpec) {
+		key := fmt.Sprintf("%d/%s", p.Target, p.Protocol)
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, p)
+		}
+	}
+	for _, p := range s.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		add(PortSpec{Name: p.Name, Target: p.Target, Protocol: proto})
+	}
+	for _, e := range s.Expose {
+		num, proto, _ := strings.Cut(e, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		lo, hi, isRange := strings.Cut(num, "-")
+		first, err1 := strconv.ParseUint(lo, 10, 16)
+		last := first
+		var err2 error
+		if isRange {
+			last, err2 = strconv.ParseUint(hi, 10, 16)
+		}
+		if err1 != nil || err2 != nil || last < first || last-first > 1000 {
+			continue // compose-go validated the syntax; ignore what we cannot read
+		}
+		for n := first; n <= last; n++ {
+			add(PortSpec{Target: uint16(n), Protocol: proto})
+		}
+	}
+	return out
 }
 
 // BuildSpec is compose `build:`.
@@ -252,6 +317,9 @@ type ReplicationController struct {
 	Template ServiceSpec `json:"template"`
 	// SpecHash is Template.Hash(), kept so pods can be compared cheaply.
 	SpecHash string `json:"spec_hash"`
+	// VIP is the service's virtual IP, allocated from the service CIDR when
+	// the controller is created and released with it.
+	VIP string `json:"vip,omitempty"`
 	// Released is set once the service's depends_on conditions were met; from
 	// then on pods are created without waiting again (as compose orders only
 	// at start-up).
@@ -366,6 +434,7 @@ func ParseSelector(s string) (Selector, error) {
 			continue
 		}
 		k, v, ok := strings.Cut(part, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok || k == "" {
 			return nil, fmt.Errorf("parse selector %q: want KEY=VALUE", part)
 		}

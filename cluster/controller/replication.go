@@ -75,7 +75,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // Reconcile computes one pass and proposes its commands.
 func (c *Controller) Reconcile(ctx context.Context) error {
-	for _, cmd := range Plan(c.st, c.now()) {
+	for _, cmd := range Plan(c.st, c.now(), c.opts) {
 		if _, err := c.w.Apply(ctx, cmd); err != nil {
 			return fmt.Errorf("apply %T: %w", cmd, err)
 		}
@@ -141,10 +141,11 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 
 	// Node monitor.
 	nodes := st.Nodes()
-	for _, n := range nodes {
+	for i := range nodes {
+		n := &nodes[i] // in place: the scheduler below must see the node down
 		if n.Status == api.NodeReady && !n.Heartbeat.IsZero() && now.Sub(n.Heartbeat) > o.NodeTimeout {
 			n.Status = api.NodeDown
-			cmds = append(cmds, &state.PutNode{Node: n})
+			cmds = append(cmds, &state.PutNode{Node: *n})
 		}
 	}
 

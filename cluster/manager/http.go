@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
@@ -32,6 +33,7 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/pods", m.handleListPods)
 	mux.HandleFunc("GET /v1/pods/{name}/logs", m.handleLogs)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
+	mux.HandleFunc("GET /v1/services", m.handleServices)
 	return mux
 }
 
@@ -153,7 +155,11 @@ func (m *Manager) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 			res.Removed = append(res.Removed, rc.Service)
 		}
 	}
-	idx, err := m.Apply(r.Context(), &state.ApplyProject{Project: p})
+	if err := m.checkPublishedPorts(&p); err != nil {
+		writeError(w, err)
+		return
+	}
+	idx, err := m.Apply(r.Context(), &state.ApplyProject{Project: p, ServiceCIDR: m.opts.ServiceCIDR})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -330,4 +336,113 @@ func (fw flushWriter) Write(b []byte) (int, error) {
 
 func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, m.r.State().Nodes())
+}
+
+// published is one host port a service publishes.
+type published struct {
+	project, service string
+	hostIP           string
+	port             uint16
+	proto            string
+}
+
+func (p published) String() string {
+	return fmt.Sprintf("%d/%s", p.port, p.proto)
+}
+
+// clashes reports whether two published ports would share a socket.
+func (p published) clashes(o published) bool {
+	if p.port != o.port || p.proto != o.proto {
+		return false
+	}
+	any := func(ip string) bool { return ip == "" || ip == "0.0.0.0" || ip == "::" }
+	return p.hostIP == o.hostIP || any(p.hostIP) || any(o.hostIP)
+}
+
+func publishedPorts(s api.ServiceSpec) []published {
+	var out []published
+	for _, pt := range s.Ports {
+		if pt.Published == 0 {
+			continue
+		}
+		proto := pt.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		out = append(out, published{s.Project, s.Name, pt.HostIP, pt.Published, proto})
+	}
+	return out
+}
+
+// checkPublishedPorts refuses a project whose published ports collide with
+// each other, with another deployed service, or with a program that holds
+// the port on this node. Nothing is deployed when it fails.
+func (m *Manager) checkPublishedPorts(p *api.Project) error {
+	var mine []published
+	for _, s := range p.Services {
+		for _, pp := range publishedPorts(s) {
+			for _, o := range mine {
+				if pp.clashes(o) && o.service != pp.service {
+					return invalid("services %s and %s both publish port %s; give one of them another host port", o.service, pp.service, pp)
+				}
+			}
+			mine = append(mine, pp)
+		}
+	}
+	var deployed []published
+	for _, rc := range m.r.State().RCs("") {
+		deployed = append(deployed, publishedPorts(rc.Template)...)
+	}
+	for _, pp := range mine {
+		servedByUs := false
+		for _, o := range deployed {
+			if !pp.clashes(o) {
+				continue
+			}
+			if o.project != pp.project {
+				return conflict("port %s of service %s is already published by service %s of project %s; choose another host port or `dev down -p %s`", pp, pp.service, o.service, o.project, o.project)
+			}
+			servedByUs = true // this project's own port, served by dev already
+		}
+		if servedByUs {
+			continue
+		}
+		addr := netip.IPv4Unspecified()
+		if pp.hostIP != "" {
+			a, err := netip.ParseAddr(pp.hostIP)
+			if err != nil {
+				return invalid("service %s: host_ip %q is not an IP address", pp.service, pp.hostIP)
+			}
+			addr = a
+		}
+		if err := m.local.CheckPort(netip.AddrPortFrom(addr, pp.port), pp.proto); err != nil {
+			return conflict("port %s of service %s is already in use on node %s (%v); stop what holds it or choose another host port", pp, pp.service, m.opts.Node, err)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) handleServices(w http.ResponseWriter, r *http.Request) {
+	project := r.URL.Query().Get("project")
+	st := m.r.State()
+	out := []api.ServiceInfo{}
+	for _, rc := range st.RCs(project) {
+		info := api.ServiceInfo{
+			Project: rc.Project, Name: rc.Service, VIP: rc.VIP, Desired: rc.Replicas,
+			Ports: rc.Template.ServicePorts(), Endpoints: []string{},
+		}
+		for _, pt := range rc.Template.Ports {
+			if pt.Published != 0 {
+				info.Published = append(info.Published, pt)
+			}
+		}
+		for _, p := range st.Pods(state.PodFilter{Selector: rc.Selector()}) {
+			if p.Ready() && p.SpecHash == rc.SpecHash {
+				info.Ready++
+				info.Endpoints = append(info.Endpoints, p.Status.IP)
+			}
+		}
+		out = append(out, info)
+	}
+	writeJSON(w, out)
 }

@@ -33,12 +33,16 @@ type Raft interface {
 type Local interface {
 	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
 	RemoveVolumes(ctx context.Context, project string) error
+	// CheckPort reports whether a published port can be served on this node:
+	// nil when it is free or already served by dev.
+	CheckPort(addr netip.AddrPort, proto string) error
 }
 
 // Options configure the manager.
 type Options struct {
 	Node        string
 	ClusterCIDR string // pod network, split into one /24 per node
+	ServiceCIDR string // virtual IPs of services
 	Version     string
 	Controller  controller.Options
 }
@@ -57,6 +61,9 @@ type Manager struct {
 func New(r Raft, local Local, opts Options, log *slog.Logger) *Manager {
 	if opts.ClusterCIDR == "" {
 		opts.ClusterCIDR = "10.213.0.0/16"
+	}
+	if opts.ServiceCIDR == "" {
+		opts.ServiceCIDR = "10.214.0.0/16"
 	}
 	return &Manager{r: r, local: local, opts: opts, log: log.With("component", "manager")}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,7 +21,11 @@ import (
 	"github.com/devhq/dev/cluster/agent/docker"
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/manager"
+	"github.com/devhq/dev/cluster/overlay"
 	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/state"
+	"github.com/devhq/dev/dns"
+	"github.com/devhq/dev/proxy"
 )
 
 // Config configures a node.
@@ -29,10 +34,14 @@ type Config struct {
 	Name        string // node name; default: host name
 	RaftAddr    string // raft listen address, e.g. 127.0.0.1:7947
 	ClusterCIDR string
-	Network     string // Docker network name of the pod network
-	Bridge      string // its bridge device
-	Labels      map[string]string
-	Version     string
+	ServiceCIDR string // virtual IPs of services
+	// DNSAddr is the host-side listen address of the cluster DNS server
+	// (pods use the one on their gateway, port 53).
+	DNSAddr string
+	Network string // Docker network name of the pod network
+	Bridge  string // its bridge device
+	Labels  map[string]string
+	Version string
 	// Fast shortens timers (tests).
 	Fast bool
 }
@@ -88,8 +97,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	drv := docker.New(dcli, docker.Options{
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
-		SecretsDir: filepath.Join(cfg.DataDir, "secrets"),
+		SecretsDir: filepath.Join(cfg.DataDir, "secrets"), DNSDomain: clusterDomain,
 	})
+	svcCIDR, err := netip.ParsePrefix(cfg.ServiceCIDR)
+	if err != nil {
+		return fmt.Errorf("parse service cidr %q: %w", cfg.ServiceCIDR, err)
+	}
+	px := proxy.New(proxy.Options{Log: n.log})
+	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), n.log)
 
 	var ctrlOpts controller.Options
 	agentOpts := agent.Options{Node: cfg.Name, Labels: cfg.Labels}
@@ -104,10 +119,11 @@ func (n *Node) Run(ctx context.Context) error {
 	// with a late-bound local.
 	local := &lateLocal{}
 	mgr := manager.New(r, local, manager.Options{
-		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, Version: cfg.Version, Controller: ctrlOpts,
+		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR,
+		Version: cfg.Version, Controller: ctrlOpts,
 	}, n.log)
 	ag := agent.New(r.State(), mgr, drv, agentOpts, n.log)
-	local.Local = ag
+	local.Local = nodeLocal{Agent: ag, proxy: px}
 
 	srv := &http.Server{Handler: mgr.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	g, ctx := errgroup.WithContext(ctx)
@@ -136,11 +152,68 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return ag.Run(ctx)
 	})
+	g.Go(func() error { return disc.Run(ctx) })
+	g.Go(func() error { return px.Run(ctx, disc) })
+	g.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
 	n.log.Info("agent started", "node", cfg.Name, "socket", SocketPath(cfg.DataDir), "raft", cfg.RaftAddr)
 	return g.Wait()
 }
 
 type lateLocal struct{ manager.Local }
+
+// nodeLocal is what the API needs of this node: the agent's container-level
+// work and the proxy's port checks.
+type nodeLocal struct {
+	*agent.Agent
+	proxy *proxy.Proxy
+}
+
+func (l nodeLocal) CheckPort(addr netip.AddrPort, proto string) error {
+	return l.proxy.Check(addr, proto)
+}
+
+// clusterDomain is the DNS zone of the cluster.
+const clusterDomain = "dev."
+
+// runDNS serves cluster DNS on the pod network's gateway (port 53) and on
+// DNSAddr for the host, once this node has its pod subnet. A bind failure
+// (the bridge not up yet) is retried.
+func (n *Node) runDNS(ctx context.Context, st *state.Store, r dns.Resolver) error {
+	var gw netip.Addr
+	for !gw.IsValid() {
+		if nd, ok := st.Node(n.cfg.Name); ok && nd.PodSubnet != "" {
+			pfx, err := netip.ParsePrefix(nd.PodSubnet)
+			if err != nil {
+				return fmt.Errorf("parse pod subnet %q: %w", nd.PodSubnet, err)
+			}
+			gw = pfx.Masked().Addr().Next()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-st.Changed():
+		case <-time.After(time.Second):
+		}
+	}
+	addrs := []string{netip.AddrPortFrom(gw, 53).String()}
+	if n.cfg.DNSAddr != "" {
+		addrs = append(addrs, n.cfg.DNSAddr)
+	}
+	for {
+		srv := dns.New(dns.Config{Addrs: addrs, Domain: clusterDomain, Log: n.log}, r)
+		err := srv.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		n.log.Warn("cluster dns stopped; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
 
 // listenSocket listens on a unix socket, replacing a stale socket file but
 // refusing to steal one that an agent still answers on.

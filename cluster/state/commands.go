@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 
 	"github.com/devhq/dev/cluster/api"
@@ -35,6 +36,8 @@ type Command interface {
 // project that are not in Project are removed (their pods marked deleting).
 type ApplyProject struct {
 	Project api.Project `json:"project"`
+	// ServiceCIDR is where new services get their virtual IP from.
+	ServiceCIDR string `json:"service_cidr,omitempty"`
 }
 
 // DeleteProject removes a project, its controllers, and marks its pods deleting.
@@ -206,6 +209,14 @@ func (tx *Txn) Apply(cmd Command) error {
 
 func (tx *Txn) applyProject(c *ApplyProject) error {
 	p := c.Project
+	if c.ServiceCIDR != "" {
+		// Fail before changing anything when the service CIDR is full.
+		if free, err := tx.freeVIPs(c.ServiceCIDR, len(p.Services)); err != nil {
+			return err
+		} else if !free {
+			return fmt.Errorf("apply project %s: service cidr %s has no free virtual IPs left", p.Name, c.ServiceCIDR)
+		}
+	}
 	want := map[string]bool{}
 	for _, svc := range p.Services {
 		want[svc.Name] = true
@@ -217,6 +228,13 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 		rc.Replicas = svc.Replicas
 		rc.Template = svc
 		rc.SpecHash = svc.Hash()
+		if rc.VIP == "" && c.ServiceCIDR != "" {
+			vip, err := tx.allocateVIP(c.ServiceCIDR)
+			if err != nil {
+				return err
+			}
+			rc.VIP = vip
+		}
 		tx.PutRC(*rc)
 	}
 	for key, rc := range tx.s.rcs {
@@ -269,4 +287,50 @@ func (tx *Txn) scale(c *Scale) error {
 		tx.PutRC(*rc)
 	}
 	return nil
+}
+
+// allocateVIP returns the lowest address of cidr that no controller holds
+// (the network address itself is skipped). Deterministic: every replica of
+// the log picks the same one.
+func (tx *Txn) allocateVIP(cidr string) (string, error) {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("parse service cidr %q: %w", cidr, err)
+	}
+	taken := tx.takenVIPs()
+	pfx = pfx.Masked()
+	for a := pfx.Addr().Next(); a.IsValid() && pfx.Contains(a); a = a.Next() {
+		if !taken[a.String()] && !isBroadcast(pfx, a) {
+			return a.String(), nil
+		}
+	}
+	return "", fmt.Errorf("allocate virtual ip: service cidr %s is exhausted", cidr)
+}
+
+// freeVIPs reports whether n more addresses can be allocated from cidr.
+func (tx *Txn) freeVIPs(cidr string, n int) (bool, error) {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return false, fmt.Errorf("parse service cidr %q: %w", cidr, err)
+	}
+	size := 1 << (pfx.Addr().BitLen() - pfx.Bits())
+	if pfx.Addr().BitLen()-pfx.Bits() > 30 {
+		return true, nil
+	}
+	return size-2-len(tx.takenVIPs()) >= n, nil
+}
+
+func (tx *Txn) takenVIPs() map[string]bool {
+	taken := map[string]bool{}
+	for _, rc := range tx.s.rcs {
+		if rc.VIP != "" {
+			taken[rc.VIP] = true
+		}
+	}
+	return taken
+}
+
+func isBroadcast(pfx netip.Prefix, a netip.Addr) bool {
+	n := a.Next()
+	return !n.IsValid() || !pfx.Contains(n)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -194,7 +195,9 @@ func (tx *Txn) PutNode(n api.Node) {
 	tx.s.nodes[n.Name] = &n
 }
 
-// Reads. Every read returns copies, so callers may keep and modify them.
+// Reads. Every read returns copies whose maps are copied too, so callers may
+// keep them and change their fields and maps; slices inside are shared and
+// must be treated as read-only (replace them, never write through them).
 
 // Project returns a project record and whether it exists.
 func (s *Store) Project(name string) (ProjectRecord, bool) {
@@ -227,7 +230,7 @@ func (s *Store) RC(key string) (api.ReplicationController, bool) {
 	if !ok {
 		return api.ReplicationController{}, false
 	}
-	return *rc, true
+	return cloneRC(rc), true
 }
 
 // RCs returns the replication controllers of project ("" for all), sorted by key.
@@ -237,7 +240,7 @@ func (s *Store) RCs(project string) []api.ReplicationController {
 	out := make([]api.ReplicationController, 0, len(s.rcs))
 	for _, rc := range s.rcs {
 		if project == "" || rc.Project == project {
-			out = append(out, *rc)
+			out = append(out, cloneRC(rc))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
@@ -305,7 +308,7 @@ func (s *Store) Node(name string) (api.Node, bool) {
 	if !ok {
 		return api.Node{}, false
 	}
-	return *n, true
+	return cloneNode(n), true
 }
 
 // Nodes returns every node, sorted by name.
@@ -314,7 +317,7 @@ func (s *Store) Nodes() []api.Node {
 	defer s.mu.RUnlock()
 	out := make([]api.Node, 0, len(s.nodes))
 	for _, n := range s.nodes {
-		out = append(out, *n)
+		out = append(out, cloneNode(n))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -322,10 +325,30 @@ func (s *Store) Nodes() []api.Node {
 
 func clonePod(p *api.Pod) api.Pod {
 	c := *p
-	c.Labels = make(map[string]string, len(p.Labels))
-	for k, v := range p.Labels {
-		c.Labels[k] = v
+	c.Labels = maps.Clone(p.Labels)
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
 	}
+	return c
+}
+
+func cloneRC(rc *api.ReplicationController) api.ReplicationController {
+	c := *rc
+	t := &c.Template
+	t.Environment = maps.Clone(t.Environment)
+	t.Labels = maps.Clone(t.Labels)
+	t.Sysctls = maps.Clone(t.Sysctls)
+	if t.Build != nil {
+		b := *t.Build
+		b.Args = maps.Clone(b.Args)
+		t.Build = &b
+	}
+	return c
+}
+
+func cloneNode(n *api.Node) api.Node {
+	c := *n
+	c.Labels = maps.Clone(n.Labels)
 	return c
 }
 

@@ -32,6 +32,7 @@ const (
 	e2eNetwork = "deve2e"
 	e2eBridge  = "deve2e0"
 	e2eCIDR    = "10.215.0.0/16"
+	e2eSvcCIDR = "10.216.0.0/16"
 )
 
 var devBin string // built once in TestMain
@@ -85,6 +86,7 @@ type cluster struct {
 	dir     string
 	node    string
 	raft    string
+	dnsAddr string
 	docker  *client.Client
 	agent   *exec.Cmd
 	exited  chan struct{}
@@ -102,7 +104,7 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{
 		t: t, dir: dir, docker: testimage.Docker(t),
 		node: fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6),
-		raft: freeAddr(t), logFile: filepath.Join(dir, "agent.log"),
+		raft: freeAddr(t), dnsAddr: freeAddr(t), logFile: filepath.Join(dir, "agent.log"),
 	}
 	t.Cleanup(func() {
 		c.stopAgent()
@@ -141,7 +143,8 @@ func (c *cluster) startAgent() {
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(devBin, "agent", "--data-dir", c.dir, "--node-name", c.node,
-		"--raft-addr", c.raft, "--cluster-cidr", e2eCIDR, "--network", e2eNetwork,
+		"--raft-addr", c.raft, "--cluster-cidr", e2eCIDR, "--service-cidr", e2eSvcCIDR,
+		"--dns-addr", c.dnsAddr, "--network", e2eNetwork,
 		"--bridge", e2eBridge, "--fast")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -300,4 +303,14 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// writeTemp writes content to a file in a test temp dir and returns its path.
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "override.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -19,7 +19,8 @@ import (
 
 // httpGet fetches a URL on a pod IP (the host reaches the pod bridge).
 func httpGet(url string) (string, error) {
-	c := http.Client{Timeout: 3 * time.Second}
+	// A new connection per request: the node proxy balances connections.
+	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(url)
 	if err != nil {
 		return "", err

@@ -125,6 +125,9 @@ func serve() error {
 		}
 		fmt.Fprint(w, "ok")
 	})
+	mux.HandleFunc("/resolve", handleResolve)
+	mux.HandleFunc("/fetch", handleFetch)
+	mux.HandleFunc("/udp", handleUDP)
 	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(r.URL.Query().Get("path"))
 		if err != nil {
@@ -249,4 +252,58 @@ func cat(args []string) error {
 		return fmt.Errorf("read %s: %w", args[0], err)
 	}
 	return nil
+}
+
+// handleResolve answers GET /resolve?name=N with the addresses N resolves to
+// through the container's resolver, one per line, sorted.
+func handleResolve(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, r.URL.Query().Get("name"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		fmt.Fprintln(w, a)
+	}
+}
+
+// handleFetch answers GET /fetch?url=U with the body of GET U made from
+// inside the container.
+func handleFetch(w http.ResponseWriter, r *http.Request) {
+	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(r.URL.Query().Get("url"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// handleUDP answers GET /udp?addr=A&msg=M with the reply to one UDP datagram
+// M sent to A from inside the container.
+func handleUDP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	conn, err := net.DialTimeout("udp", q.Get("addr"), 3*time.Second)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte(q.Get("msg"))); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	buf := make([]byte, 2048)
+	n, err := conn.Read(buf)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	_, _ = w.Write(buf[:n])
 }

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -68,15 +69,19 @@ type Options struct {
 	// SecretsDir is where secret files are written, one directory per pod
 	// (default: <tmp>/dev-secrets).
 	SecretsDir string
+	// DNSDomain, when set, makes containers use the cluster DNS server on the
+	// pod network's gateway, with "<project>.<DNSDomain>" as search domain.
+	DNSDomain string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
 
 // Driver implements agent.Driver on a Docker Engine.
 type Driver struct {
-	cli  *client.Client
-	opts Options
-	log  *slog.Logger
+	cli     *client.Client
+	opts    Options
+	log     *slog.Logger
+	gateway atomic.Value // netip.Addr of the pod network, set by EnsureNetwork
 }
 
 // NewClient returns a Docker client for the engine Docker's own conventions
@@ -143,6 +148,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, subnet string) error {
 		return fmt.Errorf("ensure network %s: subnet %s has no host address", d.opts.Network, prefix)
 	}
 
+	d.gateway.Store(gateway)
 	nw, err := d.cli.NetworkInspect(ctx, d.opts.Network, network.InspectOptions{})
 	switch {
 	case err == nil && nw.Name == d.opts.Network:
@@ -293,6 +299,10 @@ func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 	}
 	if p := spec.Resources.Limits.Pids; p > 0 {
 		hc.Resources.PidsLimit = &p
+	}
+	if gw, ok := d.gateway.Load().(netip.Addr); ok && d.opts.DNSDomain != "" {
+		hc.DNS = []string{gw.String()}
+		hc.DNSSearch = []string{project + "." + strings.TrimSuffix(d.opts.DNSDomain, ".")}
 	}
 	nc := &network.NetworkingConfig{
 		EndpointsConfig: map[string]*network.EndpointSettings{d.opts.Network: {}},

@@ -26,6 +26,8 @@ func NewAgentCommand(g *globals) *cobra.Command {
 				Name:        g.v.GetString("node-name"),
 				RaftAddr:    g.v.GetString("raft-addr"),
 				ClusterCIDR: g.v.GetString("cluster-cidr"),
+				ServiceCIDR: g.v.GetString("service-cidr"),
+				DNSAddr:     g.v.GetString("dns-addr"),
 				Network:     g.v.GetString("network"),
 				Bridge:      g.v.GetString("bridge"),
 				Version:     Version,
@@ -38,6 +40,8 @@ func NewAgentCommand(g *globals) *cobra.Command {
 	f.String("node-name", "", "node name (default: the host name)")
 	f.String("raft-addr", "127.0.0.1:7947", "raft listen address")
 	f.String("cluster-cidr", "10.213.0.0/16", "pod network of the cluster; each node gets a /24")
+	f.String("service-cidr", "10.214.0.0/16", "virtual IPs of services")
+	f.String("dns-addr", "127.0.0.1:1053", "host-side address of the cluster DNS server (pods use their gateway, port 53)")
 	f.String("network", "dev", "Docker network name of the node's pod network")
 	f.String("bridge", "dev0", "bridge device of the node's pod network")
 	f.Bool("fast", false, "short timers, for tests")

@@ -72,6 +72,7 @@ func NewRootCommand() *cobra.Command {
 		NewLogsCommand(g),
 		NewScaleCommand(g),
 		NewConfigCommand(g),
+		NewServicesCommand(g),
 	)
 	return root
 }

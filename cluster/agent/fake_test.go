@@ -1,0 +1,334 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/devhq/dev/cluster/agent"
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// call is one recorded driver call.
+type call struct {
+	Op     string // create, start, stop, remove
+	Pod    string
+	Signal string        // stop only
+	Grace  time.Duration // stop only
+}
+
+// fakeDriver is an in-memory container engine. Containers are found by ID
+// or by name (the pod name), as Docker does.
+type fakeDriver struct {
+	node string // the dev.node label Create puts on containers
+
+	mu         sync.Mutex
+	containers map[string]*agent.Container // by name
+	missing    map[string]bool             // images that are not on the engine
+	calls      []call
+	nextID     int
+	nextIP     int
+	subnets    []string
+	sub        chan string // current Events subscriber, nil if none
+}
+
+var _ agent.Driver = (*fakeDriver)(nil)
+
+func newFakeDriver(node string) *fakeDriver {
+	return &fakeDriver{node: node, containers: map[string]*agent.Container{}, missing: map[string]bool{}}
+}
+
+// find returns the container by ID or name; f.mu is held.
+func (f *fakeDriver) find(id string) *agent.Container {
+	if c, ok := f.containers[id]; ok {
+		return c
+	}
+	for _, c := range f.containers {
+		if c.ID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// notify emits a change event for pod, never blocking; f.mu is held.
+func (f *fakeDriver) notify(pod string) {
+	if f.sub == nil {
+		return
+	}
+	select {
+	case f.sub <- pod:
+	default:
+	}
+}
+
+func copyContainer(c *agent.Container) agent.Container {
+	out := *c
+	out.Labels = make(map[string]string, len(c.Labels))
+	for k, v := range c.Labels {
+		out.Labels[k] = v
+	}
+	return out
+}
+
+func (f *fakeDriver) EnsureNetwork(_ context.Context, subnet string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subnets = append(f.subnets, subnet)
+	return nil
+}
+
+func (f *fakeDriver) Create(_ context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{Op: "create", Pod: pod.Name})
+	if f.missing[spec.Image] {
+		return "", fmt.Errorf("create container %s: image %s: %w", pod.Name, spec.Image, agent.ErrImageNotFound)
+	}
+	f.nextID++
+	labels := map[string]string{}
+	for k, v := range pod.Labels {
+		labels[k] = v
+	}
+	labels[api.LabelManaged] = "true"
+	labels[api.LabelPod] = pod.Name
+	labels[api.LabelProject] = pod.Project
+	labels[api.LabelService] = pod.Service
+	labels[api.LabelNode] = f.node
+	labels[api.LabelSpec] = pod.SpecHash
+	f.containers[pod.Name] = &agent.Container{
+		ID: fmt.Sprintf("c%03d", f.nextID), Name: pod.Name, Pod: pod.Name, Project: pod.Project,
+		SpecHash: pod.SpecHash, Labels: labels, State: "created",
+	}
+	f.notify(pod.Name)
+	return f.containers[pod.Name].ID, nil
+}
+
+func (f *fakeDriver) Start(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return fmt.Errorf("start container %s: %w", id, agent.ErrNotFound)
+	}
+	f.calls = append(f.calls, call{Op: "start", Pod: c.Pod})
+	if c.IP == "" {
+		f.nextIP++
+		c.IP = fmt.Sprintf("10.213.1.%d", f.nextIP+1)
+	}
+	c.State, c.ExitCode, c.StartedAt, c.FinishedAt = "running", 0, time.Now().UTC(), time.Time{}
+	f.notify(c.Pod)
+	return nil
+}
+
+func (f *fakeDriver) Stop(_ context.Context, id string, signal string, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return fmt.Errorf("stop container %s: %w", id, agent.ErrNotFound)
+	}
+	f.calls = append(f.calls, call{Op: "stop", Pod: c.Pod, Signal: signal, Grace: grace})
+	if c.Running() {
+		c.State, c.ExitCode, c.FinishedAt = "exited", 0, time.Now().UTC()
+	}
+	f.notify(c.Pod)
+	return nil
+}
+
+func (f *fakeDriver) Remove(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return nil
+	}
+	f.calls = append(f.calls, call{Op: "remove", Pod: c.Pod})
+	delete(f.containers, c.Name)
+	f.notify(c.Pod)
+	return nil
+}
+
+func (f *fakeDriver) Inspect(_ context.Context, id string) (agent.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return agent.Container{}, fmt.Errorf("inspect container %s: %w", id, agent.ErrNotFound)
+	}
+	return copyContainer(c), nil
+}
+
+func (f *fakeDriver) List(context.Context) ([]agent.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]agent.Container, 0, len(f.containers))
+	for _, c := range f.containers {
+		out = append(out, copyContainer(c))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (f *fakeDriver) Events(ctx context.Context) (<-chan string, <-chan error) {
+	ch := make(chan string, 64)
+	errc := make(chan error)
+	f.mu.Lock()
+	f.sub = ch
+	f.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		if f.sub == ch {
+			f.sub = nil
+		}
+		close(ch)
+		close(errc)
+		f.mu.Unlock()
+	}()
+	return ch, errc
+}
+
+func (f *fakeDriver) Logs(_ context.Context, id string, _ bool, _ int) (io.ReadCloser, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return nil, fmt.Errorf("logs of %s: %w", id, agent.ErrNotFound)
+	}
+	return io.NopCloser(strings.NewReader("hello from " + c.Name + "\n")), nil
+}
+
+func (f *fakeDriver) RemoveVolumes(context.Context, string) error { return nil }
+
+func (f *fakeDriver) Resources(context.Context) (api.ResourceAmounts, error) {
+	return api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}, nil
+}
+
+// Test controls.
+
+// exit makes the container's process end with code, as if it crashed or finished.
+func (f *fakeDriver) exit(pod string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[pod]
+	if c == nil {
+		panic("exit: no container for " + pod)
+	}
+	c.State, c.ExitCode, c.FinishedAt = "exited", code, time.Now().UTC()
+	f.notify(pod)
+}
+
+// vanish removes a container behind the agent's back (docker rm -f).
+func (f *fakeDriver) vanish(pod string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.containers, pod)
+	f.notify(pod)
+}
+
+// add puts a pre-existing container on the engine.
+func (f *fakeDriver) add(c agent.Container) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cc := copyContainer(&c)
+	f.containers[c.Name] = &cc
+}
+
+func (f *fakeDriver) setMissing(image string, missing bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.missing[image] = missing
+}
+
+func (f *fakeDriver) container(pod string) (agent.Container, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[pod]
+	if !ok {
+		return agent.Container{}, false
+	}
+	return copyContainer(c), true
+}
+
+// count returns how many times op was called for pod.
+func (f *fakeDriver) count(op, pod string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if c.Op == op && c.Pod == pod {
+			n++
+		}
+	}
+	return n
+}
+
+// callsFor returns the recorded calls for pod, in order.
+func (f *fakeDriver) callsFor(pod string) []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []call
+	for _, c := range f.calls {
+		if c.Pod == pod {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (f *fakeDriver) networks() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.subnets...)
+}
+
+// fakeCluster applies commands to a real store the way the raft FSM does
+// (encoded, decoded, one Update per command), and registers nodes with a
+// fixed pod subnet.
+type fakeCluster struct {
+	st *state.Store
+
+	mu          sync.Mutex
+	idx         uint64
+	registerErr error
+}
+
+var _ agent.Cluster = (*fakeCluster)(nil)
+
+func (c *fakeCluster) Apply(_ context.Context, cmd state.Command) (uint64, error) {
+	b, err := state.Encode(cmd)
+	if err != nil {
+		return 0, err
+	}
+	dec, err := state.Decode(b)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idx++
+	return c.idx, c.st.Update(c.idx, func(tx *state.Txn) error { return tx.Apply(dec) })
+}
+
+func (c *fakeCluster) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
+	c.mu.Lock()
+	err := c.registerErr
+	c.mu.Unlock()
+	if err != nil {
+		return api.Node{}, err
+	}
+	n.PodSubnet = "10.213.1.0/24"
+	n.Status = api.NodeReady
+	n.Heartbeat = time.Now().UTC()
+	if _, err := c.Apply(ctx, &state.PutNode{Node: n}); err != nil {
+		return api.Node{}, err
+	}
+	got, _ := c.st.Node(n.Name)
+	return got, nil
+}

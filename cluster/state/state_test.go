@@ -1,0 +1,605 @@
+package state_test
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// writer applies commands the way the raft FSM does: encoded, decoded, then
+// applied in one Update at the next index.
+type writer struct {
+	t   *testing.T
+	st  *state.Store
+	idx uint64
+}
+
+func newWriter(t *testing.T) *writer { return &writer{t: t, st: state.New()} }
+
+// apply applies cmd and returns the error the FSM would hand back.
+func (w *writer) apply(cmd state.Command) error {
+	w.t.Helper()
+	b, err := state.Encode(cmd)
+	if err != nil {
+		w.t.Fatalf("Encode(%T): %v", cmd, err)
+	}
+	dec, err := state.Decode(b)
+	if err != nil {
+		w.t.Fatalf("Decode(%T): %v", cmd, err)
+	}
+	w.idx++
+	return w.st.Update(w.idx, func(tx *state.Txn) error { return tx.Apply(dec) })
+}
+
+func (w *writer) must(cmds ...state.Command) {
+	w.t.Helper()
+	for _, c := range cmds {
+		if err := w.apply(c); err != nil {
+			w.t.Fatalf("apply %T: %v", c, err)
+		}
+	}
+}
+
+func svc(project, name string, replicas int) api.ServiceSpec {
+	return api.ServiceSpec{Project: project, Name: name, Image: name + ":latest", Replicas: replicas}
+}
+
+func pod(project, service string, i int, hash string) api.Pod {
+	name := api.PodName(project, service, i)
+	return api.Pod{
+		Name: name, Project: project, Service: service, Index: i, SpecHash: hash,
+		Labels: map[string]string{api.LabelProject: project, api.LabelService: service, api.LabelPod: name},
+		Status: api.PodStatus{State: api.PodPending},
+	}
+}
+
+func podNames(pods []api.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func TestCommandTypeValuesArePersisted(t *testing.T) {
+	// These bytes are in every raft log on disk: they must never change.
+	tests := []struct {
+		cmd  state.Command
+		want byte
+	}{
+		{state.ApplyProject{}, 1},
+		{state.DeleteProject{}, 2},
+		{state.Scale{}, 3},
+		{state.CreatePods{}, 4},
+		{state.AssignPods{}, 5},
+		{state.MarkPodsDeleting{}, 6},
+		{state.DeletePods{}, 7},
+		{state.PodStatus{}, 8},
+		{state.PutNode{}, 9},
+		{state.ReleaseRC{}, 10},
+	}
+	for _, tt := range tests {
+		b, err := state.Encode(tt.cmd)
+		if err != nil {
+			t.Fatalf("Encode(%T): %v", tt.cmd, err)
+		}
+		if b[0] != tt.want {
+			t.Errorf("%T encodes with type byte %d, want %d", tt.cmd, b[0], tt.want)
+		}
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	grace := api.Duration(3 * time.Second)
+	when := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	full := api.ServiceSpec{
+		Project: "shop", Name: "web", Image: "web:1", ImageID: "sha256:0123",
+		Build:       &api.BuildSpec{Context: "./web", Args: map[string]string{"V": "1"}},
+		Command:     []string{"serve", "--port", "80"},
+		Environment: map[string]string{"MODE": "prod"},
+		Ports:       []api.PortSpec{{Name: "http", Target: 80, Published: 8080, Protocol: "tcp"}},
+		Volumes:     []api.VolumeMount{{Type: api.MountVolume, Source: "data", Target: "/data"}},
+		Secrets:     []api.SecretMount{{Name: "token", Target: "/run/secrets/token", Content: []byte("s3cr3t"), Mode: 0o400}},
+		Healthcheck: &api.Healthcheck{Test: []string{"CMD", "true"}, Interval: &grace, Retries: 2},
+		Restart:     api.RestartOnFailure,
+		Replicas:    3,
+		Resources:   api.Resources{Reservations: api.ResourceAmounts{NanoCPUs: 5e8, MemoryBytes: 64 << 20}},
+		Labels:      map[string]string{"tier": "front"},
+		DependsOn:   []api.Dependency{{Service: "db", Condition: api.ConditionHealthy, Required: true}},
+		StopSignal:  "SIGINT", StopGracePeriod: &grace,
+	}
+	p := pod("shop", "web", 1, full.Hash())
+	tests := []state.Command{
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{full}, Volumes: []string{"data"}}},
+		&state.DeleteProject{Name: "shop"},
+		&state.Scale{Project: "shop", Replicas: map[string]int{"web": 5, "db": 0}},
+		&state.CreatePods{Pods: []api.Pod{p}},
+		&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1"}, Unschedulable: map[string]string{"shop-web-2": "no nodes registered"}},
+		&state.MarkPodsDeleting{Names: []string{"shop-web-1", "shop-web-2"}},
+		&state.DeletePods{Names: []string{"shop-web-1"}},
+		&state.PodStatus{Name: "shop-web-1", Node: "n1", Status: api.PodStatus{
+			State: api.PodExited, Health: api.HealthUnhealthy, IP: "10.213.1.2", ContainerID: "abc",
+			ExitCode: 3, Restarts: 2, Message: "out of memory", StartedAt: when,
+		}},
+		&state.PutNode{Node: api.Node{
+			Name: "n1", Address: "10.0.0.1", APIAddr: "10.0.0.1:7948", Status: api.NodeReady,
+			PodSubnet: "10.213.1.0/24", Labels: map[string]string{"zone": "a"},
+			Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}, Heartbeat: when,
+		}},
+		&state.ReleaseRC{Key: "shop/web"},
+	}
+	seen := map[state.CommandType]bool{}
+	for _, cmd := range tests {
+		t.Run(strings.TrimPrefix(reflect.TypeOf(cmd).String(), "*state."), func(t *testing.T) {
+			b, err := state.Encode(cmd)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			got, err := state.Decode(b)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if got.Type() != cmd.Type() {
+				t.Errorf("Type() = %d, want %d", got.Type(), cmd.Type())
+			}
+			if !reflect.DeepEqual(got, cmd) {
+				t.Errorf("round trip:\n got %#v\nwant %#v", got, cmd)
+			}
+		})
+		seen[cmd.Type()] = true
+	}
+	for ct := state.CmdApplyProject; ct <= state.CmdReleaseRC; ct++ {
+		if !seen[ct] {
+			t.Errorf("command type %d has no round-trip case", ct)
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"type zero", []byte{0, '{', '}'}},
+		{"unknown type", []byte{200, '{', '}'}},
+		{"bad json", append([]byte{byte(state.CmdScale)}, "{not json"...)},
+		{"type byte only", []byte{byte(state.CmdDeletePods)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := state.Decode(tt.in)
+			if err == nil {
+				t.Errorf("Decode(%q) = %#v, want error", tt.in, got)
+			}
+		})
+	}
+}
+
+func TestApplyUnknownCommand(t *testing.T) {
+	st := state.New()
+	// A value (not pointer) command never comes out of Decode: Apply refuses it.
+	err := st.Update(1, func(tx *state.Txn) error { return tx.Apply(state.DeletePods{Names: []string{"x"}}) })
+	if err == nil {
+		t.Errorf("Apply(value command) = nil, want error")
+	}
+}
+
+func TestApplyProjectCreatesControllers(t *testing.T) {
+	w := newWriter(t)
+	web := svc("shop", "web", 2)
+	w.must(&state.ApplyProject{Project: api.Project{
+		Name: "shop", Services: []api.ServiceSpec{web, svc("shop", "db", 1)}, Volumes: []string{"z", "a"},
+	}})
+	rcs := w.st.RCs("shop")
+	if len(rcs) != 2 || rcs[0].Key() != "shop/db" || rcs[1].Key() != "shop/web" {
+		t.Fatalf("RCs = %+v, want shop/db and shop/web", rcs)
+	}
+	if rcs[1].Replicas != 2 || rcs[1].SpecHash != web.Hash() || rcs[1].Template.Image != "web:latest" {
+		t.Errorf("web RC = %+v, want 2 replicas, hash %s", rcs[1], web.Hash())
+	}
+	if rcs[1].Released {
+		t.Errorf("new RC is released before its dependencies were checked")
+	}
+	pr, ok := w.st.Project("shop")
+	if !ok || !reflect.DeepEqual(pr.Volumes, []string{"a", "z"}) {
+		t.Errorf("project record = %+v, %v; want volumes [a z]", pr, ok)
+	}
+
+	// Re-applying keeps identity (create index) and the release.
+	created := rcs[1].CreateIndex
+	w.must(&state.ReleaseRC{Key: "shop/web"})
+	web.Replicas = 4
+	w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web, svc("shop", "db", 1)}}})
+	rc, _ := w.st.RC("shop/web")
+	if rc.CreateIndex != created || rc.ModifyIndex != w.idx {
+		t.Errorf("re-applied RC indexes create=%d modify=%d, want create=%d modify=%d", rc.CreateIndex, rc.ModifyIndex, created, w.idx)
+	}
+	if !rc.Released || rc.Replicas != 4 {
+		t.Errorf("re-applied RC released=%v replicas=%d, want released, 4", rc.Released, rc.Replicas)
+	}
+}
+
+func TestApplyProjectRemovesService(t *testing.T) {
+	w := newWriter(t)
+	web, db := svc("shop", "web", 2), svc("shop", "db", 1)
+	w.must(
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web, db}}},
+		&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash()), pod("shop", "web", 2, web.Hash()), pod("shop", "db", 1, db.Hash())}},
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{db}}},
+	)
+	if _, ok := w.st.RC("shop/web"); ok {
+		t.Errorf("RC shop/web still exists after the service was removed")
+	}
+	if _, ok := w.st.RC("shop/db"); !ok {
+		t.Errorf("RC shop/db was removed")
+	}
+	for _, p := range w.st.Pods(state.PodFilter{Project: "shop"}) {
+		if want := p.Service == "web"; p.Deleting != want {
+			t.Errorf("pod %s deleting = %v, want %v", p.Name, p.Deleting, want)
+		}
+	}
+}
+
+func TestDeleteProject(t *testing.T) {
+	w := newWriter(t)
+	web := svc("shop", "web", 1)
+	other := svc("blog", "web", 1)
+	w.must(
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}},
+		&state.ApplyProject{Project: api.Project{Name: "blog", Services: []api.ServiceSpec{other}}},
+		&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash()), pod("blog", "web", 1, other.Hash())}},
+		&state.DeleteProject{Name: "shop"},
+	)
+	if _, ok := w.st.Project("shop"); ok {
+		t.Errorf("project shop still recorded")
+	}
+	if rcs := w.st.RCs("shop"); len(rcs) != 0 {
+		t.Errorf("RCs of shop = %v, want none", rcs)
+	}
+	if p, _ := w.st.Pod("shop-web-1"); !p.Deleting {
+		t.Errorf("pod shop-web-1 not marked deleting")
+	}
+	if p, _ := w.st.Pod("blog-web-1"); p.Deleting {
+		t.Errorf("pod of another project blog-web-1 marked deleting")
+	}
+	if got := w.st.Projects(); len(got) != 1 || got[0].Name != "blog" {
+		t.Errorf("Projects() = %+v, want only blog", got)
+	}
+	if len(w.st.RCs("")) != 1 {
+		t.Errorf("RCs(\"\") = %v, want blog's only", w.st.RCs(""))
+	}
+}
+
+func TestScale(t *testing.T) {
+	tests := []struct {
+		name     string
+		replicas map[string]int
+		wantErr  bool
+		want     map[string]int // replicas per service afterwards
+	}{
+		{"scale one", map[string]int{"web": 5}, false, map[string]int{"web": 5, "db": 1}},
+		{"scale both", map[string]int{"web": 0, "db": 3}, false, map[string]int{"web": 0, "db": 3}},
+		{"unknown service", map[string]int{"cache": 2}, true, map[string]int{"web": 2, "db": 1}},
+		{"unknown service with a valid one", map[string]int{"web": 4, "cache": 2}, true, map[string]int{"web": 2, "db": 1}},
+		{"negative", map[string]int{"web": -1}, true, map[string]int{"web": 2, "db": 1}},
+		{"negative with a valid one", map[string]int{"db": 3, "web": -1}, true, map[string]int{"web": 2, "db": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWriter(t)
+			web, db := svc("shop", "web", 2), svc("shop", "db", 1)
+			w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web, db}}})
+			err := w.apply(&state.Scale{Project: "shop", Replicas: tt.replicas})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Scale error = %v, wantErr %v", err, tt.wantErr)
+			}
+			for name, want := range tt.want {
+				rc, _ := w.st.RC(api.RCKey("shop", name))
+				if rc.Replicas != want {
+					t.Errorf("%s replicas = %d, want %d", name, rc.Replicas, want)
+				}
+				if rc.SpecHash != rc.Template.Hash() {
+					t.Errorf("%s spec hash %s no longer matches its template %s", name, rc.SpecHash, rc.Template.Hash())
+				}
+			}
+		})
+	}
+}
+
+func TestScaleOtherProject(t *testing.T) {
+	w := newWriter(t)
+	w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{svc("shop", "web", 1)}}})
+	if err := w.apply(&state.Scale{Project: "blog", Replicas: map[string]int{"web": 3}}); err == nil {
+		t.Errorf("Scale of a service of another project = nil, want error")
+	}
+}
+
+func TestCreateAssignDeletePods(t *testing.T) {
+	w := newWriter(t)
+	web := svc("shop", "web", 3)
+	w.must(
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}},
+		&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash()), pod("shop", "web", 2, web.Hash()), pod("shop", "web", 3, web.Hash())}},
+		&state.AssignPods{Unschedulable: map[string]string{"shop-web-1": "no nodes registered"}},
+	)
+	if p, _ := w.st.Pod("shop-web-1"); p.Status.Message != "no nodes registered" {
+		t.Errorf("unschedulable message = %q", p.Status.Message)
+	}
+
+	w.must(
+		&state.MarkPodsDeleting{Names: []string{"shop-web-3"}},
+		&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1", "shop-web-2": "n2", "shop-web-3": "n1"}},
+	)
+	p1, _ := w.st.Pod("shop-web-1")
+	if p1.Node != "n1" || p1.Labels[api.LabelNode] != "n1" || p1.Status.Message != "" {
+		t.Errorf("assigned pod = node %q label %q message %q; want n1, n1, cleared", p1.Node, p1.Labels[api.LabelNode], p1.Status.Message)
+	}
+	if p3, _ := w.st.Pod("shop-web-3"); p3.Node != "" {
+		t.Errorf("deleting pod was assigned to %q", p3.Node)
+	}
+
+	// An assigned pod is never re-bound, and gets no unschedulable message.
+	w.must(&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n2"}, Unschedulable: map[string]string{"shop-web-2": "0/1 nodes available"}})
+	if p, _ := w.st.Pod("shop-web-1"); p.Node != "n1" {
+		t.Errorf("assigned pod moved to %q", p.Node)
+	}
+	if p, _ := w.st.Pod("shop-web-2"); p.Status.Message != "" {
+		t.Errorf("assigned pod got message %q", p.Status.Message)
+	}
+
+	// A retried create keeps the existing pod (and its status).
+	w.must(&state.PodStatus{Name: "shop-web-1", Node: "n1", Status: api.PodStatus{State: api.PodRunning, IP: "10.213.1.5"}})
+	w.must(&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash())}})
+	if p, _ := w.st.Pod("shop-web-1"); p.Node != "n1" || p.Status.State != api.PodRunning {
+		t.Errorf("retried create overwrote the pod: %+v", p)
+	}
+
+	w.must(&state.DeletePods{Names: []string{"shop-web-3", "shop-web-9"}})
+	if got := podNames(w.st.Pods(state.PodFilter{})); !reflect.DeepEqual(got, []string{"shop-web-1", "shop-web-2"}) {
+		t.Errorf("pods after delete = %v", got)
+	}
+	if got := podNames(w.st.Pods(state.PodFilter{Node: "n2"})); !reflect.DeepEqual(got, []string{"shop-web-2"}) {
+		t.Errorf("pods on n2 = %v, want [shop-web-2]", got)
+	}
+	sel := api.Selector{api.LabelNode: "n1"}
+	if got := podNames(w.st.Pods(state.PodFilter{Selector: sel})); !reflect.DeepEqual(got, []string{"shop-web-1"}) {
+		t.Errorf("pods matching %v = %v, want [shop-web-1]", sel, got)
+	}
+}
+
+func TestPodStatus(t *testing.T) {
+	running := api.PodStatus{State: api.PodRunning, IP: "10.213.1.2", ContainerID: "c1"}
+	tests := []struct {
+		name string
+		cmd  state.PodStatus
+		want string // pod state afterwards
+	}{
+		{"from the bound node", state.PodStatus{Name: "shop-web-1", Node: "n1", Status: running}, api.PodRunning},
+		{"from another node", state.PodStatus{Name: "shop-web-1", Node: "n2", Status: running}, api.PodPending},
+		{"from no node", state.PodStatus{Name: "shop-web-1", Status: running}, api.PodPending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWriter(t)
+			web := svc("shop", "web", 1)
+			w.must(
+				&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}},
+				&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash())}},
+				&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1"}},
+			)
+			w.must(&tt.cmd)
+			p, _ := w.st.Pod("shop-web-1")
+			if p.Status.State != tt.want {
+				t.Errorf("pod state = %q, want %q", p.Status.State, tt.want)
+			}
+		})
+	}
+
+	// A status for a pod that is gone does not resurrect it.
+	w := newWriter(t)
+	w.must(&state.PodStatus{Name: "shop-web-7", Node: "n1", Status: running})
+	if _, ok := w.st.Pod("shop-web-7"); ok {
+		t.Errorf("status for an unknown pod created it")
+	}
+}
+
+func TestReleaseRC(t *testing.T) {
+	w := newWriter(t)
+	w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{svc("shop", "web", 1)}}})
+	w.must(&state.ReleaseRC{Key: "shop/web"}, &state.ReleaseRC{Key: "shop/nope"})
+	rc, _ := w.st.RC("shop/web")
+	if !rc.Released {
+		t.Errorf("RC not released")
+	}
+	if _, ok := w.st.RC("shop/nope"); ok {
+		t.Errorf("releasing an unknown RC created it")
+	}
+}
+
+func TestPutNodeKeepsCreateIndex(t *testing.T) {
+	w := newWriter(t)
+	w.must(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}})
+	w.must(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeDown}})
+	n, ok := w.st.Node("n1")
+	if !ok || n.Status != api.NodeDown || n.CreateIndex != 1 || n.ModifyIndex != 2 {
+		t.Errorf("node = %+v, want down, create 1, modify 2", n)
+	}
+}
+
+func TestReadsReturnCopies(t *testing.T) {
+	w := newWriter(t)
+	web := svc("shop", "web", 1)
+	w.must(
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}},
+		&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash())}},
+	)
+	p, _ := w.st.Pod("shop-web-1")
+	p.Labels[api.LabelService] = "hacked"
+	p.Deleting = true
+	for _, q := range w.st.Pods(state.PodFilter{}) {
+		q.Labels["extra"] = "x"
+	}
+	again, _ := w.st.Pod("shop-web-1")
+	if again.Labels[api.LabelService] != "web" || again.Deleting || again.Labels["extra"] != "" {
+		t.Errorf("modifying a read pod changed the store: %+v", again)
+	}
+}
+
+func TestReadsReturnDeepCopiesOfMaps(t *testing.T) {
+	w := newWriter(t)
+	web := svc("shop", "web", 1)
+	web.Environment = map[string]string{"MODE": "prod"}
+	w.must(
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}},
+		&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Labels: map[string]string{"zone": "a"}}},
+	)
+	rc, _ := w.st.RC("shop/web")
+	rc.Template.Environment["MODE"] = "hacked"
+	n, _ := w.st.Node("n1")
+	n.Labels["zone"] = "hacked"
+	rc2, _ := w.st.RC("shop/web")
+	n2, _ := w.st.Node("n1")
+	if rc2.Template.Environment["MODE"] != "prod" {
+		t.Errorf("modifying a read RC changed the store's template: MODE=%q", rc2.Template.Environment["MODE"])
+	}
+	if n2.Labels["zone"] != "a" {
+		t.Errorf("modifying a read node changed the store's labels: zone=%q", n2.Labels["zone"])
+	}
+}
+
+func TestWaitIndex(t *testing.T) {
+	w := newWriter(t)
+	w.must(&state.PutNode{Node: api.Node{Name: "n1"}}) // index 1
+
+	t.Run("already past", func(t *testing.T) {
+		if got := w.st.WaitIndex(context.Background(), 0); got != 1 {
+			t.Errorf("WaitIndex(0) = %d, want 1", got)
+		}
+	})
+	t.Run("wakes on update", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		got := make(chan uint64, 1)
+		go func() { got <- w.st.WaitIndex(ctx, 1) }()
+		select {
+		case idx := <-got:
+			t.Fatalf("WaitIndex(1) returned %d before any update", idx)
+		case <-time.After(20 * time.Millisecond):
+		}
+		w.must(&state.PutNode{Node: api.Node{Name: "n2"}}) // index 2
+		select {
+		case idx := <-got:
+			if idx != 2 {
+				t.Errorf("WaitIndex(1) = %d, want 2", idx)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("WaitIndex did not return after an update")
+		}
+	})
+	t.Run("ctx ends", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if got := w.st.WaitIndex(ctx, 100); got != 2 {
+			t.Errorf("WaitIndex after ctx end = %d, want current index 2", got)
+		}
+		if d := time.Since(start); d < 25*time.Millisecond || d > 5*time.Second {
+			t.Errorf("WaitIndex returned after %v, want about 30ms", d)
+		}
+	})
+	t.Run("index does not go back", func(t *testing.T) {
+		if err := w.st.Update(1, func(tx *state.Txn) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.st.Index(); got != 2 {
+			t.Errorf("Index() after an update at an older index = %d, want 2", got)
+		}
+	})
+}
+
+func TestChangedClosesOnUpdate(t *testing.T) {
+	w := newWriter(t)
+	ch := w.st.Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed() closed before any update")
+	default:
+	}
+	w.must(&state.PutNode{Node: api.Node{Name: "n1"}})
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed() not closed after an update")
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	w := newWriter(t)
+	when := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	web, db := svc("shop", "web", 2), svc("shop", "db", 1)
+	web.Environment = map[string]string{"MODE": "prod"}
+	w.must(
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web, db}, Volumes: []string{"data"}}},
+		&state.ReleaseRC{Key: "shop/web"},
+		&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, PodSubnet: "10.213.1.0/24", Heartbeat: when,
+			Labels: map[string]string{"zone": "a"}, Allocatable: api.ResourceAmounts{NanoCPUs: 2e9, MemoryBytes: 1 << 30}}},
+		&state.CreatePods{Pods: []api.Pod{pod("shop", "web", 1, web.Hash()), pod("shop", "web", 2, web.Hash()), pod("shop", "db", 1, db.Hash())}},
+		&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1"}},
+		&state.PodStatus{Name: "shop-web-1", Node: "n1", Status: api.PodStatus{State: api.PodRunning, IP: "10.213.1.2", StartedAt: when}},
+		&state.MarkPodsDeleting{Names: []string{"shop-web-2"}},
+	)
+	b, err := w.st.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	// Something stale that the restore must drop.
+	if err := restored.Update(1, func(tx *state.Txn) error { tx.PutNode(api.Node{Name: "stale"}); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	changed := restored.Changed()
+	if err := restored.RestoreSnapshot(b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Errorf("RestoreSnapshot did not wake watchers")
+	}
+	if restored.Index() != w.st.Index() {
+		t.Errorf("Index = %d, want %d", restored.Index(), w.st.Index())
+	}
+	if got, want := restored.Projects(), w.st.Projects(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Projects:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := restored.RCs(""), w.st.RCs(""); !reflect.DeepEqual(got, want) {
+		t.Errorf("RCs:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := restored.Pods(state.PodFilter{}), w.st.Pods(state.PodFilter{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Pods:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := restored.Nodes(), w.st.Nodes(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Nodes:\n got %+v\nwant %+v", got, want)
+	}
+	b2, err := restored.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, b2) {
+		t.Errorf("snapshot of the restored store differs:\n%s\n%s", b, b2)
+	}
+	if err := restored.RestoreSnapshot([]byte("{garbage")); err == nil {
+		t.Errorf("RestoreSnapshot(garbage) = nil, want error")
+	}
+	if _, ok := restored.Node("n1"); !ok {
+		t.Errorf("a failed restore wiped the store")
+	}
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// NewServicesCommand is `dev services`.
+func NewServicesCommand(g *globals) *cobra.Command {
+	var (
+		pf     projectFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "services",
+		Short: "List services with their virtual IP, ports and ready/desired replicas",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: want table or json", output)
+			}
+			name, err := pf.projectName(ctx, true)
+			if err != nil {
+				return err
+			}
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			svcs, err := c.Services(ctx, name)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(svcs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PROJECT\tSERVICE\tVIP\tPORTS\tPUBLISHED\tREADY")
+			for _, s := range svcs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\n", s.Project, s.Name, s.VIP,
+					portList(s.Ports, false), portList(s.Published, true), s.Ready, s.Desired)
+			}
+			return tw.Flush()
+		},
+	}
+	pf.register(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func portList(ports []api.PortSpec, published bool) string {
+	parts := make([]string, 0, len(ports))
+	for _, p := range ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		if published {
+			host := ""
+			if p.HostIP != "" {
+				host = p.HostIP + ":"
+			}
+			parts = append(parts, fmt.Sprintf("%s%d->%d/%s", host, p.Published, p.Target, proto))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d/%s", p.Target, proto))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
+}
