@@ -249,15 +249,15 @@ func (s *Server) Run(ctx context.Context) error {
 
 	for _, rs := range servers {
 		select {
+		case <-rs.done: // stopped on its own (or never started)
 		case <-rs.started:
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			if err := rs.srv.ShutdownContext(sctx); err != nil {
-				s.log.Warn("shut down dns server", "err", err)
+				s.log.Warn("shut down dns server", "addr", rs.addr, "err", err)
 			}
 			scancel()
-		case <-rs.done:
+			<-rs.done
 		}
-		<-rs.done
 	}
 	var runErr error
 	if stoppedEarly {
