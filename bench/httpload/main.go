@@ -37,6 +37,7 @@ func main() {
 		lats []time.Duration
 		errs int
 		wg   sync.WaitGroup
+		once sync.Once
 	)
 	for range *conns {
 		wg.Add(1)
@@ -57,6 +58,12 @@ func main() {
 				if err != nil || resp.StatusCode != http.StatusOK {
 					if ctx.Err() == nil {
 						myErrs++
+						once.Do(func() {
+							if err == nil {
+								err = fmt.Errorf("status %s", resp.Status)
+							}
+							fmt.Fprintf(os.Stderr, "%s: first error: %v\n", *label, err)
+						})
 					}
 					continue
 				}

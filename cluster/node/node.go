@@ -196,6 +196,15 @@ func (n *Node) runDNS(ctx context.Context, st *state.Store, r dns.Resolver) erro
 		case <-time.After(time.Second):
 		}
 	}
+	// The agent creates the bridge that owns the gateway address; wait for it
+	// rather than failing to bind.
+	for !addrIsLocal(gw) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	addrs := []string{netip.AddrPortFrom(gw, 53).String()}
 	if n.cfg.DNSAddr != "" {
 		addrs = append(addrs, n.cfg.DNSAddr)
@@ -232,4 +241,14 @@ func listenSocket(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// addrIsLocal reports whether a is assigned on this host (a socket can bind it).
+func addrIsLocal(a netip.Addr) bool {
+	c, err := net.ListenPacket("udp", netip.AddrPortFrom(a, 0).String())
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
