@@ -359,3 +359,15 @@ func acceptBackoff(d time.Duration) time.Duration {
 	}
 	return min(2*d, time.Second)
 }
+
+// pause waits d, or until done closes; it reports whether to go on.
+func pause(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		return true
+	}
+}

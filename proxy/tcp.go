@@ -66,12 +66,8 @@ func (f *tcpFrontend) serve() {
 			}
 			delay = acceptBackoff(delay)
 			f.log.Warn("accept failed; retrying", "frontend", f.set.Load().name, "err", err, "delay", delay)
-			t := time.NewTimer(delay)
-			select {
-			case <-f.done:
-				t.Stop()
+			if !pause(f.done, delay) {
 				return
-			case <-t.C:
 			}
 			continue
 		}

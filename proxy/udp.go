@@ -126,12 +126,8 @@ func (f *udpFrontend) serve() {
 			}
 			delay = acceptBackoff(delay)
 			f.log.Warn("read failed; retrying", "frontend", f.set.Load().name, "err", err, "delay", delay)
-			t := time.NewTimer(delay)
-			select {
-			case <-f.done:
-				t.Stop()
+			if !pause(f.done, delay) {
 				return
-			case <-t.C:
 			}
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
 )
 
 // Plan is the outcome of one scheduling pass.
@@ -44,16 +45,7 @@ func Schedule(nodes []api.Node, pods []api.Pod, templates Templates) Plan {
 			t.add(p, spec.Resources.Reservations)
 		}
 	}
-	sort.Slice(pending, func(i, j int) bool {
-		a, b := pending[i], pending[j]
-		if a.Project != b.Project {
-			return a.Project < b.Project
-		}
-		if a.Service != b.Service {
-			return a.Service < b.Service
-		}
-		return a.Index < b.Index
-	})
+	state.SortPods(pending)
 
 	for _, p := range pending {
 		spec, ok := templates(api.RCKey(p.Project, p.Service))

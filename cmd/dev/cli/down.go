@@ -24,11 +24,7 @@ func NewDownCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			name, err := o.project.projectName(ctx, false)
-			if err != nil {
-				return err
-			}
-			c, err := g.client(ctx)
+			name, c, err := o.project.connect(ctx, g, false)
 			if err != nil {
 				return err
 			}

@@ -36,11 +36,7 @@ func NewLogsCommand(g *globals) *cobra.Command {
 					return fmt.Errorf("--tail %q: want a number >= 0 or all", o.tail)
 				}
 			}
-			name, err := o.project.projectName(cmd.Context(), false)
-			if err != nil {
-				return err
-			}
-			c, err := g.client(cmd.Context())
+			name, c, err := o.project.connect(cmd.Context(), g, false)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/compose"
 )
 
@@ -69,3 +70,17 @@ func (pf *projectFlags) projectName(ctx context.Context, allowNone bool) (string
 }
 
 func isNoComposeFile(err error) bool { return errors.Is(err, compose.ErrNoComposeFile) }
+
+// connect resolves the project name (see projectName) and returns a client
+// for the agent: the start of every command that works on a deployed project.
+func (pf *projectFlags) connect(ctx context.Context, g *globals, allowNone bool) (string, *api.HTTPClient, error) {
+	name, err := pf.projectName(ctx, allowNone)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := g.client(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return name, c, nil
+}

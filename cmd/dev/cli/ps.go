@@ -54,11 +54,7 @@ func NewPsCommand(g *globals) *cobra.Command {
 					sel[k] = v
 				}
 			}
-			name, err := o.project.projectName(ctx, true)
-			if err != nil {
-				return err
-			}
-			c, err := g.client(ctx)
+			name, c, err := o.project.connect(ctx, g, true)
 			if err != nil {
 				return err
 			}

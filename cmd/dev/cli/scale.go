@@ -31,11 +31,7 @@ func NewScaleCommand(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			name, err := o.project.projectName(ctx, false)
-			if err != nil {
-				return err
-			}
-			c, err := g.client(ctx)
+			name, c, err := o.project.connect(ctx, g, false)
 			if err != nil {
 				return err
 			}

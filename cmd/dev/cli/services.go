@@ -26,11 +26,7 @@ func NewServicesCommand(g *globals) *cobra.Command {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
 			}
-			name, err := pf.projectName(ctx, true)
-			if err != nil {
-				return err
-			}
-			c, err := g.client(ctx)
+			name, c, err := pf.connect(ctx, g, true)
 			if err != nil {
 				return err
 			}
