@@ -446,7 +446,6 @@ func TestWarnings(t *testing.T) {
 			dir:  "unsupported",
 			want: []string{
 				`service "app": key "deploy.labels" is not supported by dev yet and is ignored`,
-				`service "app": key "deploy.placement" is not supported by dev yet and is ignored`,
 				`service "app": key "deploy.resources.reservations.devices" is not supported by dev yet and is ignored`,
 				`service "app": key "healthcheck.start_interval" is not supported by dev yet and is ignored`,
 				`service "app": key "logging" is not supported by dev yet and is ignored`,

@@ -127,6 +127,7 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 		return api.ServiceSpec{}, nil, err
 	}
 	spec.Resources = convertResources(s)
+	spec.Placement = convertPlacement(s)
 	spec.DependsOn = convertDependsOn(s.DependsOn)
 	spec.Networks = convertNetworks(s.Networks)
 
@@ -424,4 +425,20 @@ func convertNetworks(nets map[string]*types.ServiceNetworkConfig) []api.NetworkA
 		out = append(out, a)
 	}
 	return out
+}
+
+func convertPlacement(s types.ServiceConfig) api.Placement {
+	var pl api.Placement
+	if s.Deploy == nil {
+		return pl
+	}
+	p := s.Deploy.Placement
+	pl.Constraints = nilIfEmpty(p.Constraints)
+	for _, pref := range p.Preferences {
+		if pref.Spread != "" {
+			pl.Preferences = append(pl.Preferences, pref.Spread)
+		}
+	}
+	pl.MaxPerNode = int(p.MaxReplicas)
+	return pl
 }

@@ -145,6 +145,8 @@ type ServiceSpec struct {
 	Hostname        string            `json:"hostname,omitempty"`
 	ContainerName   string            `json:"container_name,omitempty"`
 	Init            *bool             `json:"init,omitempty"`
+	// Placement is compose `deploy.placement`.
+	Placement Placement `json:"placement,omitzero"`
 	// Networks are the compose networks the service joins, sorted by name
 	// ("default" when the file names none). They scope service discovery: a
 	// pod resolves only services it shares a network with.
@@ -173,6 +175,26 @@ func (s ServiceSpec) RestartPolicy() string {
 		return RestartAlways
 	}
 	return s.Restart
+}
+
+// Placement is compose `deploy.placement`: constraints such as
+// "node.hostname==h1" or "node.labels.zone!=east", spread preferences over a
+// node label ("node.labels.zone"), and a cap of replicas per node.
+type Placement struct {
+	Constraints []string `json:"constraints,omitempty"`
+	Preferences []string `json:"preferences,omitempty"` // spread descriptors
+	MaxPerNode  int      `json:"max_per_node,omitempty"`
+}
+
+// HasHostData reports whether the service's pods keep data on their node
+// (bind mounts or named volumes), which pins them to that node.
+func (s ServiceSpec) HasHostData() bool {
+	for _, v := range s.Volumes {
+		if v.Type == MountBind || (v.Type == MountVolume && v.Source != "") {
+			return true
+		}
+	}
+	return false
 }
 
 // NetworkAttachment is one entry of a service's compose `networks:`.
@@ -320,6 +342,9 @@ type ReplicationController struct {
 	// VIP is the service's virtual IP, allocated from the service CIDR when
 	// the controller is created and released with it.
 	VIP string `json:"vip,omitempty"`
+	// PinnedNode is where the pods of a service with host data (bind mounts,
+	// named volumes) were first placed; they are only placed there since.
+	PinnedNode string `json:"pinned_node,omitempty"`
 	// Released is set once the service's depends_on conditions were met; from
 	// then on pods are created without waiting again (as compose orders only
 	// at start-up).

@@ -150,17 +150,14 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 	}
 
 	// Scheduling.
-	plan := scheduler.Schedule(nodes, pods, func(key string) (api.ServiceSpec, bool) {
-		rc, ok := st.RC(key)
-		return rc.Template, ok
-	})
+	plan := scheduler.Schedule(nodes, pods, st.RC)
 	for name, reason := range plan.Unschedulable {
 		if p, ok := st.Pod(name); ok && p.Status.Message == reason {
 			delete(plan.Unschedulable, name) // already recorded
 		}
 	}
 	if len(plan.Assign) > 0 || len(plan.Unschedulable) > 0 {
-		cmds = append(cmds, &state.AssignPods{Nodes: plan.Assign, Unschedulable: plan.Unschedulable})
+		cmds = append(cmds, &state.AssignPods{Nodes: plan.Assign, Unschedulable: plan.Unschedulable, Pins: plan.Pins})
 	}
 	return cmds
 }

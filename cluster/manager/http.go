@@ -15,6 +15,7 @@ import (
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/scheduler"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -111,6 +112,9 @@ func validateProject(name string, p *api.Project) error {
 			return invalid("service %s: replicas must be >= 0, got %d", s.Name, s.Replicas)
 		case s.ContainerName != "" && s.Replicas > 1:
 			return invalid("service %s: container_name %q cannot be used with %d replicas", s.Name, s.ContainerName, s.Replicas)
+		}
+		if _, err := scheduler.ParsePlacement(s.Placement); err != nil {
+			return invalid("service %s: %v", s.Name, err)
 		}
 		seen[s.Name] = true
 	}

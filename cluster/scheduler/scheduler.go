@@ -17,16 +17,25 @@ type Plan struct {
 	Assign map[string]string
 	// Unschedulable maps pod name to the reason no node fits.
 	Unschedulable map[string]string
+	// Pins maps controller key to the node its pods are now pinned to (the
+	// first placement of a service with host data).
+	Pins map[string]string
 }
 
-// Templates returns the pod template of a service by controller key.
-type Templates func(rcKey string) (api.ServiceSpec, bool)
+// Controllers returns a service's replication controller (its pod template
+// and pinned node) by controller key.
+type Controllers func(rcKey string) (api.ReplicationController, bool)
 
 // Schedule assigns every pending pod (no node, not deleting) in pods to a
 // node. pods is the full pod list: assigned pods count towards each node's
 // reserved resources and the spread of their service.
-func Schedule(nodes []api.Node, pods []api.Pod, templates Templates) Plan {
-	plan := Plan{Assign: map[string]string{}, Unschedulable: map[string]string{}}
+//
+// Filters: node ready, resource reservations, placement constraints, max
+// replicas per node, and the pinned node of services with host data. Scores:
+// spread preferences over node labels, then spread of the service's
+// replicas over nodes, then least allocated.
+func Schedule(nodes []api.Node, pods []api.Pod, controllers Controllers) Plan {
+	plan := Plan{Assign: map[string]string{}, Unschedulable: map[string]string{}, Pins: map[string]string{}}
 	tallies := make(map[string]*tally, len(nodes))
 	for _, n := range nodes {
 		tallies[n.Name] = &tally{node: n, perService: map[string]int{}}
@@ -41,17 +50,29 @@ func Schedule(nodes []api.Node, pods []api.Pod, templates Templates) Plan {
 			continue
 		}
 		if t, ok := tallies[p.Node]; ok {
-			spec, _ := templates(api.RCKey(p.Project, p.Service))
-			t.add(p, spec.Resources.Reservations)
+			rc, _ := controllers(api.RCKey(p.Project, p.Service))
+			t.add(p, rc.Template.Resources.Reservations)
 		}
 	}
 	state.SortPods(pending)
 
+	pins := map[string]string{}
 	for _, p := range pending {
-		spec, ok := templates(api.RCKey(p.Project, p.Service))
+		key := api.RCKey(p.Project, p.Service)
+		rc, ok := controllers(key)
 		if !ok {
 			plan.Unschedulable[p.Name] = "no pod template (service removed?)"
 			continue
+		}
+		spec := rc.Template
+		constraints, err := ParsePlacement(spec.Placement)
+		if err != nil {
+			plan.Unschedulable[p.Name] = err.Error()
+			continue
+		}
+		pinned := rc.PinnedNode
+		if pinned == "" {
+			pinned = pins[key]
 		}
 		res := spec.Resources.Reservations
 		var fit []*tally
@@ -62,17 +83,26 @@ func Schedule(nodes []api.Node, pods []api.Pod, templates Templates) Plan {
 				reasons[why]++
 				continue
 			}
+			if why := rejectsPlacement(n, t, key, pinned, spec.Placement.MaxPerNode, constraints); why != "" {
+				reasons[why]++
+				continue
+			}
 			fit = append(fit, t)
 		}
 		if len(fit) == 0 {
 			plan.Unschedulable[p.Name] = unschedulableReason(len(nodes), reasons)
 			continue
 		}
-		svc := api.RCKey(p.Project, p.Service)
+		groups := spreadGroups(spec.Placement.Preferences, tallies, key)
 		sort.Slice(fit, func(i, j int) bool {
 			a, b := fit[i], fit[j]
-			if a.perService[svc] != b.perService[svc] {
-				return a.perService[svc] < b.perService[svc] // spread replicas
+			for _, g := range groups {
+				if ga, gb := g(a), g(b); ga != gb {
+					return ga < gb // spread over label values first
+				}
+			}
+			if a.perService[key] != b.perService[key] {
+				return a.perService[key] < b.perService[key] // spread replicas
 			}
 			if la, lb := a.load(), b.load(); la != lb {
 				return la < lb // least allocated
@@ -85,8 +115,50 @@ func Schedule(nodes []api.Node, pods []api.Pod, templates Templates) Plan {
 		best := fit[0]
 		best.add(p, res)
 		plan.Assign[p.Name] = best.node.Name
+		if spec.HasHostData() && pinned == "" {
+			pins[key] = best.node.Name
+			plan.Pins[key] = best.node.Name
+		}
 	}
 	return plan
+}
+
+// rejectsPlacement returns why the node cannot take a pod of service key
+// under its placement rules, or "".
+func rejectsPlacement(n api.Node, t *tally, key, pinned string, maxPerNode int, cs []Constraint) string {
+	if pinned != "" && n.Name != pinned {
+		return "volumes pinned to node " + pinned
+	}
+	for _, c := range cs {
+		if !c.Matches(n) {
+			return "constraint " + c.String() + " not met"
+		}
+	}
+	if maxPerNode > 0 && t.perService[key] >= maxPerNode {
+		return fmt.Sprintf("max %d replicas per node reached", maxPerNode)
+	}
+	return ""
+}
+
+// spreadGroups returns, for each spread preference (node.labels.K), a
+// function giving the number of the service's pods already on nodes that
+// share the candidate's value of K.
+func spreadGroups(prefs []string, tallies map[string]*tally, key string) []func(*tally) int {
+	var out []func(*tally) int
+	for _, pref := range prefs {
+		label := strings.TrimPrefix(pref, "node.labels.")
+		out = append(out, func(t *tally) int {
+			v := t.node.Labels[label]
+			n := 0
+			for _, o := range tallies {
+				if o.node.Labels[label] == v {
+					n += o.perService[key]
+				}
+			}
+			return n
+		})
+	}
+	return out
 }
 
 // tally is what one node already carries during a pass.

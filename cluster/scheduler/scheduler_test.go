@@ -45,14 +45,15 @@ func deleting(p api.Pod) api.Pod {
 
 // templates serves one spec per service of project "p", with a memory and
 // CPU reservation.
-func templates(res map[string]api.ResourceAmounts) scheduler.Templates {
-	return func(key string) (api.ServiceSpec, bool) {
+func templates(res map[string]api.ResourceAmounts) scheduler.Controllers {
+	return func(key string) (api.ReplicationController, bool) {
 		for svc, r := range res {
 			if api.RCKey("p", svc) == key {
-				return api.ServiceSpec{Project: "p", Name: svc, Resources: api.Resources{Reservations: r}}, true
+				return api.ReplicationController{Project: "p", Service: svc,
+					Template: api.ServiceSpec{Project: "p", Name: svc, Resources: api.Resources{Reservations: r}}}, true
 			}
 		}
-		return api.ServiceSpec{}, false
+		return api.ReplicationController{}, false
 	}
 }
 
@@ -72,7 +73,7 @@ func TestSchedule(t *testing.T) {
 		name      string
 		nodes     []api.Node
 		pods      []api.Pod
-		templates scheduler.Templates
+		templates scheduler.Controllers
 		want      map[string]string // pod -> node
 		wantUnsch map[string]string // pod -> reason
 	}{

@@ -60,6 +60,7 @@ type CreatePods struct {
 type AssignPods struct {
 	Nodes         map[string]string `json:"nodes,omitempty"`         // pod -> node
 	Unschedulable map[string]string `json:"unschedulable,omitempty"` // pod -> reason
+	Pins          map[string]string `json:"pins,omitempty"`          // controller key -> node
 }
 
 // MarkPodsDeleting asks the pods' node agents to remove them.
@@ -170,6 +171,12 @@ func (tx *Txn) Apply(cmd Command) error {
 				p.Labels[api.LabelNode] = node
 				p.Status.Message = ""
 				tx.PutPod(*p)
+			}
+		}
+		for key, node := range c.Pins {
+			if rc := tx.RC(key); rc != nil && rc.PinnedNode == "" {
+				rc.PinnedNode = node
+				tx.PutRC(*rc)
 			}
 		}
 		for name, reason := range c.Unschedulable {

@@ -1,0 +1,93 @@
+package scheduler_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/scheduler"
+)
+
+func labelled(name string, labels map[string]string) api.Node {
+	return api.Node{Name: name, Status: api.NodeReady, Labels: labels}
+}
+
+func rcWith(spec api.ServiceSpec, pinned string) scheduler.Controllers {
+	return func(key string) (api.ReplicationController, bool) {
+		if key != api.RCKey(spec.Project, spec.Name) {
+			return api.ReplicationController{}, false
+		}
+		return api.ReplicationController{Project: spec.Project, Service: spec.Name, Template: spec, PinnedNode: pinned}, true
+	}
+}
+
+func pendingPods(service string, n int) []api.Pod {
+	var pods []api.Pod
+	for i := 1; i <= n; i++ {
+		pods = append(pods, api.Pod{Name: api.PodName("p", service, i), Project: "p", Service: service, Index: i})
+	}
+	return pods
+}
+
+func TestPlacement(t *testing.T) {
+	nodes := []api.Node{
+		labelled("a", map[string]string{"zone": "east", "disk": "ssd"}),
+		labelled("b", map[string]string{"zone": "east"}),
+		labelled("c", map[string]string{"zone": "west"}),
+	}
+	tests := []struct {
+		name      string
+		placement api.Placement
+		volumes   []api.VolumeMount
+		pinned    string
+		pods      int
+		want      map[string]int // node -> pods
+		wantPin   string
+		wantWhy   string // substring of the unschedulable reason
+	}{
+		{name: "hostname", placement: api.Placement{Constraints: []string{"node.hostname==b"}}, pods: 3, want: map[string]int{"b": 3}},
+		{name: "label equal", placement: api.Placement{Constraints: []string{"node.labels.zone==east"}}, pods: 4, want: map[string]int{"a": 2, "b": 2}},
+		{name: "label not equal", placement: api.Placement{Constraints: []string{"node.labels.zone != east"}}, pods: 2, want: map[string]int{"c": 2}},
+		{name: "missing label matches !=", placement: api.Placement{Constraints: []string{"node.labels.disk!=ssd"}}, pods: 2, want: map[string]int{"b": 1, "c": 1}},
+		{name: "no node matches", placement: api.Placement{Constraints: []string{"node.labels.zone==north"}}, pods: 1,
+			wantWhy: "0/3 nodes available: 3 constraint node.labels.zone==north not met"},
+		{name: "bad constraint", placement: api.Placement{Constraints: []string{"node.role==manager"}}, pods: 1, wantWhy: "not supported"},
+		{name: "spread over zones", placement: api.Placement{Preferences: []string{"node.labels.zone"}}, pods: 4,
+			want: map[string]int{"a": 1, "b": 1, "c": 2}},
+		{name: "max per node", placement: api.Placement{MaxPerNode: 1}, pods: 4, want: map[string]int{"a": 1, "b": 1, "c": 1},
+			wantWhy: "3 max 1 replicas per node reached"},
+		{name: "named volume pins to first node", volumes: []api.VolumeMount{{Type: api.MountVolume, Source: "data", Target: "/d"}},
+			pods: 3, want: map[string]int{"a": 3}, wantPin: "a"},
+		{name: "pinned elsewhere", pinned: "c", volumes: []api.VolumeMount{{Type: api.MountBind, Source: "/x", Target: "/d"}},
+			pods: 2, want: map[string]int{"c": 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := api.ServiceSpec{Project: "p", Name: "web", Placement: tt.placement, Volumes: tt.volumes}
+			plan := scheduler.Schedule(nodes, pendingPods("web", tt.pods), rcWith(spec, tt.pinned))
+			got := perNode(plan)
+			for n, c := range tt.want {
+				if got[n] != c {
+					t.Errorf("node %s got %d pods, want %d (all: %v)", n, got[n], c, got)
+				}
+			}
+			if tt.want != nil && len(got) != len(tt.want) {
+				t.Errorf("placement %v, want %v", got, tt.want)
+			}
+			if tt.wantWhy != "" {
+				found := false
+				for _, why := range plan.Unschedulable {
+					found = found || strings.Contains(why, tt.wantWhy)
+				}
+				if !found {
+					t.Errorf("unschedulable reasons %v, want one containing %q", plan.Unschedulable, tt.wantWhy)
+				}
+			} else if len(plan.Unschedulable) > 0 {
+				t.Errorf("unexpected unschedulable pods: %v", plan.Unschedulable)
+			}
+			if got := plan.Pins[api.RCKey("p", "web")]; got != tt.wantPin {
+				t.Errorf("pin = %q, want %q", got, tt.wantPin)
+			}
+		})
+	}
+}
