@@ -21,6 +21,8 @@ import (
 type Cluster interface {
 	Apply(ctx context.Context, cmd state.Command) (uint64, error)
 	RegisterNode(ctx context.Context, n api.Node) (api.Node, error)
+	// FetchImage copies an image this node lacks from a node that has it.
+	FetchImage(ctx context.Context, ref string) error
 }
 
 // Options tune the agent.
@@ -28,6 +30,8 @@ type Options struct {
 	Node    string
 	Address string
 	Labels  map[string]string
+	// APIAddr is this node's HTTPS API address, recorded in its node entry.
+	APIAddr string
 	// Resync is the period of a full pass over pods and containers.
 	Resync time.Duration
 	// Heartbeat is the period of node heartbeats.
@@ -132,7 +136,7 @@ func (a *Agent) register(ctx context.Context) (api.Node, error) {
 		return api.Node{}, fmt.Errorf("read engine resources: %w", err)
 	}
 	n, err := a.c.RegisterNode(ctx, api.Node{
-		Name: a.opts.Node, Address: a.opts.Address, Labels: a.opts.Labels,
+		Name: a.opts.Node, Address: a.opts.Address, APIAddr: a.opts.APIAddr, Labels: a.opts.Labels,
 		Status: api.NodeReady, Allocatable: res,
 	})
 	if err != nil {
@@ -241,6 +245,14 @@ func (a *Agent) Logs(ctx context.Context, pod string, follow bool, tail int) (io
 	}
 	return rc, err
 }
+
+// SaveImage streams an image of this node's engine.
+func (a *Agent) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error) {
+	return a.d.SaveImage(ctx, ref)
+}
+
+// LoadImage loads an image into this node's engine.
+func (a *Agent) LoadImage(ctx context.Context, r io.Reader) error { return a.d.LoadImage(ctx, r) }
 
 // RemoveVolumes removes a project's named volumes on this node.
 func (a *Agent) RemoveVolumes(ctx context.Context, project string) error {

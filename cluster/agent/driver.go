@@ -43,6 +43,11 @@ type Driver interface {
 	RemoveVolumes(ctx context.Context, project string) error
 	// Resources reports what the engine offers: CPUs and memory.
 	Resources(ctx context.Context) (api.ResourceAmounts, error)
+	// SaveImage streams an image as a tar archive (docker save); LoadImage
+	// loads one (docker load). Together they move images between nodes
+	// without a registry.
+	SaveImage(ctx context.Context, ref string) (io.ReadCloser, error)
+	LoadImage(ctx context.Context, r io.Reader) error
 }
 
 // Container is a managed container as the driver sees it.

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -331,4 +332,15 @@ func (c *fakeCluster) RegisterNode(ctx context.Context, n api.Node) (api.Node, e
 	}
 	got, _ := c.st.Node(n.Name)
 	return got, nil
+}
+
+func (f *fakeDriver) SaveImage(context.Context, string) (io.ReadCloser, error) {
+	return nil, agent.ErrImageNotFound
+}
+
+func (f *fakeDriver) LoadImage(context.Context, io.Reader) error { return nil }
+
+// FetchImage: no peers in these tests.
+func (c *fakeCluster) FetchImage(context.Context, string) error {
+	return errors.New("no peers")
 }

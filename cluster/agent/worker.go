@@ -151,7 +151,20 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		if pod.Status.ContainerID != "" {
 			w.restarts++ // the container vanished behind our back
 		}
-		if _, err := a.d.Create(ctx, &pod, &spec); err != nil {
+		_, err := a.d.Create(ctx, &pod, &spec)
+		if errors.Is(err, ErrImageNotFound) {
+			// No registry: copy the image from a node that has it.
+			ref := spec.ImageID
+			if ref == "" {
+				ref = spec.Image
+			}
+			if ferr := a.c.FetchImage(ctx, ref); ferr == nil {
+				_, err = a.d.Create(ctx, &pod, &spec)
+			} else {
+				w.log.Info("image not available from peers", "image", ref, "err", ferr)
+			}
+		}
+		if err != nil {
 			w.backoff()
 			msg := err.Error()
 			if errors.Is(err, ErrImageNotFound) {

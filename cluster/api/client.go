@@ -27,6 +27,8 @@ type Client interface {
 	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
 	Nodes(ctx context.Context) ([]Node, error)
 	Services(ctx context.Context, project string) ([]ServiceInfo, error)
+	Token(ctx context.Context, client string) (TokenResponse, error)
+	Leave(ctx context.Context) error
 }
 
 // PodQuery filters a pod listing; Index > 0 makes it a blocking query that
@@ -230,4 +232,17 @@ func (c *HTTPClient) Services(ctx context.Context, project string) ([]ServiceInf
 	var r []ServiceInfo
 	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/services?project="+url.QueryEscape(project), nil, &r)
 	return r, err
+}
+
+// Token implements Client.
+func (c *HTTPClient) Token(ctx context.Context, client string) (TokenResponse, error) {
+	var r TokenResponse
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/token?client="+url.QueryEscape(client), nil, &r)
+	return r, err
+}
+
+// Leave implements Client: the node moves its pods away, leaves, and stops.
+func (c *HTTPClient) Leave(ctx context.Context) error {
+	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/leave", nil, &WriteResult{})
+	return err
 }

@@ -74,3 +74,30 @@ type ServiceInfo struct {
 	Ready     int        `json:"ready"`
 	Endpoints []string   `json:"endpoints"` // ready pod IPs
 }
+
+// JoinRequest is what a joining node sends to POST /v1/join (over TLS pinned
+// to the cluster CA's fingerprint, before it has a certificate).
+type JoinRequest struct {
+	Name   string   `json:"name"`
+	Secret string   `json:"secret"`
+	CSR    []byte   `json:"csr"` // PEM
+	IPs    []string `json:"ips"`
+}
+
+// JoinResponse carries the joining node's certificate and what it needs to
+// take part: the CA certificate, the gossip key and gossip peers to join.
+type JoinResponse struct {
+	ClusterID string   `json:"cluster_id"`
+	Cert      []byte   `json:"cert"` // PEM
+	CA        []byte   `json:"ca"`   // PEM
+	GossipKey []byte   `json:"gossip_key"`
+	Gossip    []string `json:"gossip"` // addresses of live members
+}
+
+// TokenResponse answers GET /v1/token.
+type TokenResponse struct {
+	Token string `json:"token"`
+	// Bundle is a client certificate bundle (PEM: cert, key, CA) when asked
+	// for with ?client=NAME.
+	Bundle []byte `json:"bundle,omitempty"`
+}

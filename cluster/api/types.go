@@ -421,9 +421,18 @@ type Node struct {
 	// Allocatable is what the node offers to pods.
 	Allocatable ResourceAmounts `json:"allocatable"`
 	// Heartbeat is the last time the node's agent reported.
-	Heartbeat   time.Time `json:"heartbeat,omitzero"`
-	CreateIndex uint64    `json:"create_index"`
-	ModifyIndex uint64    `json:"modify_index"`
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	// DownSince is when the node was last seen failing; zero while ready.
+	DownSince time.Time `json:"down_since,omitzero"`
+	// Role is the node's raft role as `dev nodes` shows it (leader, voter,
+	// nonvoter); filled in when read, not stored.
+	Role string `json:"role,omitempty"`
+	// Pods and Reserved are filled in when read: pods bound to the node and
+	// the resources they reserve.
+	Pods        int             `json:"pods"`
+	Reserved    ResourceAmounts `json:"reserved"`
+	CreateIndex uint64          `json:"create_index"`
+	ModifyIndex uint64          `json:"modify_index"`
 }
 
 // Selector is an equality-based label selector: every key must match.

@@ -26,6 +26,9 @@ type Options struct {
 	Resync time.Duration
 	// NodeTimeout marks a node down when its heartbeat is older.
 	NodeTimeout time.Duration
+	// NodeGrace is how long a node may be down before its pods are
+	// recreated elsewhere.
+	NodeGrace time.Duration
 }
 
 // Controller runs the leader's reconcile loops.
@@ -44,6 +47,9 @@ func New(st *state.Store, w Writer, opts Options, log *slog.Logger) *Controller 
 	}
 	if opts.NodeTimeout == 0 {
 		opts.NodeTimeout = 15 * time.Second
+	}
+	if opts.NodeGrace == 0 {
+		opts.NodeGrace = 10 * time.Second
 	}
 	return &Controller{st: st, w: w, opts: opts, log: log.With("component", "controller"), now: time.Now}
 }
@@ -86,9 +92,12 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 // Plan is one reconcile pass over a state view: the commands that move the
 // cluster towards what its controllers ask for. It is pure.
 func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
-	o := Options{NodeTimeout: 15 * time.Second}
+	o := Options{NodeTimeout: 15 * time.Second, NodeGrace: 10 * time.Second}
 	if len(opts) > 0 && opts[0].NodeTimeout > 0 {
 		o.NodeTimeout = opts[0].NodeTimeout
+	}
+	if len(opts) > 0 && opts[0].NodeGrace > 0 {
+		o.NodeGrace = opts[0].NodeGrace
 	}
 	var cmds []state.Command
 	pods := st.Pods(state.PodFilter{})
@@ -128,10 +137,27 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 		cmds = append(cmds, &state.CreatePods{Pods: create})
 	}
 
-	// Deleting pods that never reached a node have nothing to stop.
+	// Deleting pods that never reached a node have nothing to stop; pods of
+	// a node that left, or that has been down longer than the grace period,
+	// are forgotten so that their controllers recreate them elsewhere (the
+	// node's agent removes their containers if it comes back).
+	nodeByName := map[string]api.Node{}
+	for _, n := range st.Nodes() {
+		nodeByName[n.Name] = n
+	}
 	var gone []string
 	for _, p := range pods {
-		if p.Deleting && p.Node == "" {
+		if p.Node == "" {
+			if p.Deleting {
+				gone = append(gone, p.Name)
+			}
+			continue
+		}
+		n, ok := nodeByName[p.Node]
+		switch {
+		case !ok, n.Status == api.NodeLeft:
+			gone = append(gone, p.Name)
+		case n.Status == api.NodeDown && !n.DownSince.IsZero() && now.Sub(n.DownSince) > o.NodeGrace:
 			gone = append(gone, p.Name)
 		}
 	}
@@ -145,6 +171,7 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 		n := &nodes[i] // in place: the scheduler below must see the node down
 		if n.Status == api.NodeReady && !n.Heartbeat.IsZero() && now.Sub(n.Heartbeat) > o.NodeTimeout {
 			n.Status = api.NodeDown
+			n.DownSince = now.UTC()
 			cmds = append(cmds, &state.PutNode{Node: *n})
 		}
 	}

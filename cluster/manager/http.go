@@ -35,7 +35,14 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/pods/{name}/logs", m.handleLogs)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
 	mux.HandleFunc("GET /v1/services", m.handleServices)
-	return mux
+	mux.HandleFunc("GET /v1/token", m.handleToken)
+	mux.HandleFunc("POST /v1/leave", m.handleLeave)
+	mux.HandleFunc("POST /v1/join", m.handleJoin)
+	mux.HandleFunc("POST /v1/internal/apply", m.handleInternalApply)
+	mux.HandleFunc("POST /v1/internal/register", m.handleInternalRegister)
+	mux.HandleFunc("DELETE /v1/internal/volumes/{project}", m.handleInternalVolumes)
+	mux.HandleFunc("GET /v1/internal/image", m.handleImage)
+	return requireCert(mux)
 }
 
 // httpError carries a status code and a stable code to the client.
@@ -202,7 +209,7 @@ func (m *Manager) handleDeleteVolumes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, conflict("project %s still has %d pods; remove them first (dev down)", name, n))
 		return
 	}
-	if err := m.local.RemoveVolumes(r.Context(), name); err != nil {
+	if err := m.removeVolumesEverywhere(r.Context(), name); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -306,8 +313,13 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 		tail = n
 	}
 	name := r.PathValue("name")
-	if _, ok := m.r.State().Pod(name); !ok {
+	pod, ok := m.r.State().Pod(name)
+	if !ok {
 		writeError(w, notFound("no pod %s", name))
+		return
+	}
+	if pod.Node != "" && pod.Node != m.opts.Node {
+		m.forwardLogs(w, r, pod)
 		return
 	}
 	rc, err := m.local.Logs(r.Context(), name, q.Get("follow") == "1", tail)
@@ -336,10 +348,6 @@ func (fw flushWriter) Write(b []byte) (int, error) {
 		fw.f.Flush()
 	}
 	return n, err
-}
-
-func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, m.r.State().Nodes())
 }
 
 // published is one host port a service publishes.
@@ -449,4 +457,12 @@ func (m *Manager) handleServices(w http.ResponseWriter, r *http.Request) {
 		out = append(out, info)
 	}
 	writeJSON(w, out)
+}
+
+func (m *Manager) handleLeave(w http.ResponseWriter, r *http.Request) {
+	if err := m.local.Leave(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: m.r.State().Index()})
 }

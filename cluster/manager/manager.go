@@ -5,6 +5,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,11 @@ type Raft interface {
 	IsLeader() bool
 	LeaderCh() <-chan bool
 	Leader() string
+	LeaderAddr() (addr, id string)
 	State() *state.Store
+	Servers() ([]raftstore.Server, error)
+	AddServer(id, addr string, voter bool) error
+	RemoveServer(id string) error
 }
 
 // Local is what this node's agent offers the API: container-level work that
@@ -36,6 +41,12 @@ type Local interface {
 	// CheckPort reports whether a published port can be served on this node:
 	// nil when it is free or already served by dev.
 	CheckPort(addr netip.AddrPort, proto string) error
+	// SaveImage and LoadImage move images between engines (no registry).
+	SaveImage(ctx context.Context, ref string) (io.ReadCloser, error)
+	LoadImage(ctx context.Context, r io.Reader) error
+	// Leave moves this node's pods away, leaves the cluster and stops the
+	// agent.
+	Leave(ctx context.Context) error
 }
 
 // Options configure the manager.
@@ -45,6 +56,15 @@ type Options struct {
 	ServiceCIDR string // virtual IPs of services
 	Version     string
 	Controller  controller.Options
+	// PeerTLS is the client side of mutual TLS towards other nodes' APIs;
+	// nil on a node that cannot reach peers (writes then only work on the
+	// leader).
+	PeerTLS *tls.Config
+	// Membership is the gossip view the leader reconciles raft membership
+	// and node status with; nil on a node without gossip.
+	Membership Membership
+	// FailedTimeout is how long a failed member stays a raft server.
+	FailedTimeout time.Duration
 }
 
 // Manager serves the API and runs leader-only loops.
@@ -55,6 +75,7 @@ type Manager struct {
 	log   *slog.Logger
 
 	allocMu sync.Mutex // serializes subnet allocation on the leader
+	peers   *peers
 }
 
 // New returns a manager; it starts nothing.
@@ -65,7 +86,11 @@ func New(r Raft, local Local, opts Options, log *slog.Logger) *Manager {
 	if opts.ServiceCIDR == "" {
 		opts.ServiceCIDR = "10.214.0.0/16"
 	}
-	return &Manager{r: r, local: local, opts: opts, log: log.With("component", "manager")}
+	m := &Manager{r: r, local: local, opts: opts, log: log.With("component", "manager")}
+	if opts.PeerTLS != nil {
+		m.peers = newPeers(opts.PeerTLS)
+	}
+	return m
 }
 
 // Run starts the leader-only loops whenever this node leads and stops them
@@ -93,8 +118,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.log.Info("leading: starting controllers")
 		go func() {
 			defer close(done)
+			var wg sync.WaitGroup
+			if m.opts.Membership != nil {
+				wg.Go(func() { m.runMembership(lctx) })
+			}
 			c := controller.New(m.r.State(), m.r, m.opts.Controller, m.log)
 			_ = c.Run(lctx)
+			wg.Wait()
 		}()
 	}
 	if m.r.IsLeader() {
@@ -118,14 +148,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// Apply proposes a command. While an election is under way (no leader yet)
-// it waits for one, up to 10s; on a follower it fails with ErrNotLeader until
-// write forwarding exists.
+// Apply proposes a command: on the leader directly, on a follower by
+// forwarding it to the leader. While an election is under way (no leader
+// yet) it waits for one, up to 10s.
 func (m *Manager) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		idx, err := m.r.Apply(ctx, cmd)
-		if !errors.Is(err, raftstore.ErrNotLeader) || m.r.Leader() != "" || time.Now().After(deadline) {
+		if errors.Is(err, raftstore.ErrNotLeader) && m.r.Leader() != "" {
+			idx, err = m.forward(ctx, cmd)
+		}
+		if !errors.Is(err, raftstore.ErrNotLeader) || time.Now().After(deadline) {
 			return idx, err
 		}
 		select {
@@ -139,6 +172,9 @@ func (m *Manager) Apply(ctx context.Context, cmd state.Command) (uint64, error) 
 // RegisterNode records a node's heartbeat and allocates its pod subnet on
 // first registration.
 func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
+	if !m.r.IsLeader() && m.peers != nil {
+		return m.forwardRegister(ctx, n)
+	}
 	m.allocMu.Lock()
 	defer m.allocMu.Unlock()
 	st := m.r.State()
@@ -156,6 +192,10 @@ func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error
 		n.PodSubnet = sub
 	}
 	n.Status = api.NodeReady
+	if old, ok := st.Node(n.Name); ok && old.Status == api.NodeLeft {
+		n.Status = api.NodeLeft // draining for `dev leave`: stays out of scheduling
+	}
+	n.DownSince = time.Time{}
 	n.Heartbeat = time.Now().UTC()
 	if _, err := m.Apply(ctx, &state.PutNode{Node: n}); err != nil {
 		return api.Node{}, err
@@ -190,4 +230,24 @@ func allocateSubnet(cidr string, nodes []api.Node) (string, error) {
 		}
 	}
 	return "", errors.New("allocate pod subnet: cluster cidr exhausted")
+}
+
+// runMembership reconciles raft membership with gossip every second while
+// this node leads.
+func (m *Manager) runMembership(ctx context.Context) {
+	timeout := m.opts.FailedTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	failedSince := map[string]time.Time{}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		m.reconcileMembers(ctx, m.opts.Membership.Members(), failedSince, timeout)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

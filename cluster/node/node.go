@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -25,14 +28,24 @@ import (
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 	"github.com/devhq/dev/dns"
+	"github.com/devhq/dev/gossip"
 	"github.com/devhq/dev/proxy"
 )
 
 // Config configures a node.
 type Config struct {
-	DataDir     string
-	Name        string // node name; default: host name
-	RaftAddr    string // raft listen address, e.g. 127.0.0.1:7947
+	DataDir string
+	Name    string // node name; default: host name
+	// AdvertiseAddr is the IP other nodes reach this one at; every listener
+	// (gossip, raft, API) binds it.
+	AdvertiseAddr string
+	GossipPort    int // default 7946
+	RaftPort      int // default 7947
+	APIPort       int // default 7948
+	// Join is the address (ip[:port] of the API) of a cluster node to join
+	// with Token, on first start.
+	Join        string
+	Token       string
 	ClusterCIDR string
 	ServiceCIDR string // virtual IPs of services
 	// DNSAddr is the host-side listen address of the cluster DNS server
@@ -40,8 +53,13 @@ type Config struct {
 	DNSAddr string
 	Network string // Docker network name of the pod network
 	Bridge  string // its bridge device
-	Labels  map[string]string
-	Version string
+	// VXLANDevice is the overlay device name (default devvx0).
+	VXLANDevice string
+	Labels      map[string]string
+	Version     string
+	// NodeGrace is how long a node may be down before its pods are
+	// recreated elsewhere (default 10s).
+	NodeGrace time.Duration
 	// Fast shortens timers (tests).
 	Fast bool
 }
@@ -51,8 +69,9 @@ func SocketPath(dataDir string) string { return filepath.Join(dataDir, "dev.sock
 
 // Node is one `dev agent`.
 type Node struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	left atomic.Bool // set by a completed `dev leave`
 }
 
 // New returns a node; it starts nothing.
@@ -60,7 +79,23 @@ func New(cfg Config, log *slog.Logger) *Node {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = defaultAdvertiseAddr()
+	}
+	if cfg.GossipPort == 0 {
+		cfg.GossipPort = 7946
+	}
+	if cfg.RaftPort == 0 {
+		cfg.RaftPort = 7947
+	}
+	if cfg.APIPort == 0 {
+		cfg.APIPort = 7948
+	}
 	return &Node{cfg: cfg, log: log}
+}
+
+func (n *Node) addr(port int) string {
+	return net.JoinHostPort(n.cfg.AdvertiseAddr, strconv.Itoa(port))
 }
 
 // Run starts every component and blocks until ctx ends or one fails.
@@ -75,15 +110,6 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 
-	r, err := raftstore.Open(raftstore.Config{
-		DataDir: cfg.DataDir, NodeID: cfg.Name, BindAddr: cfg.RaftAddr,
-		Bootstrap: true, Fast: cfg.Fast, Log: n.log,
-	})
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-
 	dcli, err := docker.NewClient()
 	if err != nil {
 		return err
@@ -95,9 +121,43 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reach docker engine at %s (is dockerd running? set DOCKER_HOST): %w", dcli.DaemonHost(), err)
 	}
+
+	creds, err := n.credentials(ctx)
+	if err != nil {
+		return err
+	}
+	apiLn, err := tls.Listen("tcp", n.addr(cfg.APIPort), creds.id.JoinServerTLS())
+	if err != nil {
+		return fmt.Errorf("listen api on %s (another agent? pick another --api-port): %w", n.addr(cfg.APIPort), err)
+	}
+	defer apiLn.Close()
+
+	r, err := raftstore.Open(raftstore.Config{
+		DataDir: cfg.DataDir, NodeID: cfg.Name, BindAddr: n.addr(cfg.RaftPort),
+		Bootstrap: creds.pending != nil, Fast: cfg.Fast, Log: n.log,
+		ServerTLS: creds.id.NodeServerTLS(), ClientTLS: creds.id.ClientTLS(),
+	})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	g, err := gossip.New(gossip.Config{
+		NodeName: cfg.Name, BindAddr: cfg.AdvertiseAddr, BindPort: cfg.GossipPort,
+		Key: creds.gossipKey, Fast: cfg.Fast, Log: n.log,
+		Tags: map[string]string{
+			manager.TagRaft: n.addr(cfg.RaftPort), manager.TagAPI: n.addr(cfg.APIPort),
+			manager.TagIP: cfg.AdvertiseAddr, manager.TagGossip: n.addr(cfg.GossipPort),
+		},
+	})
+	if err != nil {
+		return err
+	}
+
 	drv := docker.New(dcli, docker.Options{
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
 		SecretsDir: filepath.Join(cfg.DataDir, "secrets"), DNSDomain: clusterDomain,
+		MTU: podMTU(cfg.AdvertiseAddr),
 	})
 	svcCIDR, err := netip.ParsePrefix(cfg.ServiceCIDR)
 	if err != nil {
@@ -106,13 +166,15 @@ func (n *Node) Run(ctx context.Context) error {
 	px := proxy.New(proxy.Options{Log: n.log})
 	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), n.log)
 
-	var ctrlOpts controller.Options
-	agentOpts := agent.Options{Node: cfg.Name, Labels: cfg.Labels}
+	ctrlOpts := controller.Options{NodeGrace: cfg.NodeGrace}
+	agentOpts := agent.Options{Node: cfg.Name, Address: cfg.AdvertiseAddr, APIAddr: n.addr(cfg.APIPort), Labels: cfg.Labels}
+	failedTimeout := 30 * time.Second
 	if cfg.Fast {
 		ctrlOpts.Resync = time.Second
 		agentOpts.Resync = 2 * time.Second
 		agentOpts.Heartbeat = time.Second
 		agentOpts.MaxBackoff = 2 * time.Second
+		failedTimeout = 10 * time.Second
 	}
 	// The agent and the manager need each other: the manager serves the
 	// agent's logs, the agent registers through the manager. Break the cycle
@@ -120,29 +182,48 @@ func (n *Node) Run(ctx context.Context) error {
 	local := &lateLocal{}
 	mgr := manager.New(r, local, manager.Options{
 		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR,
-		Version: cfg.Version, Controller: ctrlOpts,
+		Version: cfg.Version, Controller: ctrlOpts, PeerTLS: creds.id.ClientTLS(),
+		Membership: gossipMembers{g}, FailedTimeout: failedTimeout,
 	}, n.log)
 	ag := agent.New(r.State(), mgr, drv, agentOpts, n.log)
-	local.Local = nodeLocal{Agent: ag, proxy: px}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	local.Local = nodeLocal{Agent: ag, proxy: px, leave: func(lctx context.Context) error {
+		return n.leave(lctx, r, mgr, g, stop)
+	}}
 
-	srv := &http.Server{Handler: mgr.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve api: %w", err)
+	handler := mgr.Handler()
+	unixSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	apiSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	eg, ctx := errgroup.WithContext(runCtx)
+	serve := func(srv *http.Server, l net.Listener, what string) func() error {
+		return func() error {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", what, err)
+			}
+			return nil
 		}
-		return nil
-	})
-	g.Go(func() error {
+	}
+	eg.Go(serve(unixSrv, ln, "api socket"))
+	eg.Go(serve(apiSrv, apiLn, "api"))
+	eg.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		_ = unixSrv.Shutdown(sctx)
+		_ = apiSrv.Shutdown(sctx)
 		return nil
 	})
-	g.Go(func() error { return mgr.Run(ctx) })
-	g.Go(func() error {
-		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	eg.Go(func() error { return g.Run(ctx) })
+	eg.Go(func() error { return n.joinGossip(ctx, g, creds.gossipPeers) })
+	eg.Go(func() error { return mgr.Run(ctx) })
+	if creds.pending != nil {
+		eg.Go(func() error { return n.recordCluster(ctx, r, mgr, *creds.pending) })
+	}
+	overlayKick := make(chan struct{}, 1)
+	eg.Go(func() error { return n.consumeGossip(ctx, g, overlayKick) })
+	eg.Go(func() error {
+		wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 		defer cancel()
 		if err := r.WaitReady(wctx); err != nil {
 			if ctx.Err() != nil {
@@ -152,11 +233,23 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return ag.Run(ctx)
 	})
-	g.Go(func() error { return disc.Run(ctx) })
-	g.Go(func() error { return px.Run(ctx, disc) })
-	g.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
-	n.log.Info("agent started", "node", cfg.Name, "socket", SocketPath(cfg.DataDir), "raft", cfg.RaftAddr)
-	return g.Wait()
+	eg.Go(func() error { return disc.Run(ctx) })
+	eg.Go(func() error { return px.Run(ctx, disc) })
+	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
+	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
+	defer func() {
+		if n.left.Load() {
+			// No longer a member: forget the cluster so that the data dir can
+			// join again (`dev join`) or start a new cluster.
+			_ = r.Close()
+			for _, d := range []string{pkiDir, "raft"} {
+				_ = os.RemoveAll(filepath.Join(cfg.DataDir, d))
+			}
+		}
+	}()
+	n.log.Info("agent started", "node", cfg.Name, "socket", SocketPath(cfg.DataDir),
+		"api", n.addr(cfg.APIPort), "raft", n.addr(cfg.RaftPort), "gossip", n.addr(cfg.GossipPort))
+	return eg.Wait()
 }
 
 type lateLocal struct{ manager.Local }
@@ -166,7 +259,10 @@ type lateLocal struct{ manager.Local }
 type nodeLocal struct {
 	*agent.Agent
 	proxy *proxy.Proxy
+	leave func(ctx context.Context) error
 }
+
+func (l nodeLocal) Leave(ctx context.Context) error { return l.leave(ctx) }
 
 func (l nodeLocal) CheckPort(addr netip.AddrPort, proto string) error {
 	return l.proxy.Check(addr, proto)

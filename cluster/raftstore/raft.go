@@ -4,6 +4,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ type Config struct {
 	AdvertiseAddr string
 	// Bootstrap makes this node a one-voter cluster when it has no state.
 	Bootstrap bool
+	// ServerTLS and ClientTLS, when set, carry raft over mutual TLS.
+	ServerTLS, ClientTLS *tls.Config
 	// Fast shortens raft timers for tests.
 	Fast bool
 	Log  *slog.Logger
@@ -73,10 +76,20 @@ func Open(cfg Config) (*Raft, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("resolve raft address %s: %w", adv, err)
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, raftLogger())
-	if err != nil {
-		bolt.Close()
-		return nil, fmt.Errorf("listen raft on %s (is another agent running? pick another --raft-addr): %w", cfg.BindAddr, err)
+	var transport *raft.NetworkTransport
+	if cfg.ServerTLS != nil {
+		layer, err := newTLSStreamLayer(cfg.BindAddr, advAddr, cfg.ServerTLS, cfg.ClientTLS)
+		if err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("%w (is another agent running? pick another --raft-addr)", err)
+		}
+		transport = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, raftLogger())
+	} else {
+		transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, raftLogger())
+		if err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("listen raft on %s (is another agent running? pick another --raft-addr): %w", cfg.BindAddr, err)
+		}
 	}
 
 	rc := raft.DefaultConfig()
@@ -191,6 +204,66 @@ func (r *Raft) WaitReady(ctx context.Context) error {
 		}
 	}
 }
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// Servers returns the current raft configuration.
+func (r *Raft) Servers() ([]Server, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("read raft configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddServer adds (or re-adds at a new address, or promotes/demotes) a member.
+func (r *Raft) AddServer(id, addr string, voter bool) error {
+	var f raft.IndexFuture
+	if voter {
+		f = r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	} else {
+		f = r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	}
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("add raft server %s (%s): %w", id, addr, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a member.
+func (r *Raft) RemoveServer(id string) error {
+	if err := r.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+		return fmt.Errorf("remove raft server %s: %w", id, err)
+	}
+	return nil
+}
+
+// LeaderAddr returns the leader's raft address and ID, or empty strings.
+func (r *Raft) LeaderAddr() (addr, id string) {
+	a, i := r.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// TransferLeadership hands leadership to another voter, if there is one.
+func (r *Raft) TransferLeadership() error {
+	if err := r.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transfer raft leadership: %w", err)
+	}
+	return nil
+}
+
+// HasState reports whether this node has raft state (it was bootstrapped or
+// has joined before).
+func (r *Raft) HasState() bool { return r.raft.LastIndex() > 0 }
 
 // Close shuts raft down and closes its stores.
 func (r *Raft) Close() error {

@@ -25,6 +25,8 @@ const (
 	CmdPodStatus
 	CmdPutNode
 	CmdReleaseRC
+	CmdSetCluster
+	CmdDeleteNode
 )
 
 // Command is one state change, replicated through the raft log.
@@ -91,6 +93,18 @@ type ReleaseRC struct {
 	Key string `json:"key"`
 }
 
+// SetCluster records the cluster identity; it is ignored once set.
+type SetCluster struct {
+	Cluster ClusterInfo `json:"cluster"`
+}
+
+// DeleteNode forgets a node that left the cluster.
+type DeleteNode struct {
+	Name string `json:"name"`
+}
+
+func (SetCluster) Type() CommandType       { return CmdSetCluster }
+func (DeleteNode) Type() CommandType       { return CmdDeleteNode }
 func (ApplyProject) Type() CommandType     { return CmdApplyProject }
 func (DeleteProject) Type() CommandType    { return CmdDeleteProject }
 func (Scale) Type() CommandType            { return CmdScale }
@@ -138,6 +152,10 @@ func Decode(b []byte) (Command, error) {
 		c = &PutNode{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
+	case CmdSetCluster:
+		c = &SetCluster{}
+	case CmdDeleteNode:
+		c = &DeleteNode{}
 	default:
 		return nil, fmt.Errorf("decode command: unknown type %d", b[0])
 	}
@@ -203,6 +221,13 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 	case *PutNode:
 		tx.PutNode(c.Node)
+	case *SetCluster:
+		if tx.s.cluster == nil {
+			ci := c.Cluster
+			tx.s.cluster = &ci
+		}
+	case *DeleteNode:
+		delete(tx.s.nodes, c.Name)
 	case *ReleaseRC:
 		if rc := tx.RC(c.Key); rc != nil && !rc.Released {
 			rc.Released = true

@@ -22,6 +22,17 @@ type ProjectRecord struct {
 	ModifyIndex uint64   `json:"modify_index"`
 }
 
+// ClusterInfo is the cluster's identity and secrets, replicated so that any
+// leader can admit nodes: the CA that signs node certificates, the join
+// secret, and the gossip encryption key.
+type ClusterInfo struct {
+	ID         string `json:"id"`
+	CACertPEM  []byte `json:"ca_cert_pem"`
+	CAKeyPEM   []byte `json:"ca_key_pem"`
+	JoinSecret string `json:"join_secret"`
+	GossipKey  []byte `json:"gossip_key"`
+}
+
 // Store holds the cluster state. Reads may happen from any goroutine; writes
 // happen only through Update, called by the FSM in log order.
 type Store struct {
@@ -31,6 +42,7 @@ type Store struct {
 	rcs      map[string]*api.ReplicationController
 	pods     map[string]*api.Pod
 	nodes    map[string]*api.Node
+	cluster  *ClusterInfo
 	changed  chan struct{} // closed and replaced at every Update
 }
 
@@ -89,6 +101,16 @@ func (s *Store) Update(idx uint64, fn func(tx *Txn) error) error {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return err
+}
+
+// Cluster returns the cluster identity, if it was set.
+func (s *Store) Cluster() (ClusterInfo, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.cluster == nil {
+		return ClusterInfo{}, false
+	}
+	return *s.cluster, true
 }
 
 // Txn mutates the store inside Update.
@@ -359,6 +381,7 @@ type snapshot struct {
 	RCs      []api.ReplicationController `json:"rcs"`
 	Pods     []api.Pod                   `json:"pods"`
 	Nodes    []api.Node                  `json:"nodes"`
+	Cluster  *ClusterInfo                `json:"cluster,omitempty"`
 }
 
 // MarshalSnapshot serializes the whole store.
@@ -369,6 +392,9 @@ func (s *Store) MarshalSnapshot() ([]byte, error) {
 		RCs:      s.RCs(""),
 		Pods:     s.Pods(PodFilter{}),
 		Nodes:    s.Nodes(),
+	}
+	if c, ok := s.Cluster(); ok {
+		snap.Cluster = &c
 	}
 	b, err := json.Marshal(snap)
 	if err != nil {
@@ -390,6 +416,7 @@ func (s *Store) RestoreSnapshot(b []byte) error {
 	s.rcs = map[string]*api.ReplicationController{}
 	s.pods = map[string]*api.Pod{}
 	s.nodes = map[string]*api.Node{}
+	s.cluster = snap.Cluster
 	for i := range snap.Projects {
 		s.projects[snap.Projects[i].Name] = &snap.Projects[i]
 	}

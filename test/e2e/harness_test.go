@@ -86,6 +86,8 @@ type cluster struct {
 	dir     string
 	node    string
 	raft    string
+	gossip  string
+	api     string
 	dnsAddr string
 	docker  *client.Client
 	agent   *exec.Cmd
@@ -104,7 +106,8 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{
 		t: t, dir: dir, docker: testimage.Docker(t),
 		node: fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6),
-		raft: freeAddr(t), dnsAddr: freeAddr(t), logFile: filepath.Join(dir, "agent.log"),
+		raft: freeAddr(t), gossip: freeAddr(t), api: freeAddr(t), dnsAddr: freeAddr(t),
+		logFile: filepath.Join(dir, "agent.log"),
 	}
 	t.Cleanup(func() {
 		c.stopAgent()
@@ -143,7 +146,8 @@ func (c *cluster) startAgent() {
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(devBin, "agent", "--data-dir", c.dir, "--node-name", c.node,
-		"--raft-addr", c.raft, "--cluster-cidr", e2eCIDR, "--service-cidr", e2eSvcCIDR,
+		"--advertise-addr", "127.0.0.1", "--raft-port", port(c.raft), "--gossip-port", port(c.gossip),
+		"--api-port", port(c.api), "--cluster-cidr", e2eCIDR, "--service-cidr", e2eSvcCIDR,
 		"--dns-addr", c.dnsAddr, "--network", e2eNetwork,
 		"--bridge", e2eBridge, "--fast")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -312,5 +316,11 @@ func writeTemp(t *testing.T, content string) string {
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// port returns the port of a host:port address.
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
 	return p
 }

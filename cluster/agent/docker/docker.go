@@ -3,6 +3,7 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -872,4 +873,33 @@ func (d *Driver) Resources(ctx context.Context) (api.ResourceAmounts, error) {
 		return api.ResourceAmounts{}, fmt.Errorf("read docker info: %w", err)
 	}
 	return api.ResourceAmounts{NanoCPUs: int64(info.NCPU) * 1e9, MemoryBytes: info.MemTotal}, nil
+}
+
+// SaveImage implements agent.Driver: docker save of one image.
+func (d *Driver) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error) {
+	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("save image %s: %w", ref, agent.ErrImageNotFound)
+		}
+		return nil, fmt.Errorf("save image %s: %w", ref, err)
+	}
+	rc, err := d.cli.ImageSave(ctx, []string{ref})
+	if err != nil {
+		return nil, fmt.Errorf("save image %s: %w", ref, err)
+	}
+	return rc, nil
+}
+
+// LoadImage implements agent.Driver: docker load of a tar archive.
+func (d *Driver) LoadImage(ctx context.Context, r io.Reader) error {
+	resp, err := d.cli.ImageLoad(ctx, r)
+	if err != nil {
+		return fmt.Errorf("load image: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(b, []byte(`"error"`)) {
+		return fmt.Errorf("load image: %s", strings.TrimSpace(string(b)))
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +15,7 @@ import (
 func NewAgentCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run the node agent (raft store, API, controllers, kubelet) in the foreground",
+		Short: "Run the node agent (raft store, API, controllers, kubelet, proxy, DNS) in the foreground",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo
@@ -21,30 +23,74 @@ func NewAgentCommand(g *globals) *cobra.Command {
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			n := node.New(node.Config{
-				DataDir:     g.dataDir(),
-				Name:        g.v.GetString("node-name"),
-				RaftAddr:    g.v.GetString("raft-addr"),
-				ClusterCIDR: g.v.GetString("cluster-cidr"),
-				ServiceCIDR: g.v.GetString("service-cidr"),
-				DNSAddr:     g.v.GetString("dns-addr"),
-				Network:     g.v.GetString("network"),
-				Bridge:      g.v.GetString("bridge"),
-				Version:     Version,
-				Fast:        g.v.GetBool("fast"),
-			}, log)
-			return n.Run(cmd.Context())
+			cfg, err := g.nodeConfig()
+			if err != nil {
+				return err
+			}
+			return node.New(cfg, log).Run(cmd.Context())
 		},
 	}
+	addAgentFlags(cmd)
+	return cmd
+}
+
+// addAgentFlags registers the flags of the agent that `dev agent`, `dev up`
+// (which may start one) and `dev join` share.
+func addAgentFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.String("node-name", "", "node name (default: the host name)")
-	f.String("raft-addr", "127.0.0.1:7947", "raft listen address")
+	f.String("advertise-addr", "", "IP other nodes reach this one at (default: the address of the default route's interface)")
+	f.Int("gossip-port", 7946, "gossip port (tcp+udp)")
+	f.Int("raft-port", 7947, "raft port")
+	f.Int("api-port", 7948, "HTTPS API port (mutual TLS)")
+	f.StringArray("label", nil, "node label KEY=VALUE (repeatable)")
 	f.String("cluster-cidr", "10.213.0.0/16", "pod network of the cluster; each node gets a /24")
 	f.String("service-cidr", "10.214.0.0/16", "virtual IPs of services")
 	f.String("dns-addr", "127.0.0.1:1053", "host-side address of the cluster DNS server (pods use their gateway, port 53)")
 	f.String("network", "dev", "Docker network name of the node's pod network")
 	f.String("bridge", "dev0", "bridge device of the node's pod network")
+	f.String("vxlan-device", "devvx0", "VXLAN device of the overlay")
+	f.Duration("node-grace", 0, "how long a node may be down before its pods are recreated elsewhere (default 10s)")
 	f.Bool("fast", false, "short timers, for tests")
 	f.Bool("debug", false, "debug logging")
-	return cmd
+	f.String("join", "", "")
+	f.String("token", "", "")
+	_ = f.MarkHidden("join") // set by `dev join`
+	_ = f.MarkHidden("token")
+}
+
+// agentFlagNames are forwarded to an agent started in the background.
+var agentFlagNames = []string{"node-name", "advertise-addr", "gossip-port", "raft-port", "api-port",
+	"cluster-cidr", "service-cidr", "dns-addr", "network", "bridge", "vxlan-device", "node-grace", "fast", "debug"}
+
+func (g *globals) nodeConfig() (node.Config, error) {
+	v := g.v
+	labels := map[string]string{}
+	for _, l := range v.GetStringSlice("label") {
+		k, val, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return node.Config{}, fmt.Errorf("--label %q: want KEY=VALUE", l)
+		}
+		labels[k] = val
+	}
+	return node.Config{
+		DataDir:       g.dataDir(),
+		Name:          v.GetString("node-name"),
+		AdvertiseAddr: v.GetString("advertise-addr"),
+		GossipPort:    v.GetInt("gossip-port"),
+		RaftPort:      v.GetInt("raft-port"),
+		APIPort:       v.GetInt("api-port"),
+		Join:          v.GetString("join"),
+		Token:         v.GetString("token"),
+		ClusterCIDR:   v.GetString("cluster-cidr"),
+		ServiceCIDR:   v.GetString("service-cidr"),
+		DNSAddr:       v.GetString("dns-addr"),
+		Network:       v.GetString("network"),
+		Bridge:        v.GetString("bridge"),
+		VXLANDevice:   v.GetString("vxlan-device"),
+		Labels:        labels,
+		Version:       Version,
+		NodeGrace:     v.GetDuration("node-grace"),
+		Fast:          v.GetBool("fast"),
+	}, nil
 }

@@ -73,6 +73,10 @@ func NewRootCommand() *cobra.Command {
 		NewScaleCommand(g),
 		NewConfigCommand(g),
 		NewServicesCommand(g),
+		NewTokenCommand(g),
+		NewJoinCommand(g),
+		NewNodesCommand(g),
+		NewLeaveCommand(g),
 	)
 	return root
 }
@@ -127,6 +131,13 @@ func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 	if err == nil {
 		return c, nil
 	}
+	return g.startAgent(ctx, err, nil)
+}
+
+// startAgent starts `dev agent` in the background with extra arguments and
+// waits until it answers with a leader. unreachable is why it was needed.
+func (g *globals) startAgent(ctx context.Context, unreachable error, extra []string) (*api.HTTPClient, error) {
+	err := unreachable
 	if g.v.GetString("host") != "" {
 		return nil, err // an explicit remote host: do not start anything
 	}
@@ -145,7 +156,7 @@ func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 	}
 	defer logf.Close()
 	// The agent inherits DEV_* variables, so its other settings follow ours.
-	cmd := exec.Command(exe, "agent", "--data-dir", dir)
+	cmd := exec.Command(exe, append([]string{"agent", "--data-dir", dir}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -159,7 +170,7 @@ func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("agent exited at start (%v); see %s", err, logPath)
+			return nil, fmt.Errorf("agent exited at start (%v): %s", err, lastLogError(logPath))
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -172,4 +183,20 @@ func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 		}
 	}
 	return nil, fmt.Errorf("agent did not answer within 30s; see %s", logPath)
+}
+
+// lastLogError returns the agent's last error line from its log, for a
+// one-line error message.
+func lastLogError(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "see " + path
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0 && i >= len(lines)-20; i-- {
+		if l := lines[i]; strings.HasPrefix(l, "Error: ") || strings.HasPrefix(l, "error: ") {
+			return strings.TrimPrefix(strings.TrimPrefix(l, "Error: "), "error: ") + " (log: " + path + ")"
+		}
+	}
+	return "see " + path
 }

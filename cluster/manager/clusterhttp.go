@@ -1,0 +1,269 @@
+package manager
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sort"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/pki"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// requireCert refuses requests that arrive over TLS without a verified
+// cluster certificate, except the join handshake. Requests on the local
+// unix socket (no TLS) pass: the socket's file mode guards them.
+func requireCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) == 0 && r.URL.Path != "/v1/join" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(api.Error{
+				Message: "a client certificate of this cluster is required (dev token --client makes one)",
+				Code:    "unauthorized",
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (m *Manager) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, invalid("decode join request: %v", err))
+		return
+	}
+	if !m.r.IsLeader() {
+		if m.peers == nil {
+			writeError(w, fmt.Errorf("join: this node cannot reach the leader"))
+			return
+		}
+		addr, err := m.leaderAPI()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var res api.JoinResponse
+		if err := m.peers.do(r.Context(), http.MethodPost, addr, "/v1/join", req, &res); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, res)
+		return
+	}
+	res, err := m.admit(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+// admit checks a join request against the cluster secret and signs the
+// node's certificate.
+func (m *Manager) admit(_ context.Context, req api.JoinRequest) (api.JoinResponse, error) {
+	ci, ok := m.r.State().Cluster()
+	if !ok {
+		return api.JoinResponse{}, errors.New("join: the cluster is still starting; retry in a moment")
+	}
+	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(ci.JoinSecret)) != 1 {
+		return api.JoinResponse{}, &httpError{http.StatusForbidden, "forbidden",
+			errors.New("join refused: the token's secret is wrong; get the current one with `dev token` on a cluster node")}
+	}
+	if n, ok := m.r.State().Node(req.Name); ok && n.Status == api.NodeReady {
+		return api.JoinResponse{}, conflict("join refused: a ready node named %s is already in the cluster; pick another --node-name", req.Name)
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	if err != nil {
+		return api.JoinResponse{}, err
+	}
+	var ips []net.IP
+	for _, s := range req.IPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			ips = append(ips, net.IP(a.AsSlice()))
+		}
+	}
+	cert, err := ca.Sign(req.CSR, req.Name, "node", ips, nil)
+	if err != nil {
+		return api.JoinResponse{}, invalid("join: %v", err)
+	}
+	var gossip []string
+	if m.opts.Membership != nil {
+		for _, mb := range m.opts.Membership.Members() {
+			if mb.Status == "alive" && mb.Tags[TagGossip] != "" {
+				gossip = append(gossip, mb.Tags[TagGossip])
+			}
+		}
+	}
+	sort.Strings(gossip)
+	m.log.Info("admitted node", "node", req.Name)
+	return api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}, nil
+}
+
+// handleToken prints the join token, and with ?client=NAME a client
+// certificate bundle for a remote CLI.
+func (m *Manager) handleToken(w http.ResponseWriter, r *http.Request) {
+	ci, ok := m.r.State().Cluster()
+	if !ok {
+		writeError(w, errors.New("token: the cluster is still starting; retry in a moment"))
+		return
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res := api.TokenResponse{Token: pki.Token{Fingerprint: ca.Fingerprint(), Secret: ci.JoinSecret}.String()}
+	if name := r.URL.Query().Get("client"); name != "" {
+		if res.Bundle, err = ca.ClientBundle(name); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, res)
+}
+
+// nodeAPI returns the API address of a node.
+func (m *Manager) nodeAPI(name string) (string, error) {
+	n, ok := m.r.State().Node(name)
+	if !ok || n.APIAddr == "" {
+		return "", notFound("node %s is unknown or has no API address", name)
+	}
+	return n.APIAddr, nil
+}
+
+// forwardLogs streams a pod's logs from the node that runs it.
+func (m *Manager) forwardLogs(w http.ResponseWriter, r *http.Request, pod api.Pod) {
+	if m.peers == nil {
+		writeError(w, fmt.Errorf("logs of %s: pod runs on node %s, which this node cannot reach", pod.Name, pod.Node))
+		return
+	}
+	addr, err := m.nodeAPI(pod.Node)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := m.peers.send(r.Context(), m.peers.stream, http.MethodGet, addr, r.URL.RequestURI(), nil)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fw := flushWriter{w: w}
+	if f, ok := w.(http.Flusher); ok {
+		fw.f = f
+	}
+	_, _ = io.Copy(fw, resp.Body)
+}
+
+// removeVolumesEverywhere removes a project's volumes on every ready node.
+func (m *Manager) removeVolumesEverywhere(ctx context.Context, project string) error {
+	var errs []error
+	for _, n := range m.r.State().Nodes() {
+		if n.Name == m.opts.Node {
+			errs = append(errs, m.local.RemoveVolumes(ctx, project))
+			continue
+		}
+		if n.Status != api.NodeReady || n.APIAddr == "" || m.peers == nil {
+			continue
+		}
+		errs = append(errs, m.peers.do(ctx, http.MethodDelete, n.APIAddr, "/v1/internal/volumes/"+project, nil, nil))
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) handleInternalVolumes(w http.ResponseWriter, r *http.Request) {
+	if err := m.local.RemoveVolumes(r.Context(), r.PathValue("project")); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: m.r.State().Index()})
+}
+
+// handleImage streams an image from this node's engine (docker save), for a
+// node that needs it and has no registry to pull from.
+func (m *Manager) handleImage(w http.ResponseWriter, r *http.Request) {
+	ref := r.URL.Query().Get("ref")
+	rc, err := m.local.SaveImage(r.Context(), ref)
+	if err != nil {
+		writeError(w, notFound("image %s: %v", ref, err))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/x-tar")
+	_, _ = io.Copy(w, rc)
+}
+
+// FetchImage asks the other ready nodes for an image and loads the first
+// copy found into this node's engine.
+func (m *Manager) FetchImage(ctx context.Context, ref string) error {
+	if m.peers == nil {
+		return fmt.Errorf("fetch image %s: no peers", ref)
+	}
+	var errs []error
+	for _, n := range m.r.State().Nodes() {
+		if n.Name == m.opts.Node || n.Status != api.NodeReady || n.APIAddr == "" {
+			continue
+		}
+		resp, err := m.peers.send(ctx, m.peers.stream, http.MethodGet, n.APIAddr, "/v1/internal/image?ref="+url.QueryEscape(ref), nil)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = m.local.LoadImage(ctx, resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			m.log.Info("fetched image from peer", "image", ref, "from", n.Name)
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("fetch image %s from peers: %w", ref, errors.Join(errs...))
+}
+
+// handleNodes lists nodes with their raft role, pod count and reservations.
+func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request) {
+	st := m.r.State()
+	nodes := st.Nodes()
+	roles := map[string]string{}
+	if servers, err := m.r.Servers(); err == nil {
+		_, leader := m.r.LeaderAddr()
+		for _, s := range servers {
+			switch {
+			case s.ID == leader:
+				roles[s.ID] = "leader"
+			case s.Voter:
+				roles[s.ID] = "voter"
+			default:
+				roles[s.ID] = "nonvoter"
+			}
+		}
+	}
+	for i := range nodes {
+		n := &nodes[i]
+		n.Role = roles[n.Name]
+		for _, p := range st.Pods(state.PodFilter{Node: n.Name}) {
+			if p.Deleting {
+				continue
+			}
+			n.Pods++
+			if rc, ok := st.RC(api.RCKey(p.Project, p.Service)); ok {
+				res := rc.Template.Resources.Reservations
+				n.Reserved.NanoCPUs += res.NanoCPUs
+				n.Reserved.MemoryBytes += res.MemoryBytes
+			}
+		}
+	}
+	writeJSON(w, nodes)
+}

@@ -1,0 +1,156 @@
+package manager
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// Member is a gossip member as the manager sees it.
+type Member struct {
+	Name   string
+	Status string // alive, leaving, left, failed
+	Tags   map[string]string
+}
+
+// Gossip tag keys every node publishes.
+const (
+	TagRaft   = "raft"   // raft address
+	TagAPI    = "api"    // HTTPS API address
+	TagIP     = "ip"     // host IP (VXLAN endpoint)
+	TagSubnet = "subnet" // pod subnet
+	TagVTEP   = "vtep"   // VXLAN device MAC
+	TagGossip = "gossip" // gossip address
+)
+
+// Membership is the gossip view of the cluster.
+type Membership interface {
+	Members() []Member
+}
+
+// voterTarget is how many voters a cluster of n live nodes should have:
+// an odd number, 3 from 3 nodes and 5 from 7.
+func voterTarget(n int) int {
+	switch {
+	case n >= 7:
+		return 5
+	case n >= 3:
+		return 3
+	default:
+		return 1
+	}
+}
+
+// reconcileMembers makes raft membership and node status follow gossip, on
+// the leader: joining members are added (as voters up to the target, else
+// non-voters), members that left are removed, members failed for longer
+// than failedTimeout are removed, failed members are marked down.
+func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failedSince map[string]time.Time, failedTimeout time.Duration) {
+	servers, err := m.r.Servers()
+	if err != nil {
+		m.log.Warn("read raft configuration", "err", err)
+		return
+	}
+	_, leaderID := m.r.LeaderAddr()
+	inRaft := map[string]bool{}
+	voters := 0
+	for _, s := range servers {
+		inRaft[s.ID] = true
+		if s.Voter {
+			voters++
+		}
+	}
+	alive := 0
+	for _, mb := range members {
+		if mb.Status == "alive" {
+			alive++
+		}
+	}
+	target := voterTarget(alive)
+	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
+	now := time.Now()
+	st := m.r.State()
+	for _, mb := range members {
+		switch mb.Status {
+		case "alive":
+			delete(failedSince, mb.Name)
+			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeDown {
+				n.Status, n.DownSince = api.NodeReady, time.Time{}
+				m.applyLogged(ctx, &state.PutNode{Node: n})
+			}
+			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] {
+				continue
+			}
+			voter := voters < target
+			if err := m.r.AddServer(mb.Name, mb.Tags[TagRaft], voter); err != nil {
+				m.log.Warn("add raft member", "node", mb.Name, "err", err)
+				continue
+			}
+			inRaft[mb.Name] = true
+			if voter {
+				voters++
+			}
+			m.log.Info("added raft member", "node", mb.Name, "voter", voter)
+		case "failed":
+			if _, ok := failedSince[mb.Name]; !ok {
+				failedSince[mb.Name] = now
+			}
+			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeReady {
+				n.Status, n.DownSince = api.NodeDown, now.UTC()
+				m.applyLogged(ctx, &state.PutNode{Node: n})
+			}
+			if inRaft[mb.Name] && mb.Name != leaderID && now.Sub(failedSince[mb.Name]) > failedTimeout {
+				if err := m.r.RemoveServer(mb.Name); err == nil {
+					m.log.Info("removed failed raft member", "node", mb.Name)
+				}
+			}
+		case "left":
+			if n, ok := st.Node(mb.Name); ok && n.Status != api.NodeLeft {
+				n.Status = api.NodeLeft
+				m.applyLogged(ctx, &state.PutNode{Node: n})
+			}
+			if inRaft[mb.Name] && mb.Name != leaderID {
+				if err := m.r.RemoveServer(mb.Name); err == nil {
+					m.log.Info("removed departed raft member", "node", mb.Name)
+				}
+			}
+		}
+	}
+	// Promote non-voters while the cluster is short of voters (after a
+	// failed voter was removed, or as it grows).
+	if voters < target {
+		servers, _ = m.r.Servers()
+		for _, s := range servers {
+			if voters >= target {
+				break
+			}
+			if s.Voter {
+				continue
+			}
+			if isAlive(members, s.ID) {
+				if err := m.r.AddServer(s.ID, s.Address, true); err == nil {
+					voters++
+					m.log.Info("promoted raft member to voter", "node", s.ID)
+				}
+			}
+		}
+	}
+}
+
+func isAlive(members []Member, name string) bool {
+	for _, mb := range members {
+		if mb.Name == name {
+			return mb.Status == "alive"
+		}
+	}
+	return false
+}
+
+func (m *Manager) applyLogged(ctx context.Context, cmd state.Command) {
+	if _, err := m.r.Apply(ctx, cmd); err != nil {
+		m.log.Warn("apply", "cmd", cmd.Type(), "err", err)
+	}
+}

@@ -1,0 +1,235 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/pki"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// credentials is what a node keeps on disk to take part in the cluster.
+type credentials struct {
+	id        *pki.Identity
+	gossipKey []byte
+	// pending is the cluster identity a bootstrapping node still has to
+	// record in raft (nil once recorded, and on joined nodes).
+	pending *state.ClusterInfo
+	// gossipPeers are members to join right away (from the join answer).
+	gossipPeers []string
+	// fresh is set when the node has just joined: it has no raft state.
+	fresh bool
+}
+
+const (
+	pkiDir         = "pki"
+	gossipKeyFile  = "gossip.key"
+	bootstrapFile  = "bootstrap.json"
+	joinRetryLimit = 30 * time.Second
+)
+
+// credentials loads this node's identity, or creates the cluster (first
+// node), or joins it with the token (a new node).
+func (n *Node) credentials(ctx context.Context) (*credentials, error) {
+	dir := filepath.Join(n.cfg.DataDir, pkiDir)
+	if id, err := pki.LoadIdentity(dir); err == nil {
+		key, err := os.ReadFile(filepath.Join(dir, gossipKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("read gossip key: %w", err)
+		}
+		c := &credentials{id: id, gossipKey: key}
+		if b, err := os.ReadFile(filepath.Join(dir, bootstrapFile)); err == nil {
+			var ci state.ClusterInfo
+			if err := json.Unmarshal(b, &ci); err != nil {
+				return nil, fmt.Errorf("read %s: %w", bootstrapFile, err)
+			}
+			c.pending = &ci
+		}
+		if n.cfg.Join != "" {
+			n.log.Info("already a cluster member: ignoring --join", "data_dir", n.cfg.DataDir)
+		}
+		return c, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	if n.cfg.Join != "" {
+		return n.join(ctx, dir)
+	}
+	return n.bootstrap(dir)
+}
+
+// certIPs are the addresses a node certificate names.
+func (n *Node) certIPs() []net.IP {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	if a, err := netip.ParseAddr(n.cfg.AdvertiseAddr); err == nil {
+		ips = append(ips, net.IP(a.AsSlice()))
+	}
+	return ips
+}
+
+// bootstrap creates the cluster: its CA, join secret and gossip key, and
+// this node's certificate.
+func (n *Node) bootstrap(dir string) (*credentials, error) {
+	idb := make([]byte, 8)
+	if _, err := rand.Read(idb); err != nil {
+		return nil, fmt.Errorf("create cluster id: %w", err)
+	}
+	clusterID := hex.EncodeToString(idb)
+	ca, err := pki.NewCA(clusterID)
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := ca.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	secret, err := pki.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	gossipKey := make([]byte, 32)
+	if _, err := rand.Read(gossipKey); err != nil {
+		return nil, fmt.Errorf("create gossip key: %w", err)
+	}
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(n.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := ca.Sign(csrPEM, n.cfg.Name, "node", n.certIPs(), nil)
+	if err != nil {
+		return nil, err
+	}
+	ci := state.ClusterInfo{ID: clusterID, CACertPEM: ca.CertPEM, CAKeyPEM: caKey, JoinSecret: secret, GossipKey: gossipKey}
+	b, err := json.Marshal(ci)
+	if err != nil {
+		return nil, fmt.Errorf("encode cluster identity: %w", err)
+	}
+	// The bootstrap file first: a crash between the writes then leaves no
+	// identity, and the next start bootstraps again.
+	if err := os.WriteFile(filepath.Join(dir, bootstrapFile), b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", bootstrapFile, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), gossipKey, 0o600); err != nil {
+		return nil, fmt.Errorf("write gossip key: %w", err)
+	}
+	if err := pki.SaveIdentity(dir, certPEM, keyPEM, ca.CertPEM); err != nil {
+		return nil, err
+	}
+	id, err := pki.LoadIdentity(dir)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("created cluster", "cluster", clusterID, "ca", ca.Fingerprint())
+	return &credentials{id: id, gossipKey: gossipKey, pending: &ci, fresh: false}, nil
+}
+
+// join asks a cluster node (trusted through the token's CA fingerprint) to
+// admit this node, and saves the certificate it signs.
+func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
+	tok, err := pki.ParseToken(n.cfg.Token)
+	if err != nil {
+		return nil, fmt.Errorf("%w (get it with `dev token` on a cluster node)", err)
+	}
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(n.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, ip := range n.certIPs() {
+		ips = append(ips, ip.String())
+	}
+	body, err := json.Marshal(api.JoinRequest{Name: n.cfg.Name, Secret: tok.Secret, CSR: csrPEM, IPs: ips})
+	if err != nil {
+		return nil, fmt.Errorf("encode join request: %w", err)
+	}
+	addr := n.cfg.Join
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "7948")
+	}
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.PinnedTLS(tok.Fingerprint)}}
+	var res api.JoinResponse
+	deadline := time.Now().Add(joinRetryLimit)
+	for {
+		res, err = postJoin(ctx, hc, addr, body)
+		var refused *joinRefused
+		if err == nil || errors.As(err, &refused) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		n.log.Info("join: retrying", "addr", addr, "err", err)
+		time.Sleep(time.Second)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("join cluster at %s: %w", addr, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), res.GossipKey, 0o600); err != nil {
+		return nil, fmt.Errorf("write gossip key: %w", err)
+	}
+	if err := pki.SaveIdentity(dir, res.Cert, keyPEM, res.CA); err != nil {
+		return nil, err
+	}
+	id, err := pki.LoadIdentity(dir)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("joined cluster", "cluster", res.ClusterID, "via", addr)
+	peers := res.Gossip
+	if host, _, err := net.SplitHostPort(addr); err == nil && len(peers) == 0 {
+		peers = []string{host}
+	}
+	return &credentials{id: id, gossipKey: res.GossipKey, gossipPeers: peers, fresh: true}, nil
+}
+
+// joinRefused is a definitive "no" from the cluster (wrong token, name
+// taken): retrying cannot help.
+type joinRefused struct{ msg string }
+
+func (e *joinRefused) Error() string { return e.msg }
+
+func postJoin(ctx context.Context, hc *http.Client, addr string, body []byte) (api.JoinResponse, error) {
+	var res api.JoinResponse
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/join", bytes.NewReader(body))
+	if err != nil {
+		return res, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var untrusted *pki.UntrustedServerError
+		if errors.As(err, &untrusted) {
+			return res, &joinRefused{msg: fmt.Sprintf("the node at %s is not of the cluster the token belongs to: %v", addr, untrusted)}
+		}
+		return res, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		var e api.Error
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(b))
+		}
+		if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusBadRequest {
+			return res, &joinRefused{msg: e.Message}
+		}
+		return res, errors.New(e.Message)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return res, fmt.Errorf("decode join answer: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,436 @@
+// Package pki is the cluster's certificate authority, node and client identities, mutual-TLS configs and join tokens.
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Roles a certificate can carry. A node certificate is valid for server and
+// client auth; a client certificate (remote CLI) only for client auth.
+const (
+	RoleNode   = "node"
+	RoleClient = "client"
+)
+
+// File names inside a CA or identity directory.
+const (
+	CACertFile   = "ca.crt"
+	CAKeyFile    = "ca.key"
+	NodeCertFile = "node.crt"
+	NodeKeyFile  = "node.key"
+)
+
+const (
+	caValidity   = 10 * 365 * 24 * time.Hour
+	certValidity = 365 * 24 * time.Hour
+	// clockSkew backdates NotBefore so that peers with slightly slow clocks
+	// accept a certificate issued a moment ago.
+	clockSkew = 5 * time.Minute
+
+	organization  = "dev"
+	ouNode        = "dev-node"
+	ouClient      = "dev-client"
+	clientCNPrefx = "client:"
+	maxNameLen    = 64
+)
+
+// CA is the cluster certificate authority: it signs node and client
+// certificates.
+type CA struct {
+	Cert    *x509.Certificate
+	Key     crypto.Signer
+	CertPEM []byte
+}
+
+// NewCA creates a self-signed ECDSA P-256 CA valid for 10 years.
+func NewCA(clusterID string) (*CA, error) {
+	if strings.TrimSpace(clusterID) == "" {
+		return nil, errors.New("create CA: empty cluster ID")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("create CA: generate key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("create CA: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			CommonName:   "dev cluster CA " + clusterID,
+			Organization: []string{organization},
+		},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(caValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true, // the CA signs leaves only
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("create CA: sign certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("create CA: parse certificate: %w", err)
+	}
+	return &CA{Cert: cert, Key: key, CertPEM: encodeCertPEM(der)}, nil
+}
+
+// LoadCA reads ca.crt and ca.key from dir. When either file is absent the
+// error satisfies errors.Is(err, os.ErrNotExist).
+func LoadCA(dir string) (*CA, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	cert, err := parseCACertPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %s: %w", filepath.Join(dir, CACertFile), err)
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %s: %w", filepath.Join(dir, CAKeyFile), err)
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("load CA: %s does not match %s: restore both files from the same backup",
+			CAKeyFile, CACertFile)
+	}
+	return &CA{Cert: cert, Key: key, CertPEM: encodeCertPEM(cert.Raw)}, nil
+}
+
+// Save writes ca.crt (0644) and ca.key (0600) into dir, creating dir (0700)
+// if needed. Files are replaced atomically.
+func (ca *CA) Save(dir string) error {
+	keyPEM, err := encodeKeyPEM(ca.Key)
+	if err != nil {
+		return fmt.Errorf("save CA: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save CA: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+		return fmt.Errorf("save CA: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, CACertFile), ca.CertPEM, 0o644); err != nil {
+		return fmt.Errorf("save CA: %w", err)
+	}
+	return nil
+}
+
+// Fingerprint is the CA certificate's fingerprint, "sha256:<hex>".
+func (ca *CA) Fingerprint() string { return Fingerprint(ca.Cert) }
+
+// Fingerprint returns "sha256:<lowercase hex>" of the certificate's DER.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return fingerprintPrefix + hex.EncodeToString(sum[:])
+}
+
+const fingerprintPrefix = "sha256:"
+
+// NewKeyAndCSR generates an ECDSA P-256 key and a certificate signing request
+// with CN nodeName. Both are PEM encoded; the key as PKCS#8.
+func NewKeyAndCSR(nodeName string) (keyPEM, csrPEM []byte, err error) {
+	if err := checkName(nodeName); err != nil {
+		return nil, nil, fmt.Errorf("create CSR: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CSR: generate key: %w", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: nodeName},
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CSR: %w", err)
+	}
+	keyPEM, err = encodeKeyPEM(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CSR: %w", err)
+	}
+	return keyPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// Sign issues a certificate, valid for one year (never beyond the CA), for the
+// public key in csrPEM. The CSR's own subject and extensions are ignored: the
+// CA decides them.
+//
+// role RoleNode: CN = name, SANs = ips + dnsNames + localhost, 127.0.0.1, ::1;
+// usable for server and client auth.
+// role RoleClient: CN = "client:" + name, SANs = ips + dnsNames; client auth
+// only, so it can never act as a cluster server.
+func (ca *CA) Sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []string) (certPEM []byte, err error) {
+	now := time.Now()
+	notAfter := now.Add(certValidity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	return ca.sign(csrPEM, name, role, ips, dnsNames, now.Add(-clockSkew), notAfter)
+}
+
+// sign is Sign with explicit validity (tests use it for expired certificates).
+func (ca *CA) sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []string, notBefore, notAfter time.Time) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, fmt.Errorf("sign certificate: %w", err)
+	}
+	csr, err := parseCSRPEM(csrPEM)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate for %q: %w", name, err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate for %q: %w", name, err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	for _, d := range dnsNames {
+		if d == "" {
+			continue
+		}
+		tmpl.DNSNames = appendUnique(tmpl.DNSNames, d)
+	}
+	for _, ip := range ips {
+		if ip == nil {
+			continue
+		}
+		tmpl.IPAddresses = appendUniqueIP(tmpl.IPAddresses, ip)
+	}
+	switch role {
+	case RoleNode:
+		tmpl.Subject = pkix.Name{CommonName: name, Organization: []string{organization}, OrganizationalUnit: []string{ouNode}}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		tmpl.DNSNames = appendUnique(tmpl.DNSNames, "localhost")
+		tmpl.IPAddresses = appendUniqueIP(tmpl.IPAddresses, net.IPv4(127, 0, 0, 1))
+		tmpl.IPAddresses = appendUniqueIP(tmpl.IPAddresses, net.IPv6loopback)
+	case RoleClient:
+		tmpl.Subject = pkix.Name{CommonName: clientCNPrefx + name, Organization: []string{organization}, OrganizationalUnit: []string{ouClient}}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	default:
+		return nil, fmt.Errorf("sign certificate for %q: unknown role %q (want %q or %q)", name, role, RoleNode, RoleClient)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate for %q: %w", name, err)
+	}
+	return encodeCertPEM(der), nil
+}
+
+// checkName accepts a node or client name usable as a certificate CN.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty name")
+	case len(name) > maxNameLen:
+		return fmt.Errorf("name %q is longer than %d bytes", name, maxNameLen)
+	case strings.HasPrefix(name, clientCNPrefx):
+		return fmt.Errorf("name %q: the prefix %q is reserved", name, clientCNPrefx)
+	}
+	for _, r := range name {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("name %q contains a space or control character", name)
+		}
+	}
+	return nil
+}
+
+func parseCSRPEM(data []byte) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, errors.New("parse CSR: no CERTIFICATE REQUEST PEM block")
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse CSR: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("parse CSR: bad signature: %w", err)
+	}
+	switch pub := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	case *rsa.PublicKey:
+		if pub.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("parse CSR: RSA key of %d bits is too small (want at least 2048)", pub.N.BitLen())
+		}
+	default:
+		return nil, fmt.Errorf("parse CSR: unsupported public key type %T", pub)
+	}
+	return csr, nil
+}
+
+// parseCertsPEM returns every CERTIFICATE block in data, in order.
+func parseCertsPEM(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parse certificate: %w", err)
+		}
+		certs = append(certs, cert)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("parse certificate: no CERTIFICATE PEM block")
+	}
+	return certs, nil
+}
+
+func parseCACertPEM(data []byte) (*x509.Certificate, error) {
+	certs, err := parseCertsPEM(data)
+	if err != nil {
+		return nil, err
+	}
+	if !isSelfSignedCA(certs[0]) {
+		return nil, fmt.Errorf("parse CA certificate: %q is not a self-signed CA", certs[0].Subject.CommonName)
+	}
+	return certs[0], nil
+}
+
+func isSelfSignedCA(cert *x509.Certificate) bool {
+	return cert.BasicConstraintsValid && cert.IsCA &&
+		bytes.Equal(cert.RawIssuer, cert.RawSubject) &&
+		cert.CheckSignatureFrom(cert) == nil
+}
+
+// parseKeyPEM reads a PKCS#8 ("PRIVATE KEY") or SEC 1 ("EC PRIVATE KEY") key.
+func parseKeyPEM(data []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, errors.New("parse key: no PRIVATE KEY PEM block")
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse key: %w", err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("parse key: %T cannot sign", key)
+		}
+		return signer, nil
+	}
+}
+
+func encodeCertPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func encodeKeyPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}
+
+func newSerial() (*big.Int, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("generate serial number: %w", err)
+	}
+	return serial.Add(serial, big.NewInt(1)), nil // never zero
+}
+
+// writeFileAtomic writes data to a temporary file with mode perm and renames
+// it over path, so a reader never sees a partial file and perm applies even
+// when path already existed with another mode.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func appendUniqueIP(list []net.IP, ip net.IP) []net.IP {
+	for _, x := range list {
+		if x.Equal(ip) {
+			return list
+		}
+	}
+	return append(list, ip)
+}

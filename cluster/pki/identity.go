@@ -1,0 +1,164 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Identity is a node's (or a remote CLI's) certificate, key and cluster CA.
+type Identity struct {
+	// Cert holds the chain [leaf, CA] so that servers send the CA certificate
+	// too (PinnedTLS needs it), and Leaf is set.
+	Cert   tls.Certificate
+	CAPool *x509.CertPool
+	CACert *x509.Certificate
+	// Name is the node or client name, without the "client:" prefix.
+	Name string
+	// Role is RoleNode or RoleClient.
+	Role string
+}
+
+// LoadIdentity reads node.crt, node.key and ca.crt from dir and checks that
+// they belong together and that the certificate is currently valid. When a
+// file is absent the error satisfies errors.Is(err, os.ErrNotExist).
+func LoadIdentity(dir string) (*Identity, error) {
+	var data [3][]byte
+	for i, name := range []string{NodeCertFile, NodeKeyFile, CACertFile} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("load node identity: %w", err)
+		}
+		data[i] = b
+	}
+	id, err := newIdentity(data[0], data[1], data[2], time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("load node identity from %s: %w; remove %s, %s and %s there and join the cluster again (dev join)",
+			dir, err, NodeCertFile, NodeKeyFile, CACertFile)
+	}
+	return id, nil
+}
+
+// SaveIdentity checks that certPEM, keyPEM and caPEM form a valid identity,
+// then writes node.crt (0644), node.key (0600) and ca.crt (0644) into dir,
+// creating dir (0700) if needed. Files are replaced atomically.
+func SaveIdentity(dir string, certPEM, keyPEM, caPEM []byte) error {
+	id, err := newIdentity(certPEM, keyPEM, caPEM, time.Now())
+	if err != nil {
+		return fmt.Errorf("save node identity: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save node identity: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{
+		{NodeKeyFile, keyPEM, 0o600},
+		{NodeCertFile, encodeCertPEM(id.Cert.Leaf.Raw), 0o644},
+		{CACertFile, encodeCertPEM(id.CACert.Raw), 0o644},
+	}
+	for _, f := range files {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
+			return fmt.Errorf("save node identity: %w", err)
+		}
+	}
+	return nil
+}
+
+// newIdentity builds an Identity from the first certificate in certPEM, the
+// key in keyPEM and the CA in caPEM, verifying the certificate at time now.
+func newIdentity(certPEM, keyPEM, caPEM []byte, now time.Time) (*Identity, error) {
+	certs, err := parseCertsPEM(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	leaf := certs[0]
+	ca, err := parseCACertPEM(caPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeysEqual(leaf.PublicKey, key.Public()) {
+		return nil, errors.New("the private key does not match the certificate")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	peer, err := verifyLeaf(leaf, pool, now, x509.ExtKeyUsageAny)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{
+		Cert: tls.Certificate{
+			Certificate: [][]byte{leaf.Raw, ca.Raw},
+			PrivateKey:  key,
+			Leaf:        leaf,
+		},
+		CAPool: pool,
+		CACert: ca,
+		Name:   peer.Name,
+		Role:   peer.Role,
+	}, nil
+}
+
+// Peer is the verified cluster identity on the other side of a connection.
+type Peer struct {
+	Name string // without the "client:" prefix
+	Role string // RoleNode or RoleClient
+}
+
+// VerifyPeer returns the identity of the other side of a TLS connection,
+// verifying its certificate against this identity's CA (again), so it is safe
+// on any connection state. cs may be nil (plain HTTP request: r.TLS).
+func (id *Identity) VerifyPeer(cs *tls.ConnectionState) (Peer, error) {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return Peer{}, ErrNoCertificate
+	}
+	return verifyLeaf(cs.PeerCertificates[0], id.CAPool, time.Now(), x509.ExtKeyUsageAny)
+}
+
+// ErrNoCertificate is returned by VerifyPeer when the peer presented no
+// certificate (e.g. a node that has not joined yet, on JoinServerTLS).
+var ErrNoCertificate = errors.New("no cluster certificate presented: join the cluster first (dev join), or use a client bundle from \"dev token --client\"")
+
+// verifyLeaf checks that leaf is signed directly by a CA in pool, is valid at
+// now and allows usage, and returns the identity it carries. No
+// intermediates: the cluster CA signs every leaf itself.
+func verifyLeaf(leaf *x509.Certificate, pool *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) (Peer, error) {
+	_, err := leaf.Verify(x509.VerifyOptions{
+		Roots:       pool,
+		CurrentTime: now,
+		KeyUsages:   []x509.ExtKeyUsage{usage},
+	})
+	cn := leaf.Subject.CommonName
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case err == nil:
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return Peer{}, fmt.Errorf("certificate of %q is expired or not yet valid (valid %s to %s, now %s): check the clocks, or get a new certificate",
+			cn, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case errors.As(err, &unknown):
+		return Peer{}, fmt.Errorf("certificate of %q is not signed by this cluster's CA (issuer %q): it belongs to another cluster", cn, leaf.Issuer.CommonName)
+	default:
+		return Peer{}, fmt.Errorf("verify certificate of %q: %w", cn, err)
+	}
+	switch {
+	case slices.Contains(leaf.Subject.OrganizationalUnit, ouNode):
+		return Peer{Name: cn, Role: RoleNode}, nil
+	case slices.Contains(leaf.Subject.OrganizationalUnit, ouClient):
+		return Peer{Name: strings.TrimPrefix(cn, clientCNPrefx), Role: RoleClient}, nil
+	default:
+		return Peer{}, fmt.Errorf("certificate of %q carries no dev role", cn)
+	}
+}

@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/pki"
+)
+
+// NewTokenCommand is `dev token`.
+func NewTokenCommand(g *globals) *cobra.Command {
+	var client string
+	var out string
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Print the join token of the cluster (or, with --client, write a client certificate bundle)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := c.Token(ctx, client)
+			if err != nil {
+				return err
+			}
+			if client == "" {
+				fmt.Fprintln(cmd.OutOrStdout(), res.Token)
+				return nil
+			}
+			if out == "" {
+				out = client + ".pem"
+			}
+			if err := os.WriteFile(out, res.Bundle, 0o600); err != nil {
+				return fmt.Errorf("write client bundle: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; use it with --host tcp://<node>:7948 --tls-bundle %s\\n", out, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the client bundle (default <name>.pem)")
+	return cmd
+}
+
+// NewJoinCommand is `dev join <ip[:port]> --token T`.
+func NewJoinCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "join ADDRESS[:PORT] --token TOKEN",
+		Short: "Start this host's agent and join the cluster that a node at ADDRESS belongs to",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			token := g.v.GetString("token")
+			if token == "" {
+				return fmt.Errorf("join: --token is required; print it with `dev token` on a cluster node")
+			}
+			if _, err := pki.ParseToken(token); err != nil {
+				return err
+			}
+			if c, err := g.client(ctx); err == nil {
+				st, _ := c.Status(ctx)
+				return fmt.Errorf("join: an agent already runs here (node %s); stop it first, or pass another --data-dir", st.Node)
+			}
+			extra := []string{"--join", args[0], "--token", token}
+			cmd.Flags().Visit(func(f *pflag.Flag) {
+				for _, name := range agentFlagNames {
+					if f.Name == name {
+						extra = append(extra, "--"+f.Name+"="+f.Value.String())
+					}
+				}
+				if f.Name == "label" {
+					for _, l := range g.v.GetStringSlice("label") {
+						extra = append(extra, "--label="+l)
+					}
+				}
+			})
+			c, err := g.startAgent(ctx, nil, extra)
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s joined the cluster (leader %s)\\n", st.Node, st.Leader)
+			return nil
+		},
+	}
+	addAgentFlags(cmd)
+	return cmd
+}
+
+// NewNodesCommand is `dev nodes`.
+func NewNodesCommand(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "nodes",
+		Short: "List the cluster's nodes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: want table or json", output)
+			}
+			ctx := cmd.Context()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(nodes)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\\tADDRESS\\tSTATUS\\tROLE\\tPODS\\tCPU (reserved/allocatable)\\tMEMORY (reserved/allocatable)\\tSUBNET\\tLABELS")
+			for _, n := range nodes {
+				fmt.Fprintf(tw, "%s\\t%s\\t%s\\t%s\\t%d\\t%.1f/%.1f\\t%s/%s\\t%s\\t%s\\n", n.Name, n.Address, n.Status, n.Role, n.Pods,
+					float64(n.Reserved.NanoCPUs)/1e9, float64(n.Allocatable.NanoCPUs)/1e9,
+					mib(n.Reserved.MemoryBytes), mib(n.Allocatable.MemoryBytes), n.PodSubnet, labelList(n.Labels))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+// NewLeaveCommand is `dev leave`.
+func NewLeaveCommand(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "leave",
+		Short: "Move this node's pods elsewhere, then leave the cluster and stop the agent",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			if err := c.Leave(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "left the cluster")
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the pods to move")
+	return cmd
+}
+
+func mib(b int64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%dMiB", b>>20)
+}
+
+func labelList(l map[string]string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	s := api.Selector(l).String()
+	return strings.ReplaceAll(s, ",", ", ")
+}
