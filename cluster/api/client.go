@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,9 +60,10 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &ae) && ae.Code == "not_found"
 }
 
-// HTTPClient talks to an agent over HTTP on a unix socket.
+// HTTPClient talks to an agent over HTTP on a unix socket, or over HTTPS.
 type HTTPClient struct {
 	host string
+	base string // URL prefix of requests
 	hc   *http.Client
 	// stream has no overall timeout, for logs and blocking queries.
 	stream *http.Client
@@ -69,25 +71,34 @@ type HTTPClient struct {
 
 var _ Client = (*HTTPClient)(nil)
 
-// NewClient returns a client for host, "unix:///path/to/dev.sock".
-func NewClient(host string) (*HTTPClient, error) {
+// NewClient returns a client for host: "unix:///path/to/dev.sock", or
+// "tcp://ip:7948" with tlsConf (mutual TLS with a cluster certificate).
+func NewClient(host string, tlsConf *tls.Config) (*HTTPClient, error) {
 	u, err := url.Parse(host)
 	if err != nil {
 		return nil, fmt.Errorf("parse agent address %q: %w", host, err)
 	}
-	if u.Scheme != "unix" || u.Path == "" {
-		return nil, fmt.Errorf("agent address %q: want unix:///path/to/dev.sock", host)
-	}
-	path := u.Path
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	base := "http://dev"
+	switch {
+	case u.Scheme == "unix" && u.Path != "":
+		path := u.Path
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
-		},
-		MaxIdleConnsPerHost: 8,
+		}
+	case u.Scheme == "tcp" && u.Host != "":
+		if tlsConf == nil {
+			return nil, fmt.Errorf("agent address %q: a client certificate is needed; pass --tls-bundle (made by `dev token --client NAME` on a node)", host)
+		}
+		tr.TLSClientConfig = tlsConf
+		base = "https://" + u.Host
+	default:
+		return nil, fmt.Errorf("agent address %q: want unix:///path/to/dev.sock or tcp://HOST:7948", host)
 	}
 	return &HTTPClient{
 		host:   host,
+		base:   base,
 		hc:     &http.Client{Transport: tr, Timeout: 60 * time.Second},
 		stream: &http.Client{Transport: tr},
 	}, nil
@@ -105,7 +116,7 @@ func (c *HTTPClient) do(ctx context.Context, hc *http.Client, method, path strin
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://dev"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}

@@ -123,6 +123,7 @@ func (n *Node) runOverlay(ctx context.Context, g *gossip.Gossip, st *state.Store
 		ov        *overlay.VXLAN
 		applied   string
 		appliedAt time.Time
+		failedAt  time.Time
 	)
 	defer func() {
 		if ov != nil {
@@ -142,11 +143,11 @@ func (n *Node) runOverlay(ctx context.Context, g *gossip.Gossip, st *state.Store
 			}
 		}
 		self, hasSelf := st.Node(n.cfg.Name)
-		if ov == nil && others > 0 && hasSelf && self.PodSubnet != "" {
+		if ov == nil && others > 0 && hasSelf && self.PodSubnet != "" && time.Since(failedAt) > 30*time.Second {
 			var err error
 			if ov, err = n.setupOverlay(g, self); err != nil {
-				n.log.Warn("set up overlay", "err", err)
-				ov = nil
+				n.log.Warn("set up overlay; retrying in 30s", "err", err)
+				ov, failedAt = nil, time.Now()
 			}
 		}
 		if ov != nil {

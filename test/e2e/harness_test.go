@@ -243,6 +243,7 @@ type podRow struct {
 	IP          string            `json:"ip"`
 	ContainerID string            `json:"container_id"`
 	Restarts    int               `json:"restarts"`
+	Message     string            `json:"message"`
 	Labels      map[string]string `json:"labels"`
 }
 

@@ -44,7 +44,7 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			if err := os.WriteFile(out, res.Bundle, 0o600); err != nil {
 				return fmt.Errorf("write client bundle: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; use it with --host tcp://<node>:7948 --tls-bundle %s\\n", out, out)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; use it with --host tcp://<node>:7948 --tls-bundle %s\n", out, out)
 			return nil
 		},
 	}
@@ -93,7 +93,7 @@ func NewJoinCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node %s joined the cluster (leader %s)\\n", st.Node, st.Leader)
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s joined the cluster (leader %s)\n", st.Node, st.Leader)
 			return nil
 		},
 	}
@@ -127,9 +127,9 @@ func NewNodesCommand(g *globals) *cobra.Command {
 				return enc.Encode(nodes)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\\tADDRESS\\tSTATUS\\tROLE\\tPODS\\tCPU (reserved/allocatable)\\tMEMORY (reserved/allocatable)\\tSUBNET\\tLABELS")
+			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tROLE\tPODS\tCPU (reserved/allocatable)\tMEMORY (reserved/allocatable)\tSUBNET\tLABELS")
 			for _, n := range nodes {
-				fmt.Fprintf(tw, "%s\\t%s\\t%s\\t%s\\t%d\\t%.1f/%.1f\\t%s/%s\\t%s\\t%s\\n", n.Name, n.Address, n.Status, n.Role, n.Pods,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f/%.1f\t%s/%s\t%s\t%s\n", n.Name, n.Address, n.Status, n.Role, n.Pods,
 					float64(n.Reserved.NanoCPUs)/1e9, float64(n.Allocatable.NanoCPUs)/1e9,
 					mib(n.Reserved.MemoryBytes), mib(n.Allocatable.MemoryBytes), n.PodSubnet, labelList(n.Labels))
 			}

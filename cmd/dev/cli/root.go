@@ -3,6 +3,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/node"
+	"github.com/devhq/dev/cluster/pki"
 )
 
 // Version is set at build time.
@@ -60,8 +62,9 @@ func NewRootCommand() *cobra.Command {
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.String("host", "", "agent address, unix:///path/dev.sock (env DEV_HOST; default: the socket in --data-dir)")
+	pf.String("host", "", "agent address, unix:///path/dev.sock or tcp://NODE:7948 (env DEV_HOST; default: the socket in --data-dir)")
 	pf.String("data-dir", defaultDataDir, "agent data directory (env DEV_DATA_DIR)")
+	pf.String("tls-bundle", "", "client certificate bundle for --host tcp://... (env DEV_TLS_BUNDLE; made by `dev token --client NAME`)")
 	pf.String("config", "", "config file (env DEV_CONFIG; default /etc/dev/config.yaml if present)")
 
 	root.AddCommand(
@@ -109,7 +112,15 @@ func (g *globals) configure(cmd *cobra.Command) error {
 // client returns an API client for the configured agent, checking that it
 // answers.
 func (g *globals) client(ctx context.Context) (*api.HTTPClient, error) {
-	c, err := api.NewClient(g.host())
+	var tlsConf *tls.Config
+	if b := g.v.GetString("tls-bundle"); b != "" {
+		id, err := pki.LoadClientBundle(b)
+		if err != nil {
+			return nil, err
+		}
+		tlsConf = id.ClientTLS()
+	}
+	c, err := api.NewClient(g.host(), tlsConf)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +149,12 @@ func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 // waits until it answers with a leader. unreachable is why it was needed.
 func (g *globals) startAgent(ctx context.Context, unreachable error, extra []string) (*api.HTTPClient, error) {
 	err := unreachable
-	if g.v.GetString("host") != "" {
-		return nil, err // an explicit remote host: do not start anything
+	if g.host() != "unix://"+node.SocketPath(g.dataDir()) {
+		// --host names another agent: starting one here would not help.
+		if err == nil {
+			err = fmt.Errorf("not starting an agent: --host %s is not this data dir's socket", g.host())
+		}
+		return nil, err
 	}
 	dir := g.dataDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {

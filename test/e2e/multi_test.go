@@ -1,0 +1,526 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// member is one cluster node: a test host running `dev agent`.
+type member struct {
+	h    *testHost
+	dir  string
+	pid  int
+	name string
+}
+
+func (m *member) env() []string {
+	return []string{"DEV_DATA_DIR=" + m.dir, "DEV_HOST=unix://" + filepath.Join(m.dir, "dev.sock")}
+}
+
+// dev runs the CLI against this member's agent (from inside its host).
+func (m *member) dev(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := m.h.CommandContext(ctx, m.env(), devBin, args...).CombinedOutput()
+	return string(out), err
+}
+
+func (m *member) mustDev(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := m.dev(t, args...)
+	if err != nil {
+		t.Fatalf("dev %s on %s: %v\n%s", strings.Join(args, " "), m.name, err, out)
+	}
+	return out
+}
+
+type nodeRow struct {
+	Name   string            `json:"name"`
+	Status string            `json:"status"`
+	Role   string            `json:"role"`
+	Labels map[string]string `json:"labels"`
+}
+
+func (m *member) nodes(t *testing.T) map[string]nodeRow {
+	t.Helper()
+	out, err := m.dev(t, "nodes", "-o", "json")
+	if err != nil {
+		return nil
+	}
+	var rows []nodeRow
+	if json.Unmarshal([]byte(out), &rows) != nil {
+		return nil
+	}
+	res := map[string]nodeRow{}
+	for _, r := range rows {
+		res[r.Name] = r
+	}
+	return res
+}
+
+func (m *member) pods(t *testing.T, project string) []podRow {
+	t.Helper()
+	out, err := m.dev(t, "ps", "-p", project, "-o", "json")
+	if err != nil {
+		return nil
+	}
+	var rows []podRow
+	_ = json.Unmarshal([]byte(out), &rows)
+	return rows
+}
+
+func (m *member) stop() {
+	if m.pid > 0 {
+		_ = syscall.Kill(m.pid, syscall.SIGTERM)
+		for i := 0; i < 100 && syscall.Kill(m.pid, 0) == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		_ = syscall.Kill(m.pid, syscall.SIGKILL)
+		m.pid = 0
+	}
+}
+
+var startedPid = regexp.MustCompile(`started dev agent \(pid (\d+)`)
+
+// agentArgs are the flags every test agent gets.
+func agentArgs(h *testHost, name string) []string {
+	return []string{"--node-name", name, "--advertise-addr", h.IP, "--fast", "--node-grace", "10s"}
+}
+
+// newCluster3 starts an agent on h[0] (bootstrap) and joins the others with
+// `dev join`, as a user would.
+func newMultiCluster(t *testing.T, hosts []*testHost, labels map[string]string) []*member {
+	t.Helper()
+	var ms []*member
+	t.Cleanup(func() {
+		for _, m := range ms {
+			m.stop()
+			if t.Failed() {
+				if b, err := os.ReadFile(filepath.Join(m.dir, "agent.log")); err == nil {
+					t.Logf("agent log of %s:\n%s", m.name, lastLines(string(b), 40))
+				}
+			}
+			os.RemoveAll(m.dir)
+		}
+	})
+	for i, h := range hosts {
+		dir, err := os.MkdirTemp("", "dev-e2e-"+h.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &member{h: h, dir: dir, name: h.Name}
+		ms = append(ms, m)
+		args := agentArgs(h, h.Name)
+		if l := labels[h.Name]; l != "" {
+			args = append(args, "--label", l)
+		}
+		if i == 0 {
+			// `dev up` starts the first agent; here `dev agent` in the background via join's
+			// code path is not possible, so start it the way `dev up` does: through ensureAgent.
+			cmd := h.Command(m.env(), devBin, append([]string{"agent", "--data-dir", dir}, args...)...)
+			logf, err := os.Create(filepath.Join(dir, "agent.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stdout, cmd.Stderr = logf, logf
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			logf.Close()
+			m.pid = cmd.Process.Pid
+			go func() { _ = cmd.Wait() }()
+			eventually(t, 30*time.Second, "first node answers", func() error {
+				_, err := m.dev(t, "token")
+				return err
+			})
+			continue
+		}
+		joinMember(t, ms[0], m, args)
+	}
+	return ms
+}
+
+// joinMember runs `dev join` on m's host against the cluster of first.
+func joinMember(t *testing.T, first, m *member, args []string) {
+	t.Helper()
+	token := strings.TrimSpace(first.mustDev(t, "token"))
+	out := m.mustDev(t, append([]string{"join", first.h.IP, "--token", token}, args...)...)
+	sm := startedPid.FindStringSubmatch(out)
+	if sm == nil {
+		t.Fatalf("dev join on %s: no agent pid in output:\n%s", m.name, out)
+	}
+	m.pid, _ = strconv.Atoi(sm[1])
+}
+
+// runningOn counts a project's running containers on each host's engine.
+func runningOn(t *testing.T, hosts []*testHost, project, service string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cs, err := h.Docker.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("label", "dev.project="+project), filters.Arg("label", "dev.service="+service))})
+		cancel()
+		if err == nil {
+			out[h.Name] = len(cs)
+		}
+	}
+	return out
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func TestMultiHostCluster(t *testing.T) {
+	all := newHosts(t, 4)
+	hosts, h4 := all[:3], all[3]
+	ms := newMultiCluster(t, hosts, map[string]string{"h2": "zone=east"})
+
+	t.Run("three nodes, one leader, every node agrees", func(t *testing.T) {
+		eventually(t, 30*time.Second, "3 ready nodes seen alike from every node", func() error {
+			var first string
+			for _, m := range ms {
+				nodes := m.nodes(t)
+				if len(nodes) != 3 {
+					return fmt.Errorf("%s sees %d nodes", m.name, len(nodes))
+				}
+				leaders, voters := 0, 0
+				for _, n := range nodes {
+					if n.Status != "ready" {
+						return fmt.Errorf("%s sees %s %s", m.name, n.Name, n.Status)
+					}
+					switch n.Role {
+					case "leader":
+						leaders++
+					case "voter":
+						voters++
+					}
+				}
+				if leaders != 1 || voters != 2 {
+					return fmt.Errorf("%s sees %d leaders, %d voters", m.name, leaders, voters)
+				}
+				b, _ := json.Marshal(nodes)
+				if first == "" {
+					first = string(b)
+				} else if string(b) != first {
+					return fmt.Errorf("%s disagrees:\n%s\nvs\n%s", m.name, b, first)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("wrong token refused, cluster unchanged", func(t *testing.T) {
+		token := strings.TrimSpace(ms[0].mustDev(t, "token"))
+		bad := token[:len(token)-4] + "aaaa"
+		dir := t.TempDir()
+		out, err := hosts[2].Command([]string{"DEV_DATA_DIR=" + dir, "DEV_HOST=unix://" + filepath.Join(dir, "dev.sock")},
+			devBin, "join", hosts[0].IP, "--token", bad, "--node-name", "intruder", "--advertise-addr", hosts[2].IP,
+			"--gossip-port", "17946", "--raft-port", "17947", "--api-port", "17948").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "secret is wrong") {
+			t.Fatalf("join with a wrong token: err=%v\n%s", err, out)
+		}
+		if n := len(ms[0].nodes(t)); n != 3 {
+			t.Fatalf("cluster has %d nodes after a refused join", n)
+		}
+	})
+
+	t.Run("a client without a certificate is refused; with one it works", func(t *testing.T) {
+		c := hosts[0].HTTPClient(5 * time.Second)
+		c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // no client cert
+		resp, err := c.Get("https://" + hosts[0].IP + ":7948/v1/nodes")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("GET /v1/nodes without a client certificate: %s %s", resp.Status, body)
+			}
+		}
+		bundle := filepath.Join(t.TempDir(), "me.pem")
+		ms[0].mustDev(t, "token", "--client", "me", "-o", bundle)
+		out, err := hosts[1].Command(nil, devBin, "--host", "tcp://"+hosts[0].IP+":7948", "--tls-bundle", bundle, "nodes").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "h3") {
+			t.Fatalf("dev nodes with a client bundle: %v\n%s", err, out)
+		}
+	})
+
+	// huge never fits: `up` deploys everything and then times out waiting.
+	if out, err := ms[0].dev(t, "up", "-d", "-f", fixture("multi"), "--timeout", "20s"); err == nil || !strings.Contains(out, "did not converge") {
+		t.Fatalf("dev up of a project with an unschedulable service: err=%v\n%s", err, out)
+	}
+
+	t.Run("placement and resources", func(t *testing.T) {
+		eventually(t, 30*time.Second, "zoned on h2 only, huge pending with a reason", func() error {
+			var zonedElsewhere, zonedOnH2 int
+			var huge podRow
+			for _, p := range ms[1].pods(t, "e2emulti") {
+				switch p.Service {
+				case "zoned":
+					if p.Node == "h2" && p.State == "running" {
+						zonedOnH2++
+					} else if p.Node != "" && p.Node != "h2" {
+						zonedElsewhere++
+					}
+				case "huge":
+					huge = p
+				}
+			}
+			if zonedOnH2 != 2 || zonedElsewhere != 0 {
+				return fmt.Errorf("zoned: %d running on h2, %d elsewhere", zonedOnH2, zonedElsewhere)
+			}
+			if huge.State != "pending" || !strings.Contains(huge.Message, "insufficient memory") {
+				return fmt.Errorf("huge: state %q message %q", huge.State, huge.Message)
+			}
+			return nil
+		})
+	})
+
+	t.Run("scale web=6 spreads 2/2/2 and pods reach each other across nodes", func(t *testing.T) {
+		ms[2].mustDev(t, "scale", "-p", "e2emulti", "web=6")
+		var pods []podRow
+		eventually(t, 60*time.Second, "6 running web pods, 2 per node", func() error {
+			pods = running(ms[0].pods(t, "e2emulti"), "web")
+			per := map[string]int{}
+			for _, p := range pods {
+				per[p.Node]++
+			}
+			if len(pods) != 6 || per["h1"] != 2 || per["h2"] != 2 || per["h3"] != 2 {
+				return fmt.Errorf("web pods per node %v", per)
+			}
+			return nil
+		})
+		var onA, onC podRow
+		for _, p := range pods {
+			if p.Node == "h1" {
+				onA = p
+			}
+			if p.Node == "h3" {
+				onC = p
+			}
+		}
+		hc := hosts[0].HTTPClient(5 * time.Second)
+		fetch := func(target string) (string, error) {
+			resp, err := hc.Get("http://" + onA.IP + ":8080/fetch?" + url.Values{"url": {target}}.Encode())
+			if err != nil {
+				return "", err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			return string(b), err
+		}
+		body, err := fetch("http://" + onC.IP + ":8080/")
+		if err != nil || !strings.Contains(body, onC.Name) {
+			t.Fatalf("pod %s on h1 -> pod %s on h3 by IP: %q %v", onA.Name, onC.Name, body, err)
+		}
+		svcs := map[string]serviceRow{}
+		var rows []serviceRow
+		_ = json.Unmarshal([]byte(ms[0].mustDev(t, "services", "-p", "e2emulti", "-o", "json")), &rows)
+		for _, r := range rows {
+			svcs[r.Name] = r
+		}
+		for _, target := range []string{"http://" + svcs["web"].VIP + ":8080/", "http://web:8080/"} {
+			seen := map[string]bool{}
+			for i := 0; i < 24 && len(seen) < 3; i++ {
+				b, err := fetch(target)
+				if err != nil {
+					t.Fatalf("pod on h1 -> %s: %v", target, err)
+				}
+				for _, p := range pods {
+					if strings.Contains(b, p.Name) {
+						seen[p.Node] = true
+					}
+				}
+			}
+			if !seen["h3"] || !seen["h2"] {
+				t.Errorf("requests from h1 to %s reached nodes %v; want pods on h2 and h3 too", target, seen)
+			}
+		}
+		for _, h := range hosts {
+			c := http.Client{Timeout: 5 * time.Second}
+			resp, err := c.Get("http://" + h.IP + ":18080/")
+			if err != nil {
+				t.Fatalf("published port on %s: %v", h.IP, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(b), "hello from e2emulti-web-") {
+				t.Errorf("published port on %s answered %q", h.IP, b)
+			}
+		}
+	})
+
+	t.Run("a fourth node joins as a non-voter, gets images from peers, and leaves", func(t *testing.T) {
+		dir, err := os.MkdirTemp("", "dev-e2e-h4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m4 := &member{h: h4, dir: dir, name: "h4"}
+		t.Cleanup(func() { m4.stop(); os.RemoveAll(dir) })
+		joinMember(t, ms[0], m4, agentArgs(h4, "h4"))
+		eventually(t, 30*time.Second, "h4 ready as a non-voter", func() error {
+			n := ms[0].nodes(t)["h4"]
+			if n.Status != "ready" || n.Role != "nonvoter" {
+				return fmt.Errorf("h4 is %s/%s", n.Status, n.Role)
+			}
+			return nil
+		})
+
+		// An image only h1's engine has: a pod placed on h4 gets it from a peer.
+		ctx := context.Background()
+		if err := hosts[0].Docker.ImageTag(ctx, testImage, "dev-onlyh1:1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h4.Docker.ImageInspect(ctx, "dev-onlyh1:1"); err == nil {
+			t.Fatal("h4 already has dev-onlyh1:1")
+		}
+		override := writeTemp(t, "name: e2eimg\nservices:\n  solo:\n    image: dev-onlyh1:1\n    command: [\"serve\"]\n"+
+			"    deploy:\n      placement:\n        constraints: [\"node.hostname==h4\"]\n")
+		ms[0].mustDev(t, "up", "-d", "-f", override)
+		rows := running(ms[0].pods(t, "e2eimg"), "solo")
+		if len(rows) != 1 || rows[0].Node != "h4" {
+			t.Fatalf("solo pods = %+v, want one running on h4", rows)
+		}
+
+		// web scales onto h4 too; leaving moves its pods to the others.
+		ms[0].mustDev(t, "scale", "-p", "e2emulti", "web=8")
+		eventually(t, 60*time.Second, "8 web pods, some on h4", func() error {
+			if per := runningOn(t, all, "e2emulti", "web"); sum(per) != 8 || per["h4"] == 0 {
+				return fmt.Errorf("web per host %v", per)
+			}
+			return nil
+		})
+		m4.mustDev(t, "leave")
+		eventually(t, 60*time.Second, "h4 left, its web pods running elsewhere", func() error {
+			n := ms[0].nodes(t)["h4"]
+			if n.Status != "left" {
+				return fmt.Errorf("h4 is %q", n.Status)
+			}
+			per := runningOn(t, all, "e2emulti", "web")
+			if per["h4"] != 0 || sum(per) != 8 {
+				return fmt.Errorf("web per host %v", per)
+			}
+			return nil
+		})
+		ms[0].mustDev(t, "down", "-p", "e2eimg")
+		ms[0].mustDev(t, "scale", "-p", "e2emulti", "web=6")
+		eventually(t, 60*time.Second, "web back to 6", func() error {
+			if per := runningOn(t, hosts, "e2emulti", "web"); sum(per) != 6 {
+				return fmt.Errorf("web per host %v", per)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a lost node's pods run elsewhere; when it returns nothing runs twice", func(t *testing.T) {
+		victim := hosts[2] // h3: not the bootstrap node
+		var leader string
+		for name, n := range ms[0].nodes(t) {
+			if n.Role == "leader" {
+				leader = name
+			}
+		}
+		if leader == victim.Name {
+			t.Skip("h3 leads; the leader-loss case covers it")
+		}
+		start := time.Now()
+		victim.Cut(t)
+		cut := true
+		defer func() {
+			if cut {
+				victim.Restore(t)
+			}
+		}()
+		eventually(t, 60*time.Second, "6 web pods running on h1 and h2 and the service answering", func() error {
+			per := runningOn(t, hosts[:2], "e2emulti", "web")
+			if sum(per) != 6 {
+				return fmt.Errorf("running on h1/h2: %v", per)
+			}
+			c := http.Client{Timeout: 2 * time.Second}
+			resp, err := c.Get("http://" + hosts[0].IP + ":18080/")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		})
+		failover := time.Since(start)
+		t.Logf("failover: %s from cutting h3 to 6 web pods on h1/h2 and the service answering (grace 10s)", failover.Round(100*time.Millisecond))
+		victim.Restore(t)
+		cut = false
+		eventually(t, 60*time.Second, "h3 back, no duplicate pods", func() error {
+			nodes := ms[0].nodes(t)
+			if nodes["h3"].Status != "ready" {
+				return fmt.Errorf("h3 is %s", nodes["h3"].Status)
+			}
+			if per := runningOn(t, hosts, "e2emulti", "web"); sum(per) != 6 {
+				return fmt.Errorf("web containers running per host %v, want 6 in all", per)
+			}
+			return nil
+		})
+		// And it stays settled.
+		time.Sleep(3 * time.Second)
+		if per := runningOn(t, hosts, "e2emulti", "web"); sum(per) != 6 {
+			t.Fatalf("after settling, web containers per host %v", per)
+		}
+	})
+
+	t.Run("leader loss: a new leader within seconds and scale still works", func(t *testing.T) {
+		var leader *member
+		for _, m := range ms {
+			if ms[0].nodes(t)[m.name].Role == "leader" {
+				leader = m
+			}
+		}
+		if leader == nil {
+			t.Fatal("no leader")
+		}
+		var other *member
+		for _, m := range ms {
+			if m != leader {
+				other = m
+				break
+			}
+		}
+		start := time.Now()
+		leader.stop()
+		eventually(t, 20*time.Second, "a new leader", func() error {
+			for name, n := range other.nodes(t) {
+				if n.Role == "leader" && name != leader.name {
+					return nil
+				}
+			}
+			return fmt.Errorf("no new leader yet")
+		})
+		t.Logf("new leader %s after the old one stopped", time.Since(start).Round(100*time.Millisecond))
+		other.mustDev(t, "scale", "-p", "e2emulti", "web=2", "-d")
+		eventually(t, 60*time.Second, "web scaled to 2", func() error {
+			if n := len(running(other.pods(t, "e2emulti"), "web")); n != 2 {
+				return fmt.Errorf("%d running", n)
+			}
+			return nil
+		})
+	})
+}
