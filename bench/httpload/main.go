@@ -21,6 +21,7 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration of the measurement")
 	warm := flag.Duration("warmup", time.Second, "warm-up before measuring")
 	label := flag.String("label", "", "label printed with the result")
+	rpsOnly := flag.Bool("rps", false, "print only the requests/s figure and the p99 in µs, space-separated (for scripts)")
 	flag.Parse()
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "httpload: -url is required")
@@ -82,6 +83,10 @@ func main() {
 			return 0
 		}
 		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
+	}
+	if *rpsOnly {
+		fmt.Printf("%.0f %.0f\n", float64(len(lats))/dur.Seconds(), float64(pct(0.99).Microseconds()))
+		return
 	}
 	fmt.Printf("%-22s req/s %8.0f   p50 %7.0fµs   p99 %7.0fµs   errors %d\n", *label,
 		float64(len(lats))/dur.Seconds(), float64(pct(0.50).Microseconds()), float64(pct(0.99).Microseconds()), errs)
