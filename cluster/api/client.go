@@ -149,6 +149,26 @@ func (c *HTTPClient) do(ctx context.Context, hc *http.Client, method, path strin
 	return resp, nil
 }
 
+// Do sends a JSON request to path and decodes the JSON answer into out (nil:
+// the answer is discarded). Non-2xx answers come back as *APIError.
+func (c *HTTPClient) Do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.do(ctx, c.hc, method, path, body, out)
+	if err == nil && out == nil {
+		resp.Body.Close()
+	}
+	return err
+}
+
+// Stream sends a request to path and returns the answer's body, for the
+// caller to read and close; it has no overall timeout (logs, images).
+func (c *HTTPClient) Stream(ctx context.Context, method, path string) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, c.stream, method, path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
 // Status implements Client.
 func (c *HTTPClient) Status(ctx context.Context) (Status, error) {
 	var s Status
@@ -179,8 +199,7 @@ func (c *HTTPClient) DeleteProject(ctx context.Context, name string) (WriteResul
 
 // DeleteVolumes implements Client.
 func (c *HTTPClient) DeleteVolumes(ctx context.Context, project string) error {
-	_, err := c.do(ctx, c.hc, http.MethodDelete, "/v1/projects/"+url.PathEscape(project)+"/volumes", nil, &WriteResult{})
-	return err
+	return c.Do(ctx, http.MethodDelete, "/v1/projects/"+url.PathEscape(project)+"/volumes", nil, &WriteResult{})
 }
 
 // Scale implements Client.
@@ -224,11 +243,7 @@ func (c *HTTPClient) Logs(ctx context.Context, pod string, follow bool, tail int
 	if tail >= 0 {
 		v.Set("tail", strconv.Itoa(tail))
 	}
-	resp, err := c.do(ctx, c.stream, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/logs?"+v.Encode(), nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.Stream(ctx, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/logs?"+v.Encode())
 }
 
 // Nodes implements Client.

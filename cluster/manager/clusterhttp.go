@@ -152,19 +152,19 @@ func (m *Manager) forwardLogs(w http.ResponseWriter, r *http.Request, pod api.Po
 		writeError(w, err)
 		return
 	}
-	resp, err := m.peers.send(r.Context(), m.peers.stream, http.MethodGet, addr, r.URL.RequestURI(), nil)
+	body, err := m.peers.stream(r.Context(), addr, r.URL.RequestURI())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer body.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	fw := flushWriter{w: w}
 	if f, ok := w.(http.Flusher); ok {
 		fw.f = f
 	}
-	_, _ = io.Copy(fw, resp.Body)
+	_, _ = io.Copy(fw, body)
 }
 
 // removeVolumesEverywhere removes a project's volumes on every ready node.
@@ -216,13 +216,13 @@ func (m *Manager) FetchImage(ctx context.Context, ref string) error {
 		if n.Name == m.opts.Node || n.Status != api.NodeReady || n.APIAddr == "" {
 			continue
 		}
-		resp, err := m.peers.send(ctx, m.peers.stream, http.MethodGet, n.APIAddr, "/v1/internal/image?ref="+url.QueryEscape(ref), nil)
+		body, err := m.peers.stream(ctx, n.APIAddr, "/v1/internal/image?ref="+url.QueryEscape(ref))
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		err = m.local.LoadImage(ctx, resp.Body)
-		resp.Body.Close()
+		err = m.local.LoadImage(ctx, body)
+		body.Close()
 		if err == nil {
 			m.log.Info("fetched image from peer", "image", ref, "from", n.Name)
 			return nil

@@ -70,9 +70,12 @@ func conflict(format string, a ...any) error {
 func writeError(w http.ResponseWriter, err error) {
 	status, code := http.StatusInternalServerError, "internal"
 	var he *httpError
+	var ae *api.APIError
 	switch {
 	case errors.As(err, &he):
 		status, code = he.status, he.code
+	case errors.As(err, &ae):
+		status, code = ae.Status, ae.Code // a peer's answer, passed on
 	case errors.Is(err, raftstore.ErrNotLeader):
 		status, code = http.StatusServiceUnavailable, "unavailable"
 	}

@@ -1,14 +1,13 @@
 package manager
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -16,63 +15,49 @@ import (
 	"github.com/devhq/dev/cluster/state"
 )
 
-// peers talks to other nodes' APIs over mutual TLS.
+// peers talks to other nodes' APIs over mutual TLS, one cached client per
+// address.
 type peers struct {
-	hc     *http.Client // bounded requests
-	stream *http.Client // logs, images: no overall timeout
+	tls     *tls.Config
+	mu      sync.Mutex
+	clients map[string]*api.HTTPClient
 }
 
 func newPeers(tlsConf *tls.Config) *peers {
-	tr := &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 4, ForceAttemptHTTP2: false}
-	return &peers{
-		hc:     &http.Client{Transport: tr, Timeout: 30 * time.Second},
-		stream: &http.Client{Transport: tr},
-	}
+	return &peers{tls: tlsConf, clients: map[string]*api.HTTPClient{}}
 }
 
-// do sends a JSON request to https://addr/path and decodes the JSON answer.
+// client returns the client for a node's API address ("ip:port").
+func (p *peers) client(addr string) (*api.HTTPClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[addr]; ok {
+		return c, nil
+	}
+	c, err := api.NewClient("tcp://"+addr, p.tls)
+	if err != nil {
+		return nil, err
+	}
+	p.clients[addr] = c
+	return c, nil
+}
+
+// do sends a JSON request to a node and decodes its JSON answer.
 func (p *peers) do(ctx context.Context, method, addr, path string, body, out any) error {
-	resp, err := p.send(ctx, p.hc, method, addr, path, body)
+	c, err := p.client(addr)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode answer of %s %s: %w", addr, path, err)
-	}
-	return nil
+	return c.Do(ctx, method, path, body, out)
 }
 
-func (p *peers) send(ctx context.Context, hc *http.Client, method, addr, path string, body any) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode request: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, rd)
+// stream sends a GET to a node and returns the answer's body.
+func (p *peers) stream(ctx context.Context, addr, path string) (io.ReadCloser, error) {
+	c, err := p.client(addr)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, err
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reach node %s: %w", addr, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		var e api.Error
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = string(b)
-		}
-		return nil, &httpError{status: resp.StatusCode, code: e.Code, err: errors.New(e.Message)}
-	}
-	return resp, nil
+	return c.Stream(ctx, http.MethodGet, path)
 }
 
 // applyRequest is a command forwarded to the leader: the raft entry bytes.

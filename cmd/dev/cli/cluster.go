@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -109,8 +108,8 @@ func NewNodesCommand(g *globals) *cobra.Command {
 		Short: "List the cluster's nodes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o %q: want table or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			c, err := g.client(ctx)
@@ -122,9 +121,7 @@ func NewNodesCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(nodes)
+				return printJSON(cmd.OutOrStdout(), nodes)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tROLE\tPODS\tCPU (reserved/allocatable)\tMEMORY (reserved/allocatable)\tSUBNET\tLABELS")

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -41,8 +40,8 @@ func NewPsCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("-o %q: want table or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			sel := api.Selector{}
 			for _, l := range o.labels {
@@ -67,9 +66,7 @@ func NewPsCommand(g *globals) *cobra.Command {
 				rows = append(rows, toRow(p))
 			}
 			if o.output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(cmd.OutOrStdout(), rows)
 			}
 			printPods(cmd.OutOrStdout(), rows)
 			return nil
