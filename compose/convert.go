@@ -128,6 +128,10 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 	}
 	spec.Resources = convertResources(s)
 	spec.Placement = convertPlacement(s)
+	if s.Deploy != nil {
+		spec.Update = convertUpdate(s.Deploy.UpdateConfig)
+		spec.Rollback = convertUpdate(s.Deploy.RollbackConfig)
+	}
 	spec.DependsOn = convertDependsOn(s.DependsOn)
 	spec.Networks = convertNetworks(s.Networks)
 
@@ -441,4 +445,24 @@ func convertPlacement(s types.ServiceConfig) api.Placement {
 	}
 	pl.MaxPerNode = int(p.MaxReplicas)
 	return pl
+}
+
+func convertUpdate(u *types.UpdateConfig) *api.UpdateConfig {
+	if u == nil {
+		return nil
+	}
+	c := &api.UpdateConfig{
+		Order: u.Order, FailureAction: u.FailureAction, MaxFailureRatio: float64(u.MaxFailureRatio),
+		Delay: duration(&u.Delay), Monitor: duration(&u.Monitor), Parallelism: 1,
+	}
+	if u.Parallelism != nil {
+		c.Parallelism = int(*u.Parallelism)
+	}
+	if u.Delay == 0 {
+		c.Delay = nil
+	}
+	if u.Monitor == 0 {
+		c.Monitor = nil
+	}
+	return c
 }

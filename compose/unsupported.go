@@ -101,6 +101,7 @@ var supported = newAttrs(
 	"hostname", "container_name",
 	"init", "tty", "stdin_open",
 	"networks.*.aliases",
+	"deploy.update_config", "deploy.rollback_config",
 	"deploy.placement.constraints", "deploy.placement.preferences.[].spread", "deploy.placement.max_replicas_per_node",
 	"profiles", // applied by the loader
 	"extends",  // applied by the loader

@@ -38,6 +38,10 @@ type Options struct {
 	Heartbeat time.Duration
 	// MaxBackoff caps the delay between restarts of a crashing container.
 	MaxBackoff time.Duration
+	// DrainDelay is how long a running pod that is being deleted keeps
+	// running after it left the service endpoints (default 1s; negative:
+	// none), so that no new connection reaches a stopping container.
+	DrainDelay time.Duration
 }
 
 // Agent is the node agent.
@@ -63,6 +67,9 @@ func New(st *state.Store, c Cluster, d Driver, opts Options, log *slog.Logger) *
 	}
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 10 * time.Second
+	}
+	if opts.DrainDelay == 0 {
+		opts.DrainDelay = time.Second
 	}
 	return &Agent{
 		st: st, c: c, d: d, opts: opts,

@@ -34,6 +34,8 @@ type podWorker struct {
 	restarts int
 	failures int       // consecutive quick exits, for backoff
 	notUntil time.Time // no restart before this
+	// drainUntil is when a deleting pod, out of the endpoints, may be stopped.
+	drainUntil time.Time
 }
 
 func (w *podWorker) kick() {
@@ -108,6 +110,16 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 
 	// Teardown.
 	if !mine || pod.Deleting {
+		if exists && c.Running() && ok && pod.Status.State == api.PodRunning && a.opts.DrainDelay > 0 {
+			// The pod just left the endpoints: give proxies a moment to stop
+			// sending it new connections before it is stopped.
+			if w.drainUntil.IsZero() {
+				w.drainUntil = time.Now().Add(a.opts.DrainDelay)
+			}
+			if wait := time.Until(w.drainUntil); wait > 0 {
+				return false, wait, false, nil
+			}
+		}
 		if exists && c.Running() {
 			sig, grace := w.stopParams(pod)
 			if err := a.d.Stop(ctx, c.ID, sig, grace); err != nil {

@@ -29,6 +29,7 @@ type Client interface {
 	Nodes(ctx context.Context) ([]Node, error)
 	Services(ctx context.Context, project string) ([]ServiceInfo, error)
 	Token(ctx context.Context, client string) (TokenResponse, error)
+	Rollback(ctx context.Context, project, service string) (WriteResult, error)
 	Leave(ctx context.Context) error
 }
 
@@ -271,4 +272,11 @@ func (c *HTTPClient) Token(ctx context.Context, client string) (TokenResponse, e
 func (c *HTTPClient) Leave(ctx context.Context) error {
 	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/leave", nil, &WriteResult{})
 	return err
+}
+
+// Rollback implements Client.
+func (c *HTTPClient) Rollback(ctx context.Context, project, service string) (WriteResult, error) {
+	var r WriteResult
+	err := c.Do(ctx, http.MethodPost, "/v1/projects/"+url.PathEscape(project)+"/rollback", map[string]string{"service": service}, &r)
+	return r, err
 }

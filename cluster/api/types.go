@@ -145,6 +145,11 @@ type ServiceSpec struct {
 	Hostname        string            `json:"hostname,omitempty"`
 	ContainerName   string            `json:"container_name,omitempty"`
 	Init            *bool             `json:"init,omitempty"`
+	// Update and Rollback are compose `deploy.update_config` and
+	// `deploy.rollback_config`: how pods are replaced when the template
+	// changes, and when an update is rolled back.
+	Update   *UpdateConfig `json:"update,omitempty"`
+	Rollback *UpdateConfig `json:"rollback,omitempty"`
 	// Placement is compose `deploy.placement`.
 	Placement Placement `json:"placement,omitzero"`
 	// Networks are the compose networks the service joins, sorted by name
@@ -159,8 +164,9 @@ type ServiceSpec struct {
 // containers changes. Replicas are not part of it.
 func (s ServiceSpec) Hash() string {
 	s.Replicas = 0
-	s.DependsOn = nil // ordering only; changing it does not recreate pods
-	s.Build = nil     // the build's output is captured by ImageID
+	s.DependsOn = nil               // ordering only; changing it does not recreate pods
+	s.Build = nil                   // the build's output is captured by ImageID
+	s.Update, s.Rollback = nil, nil // how to roll, not what runs
 	b, err := json.Marshal(s)
 	if err != nil {
 		panic(fmt.Sprintf("hash service spec: %v", err)) // plain data: cannot fail
@@ -175,6 +181,78 @@ func (s ServiceSpec) RestartPolicy() string {
 		return RestartAlways
 	}
 	return s.Restart
+}
+
+// Update orders and failure actions.
+const (
+	OrderStartFirst = "start-first"
+	OrderStopFirst  = "stop-first"
+
+	FailurePause    = "pause"
+	FailureContinue = "continue"
+	FailureRollback = "rollback"
+)
+
+// UpdateConfig is compose `deploy.update_config` (and rollback_config).
+type UpdateConfig struct {
+	// Parallelism is how many pods are replaced at a time; 0 means all.
+	Parallelism int `json:"parallelism"`
+	// Delay is the pause between batches.
+	Delay *Duration `json:"delay,omitempty"`
+	// Order is start-first or stop-first; empty picks start-first unless the
+	// service keeps data on its node (then stop-first).
+	Order string `json:"order,omitempty"`
+	// Monitor is how long a new pod is watched for failure before it counts
+	// as updated.
+	Monitor *Duration `json:"monitor,omitempty"`
+	// FailureAction is pause (default), continue or rollback.
+	FailureAction   string  `json:"failure_action,omitempty"`
+	MaxFailureRatio float64 `json:"max_failure_ratio,omitempty"`
+}
+
+// UpdateSettings returns the effective update (or, while rolling back, the
+// rollback) settings with defaults filled in: parallelism 1, monitor 5s,
+// failure action pause, order by HasHostData.
+func (s ServiceSpec) UpdateSettings(rollingBack bool) UpdateConfig {
+	c := UpdateConfig{Parallelism: 1}
+	if rollingBack && s.Rollback != nil {
+		c = *s.Rollback
+	} else if !rollingBack && s.Update != nil {
+		c = *s.Update
+	}
+	if c.Monitor == nil {
+		d := Duration(5 * time.Second)
+		c.Monitor = &d
+	}
+	if c.FailureAction == "" {
+		c.FailureAction = FailurePause
+	}
+	if c.Order == "" {
+		c.Order = OrderStartFirst
+		if s.HasHostData() {
+			c.Order = OrderStopFirst
+		}
+	}
+	return c
+}
+
+// Update states of a replication controller.
+const (
+	UpdateUpdating    = "updating"
+	UpdatePaused      = "paused"
+	UpdateCompleted   = "completed"
+	UpdateRollingBack = "rolling_back"
+	UpdateRolledBack  = "rolled_back"
+)
+
+// UpdateStatus is the progress of a controller's rolling update.
+type UpdateStatus struct {
+	State     string    `json:"state"`
+	Message   string    `json:"message,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// LastBatchAt is when the last batch of new pods was started (for the
+	// delay between batches).
+	LastBatchAt time.Time `json:"last_batch_at,omitzero"`
 }
 
 // Placement is compose `deploy.placement`: constraints such as
@@ -342,6 +420,10 @@ type ReplicationController struct {
 	// VIP is the service's virtual IP, allocated from the service CIDR when
 	// the controller is created and released with it.
 	VIP string `json:"vip,omitempty"`
+	// Previous is the template before the last change, for rollbacks.
+	Previous *ServiceSpec `json:"previous,omitempty"`
+	// Update is the progress of the last template change.
+	Update *UpdateStatus `json:"update,omitempty"`
 	// PinnedNode is where the pods of a service with host data (bind mounts,
 	// named volumes) were first placed; they are only placed there since.
 	PinnedNode string `json:"pinned_node,omitempty"`

@@ -119,9 +119,15 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 			// Creation waits for the release to be committed.
 			rc.Replicas = min(rc.Replicas, countLive(rcPods))
 		}
-		c, d := reconcileRC(rc, rcPods)
-		create = append(create, c...)
-		del = append(del, d...)
+		out := reconcileRC(rc, rcPods, now)
+		create = append(create, out.create...)
+		del = append(del, out.del...)
+		if out.rollback != "" {
+			cmds = append(cmds, &state.RollbackRC{Key: rc.Key(), Reason: out.rollback})
+		}
+		if out.status != nil {
+			cmds = append(cmds, &state.SetUpdate{Key: rc.Key(), Hash: rc.SpecHash, Status: *out.status})
+		}
 	}
 	// Pods whose controller is gone.
 	for _, p := range pods {
@@ -199,51 +205,228 @@ func countLive(pods []api.Pod) int {
 	return n
 }
 
-// reconcileRC is the classic replication loop for one controller: pods of an
-// old template are replaced; then pods are created or deleted until the live
-// count matches. Pod names stay "<project>-<service>-<n>" with n in
-// 1..replicas: a slot still held by a deleting pod is reused once it is gone.
-func reconcileRC(rc api.ReplicationController, pods []api.Pod) (create []api.Pod, del []string) {
+// rcPlan is what one reconcile pass decides for a controller.
+type rcPlan struct {
+	create []api.Pod
+	del    []string
+	// status is a new rolling-update status to record, if any.
+	status *api.UpdateStatus
+	// rollback, when set, is why the controller must roll back.
+	rollback string
+}
+
+// reconcileRC is the replication loop for one controller. Pod names stay
+// "<project>-<service>-<n>": a slot still held by a deleting pod is reused
+// once it is gone. When the template changed, pods of the old template are
+// replaced as its update settings say (see rollingUpdate); otherwise live
+// pods are created or deleted until their count matches.
+func reconcileRC(rc api.ReplicationController, pods []api.Pod, now time.Time) rcPlan {
 	used := map[int]bool{}
-	var live []api.Pod
+	var cur, old []api.Pod
+	deleting := 0
 	for _, p := range pods {
 		used[p.Index] = true
-		if p.Deleting {
-			continue
+		switch {
+		case p.Deleting:
+			deleting++
+		case p.SpecHash == rc.SpecHash:
+			cur = append(cur, p)
+		default:
+			old = append(old, p)
 		}
-		if p.SpecHash != rc.SpecHash {
-			del = append(del, p.Name) // recreate from the new template
-			continue
-		}
-		live = append(live, p)
 	}
+	if len(old) > 0 {
+		return rollingUpdate(rc, cur, old, deleting, used, now)
+	}
+	var out rcPlan
+	out.create, out.del = scaleTo(rc, cur, used, rc.Replicas, rc.Replicas)
+	if u := rc.Update; u != nil && (u.State == api.UpdateUpdating || u.State == api.UpdateRollingBack) &&
+		len(out.create) == 0 && len(out.del) == 0 && allReady(cur) {
+		done := *u
+		done.State, done.Message = api.UpdateCompleted, ""
+		if u.State == api.UpdateRollingBack {
+			done.State, done.Message = api.UpdateRolledBack, u.Message
+		}
+		out.status = &done
+	}
+	return out
+}
+
+// scaleTo creates or deletes live pods until there are want, naming new
+// pods with the lowest free index up to maxIndex.
+func scaleTo(rc api.ReplicationController, live []api.Pod, used map[int]bool, want, maxIndex int) (create []api.Pod, del []string) {
 	switch {
-	case len(live) > rc.Replicas:
-		// Remove unscheduled first, then not ready, then the highest index.
-		sort.Slice(live, func(i, j int) bool {
-			a, b := live[i], live[j]
-			if (a.Node == "") != (b.Node == "") {
-				return a.Node == ""
-			}
-			if a.Ready() != b.Ready() {
-				return !a.Ready()
-			}
-			return a.Index > b.Index
-		})
-		for _, p := range live[:len(live)-rc.Replicas] {
+	case len(live) > want:
+		for _, p := range retireOrder(live)[:len(live)-want] {
 			del = append(del, p.Name)
 		}
-	case len(live) < rc.Replicas:
-		missing := rc.Replicas - len(live)
-		for i := 1; i <= rc.Replicas && missing > 0; i++ {
-			if used[i] {
-				continue
-			}
-			create = append(create, newPod(rc, i))
-			missing--
-		}
+	case len(live) < want:
+		create = newPods(rc, used, want-len(live), maxIndex)
 	}
 	return create, del
+}
+
+// retireOrder sorts pods in the order they should go: unscheduled first,
+// then not ready, then the highest index.
+func retireOrder(pods []api.Pod) []api.Pod {
+	out := append([]api.Pod(nil), pods...)
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.Node == "") != (b.Node == "") {
+			return a.Node == ""
+		}
+		if a.Ready() != b.Ready() {
+			return !a.Ready()
+		}
+		return a.Index > b.Index
+	})
+	return out
+}
+
+// newPods makes n pods from the template in free slots 1..maxIndex.
+func newPods(rc api.ReplicationController, used map[int]bool, n, maxIndex int) []api.Pod {
+	var out []api.Pod
+	for i := 1; i <= maxIndex && len(out) < n; i++ {
+		if used[i] {
+			continue
+		}
+		used[i] = true
+		out = append(out, newPod(rc, i))
+	}
+	return out
+}
+
+func allReady(pods []api.Pod) bool {
+	for _, p := range pods {
+		if !p.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// rollingUpdate replaces old pods with pods of the current template, a batch
+// of `parallelism` at a time, `delay` apart:
+//   - start-first: new pods are started next to the old ones (names beyond
+//     the replica count when needed); an old pod is retired once a new one
+//     has been ready for `monitor`, so the ready count never drops below
+//     the replicas;
+//   - stop-first: a batch of old pods is stopped first, and new pods take
+//     their names.
+//
+// New pods that fail (failed, exited, unhealthy, restarted) count against
+// max_failure_ratio; past it, failure_action pauses the update, ignores the
+// failure (continue), or rolls back to the previous template.
+func rollingUpdate(rc api.ReplicationController, cur, old []api.Pod, deleting int, used map[int]bool, now time.Time) rcPlan {
+	var out rcPlan
+	u := api.UpdateStatus{State: api.UpdateUpdating}
+	if rc.Update != nil {
+		u = *rc.Update
+	}
+	rollingBack := u.State == api.UpdateRollingBack
+	cfg := rc.Template.UpdateSettings(rollingBack)
+	if u.State == api.UpdatePaused {
+		// Keep what runs; only make up for pods that are gone.
+		out.create = newPods(rc, used, rc.Replicas-len(cur)-len(old), rc.Replicas)
+		return out
+	}
+	if u.StartedAt.IsZero() {
+		u.StartedAt = now.UTC()
+		out.status = &u
+	}
+
+	monitor := time.Duration(*cfg.Monitor)
+	var failed, settled, inflight int
+	for _, p := range cur {
+		switch {
+		case podFailed(p, rc.Template):
+			failed++
+		case p.Ready() && !p.Status.StartedAt.IsZero() && now.Sub(p.Status.StartedAt) >= monitor:
+			settled++
+		default:
+			inflight++
+		}
+	}
+	if failed > 0 && cfg.FailureAction != api.FailureContinue &&
+		float64(failed)/float64(len(cur)) > cfg.MaxFailureRatio {
+		why := fmt.Sprintf("%d of %d new pods failed", failed, len(cur))
+		if cfg.FailureAction == api.FailureRollback && !rollingBack && rc.Previous != nil {
+			out.rollback = "update failed: " + why + "; rolled back"
+			out.status = nil
+			return out
+		}
+		u.State, u.Message = api.UpdatePaused, "update paused: "+why+"; fix the service and run dev up again, or dev rollback"
+		out.status = &u
+		return out
+	}
+
+	// More pods of the new template than replicas (scaled down meanwhile).
+	if len(cur) > rc.Replicas {
+		for _, p := range retireOrder(cur)[:len(cur)-rc.Replicas] {
+			out.del = append(out.del, p.Name)
+		}
+		return out
+	}
+	par := cfg.Parallelism
+	if par <= 0 {
+		par = max(rc.Replicas, 1)
+	}
+	delayed := cfg.Delay != nil && !u.LastBatchAt.IsZero() && now.Sub(u.LastBatchAt) < time.Duration(*cfg.Delay)
+	batch := func() {
+		u.LastBatchAt = now.UTC()
+		out.status = &u
+	}
+	switch cfg.Order {
+	case api.OrderStopFirst:
+		// A batch starts once the last one is done: its old pods gone and
+		// its new pods settled.
+		if inflight == 0 && deleting == 0 && len(cur) < rc.Replicas && !delayed {
+			n := min(par, len(old))
+			for _, p := range retireOrder(old)[:n] {
+				out.del = append(out.del, p.Name)
+			}
+			if n > 0 {
+				batch()
+			}
+			old = retireOrder(old)[n:]
+		}
+		out.create = newPods(rc, used, rc.Replicas-len(cur)-len(old), rc.Replicas)
+	default: // start-first
+		// Retire old pods that serve nothing, and ready ones that settled
+		// new pods cover, so that ready pods never drop below the replicas.
+		readyOld := 0
+		for _, p := range old {
+			if p.Ready() {
+				readyOld++
+			}
+		}
+		k := len(old) - readyOld + max(0, settled+readyOld-rc.Replicas)
+		if k = min(k, len(old)); k > 0 {
+			for _, p := range retireOrder(old)[:k] {
+				out.del = append(out.del, p.Name)
+			}
+		}
+		if n := min(par-inflight, rc.Replicas-len(cur)); n > 0 && !delayed {
+			out.create = newPods(rc, used, n, rc.Replicas+par)
+			if len(out.create) > 0 {
+				batch()
+			}
+		}
+	}
+	return out
+}
+
+// podFailed reports whether a new pod failed during an update.
+func podFailed(p api.Pod, spec api.ServiceSpec) bool {
+	st := p.Status
+	switch {
+	case st.State == api.PodFailed, st.Health == api.HealthUnhealthy, st.Restarts > 0:
+		return true
+	case st.State == api.PodExited:
+		policy := spec.RestartPolicy()
+		return st.ExitCode != 0 || policy == api.RestartAlways || policy == api.RestartUnlessStopped
+	}
+	return false
 }
 
 func newPod(rc api.ReplicationController, index int) api.Pod {

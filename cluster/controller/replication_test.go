@@ -53,6 +53,8 @@ type harness struct {
 	t  *testing.T
 	st *state.Store
 	w  *storeWriter
+	// now is the time plans are made at (t0 when zero).
+	now time.Time
 }
 
 func newHarness(t *testing.T) *harness {
@@ -69,7 +71,18 @@ func (h *harness) apply(cmds ...state.Command) {
 	}
 }
 
-func (h *harness) plan() []state.Command { return controller.Plan(h.st, t0) }
+func (h *harness) tryApply(cmd state.Command) error {
+	_, err := h.w.Apply(context.Background(), cmd)
+	return err
+}
+
+func (h *harness) plan() []state.Command {
+	now := h.now
+	if now.IsZero() {
+		now = t0
+	}
+	return controller.Plan(h.st, now)
+}
 
 // converge runs Plan and applies its commands until Plan has nothing left to
 // do, and returns the number of rounds it took.
@@ -343,7 +356,7 @@ func TestPlanForgetsDeletingPodsWithoutNode(t *testing.T) {
 	}
 }
 
-func TestPlanSpecChangeReplacesPodsSlotBySlot(t *testing.T) {
+func TestPlanStopFirstUpdateReplacesPodsSlotBySlot(t *testing.T) {
 	h := newHarness(t)
 	h.addNode("n1")
 	old := web(3)
@@ -352,42 +365,35 @@ func TestPlanSpecChangeReplacesPodsSlotBySlot(t *testing.T) {
 
 	changed := web(3)
 	changed.Environment = map[string]string{"MODE": "debug"}
+	changed.Update = &api.UpdateConfig{Parallelism: 1, Order: api.OrderStopFirst}
 	h.apply(project(changed))
 	cmds := h.plan()
-	if mark, ok := cmdOf[*state.MarkPodsDeleting](cmds); !ok || !reflect.DeepEqual(mark.Names, []string{"shop-web-1", "shop-web-2", "shop-web-3"}) {
-		t.Fatalf("plan after spec change = %s, want every old pod marked deleting", describe(cmds))
+	if mark, ok := cmdOf[*state.MarkPodsDeleting](cmds); !ok || !reflect.DeepEqual(mark.Names, []string{"shop-web-3"}) {
+		t.Fatalf("plan after spec change = %s, want one old pod (the highest) marked deleting", describe(cmds))
 	}
 	if _, ok := cmdOf[*state.CreatePods](cmds); ok {
 		t.Fatalf("plan creates pods while their names are still taken: %s", describe(cmds))
 	}
 	h.converge()
-	for _, p := range h.pods() {
-		if !p.Deleting || p.SpecHash != old.Hash() {
-			t.Errorf("%s: deleting=%v hash=%s; want the old pod, deleting, until the agent frees its slot", p.Name, p.Deleting, p.SpecHash)
-		}
+	if p := h.pod("shop-web-1"); p.Deleting || p.SpecHash != old.Hash() {
+		t.Errorf("shop-web-1 touched before the first batch finished")
 	}
 
-	// The agent removed the first old container.
-	h.apply(&state.DeletePods{Names: []string{"shop-web-1"}})
+	// The agent removed the old container: the new pod takes its name.
+	h.apply(&state.DeletePods{Names: []string{"shop-web-3"}})
 	h.converge()
-	p1 := h.pod("shop-web-1")
-	if p1.Deleting || p1.SpecHash != changed.Hash() || p1.Node != "n1" {
-		t.Errorf("shop-web-1 after its slot was freed: deleting=%v hash=%s node=%q, want a new pod of hash %s on n1",
-			p1.Deleting, p1.SpecHash, p1.Node, changed.Hash())
+	p3 := h.pod("shop-web-3")
+	if p3.Deleting || p3.SpecHash != changed.Hash() || p3.Node != "n1" {
+		t.Fatalf("shop-web-3 after its slot was freed: deleting=%v hash=%s node=%q, want a new pod on n1", p3.Deleting, p3.SpecHash, p3.Node)
 	}
-	if p2 := h.pod("shop-web-2"); !p2.Deleting || p2.SpecHash != old.Hash() {
-		t.Errorf("shop-web-2 replaced before its slot was freed")
+	// The next batch waits until the new pod is ready.
+	if cmds := h.plan(); len(cmds) > 0 {
+		t.Fatalf("plan while the new pod is not ready = %s, want nothing", describe(cmds))
 	}
-
-	h.apply(&state.DeletePods{Names: []string{"shop-web-2", "shop-web-3"}})
+	h.report("shop-web-3", api.PodStatus{State: api.PodRunning, StartedAt: t0})
 	h.converge()
-	for _, p := range h.pods() {
-		if p.Deleting || p.SpecHash != changed.Hash() || p.Node != "n1" {
-			t.Errorf("%s: deleting=%v hash=%s node=%q, want new template on n1", p.Name, p.Deleting, p.SpecHash, p.Node)
-		}
-	}
-	if len(h.pods()) != 3 {
-		t.Errorf("pods = %v, want 3", names(h.pods()))
+	if p := h.pod("shop-web-2"); !p.Deleting {
+		t.Fatalf("shop-web-2 not replaced after shop-web-3 became ready")
 	}
 }
 

@@ -31,6 +31,7 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/projects/{name}", m.handleDeleteProject)
 	mux.HandleFunc("DELETE /v1/projects/{name}/volumes", m.handleDeleteVolumes)
 	mux.HandleFunc("POST /v1/projects/{name}/scale", m.handleScale)
+	mux.HandleFunc("POST /v1/projects/{name}/rollback", m.handleRollback)
 	mux.HandleFunc("GET /v1/pods", m.handleListPods)
 	mux.HandleFunc("GET /v1/pods/{name}/logs", m.handleLogs)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
@@ -468,4 +469,33 @@ func (m *Manager) handleLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, api.WriteResult{Index: m.r.State().Index()})
+}
+
+// RollbackRequest names the service to return to its previous version.
+type rollbackRequest struct {
+	Service string `json:"service"`
+}
+
+func (m *Manager) handleRollback(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req rollbackRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, invalid("decode rollback request: %v", err))
+		return
+	}
+	rc, ok := m.r.State().RC(api.RCKey(name, req.Service))
+	if !ok {
+		writeError(w, notFound("no service %s in project %s", req.Service, name))
+		return
+	}
+	if rc.Previous == nil {
+		writeError(w, invalid("service %s has no previous version to roll back to", req.Service))
+		return
+	}
+	idx, err := m.Apply(r.Context(), &state.RollbackRC{Key: rc.Key(), Reason: "dev rollback"})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: idx})
 }

@@ -27,6 +27,8 @@ const (
 	CmdReleaseRC
 	CmdSetCluster
 	CmdDeleteNode
+	CmdRollbackRC
+	CmdSetUpdate
 )
 
 // Command is one state change, replicated through the raft log.
@@ -103,6 +105,24 @@ type DeleteNode struct {
 	Name string `json:"name"`
 }
 
+// RollbackRC returns a controller to its previous template (`dev rollback`,
+// or an update's failure action).
+type RollbackRC struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
+// SetUpdate records the progress of a controller's rolling update.
+type SetUpdate struct {
+	Key    string           `json:"key"`
+	Status api.UpdateStatus `json:"status"`
+	// Hash guards against a stale write: it applies only while the
+	// controller's template hash is still this one.
+	Hash string `json:"hash"`
+}
+
+func (RollbackRC) Type() CommandType       { return CmdRollbackRC }
+func (SetUpdate) Type() CommandType        { return CmdSetUpdate }
 func (SetCluster) Type() CommandType       { return CmdSetCluster }
 func (DeleteNode) Type() CommandType       { return CmdDeleteNode }
 func (ApplyProject) Type() CommandType     { return CmdApplyProject }
@@ -156,6 +176,10 @@ func Decode(b []byte) (Command, error) {
 		c = &SetCluster{}
 	case CmdDeleteNode:
 		c = &DeleteNode{}
+	case CmdRollbackRC:
+		c = &RollbackRC{}
+	case CmdSetUpdate:
+		c = &SetUpdate{}
 	default:
 		return nil, fmt.Errorf("decode command: unknown type %d", b[0])
 	}
@@ -228,6 +252,26 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 	case *DeleteNode:
 		delete(tx.s.nodes, c.Name)
+	case *RollbackRC:
+		rc := tx.RC(c.Key)
+		if rc == nil {
+			return fmt.Errorf("rollback %s: no such service", c.Key)
+		}
+		if rc.Previous == nil {
+			return fmt.Errorf("rollback %s: the service has no previous version", c.Key)
+		}
+		cur := rc.Template
+		rc.Template, rc.Previous = *rc.Previous, &cur
+		rc.Template.Replicas = rc.Replicas
+		rc.SpecHash = rc.Template.Hash()
+		rc.Update = &api.UpdateStatus{State: api.UpdateRollingBack, Message: c.Reason}
+		tx.PutRC(*rc)
+	case *SetUpdate:
+		if rc := tx.RC(c.Key); rc != nil && rc.SpecHash == c.Hash {
+			st := c.Status
+			rc.Update = &st
+			tx.PutRC(*rc)
+		}
 	case *ReleaseRC:
 		if rc := tx.RC(c.Key); rc != nil && !rc.Released {
 			rc.Released = true
@@ -258,6 +302,11 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 			rc = &api.ReplicationController{Project: p.Name, Service: svc.Name}
 		}
 		rc.Replicas = svc.Replicas
+		if hash := svc.Hash(); rc.SpecHash != "" && rc.SpecHash != hash {
+			prev := rc.Template
+			rc.Previous = &prev
+			rc.Update = &api.UpdateStatus{State: api.UpdateUpdating}
+		}
 		rc.Template = svc
 		rc.SpecHash = svc.Hash()
 		if rc.VIP == "" && c.ServiceCIDR != "" {

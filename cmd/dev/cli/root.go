@@ -80,6 +80,7 @@ func NewRootCommand() *cobra.Command {
 		NewJoinCommand(g),
 		NewNodesCommand(g),
 		NewLeaveCommand(g),
+		NewRollbackCommand(g),
 	)
 	return root
 }

@@ -95,6 +95,9 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, prog progres
 			ph := podPhase(pod)
 			prog.Set(pod.Name, ph, false)
 		}
+		if err := updateFailure(ctx, c, p); err != nil {
+			return err
+		}
 		allDone := true
 		names := make([]string, 0, len(p.Services))
 		for _, s := range p.Services {
@@ -145,4 +148,32 @@ func waitGone(ctx context.Context, c api.Client, project string, prog progress) 
 			return nil
 		}
 	}
+}
+
+// updateFailure returns an error when the rolling update to p's version of
+// a service was paused, or rolled back, because its new pods failed.
+func updateFailure(ctx context.Context, c api.Client, p *api.Project) error {
+	projects, err := c.Projects(ctx)
+	if err != nil {
+		return fmt.Errorf("read services: %w", err)
+	}
+	for _, ps := range projects {
+		if ps.Name != p.Name {
+			continue
+		}
+		for _, rc := range ps.Services {
+			want := p.Service(rc.Service)
+			u := rc.Update
+			if want == nil || u == nil {
+				continue
+			}
+			switch {
+			case u.State == api.UpdatePaused && rc.SpecHash == want.Hash():
+				return fmt.Errorf("service %s: %s", rc.Service, u.Message)
+			case (u.State == api.UpdateRollingBack || u.State == api.UpdateRolledBack) && rc.SpecHash != want.Hash():
+				return fmt.Errorf("service %s: %s", rc.Service, u.Message)
+			}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// NewRollbackCommand is `dev rollback SERVICE`.
+func NewRollbackCommand(g *globals) *cobra.Command {
+	var (
+		pf      projectFlags
+		detach  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback SERVICE",
+		Short: "Return a service to its previous version (rolling, per deploy.rollback_config)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			name, c, err := pf.connect(ctx, g, false)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Rollback(ctx, name, args[0]); err != nil {
+				return err
+			}
+			if detach {
+				return nil
+			}
+			projects, err := c.Projects(ctx)
+			if err != nil {
+				return err
+			}
+			p := &api.Project{Name: name}
+			for _, ps := range projects {
+				for _, rc := range ps.Services {
+					if ps.Name == name && rc.Service == args[0] {
+						t := rc.Template
+						t.Replicas = rc.Replicas
+						p.Services = append(p.Services, t)
+					}
+				}
+			}
+			wctx, cancel := contextWithTimeout(ctx, timeout)
+			defer cancel()
+			prog := newProgress(cmd.OutOrStdout())
+			defer prog.Close()
+			if err := waitProject(wctx, c, p, prog); err != nil {
+				return fmt.Errorf("wait for rollback: %w", err)
+			}
+			return nil
+		},
+	}
+	pf.register(cmd)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "do not wait for the pods")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the pods")
+	return cmd
+}
