@@ -55,6 +55,9 @@ type Agent struct {
 	mu      sync.Mutex
 	workers map[string]*podWorker
 	wg      sync.WaitGroup
+
+	stops   userStops // pods stopped by `dev stop` (lifecycle.go)
+	oneOffs oneOffSet // one-off pods running now (interactive.go)
 }
 
 // New returns an agent; it starts nothing.
@@ -100,10 +103,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer heartbeat.Stop()
 
 	seen := map[string]uint64{} // pod -> ModifyIndex last handed to its worker
+	a.restoreStops()
 	a.gc(ctx)
 	for {
 		changed := a.st.Changed()
 		a.syncPods(ctx, seen, false)
+		a.kickStopped()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -219,6 +224,10 @@ func (a *Agent) gc(ctx context.Context) {
 	}
 	for _, c := range cs {
 		if c.Labels[api.LabelNode] != a.opts.Node || c.Pod == "" {
+			continue
+		}
+		if c.Labels[LabelOneOff] == "true" {
+			a.gcOneOff(ctx, c) // no pod record by design
 			continue
 		}
 		if p, ok := a.st.Pod(c.Pod); ok && p.Node == a.opts.Node {

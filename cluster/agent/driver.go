@@ -48,6 +48,17 @@ type Driver interface {
 	// without a registry.
 	SaveImage(ctx context.Context, ref string) (io.ReadCloser, error)
 	LoadImage(ctx context.Context, r io.Reader) error
+
+	// Exec runs req.Cmd in the running container id with the process's
+	// streams connected to stdio (stdin only when stdio.Stdin is set; a TTY
+	// when req.Tty) and returns its exit code once it ends. A command that
+	// cannot be started gives Docker's codes (126, 127), not an error.
+	Exec(ctx context.Context, id string, req api.ExecRequest, stdio api.IO) (int, error)
+	// RunAttached creates the container of a one-off pod from spec (with
+	// tty), attaches stdio, starts it and returns its exit code once it
+	// ends. It leaves the container for the caller to remove. Errors:
+	// ErrImageNotFound as Create.
+	RunAttached(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, tty bool, stdio api.IO) (int, error)
 }
 
 // Container is a managed container as the driver sees it.

@@ -344,3 +344,36 @@ func (f *fakeDriver) LoadImage(context.Context, io.Reader) error { return nil }
 func (c *fakeCluster) FetchImage(context.Context, string) error {
 	return errors.New("no peers")
 }
+
+// Exec echoes the command line, then stdin, to stdout, and exits 0.
+func (f *fakeDriver) Exec(_ context.Context, id string, req api.ExecRequest, stdio api.IO) (int, error) {
+	f.mu.Lock()
+	c := f.find(id)
+	running := c != nil && c.Running()
+	f.mu.Unlock()
+	if !running {
+		return 0, fmt.Errorf("exec in %s: not running", id)
+	}
+	fmt.Fprintln(stdio.Stdout, strings.Join(req.Cmd, " "))
+	if stdio.Stdin != nil {
+		if _, err := io.Copy(stdio.Stdout, stdio.Stdin); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+// RunAttached creates the one-off container, "runs" it (printing its
+// command) and leaves it exited with code 0.
+func (f *fakeDriver) RunAttached(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, _ bool, stdio api.IO) (int, error) {
+	if _, err := f.Create(ctx, pod, spec); err != nil {
+		return 0, err
+	}
+	fmt.Fprintln(stdio.Stdout, strings.Join(spec.Command, " "))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[pod.Name]
+	c.State, c.ExitCode, c.StartedAt, c.FinishedAt = "exited", 0, time.Now().UTC(), time.Now().UTC()
+	f.notify(pod.Name)
+	return 0, nil
+}

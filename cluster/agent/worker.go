@@ -219,6 +219,12 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		if c.OOMKilled {
 			exited.Message = "out of memory"
 		}
+		// A container the user stopped (`dev stop`) stays stopped whatever
+		// the restart policy says (see lifecycle.go).
+		if a.stoppedByUser(w.name, rc, hasRC, c.ID) {
+			exited.Message = StoppedMessage
+			return false, 0, false, w.report(ctx, pod, exited)
+		}
 		if !w.shouldRestart(pod, c.ExitCode) {
 			return false, 0, false, w.report(ctx, pod, exited)
 		}

@@ -280,3 +280,74 @@ func (c *HTTPClient) Rollback(ctx context.Context, project, service string) (Wri
 	err := c.Do(ctx, http.MethodPost, "/v1/projects/"+url.PathEscape(project)+"/rollback", map[string]string{"service": service}, &r)
 	return r, err
 }
+
+// Upgrade sends a JSON request asking to switch the connection to the
+// interactive stream protocol and returns the upgraded connection and the
+// 101 answer's headers. Any other answer is returned as an error
+// (*APIError for non-2xx).
+func (c *HTTPClient) Upgrade(ctx context.Context, path string, body any) (io.ReadWriteCloser, http.Header, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", StreamProtocol)
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.host, err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			resp.Body.Close()
+			return nil, nil, fmt.Errorf("upgrade %s: the connection cannot be written to", path)
+		}
+		return rwc, resp.Header, nil
+	}
+	defer resp.Body.Close()
+	b, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 == 2 {
+		return nil, nil, fmt.Errorf("upgrade %s: the agent answered %s without switching protocols; is it older than this CLI?", path, resp.Status)
+	}
+	var e Error
+	if json.Unmarshal(b, &e) != nil || e.Message == "" {
+		e.Message = strings.TrimSpace(string(b))
+	}
+	return nil, nil, &APIError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+}
+
+// Exec starts a command in a pod's container and returns the interactive
+// stream; the caller closes it.
+func (c *HTTPClient) Exec(ctx context.Context, pod string, req ExecRequest) (*Stream, error) {
+	rwc, _, err := c.Upgrade(ctx, "/v1/pods/"+url.PathEscape(pod)+"/exec", req)
+	if err != nil {
+		return nil, err
+	}
+	return NewStream(rwc, nil), nil
+}
+
+// Run starts a one-off pod of a service and returns the interactive stream
+// and the pod's name; the caller closes the stream.
+func (c *HTTPClient) Run(ctx context.Context, project, service string, req RunRequest) (*Stream, string, error) {
+	rwc, hdr, err := c.Upgrade(ctx, "/v1/projects/"+url.PathEscape(project)+"/services/"+url.PathEscape(service)+"/run", req)
+	if err != nil {
+		return nil, "", err
+	}
+	return NewStream(rwc, nil), hdr.Get(HeaderPod), nil
+}
+
+// PodAction stops, starts or restarts a pod's container (action is "stop",
+// "start" or "restart").
+func (c *HTTPClient) PodAction(ctx context.Context, pod, action string, req PodActionRequest) (PodActionResult, error) {
+	var r PodActionResult
+	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/pods/"+url.PathEscape(pod)+"/"+url.PathEscape(action), req, &r)
+	return r, err
+}

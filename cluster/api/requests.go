@@ -101,3 +101,62 @@ type TokenResponse struct {
 	// for with ?client=NAME.
 	Bundle []byte `json:"bundle,omitempty"`
 }
+
+// Interactive commands and pod lifecycle (see stream.go for the framed
+// protocol of the upgraded connections):
+//
+//	POST   /v1/pods/{name}/exec                      ExecRequest -> 101, frames
+//	POST   /v1/projects/{p}/services/{s}/run         RunRequest -> 101, frames
+//	POST   /v1/pods/{name}/stop                      PodActionRequest -> PodActionResult
+//	POST   /v1/pods/{name}/start                     PodActionRequest -> PodActionResult
+//	POST   /v1/pods/{name}/restart                   PodActionRequest -> PodActionResult
+//
+// Each is served by the node that runs the pod: any other node relays it
+// there over mutual TLS.
+
+// ExecRequest runs a command in a pod's running container (`dev exec`).
+type ExecRequest struct {
+	Cmd        []string `json:"cmd"`
+	Tty        bool     `json:"tty,omitempty"`
+	Stdin      bool     `json:"stdin,omitempty"` // the client sends input
+	Env        []string `json:"env,omitempty"`   // KEY=VALUE
+	User       string   `json:"user,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	// Size is the client's terminal size, applied when the TTY starts.
+	Size TermSize `json:"size,omitzero"`
+}
+
+// RunRequest runs a one-off pod of a service (`dev run`): a container from
+// the service's template, not counted by its replication controller.
+type RunRequest struct {
+	// Cmd replaces the service's command; nil keeps it.
+	Cmd        []string `json:"cmd,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Tty        bool     `json:"tty,omitempty"`
+	Stdin      bool     `json:"stdin,omitempty"`
+	Env        []string `json:"env,omitempty"` // KEY=VALUE, added to the service's
+	User       string   `json:"user,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	// Rm removes the container when it exits.
+	Rm bool `json:"rm,omitempty"`
+	// Name is the one-off pod's name; empty: <project>-<service>-run-<random>.
+	Name string `json:"name,omitempty"`
+	// Node runs the pod on that node; empty: the node that receives the
+	// request, unless the service's placement (or its host data) requires
+	// another.
+	Node string   `json:"node,omitempty"`
+	Size TermSize `json:"size,omitzero"`
+}
+
+// PodActionRequest stops, starts or restarts a pod's container.
+type PodActionRequest struct {
+	// Timeout is the stop grace period in seconds; nil: the service's
+	// stop_grace_period (default 10s).
+	Timeout *int `json:"timeout,omitempty"`
+}
+
+// PodActionResult answers a pod action with the pod's state once the node
+// agent has reported it (or the last one known after a few seconds).
+type PodActionResult struct {
+	Pod Pod `json:"pod"`
+}

@@ -43,6 +43,7 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/internal/register", m.handleInternalRegister)
 	mux.HandleFunc("DELETE /v1/internal/volumes/{project}", m.handleInternalVolumes)
 	mux.HandleFunc("GET /v1/internal/image", m.handleImage)
+	m.registerInteractive(mux) // exec, run, stop/start/restart: interactive.go
 	return requireCert(mux)
 }
 

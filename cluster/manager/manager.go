@@ -47,6 +47,12 @@ type Local interface {
 	// Leave moves this node's pods away, leaves the cluster and stops the
 	// agent.
 	Leave(ctx context.Context) error
+
+	// Exec, RunOneOff and PodAction serve `dev exec`, `dev run` and `dev
+	// stop|start|restart` for pods of this node (see interactive.go).
+	Exec(ctx context.Context, pod string, req api.ExecRequest, stdio api.IO) (int, error)
+	RunOneOff(ctx context.Context, project, service string, req api.RunRequest, stdio api.IO) (int, error)
+	PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error)
 }
 
 // Options configure the manager.

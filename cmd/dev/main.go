@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,7 +17,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.NewRootCommand().ExecuteContext(ctx)
 	stop()
-	if err != nil {
+	var exit *cli.ExitError
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(exit.Code) // a command's own exit code (dev exec, dev run)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}

@@ -230,6 +230,12 @@ func networkSubnets(nw network.Inspect) string {
 // are published and no Docker restart policy is set: the node proxy publishes
 // ports and the agent restarts containers.
 func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
+	return d.create(ctx, pod, spec, nil)
+}
+
+// create is Create with tweak (when not nil) applied to the container's
+// config: one-off pods attach their streams (see exec.go).
+func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, tweak func(*container.Config)) (string, error) {
 	image, err := d.resolveImage(ctx, spec)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
@@ -307,6 +313,9 @@ func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 	}
 	nc := &network.NetworkingConfig{
 		EndpointsConfig: map[string]*network.EndpointSettings{d.opts.Network: {}},
+	}
+	if tweak != nil {
+		tweak(cfg)
 	}
 
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, pod.Name)

@@ -80,6 +80,8 @@ func NewRootCommand() *cobra.Command {
 		NewJoinCommand(g),
 		NewNodesCommand(g),
 		NewLeaveCommand(g),
+		NewExecCommand(g), NewRunCommand(g), // interactive sessions: exec.go, run.go
+		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
 		NewRollbackCommand(g),
 	)
 	return root

@@ -1,0 +1,403 @@
+package manager
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/scheduler"
+)
+
+// The interactive API: `dev exec` and `dev run` switch the connection to the
+// framed stream protocol of api/stream.go; `dev stop|start|restart` are
+// plain JSON requests. All are served by the node that runs the pod; any
+// other node relays them there over mutual TLS (the stream byte for byte).
+
+func (m *Manager) registerInteractive(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/pods/{name}/exec", m.handleExec)
+	mux.HandleFunc("POST /v1/projects/{name}/services/{service}/run", m.handleRun)
+	for _, action := range []string{"stop", "start", "restart"} {
+		mux.HandleFunc("POST /v1/pods/{name}/"+action, m.handlePodAction(action))
+	}
+}
+
+// streamGrace is how long a finished session waits for the client to read
+// the last frame and close.
+const streamGrace = 5 * time.Second
+
+func wantsUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), api.StreamProtocol) &&
+		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+}
+
+func readBody(r *http.Request, v any) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return nil, invalid("read request: %v", err)
+	}
+	if len(b) == 0 {
+		return b, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, invalid("decode request: %v", err)
+	}
+	return b, nil
+}
+
+func (m *Manager) handleExec(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req api.ExecRequest
+	body, err := readBody(r, &req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.Cmd) == 0 {
+		writeError(w, invalid("exec in %s: no command given", name))
+		return
+	}
+	if !wantsUpgrade(r) {
+		writeError(w, invalid("exec needs a connection upgrade (Connection: Upgrade, Upgrade: %s)", api.StreamProtocol))
+		return
+	}
+	pod, ok := m.r.State().Pod(name)
+	switch {
+	case !ok:
+		writeError(w, notFound("no pod %s", name))
+		return
+	case pod.Deleting:
+		writeError(w, conflict("exec in %s: the pod is being removed", name))
+		return
+	case pod.Node == "":
+		writeError(w, conflict("exec in %s: the pod is not scheduled yet (%s)", name, pod.Status.Message))
+		return
+	case pod.Node != m.opts.Node:
+		m.relayStream(w, r, pod.Node, body)
+		return
+	}
+	m.serveStream(w, r, nil, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
+		return m.local.Exec(ctx, name, req, stdio)
+	})
+}
+
+func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
+	project, service := r.PathValue("name"), r.PathValue("service")
+	var req api.RunRequest
+	if _, err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if !wantsUpgrade(r) {
+		writeError(w, invalid("run needs a connection upgrade (Connection: Upgrade, Upgrade: %s)", api.StreamProtocol))
+		return
+	}
+	rc, ok := m.r.State().RC(api.RCKey(project, service))
+	if !ok {
+		writeError(w, notFound("no service %s in project %s; deploy it first (dev up)", service, project))
+		return
+	}
+	if req.Node == "" {
+		node, err := m.runNode(rc)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		req.Node = node
+	}
+	if req.Name == "" {
+		req.Name = oneOffName(project, service)
+	}
+	if req.Node != m.opts.Node {
+		body, err := json.Marshal(req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		m.relayStream(w, r, req.Node, body)
+		return
+	}
+	hdr := http.Header{}
+	hdr.Set(api.HeaderPod, req.Name)
+	hdr.Set(api.HeaderNode, m.opts.Node)
+	m.serveStream(w, r, hdr, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
+		return m.local.RunOneOff(ctx, project, service, req, stdio)
+	})
+}
+
+// oneOffName is <project>-<service>-run-<8 hex digits>.
+func oneOffName(project, service string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%s-run-%s", project, service, hex.EncodeToString(b))
+}
+
+// runNode picks the node of a one-off pod: the node holding the service's
+// data if it has some, else this node when the service's placement
+// constraints allow it, else the first ready node (by name) they allow.
+// Resource reservations are not checked: a one-off pod is not scheduled.
+func (m *Manager) runNode(rc api.ReplicationController) (string, error) {
+	st := m.r.State()
+	if rc.PinnedNode != "" {
+		if n, ok := st.Node(rc.PinnedNode); !ok || n.Status != api.NodeReady {
+			return "", conflict("run %s: its data lives on node %s, which is not ready", rc.Service, rc.PinnedNode)
+		}
+		return rc.PinnedNode, nil
+	}
+	cs, err := scheduler.ParsePlacement(rc.Template.Placement)
+	if err != nil {
+		return "", invalid("run %s: %v", rc.Service, err)
+	}
+	fits := func(n api.Node) bool {
+		if n.Status != api.NodeReady || (n.APIAddr == "" && n.Name != m.opts.Node) {
+			return false
+		}
+		for _, c := range cs {
+			if !c.Matches(n) {
+				return false
+			}
+		}
+		return true
+	}
+	if self, ok := st.Node(m.opts.Node); ok && fits(self) {
+		return self.Name, nil
+	}
+	nodes := st.Nodes()
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	for _, n := range nodes {
+		if fits(n) {
+			return n.Name, nil
+		}
+	}
+	return "", conflict("run %s: no ready node satisfies its placement constraints %v", rc.Service, rc.Template.Placement.Constraints)
+}
+
+// errClientGone: the connection was taken over but the 101 answer could not
+// be written; nothing more can be sent.
+var errClientGone = errors.New("client connection lost")
+
+// hijack takes over the client's connection and answers 101 with hdr.
+func hijack(w http.ResponseWriter, hdr http.Header) (net.Conn, *bufio.Reader, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("this connection cannot be upgraded")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("upgrade connection: %w", err)
+	}
+	_ = conn.SetDeadline(time.Time{}) // no timeouts: a session lasts as long as its command
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + api.StreamProtocol + "\r\n")
+	for _, k := range []string{api.HeaderPod, api.HeaderNode} {
+		if v := hdr.Get(k); v != "" {
+			b.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		conn.Close()
+		return nil, nil, errClientGone
+	}
+	return conn, brw.Reader, nil
+}
+
+// serveStream upgrades the connection and runs a session on this node: it
+// feeds stdin and resize frames to run, sends its output as frames, and ends
+// with its exit code (or its error). The client closing the connection ends
+// the session (run's context is cancelled).
+func (m *Manager) serveStream(w http.ResponseWriter, r *http.Request, hdr http.Header, withStdin, tty bool, size api.TermSize,
+	run func(context.Context, api.IO) (int, error)) {
+	conn, br, err := hijack(w, hdr)
+	if err != nil {
+		if !errors.Is(err, errClientGone) {
+			writeError(w, err)
+		}
+		return
+	}
+	defer conn.Close()
+	s := api.NewStream(conn, br)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+
+	var stdinR *io.PipeReader
+	var stdinW *io.PipeWriter
+	stdio := api.IO{Stdout: s.Writer(api.FrameStdout), Stderr: s.Writer(api.FrameStderr)}
+	if withStdin {
+		stdinR, stdinW = io.Pipe()
+		stdio.Stdin = stdinR
+	}
+	resize := make(chan api.TermSize, 8)
+	if tty {
+		stdio.Resize = resize
+		if size.Height > 0 && size.Width > 0 {
+			resize <- size
+		}
+	}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			t, p, err := s.ReadFrame()
+			if err != nil {
+				// The client closed: after the last frame, or gone early.
+				if stdinW != nil {
+					stdinW.Close()
+				}
+				cancel()
+				return
+			}
+			switch t {
+			case api.FrameStdin:
+				if stdinW != nil {
+					_, _ = stdinW.Write(p) // fails once the session is over
+				}
+			case api.FrameStdinClose:
+				if stdinW != nil {
+					stdinW.Close()
+				}
+			case api.FrameResize:
+				if ts, err := api.DecodeTermSize(p); err == nil && tty {
+					select {
+					case resize <- ts:
+					default: // the process is not keeping up; a later size follows
+					}
+				}
+			}
+		}
+	}()
+
+	code, err := run(ctx, stdio)
+	if stdinR != nil {
+		stdinR.Close()
+	}
+	if err != nil {
+		_ = s.WriteFrame(api.FrameError, []byte(err.Error()))
+	} else {
+		_ = s.WriteFrame(api.FrameExit, api.EncodeExitCode(code))
+	}
+	_ = s.CloseWrite()
+	select { // let the client read the last frame and close first
+	case <-readerDone:
+	case <-time.After(streamGrace):
+	}
+}
+
+// relayStream forwards an interactive request to the node that serves it,
+// then relays the upgraded stream both ways, unchanged.
+func (m *Manager) relayStream(w http.ResponseWriter, r *http.Request, node string, body []byte) {
+	if m.peers == nil {
+		writeError(w, fmt.Errorf("the pod runs on node %s, which this node cannot reach", node))
+		return
+	}
+	addr, err := m.nodeAPI(node)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, err := m.peers.client(addr)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	up, hdr, err := c.Upgrade(r.Context(), r.URL.RequestURI(), json.RawMessage(body))
+	if err != nil {
+		writeError(w, err) // the owning node's answer, passed on
+		return
+	}
+	defer up.Close()
+	conn, br, err := hijack(w, hdr)
+	if err != nil {
+		if !errors.Is(err, errClientGone) {
+			writeError(w, err)
+		}
+		return
+	}
+	defer conn.Close()
+	clientDone := make(chan struct{})
+	go func() {
+		defer close(clientDone)
+		_, _ = io.Copy(up, br)
+		// The client is done (it read the last frame) or gone: either way
+		// the owning node may end the session.
+		up.Close()
+	}()
+	_, _ = io.Copy(conn, up) // until the owning node has sent its last frame
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	select {
+	case <-clientDone:
+	case <-time.After(streamGrace):
+	}
+}
+
+func (m *Manager) handlePodAction(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var req api.PodActionRequest
+		if _, err := readBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		if req.Timeout != nil && *req.Timeout < 0 {
+			writeError(w, invalid("%s %s: timeout must be >= 0 seconds", action, name))
+			return
+		}
+		pod, ok := m.r.State().Pod(name)
+		switch {
+		case !ok:
+			writeError(w, notFound("no pod %s", name))
+			return
+		case pod.Deleting:
+			writeError(w, conflict("%s %s: the pod is being removed", action, name))
+			return
+		case pod.Node == "":
+			writeError(w, conflict("%s %s: the pod is not scheduled yet (%s)", action, name, pod.Status.Message))
+			return
+		case pod.Node != m.opts.Node:
+			if m.peers == nil {
+				writeError(w, fmt.Errorf("%s %s: the pod runs on node %s, which this node cannot reach", action, name, pod.Node))
+				return
+			}
+			addr, err := m.nodeAPI(pod.Node)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			c, err := m.peers.client(addr)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			res, err := c.PodAction(r.Context(), name, action, req)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, res)
+			return
+		}
+		var grace *time.Duration
+		if req.Timeout != nil {
+			g := time.Duration(*req.Timeout) * time.Second
+			grace = &g
+		}
+		p, err := m.local.PodAction(r.Context(), name, action, grace)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, api.PodActionResult{Pod: p})
+	}
+}

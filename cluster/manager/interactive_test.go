@@ -1,0 +1,268 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// oneNodeRaft is a leader of one with a fixed store.
+type oneNodeRaft struct{ st *state.Store }
+
+func (r oneNodeRaft) Apply(context.Context, state.Command) (uint64, error) {
+	return 0, errors.New("read-only test store")
+}
+func (r oneNodeRaft) IsLeader() bool                            { return true }
+func (r oneNodeRaft) LeaderCh() <-chan bool                     { return nil }
+func (r oneNodeRaft) Leader() string                            { return "n1" }
+func (r oneNodeRaft) LeaderAddr() (string, string)              { return "127.0.0.1:1", "n1" }
+func (r oneNodeRaft) State() *state.Store                       { return r.st }
+func (r oneNodeRaft) Servers() ([]raftstore.Server, error)      { return nil, nil }
+func (r oneNodeRaft) AddServer(string, string, bool) error      { return nil }
+func (r oneNodeRaft) RemoveServer(string) error                 { return nil }
+func (l *scriptedLocal) CheckPort(netip.AddrPort, string) error { return nil }
+
+// scriptedLocal answers sessions from their command line:
+//
+//	echo:      copy stdin to stdout, "bye" to stderr, exit 3
+//	sizes N:   print the first N terminal sizes received, exit 0
+//	fail:      an error (the command could not run)
+type scriptedLocal struct{ Local }
+
+func (l *scriptedLocal) Exec(ctx context.Context, pod string, req api.ExecRequest, stdio api.IO) (int, error) {
+	switch req.Cmd[0] {
+	case "echo":
+		if _, err := io.Copy(stdio.Stdout, stdio.Stdin); err != nil {
+			return 0, err
+		}
+		fmt.Fprint(stdio.Stderr, "bye")
+		return 3, nil
+	case "sizes":
+		n, _ := strconv.Atoi(req.Cmd[1])
+		for range n {
+			select {
+			case s := <-stdio.Resize:
+				fmt.Fprintf(stdio.Stdout, "%dx%d\n", s.Width, s.Height)
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		return 0, nil
+	}
+	return 0, fmt.Errorf("exec in %s: no such command %s", pod, req.Cmd[0])
+}
+
+func (l *scriptedLocal) RunOneOff(_ context.Context, project, service string, req api.RunRequest, stdio api.IO) (int, error) {
+	fmt.Fprintf(stdio.Stdout, "%s on %s rm=%v", req.Name, req.Node, req.Rm)
+	return 5, nil
+}
+
+func (l *scriptedLocal) PodAction(_ context.Context, pod, action string, grace *time.Duration) (api.Pod, error) {
+	return api.Pod{Name: pod, Status: api.PodStatus{State: api.PodExited, Message: fmt.Sprintf("%s %v", action, *grace)}}, nil
+}
+
+// newStreamTestAPI serves a manager of node n1 (pods shop-web-1 on n1,
+// shop-far-1 on n2 which is unreachable) on a unix socket.
+func newStreamTestAPI(t *testing.T) *api.HTTPClient {
+	t.Helper()
+	st := state.New()
+	svc := func(name string, constraints ...string) api.ServiceSpec {
+		return api.ServiceSpec{Project: "shop", Name: name, Image: "x", Replicas: 1,
+			Placement: api.Placement{Constraints: constraints}}
+	}
+	err := st.Update(1, func(tx *state.Txn) error {
+		for _, cmd := range []state.Command{
+			&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{
+				svc("web"), svc("far"), svc("nowhere", "node.hostname==n9")}}},
+			&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}},
+			&state.CreatePods{Pods: []api.Pod{
+				{Name: "shop-web-1", Project: "shop", Service: "web", Index: 1, Labels: map[string]string{}},
+				{Name: "shop-far-1", Project: "shop", Service: "far", Index: 1, Labels: map[string]string{}},
+			}},
+			&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1", "shop-far-1": "n2"}},
+		} {
+			if err := tx.Apply(cmd); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(oneNodeRaft{st}, &scriptedLocal{}, Options{Node: "n1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	c, err := api.NewClient("unix://"+sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// drain reads frames until the last one and returns stdout, stderr and the
+// exit code or error message.
+func drain(t *testing.T, s *api.Stream) (stdout, stderr string, code int, errMsg string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	for {
+		typ, p, err := s.ReadFrame()
+		if err != nil {
+			t.Fatalf("read frame: %v (stdout %q)", err, o.String())
+		}
+		switch typ {
+		case api.FrameStdout:
+			o.Write(p)
+		case api.FrameStderr:
+			e.Write(p)
+		case api.FrameExit:
+			code, err := api.DecodeExitCode(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o.String(), e.String(), code, ""
+		case api.FrameError:
+			return o.String(), e.String(), 0, string(p)
+		default:
+			t.Fatalf("unexpected frame %d from the agent", typ)
+		}
+	}
+}
+
+func TestExecStream(t *testing.T) {
+	c := newStreamTestAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("stdin, stdout, stderr and the exit code", func(t *testing.T) {
+		s, err := c.Exec(ctx, "shop-web-1", api.ExecRequest{Cmd: []string{"echo"}, Stdin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		big := strings.Repeat("x", api.MaxFramePayload+10) // split over frames
+		if _, err := io.WriteString(s.Writer(api.FrameStdin), "hello "+big); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteFrame(api.FrameStdinClose, nil); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code, msg := drain(t, s)
+		if out != "hello "+big || errOut != "bye" || code != 3 || msg != "" {
+			t.Fatalf("got stdout %d bytes, stderr %q, exit %d, error %q", len(out), errOut, code, msg)
+		}
+	})
+
+	t.Run("terminal sizes: the initial one, then resizes", func(t *testing.T) {
+		s, err := c.Exec(ctx, "shop-web-1", api.ExecRequest{Cmd: []string{"sizes", "2"}, Tty: true,
+			Size: api.TermSize{Height: 24, Width: 80}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.WriteFrame(api.FrameResize, api.EncodeTermSize(api.TermSize{Height: 50, Width: 132})); err != nil {
+			t.Fatal(err)
+		}
+		out, _, code, msg := drain(t, s)
+		if out != "80x24\n132x50\n" || code != 0 || msg != "" {
+			t.Fatalf("got %q exit %d error %q", out, code, msg)
+		}
+	})
+
+	t.Run("a command that cannot run ends with an error frame", func(t *testing.T) {
+		s, err := c.Exec(ctx, "shop-web-1", api.ExecRequest{Cmd: []string{"nope"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, _, _, msg := drain(t, s); !strings.Contains(msg, "no such command nope") {
+			t.Fatalf("error frame %q", msg)
+		}
+	})
+
+	errs := []struct {
+		name       string
+		do         func() error
+		wantStatus int
+		wantMsg    string
+	}{
+		{"unknown pod", func() error {
+			_, err := c.Exec(ctx, "shop-nope-1", api.ExecRequest{Cmd: []string{"echo"}})
+			return err
+		}, http.StatusNotFound, "no pod shop-nope-1"},
+		{"no command", func() error {
+			_, err := c.Exec(ctx, "shop-web-1", api.ExecRequest{})
+			return err
+		}, http.StatusBadRequest, "no command"},
+		{"no upgrade", func() error {
+			return c.Do(ctx, http.MethodPost, "/v1/pods/shop-web-1/exec", api.ExecRequest{Cmd: []string{"echo"}}, nil)
+		}, http.StatusBadRequest, "connection upgrade"},
+		{"pod on an unreachable node", func() error {
+			_, err := c.Exec(ctx, "shop-far-1", api.ExecRequest{Cmd: []string{"echo"}})
+			return err
+		}, http.StatusInternalServerError, "node n2, which this node cannot reach"},
+		{"run: placement fits no node", func() error {
+			_, _, err := c.Run(ctx, "shop", "nowhere", api.RunRequest{})
+			return err
+		}, http.StatusConflict, "placement constraints"},
+		{"run: unknown service", func() error {
+			_, _, err := c.Run(ctx, "shop", "nope", api.RunRequest{})
+			return err
+		}, http.StatusNotFound, "no service nope"},
+	}
+	for _, tc := range errs {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.do()
+			var ae *api.APIError
+			if !errors.As(err, &ae) || ae.Status != tc.wantStatus || !strings.Contains(ae.Message, tc.wantMsg) {
+				t.Fatalf("err = %v, want HTTP %d with %q", err, tc.wantStatus, tc.wantMsg)
+			}
+		})
+	}
+}
+
+func TestRunStreamAndPodAction(t *testing.T) {
+	c := newStreamTestAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	s, name, err := c.Run(ctx, "shop", "web", api.RunRequest{Rm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(name, "shop-web-run-") {
+		t.Errorf("one-off pod name %q, want shop-web-run-*", name)
+	}
+	out, _, code, msg := drain(t, s)
+	if out != name+" on n1 rm=true" || code != 5 || msg != "" {
+		t.Fatalf("run: stdout %q exit %d error %q", out, code, msg)
+	}
+
+	timeout := 4
+	res, err := c.PodAction(ctx, "shop-web-1", "stop", api.PodActionRequest{Timeout: &timeout})
+	if err != nil || res.Pod.Status.Message != "stop 4s" {
+		t.Fatalf("stop: %+v, %v", res, err)
+	}
+}
