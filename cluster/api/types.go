@@ -211,7 +211,7 @@ type UpdateConfig struct {
 }
 
 // UpdateSettings returns the effective update (or, while rolling back, the
-// rollback) settings with defaults filled in: parallelism 1, monitor 5s,
+// rollback) settings with defaults filled in: parallelism 1, monitor 0,
 // failure action pause, order by HasHostData.
 func (s ServiceSpec) UpdateSettings(rollingBack bool) UpdateConfig {
 	c := UpdateConfig{Parallelism: 1}
@@ -221,7 +221,9 @@ func (s ServiceSpec) UpdateSettings(rollingBack bool) UpdateConfig {
 		c = *s.Update
 	}
 	if c.Monitor == nil {
-		d := Duration(5 * time.Second)
+		// Like Kubernetes' minReadySeconds (0), not swarm's 5s: a new pod
+		// counts as soon as it is ready (healthy, with a healthcheck).
+		var d Duration
 		c.Monitor = &d
 	}
 	if c.FailureAction == "" {
