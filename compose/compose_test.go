@@ -467,7 +467,6 @@ func TestWarnings(t *testing.T) {
 				`service "more": key "deploy.endpoint_mode" is not supported by dev yet and is ignored`,
 				`service "more": key "deploy.mode" is not supported by dev yet and is ignored`,
 				`service "more": key "deploy.restart_policy" is not supported by dev yet and is ignored`,
-				`service "more": key "develop" is not supported by dev yet and is ignored`,
 				`service "more": key "devices" is not supported by dev yet and is ignored`,
 				`service "more": key "dns" is not supported by dev yet and is ignored`,
 				`service "more": key "extra_hosts" is not supported by dev yet and is ignored`,

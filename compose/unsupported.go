@@ -103,6 +103,8 @@ var supported = newAttrs(
 	"networks.*.aliases",
 	"deploy.update_config", "deploy.rollback_config",
 	"deploy.placement.constraints", "deploy.placement.preferences.[].spread", "deploy.placement.max_replicas_per_node",
+	"develop.watch.[].path", "develop.watch.[].action", "develop.watch.[].target", // read by the CLI (dev up --watch)
+	"develop.watch.[].ignore", "develop.watch.[].include", "develop.watch.[].initial_sync",
 	"profiles", // applied by the loader
 	"extends",  // applied by the loader
 )
@@ -143,7 +145,27 @@ func unsupported(s types.ServiceConfig, w *warner) {
 		w.add("(service)", fmt.Sprintf("cannot inspect attributes: %v", err))
 		return
 	}
+	dropEmptyWatchExec(m)
 	walkAttrs(m, supported, nil, func(key string) { w.add(key, "") })
+}
+
+// dropEmptyWatchExec removes the "exec" hook JSON encoding gives every
+// develop.watch rule ({"command": null}) when the rule sets none.
+func dropEmptyWatchExec(m map[string]any) {
+	develop, _ := m["develop"].(map[string]any)
+	rules, _ := develop["watch"].([]any)
+	for _, r := range rules {
+		rule, _ := r.(map[string]any)
+		if exec, ok := rule["exec"].(map[string]any); ok {
+			empty := true
+			for _, v := range exec {
+				empty = empty && isEmpty(v)
+			}
+			if empty {
+				delete(rule, "exec")
+			}
+		}
+	}
 }
 
 func walkAttrs(v any, a attrs, key []string, report func(string)) {

@@ -32,6 +32,9 @@ type Options struct {
 	Labels  map[string]string
 	// APIAddr is this node's HTTPS API address, recorded in its node entry.
 	APIAddr string
+	// Cluster is the cluster's identity (label dev.cluster): containers of
+	// other clusters on a shared Engine are never touched.
+	Cluster string
 	// Resync is the period of a full pass over pods and containers.
 	Resync time.Duration
 	// Heartbeat is the period of node heartbeats.
@@ -223,7 +226,7 @@ func (a *Agent) gc(ctx context.Context) {
 		return
 	}
 	for _, c := range cs {
-		if c.Labels[api.LabelNode] != a.opts.Node || c.Pod == "" {
+		if c.Labels[api.LabelNode] != a.opts.Node || c.Pod == "" || !a.ours(c) {
 			continue
 		}
 		if c.Labels[LabelOneOff] == "true" {
@@ -273,4 +276,11 @@ func (a *Agent) LoadImage(ctx context.Context, r io.Reader) error { return a.d.L
 // RemoveVolumes removes a project's named volumes on this node.
 func (a *Agent) RemoveVolumes(ctx context.Context, project string) error {
 	return a.d.RemoveVolumes(ctx, project)
+}
+
+// ours reports whether a container belongs to this agent's cluster (old
+// containers without the label count as ours).
+func (a *Agent) ours(c Container) bool {
+	cl, ok := c.Labels[api.LabelCluster]
+	return !ok || a.opts.Cluster == "" || cl == a.opts.Cluster
 }

@@ -59,6 +59,13 @@ type Driver interface {
 	// ends. It leaves the container for the caller to remove. Errors:
 	// ErrImageNotFound as Create.
 	RunAttached(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, tty bool, stdio api.IO) (int, error)
+
+	// CopyTo extracts the tar archive r into directory dir (absolute) of
+	// container id, creating dir and its parents when missing, as `docker cp`.
+	CopyTo(ctx context.Context, id, dir string, r io.Reader) error
+	// RemoveFiles removes paths (absolute, recursively) from the running
+	// container id; paths that do not exist are not an error.
+	RemoveFiles(ctx context.Context, id string, paths []string) error
 }
 
 // Container is a managed container as the driver sees it.

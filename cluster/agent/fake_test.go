@@ -1,10 +1,12 @@
 package agent_test
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -35,7 +37,8 @@ type fakeDriver struct {
 	nextID     int
 	nextIP     int
 	subnets    []string
-	sub        chan string // current Events subscriber, nil if none
+	files      map[string]map[string]string // container ID -> path -> content (CopyTo)
+	sub        chan string                  // current Events subscriber, nil if none
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -376,4 +379,68 @@ func (f *fakeDriver) RunAttached(ctx context.Context, pod *api.Pod, spec *api.Se
 	c.State, c.ExitCode, c.StartedAt, c.FinishedAt = "exited", 0, time.Now().UTC(), time.Now().UTC()
 	f.notify(pod.Name)
 	return 0, nil
+}
+
+// CopyTo records the archive's regular files under dir, by container.
+func (f *fakeDriver) CopyTo(_ context.Context, id, dir string, r io.Reader) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return fmt.Errorf("copy to %s: %w", id, agent.ErrNotFound)
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		if f.files == nil {
+			f.files = map[string]map[string]string{}
+		}
+		if f.files[c.ID] == nil {
+			f.files[c.ID] = map[string]string{}
+		}
+		f.files[c.ID][path.Join(dir, h.Name)] = string(b)
+	}
+}
+
+// RemoveFiles forgets the recorded files at or below paths.
+func (f *fakeDriver) RemoveFiles(_ context.Context, id string, paths []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil || !c.Running() {
+		return fmt.Errorf("remove files in %s: not running", id)
+	}
+	for name := range f.files[c.ID] {
+		for _, p := range paths {
+			if name == p || strings.HasPrefix(name, p+"/") {
+				delete(f.files[c.ID], name)
+			}
+		}
+	}
+	return nil
+}
+
+// fileSet returns the recorded files of a pod's container.
+func (f *fakeDriver) fileSet(pod string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	if c := f.containers[pod]; c != nil {
+		for k, v := range f.files[c.ID] {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -104,8 +104,8 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 	if ierr != nil && !errors.Is(ierr, ErrNotFound) {
 		return false, 0, false, fmt.Errorf("inspect: %w", ierr)
 	}
-	if exists && c.Labels[api.LabelNode] != "" && c.Labels[api.LabelNode] != a.opts.Node {
-		exists = false // another node's container on a shared engine: not ours
+	if exists && ((c.Labels[api.LabelNode] != "" && c.Labels[api.LabelNode] != a.opts.Node) || !a.ours(c)) {
+		exists = false // another node's or cluster's container on a shared engine: not ours
 	}
 
 	// Teardown.

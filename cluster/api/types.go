@@ -25,6 +25,10 @@ const (
 	LabelSpec = "dev.spec"
 	// LabelManaged marks every Docker object (container, volume) dev owns.
 	LabelManaged = "dev.managed"
+	// LabelCluster names the cluster (its CA fingerprint) a container
+	// belongs to, so that agents of different clusters sharing an Engine
+	// never take each other's containers for orphans.
+	LabelCluster = "dev.cluster"
 )
 
 // Pod states as shown by `dev ps`.

@@ -44,6 +44,7 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/internal/volumes/{project}", m.handleInternalVolumes)
 	mux.HandleFunc("GET /v1/internal/image", m.handleImage)
 	m.registerInteractive(mux) // exec, run, stop/start/restart: interactive.go
+	m.registerFiles(mux)       // copy files into / remove files from pods: files.go
 	return requireCert(mux)
 }
 

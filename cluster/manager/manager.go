@@ -53,6 +53,12 @@ type Local interface {
 	Exec(ctx context.Context, pod string, req api.ExecRequest, stdio api.IO) (int, error)
 	RunOneOff(ctx context.Context, project, service string, req api.RunRequest, stdio api.IO) (int, error)
 	PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error)
+
+	// CopyFiles extracts a tar archive into directory dir of the running
+	// container of a pod of this node; RemoveFiles removes paths from it
+	// (see files.go).
+	CopyFiles(ctx context.Context, pod, dir string, archive io.Reader) error
+	RemoveFiles(ctx context.Context, pod string, paths []string) error
 }
 
 // Options configure the manager.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/manager"
 	"github.com/devhq/dev/cluster/overlay"
+	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 	"github.com/devhq/dev/dns"
@@ -157,7 +159,7 @@ func (n *Node) Run(ctx context.Context) error {
 	drv := docker.New(dcli, docker.Options{
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
 		SecretsDir: filepath.Join(cfg.DataDir, "secrets"), DNSDomain: clusterDomain,
-		MTU: podMTU(cfg.AdvertiseAddr),
+		MTU: podMTU(cfg.AdvertiseAddr), Cluster: clusterLabel(creds),
 	})
 	svcCIDR, err := netip.ParsePrefix(cfg.ServiceCIDR)
 	if err != nil {
@@ -167,7 +169,8 @@ func (n *Node) Run(ctx context.Context) error {
 	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), n.log)
 
 	ctrlOpts := controller.Options{NodeGrace: cfg.NodeGrace}
-	agentOpts := agent.Options{Node: cfg.Name, Address: cfg.AdvertiseAddr, APIAddr: n.addr(cfg.APIPort), Labels: cfg.Labels}
+	agentOpts := agent.Options{Node: cfg.Name, Address: cfg.AdvertiseAddr, APIAddr: n.addr(cfg.APIPort),
+		Labels: cfg.Labels, Cluster: clusterLabel(creds)}
 	failedTimeout := 30 * time.Second
 	if cfg.Fast {
 		ctrlOpts.Resync = time.Second
@@ -347,4 +350,9 @@ func addrIsLocal(a netip.Addr) bool {
 	}
 	c.Close()
 	return true
+}
+
+// clusterLabel is the cluster's identity on containers: its CA fingerprint.
+func clusterLabel(c *credentials) string {
+	return strings.TrimPrefix(pki.Fingerprint(c.id.CACert), "sha256:")[:16]
 }

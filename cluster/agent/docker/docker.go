@@ -70,6 +70,8 @@ type Options struct {
 	// SecretsDir is where secret files are written, one directory per pod
 	// (default: <tmp>/dev-secrets).
 	SecretsDir string
+	// Cluster, when set, is put in label dev.cluster of every container.
+	Cluster string
 	// DNSDomain, when set, makes containers use the cluster DNS server on the
 	// pod network's gateway, with "<project>.<DNSDomain>" as search domain.
 	DNSDomain string
@@ -270,7 +272,7 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 		Env:          envList(spec.Environment),
 		Image:        image,
 		WorkingDir:   spec.WorkingDir,
-		Labels:       containerLabels(pod, spec, project, d.opts.Node),
+		Labels:       d.withCluster(containerLabels(pod, spec, project, d.opts.Node)),
 		ExposedPorts: exposed,
 		Tty:          spec.Tty,
 		OpenStdin:    spec.StdinOpen,
@@ -396,6 +398,14 @@ func containerLabels(pod *api.Pod, spec *api.ServiceSpec, project, node string) 
 	labels[api.LabelService] = service
 	labels[api.LabelNode] = node
 	labels[api.LabelSpec] = pod.SpecHash
+	return labels
+}
+
+// withCluster adds the cluster label when the driver has one.
+func (d *Driver) withCluster(labels map[string]string) map[string]string {
+	if d.opts.Cluster != "" {
+		labels[api.LabelCluster] = d.opts.Cluster
+	}
 	return labels
 }
 

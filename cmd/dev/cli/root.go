@@ -83,6 +83,7 @@ func NewRootCommand() *cobra.Command {
 		NewExecCommand(g), NewRunCommand(g), // interactive sessions: exec.go, run.go
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
 		NewRollbackCommand(g),
+		NewWatchCommand(g), // watch.go (also dev up --watch)
 	)
 	return root
 }

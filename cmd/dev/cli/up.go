@@ -19,6 +19,7 @@ type upOptions struct {
 	scale   []string
 	build   bool
 	timeout time.Duration
+	watch   bool
 }
 
 // NewUpCommand is `dev up`.
@@ -38,6 +39,7 @@ func NewUpCommand(g *globals) *cobra.Command {
 	f.StringArrayVar(&o.scale, "scale", nil, "SERVICE=N: replicas of a service, overriding the file (repeatable)")
 	f.BoolVar(&o.build, "build", false, "build images before deploying, even when they exist")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the pods to run")
+	f.BoolVarP(&o.watch, "watch", "w", false, "then follow the services' develop.watch paths (sync, rebuild) until Ctrl-C; with -d the project keeps running afterwards")
 	return cmd
 }
 
@@ -49,6 +51,13 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 		return err
 	}
 	p := l.Project
+	var rules []watchRule // dev up --watch: watch.go
+	var notes []string
+	if o.watch {
+		if rules, notes, err = watchRules(l, nil); err != nil {
+			return err
+		}
+	}
 	if len(o.scale) > 0 {
 		want, err := parseScale(o.scale)
 		if err != nil {
@@ -93,6 +102,9 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 			return stopProject(g, c, p.Name, stdout)
 		}
 		return err
+	}
+	if o.watch {
+		return upWatch(ctx, g, c, dc, p, rules, notes, o, stdout, stderr)
 	}
 	if o.detach {
 		return nil

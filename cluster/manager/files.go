@@ -1,0 +1,125 @@
+package manager
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// The files API: copying files into, and removing files from, a pod's
+// container (`dev up --watch` sync actions). Like the interactive API it is
+// served by the node that runs the pod; any other node relays the request
+// there over mutual TLS, the archive streamed through.
+
+func (m *Manager) registerFiles(mux *http.ServeMux) {
+	mux.HandleFunc("PUT /v1/pods/{name}/files", m.handleCopyFiles)
+	mux.HandleFunc("DELETE /v1/pods/{name}/files", m.handleRemoveFiles)
+}
+
+// filesPod checks that the pod's container can take files and returns a
+// client for the node that runs it, or nil when this node does.
+func (m *Manager) filesPod(what, name string) (*api.HTTPClient, error) {
+	pod, ok := m.r.State().Pod(name)
+	switch {
+	case !ok:
+		return nil, notFound("no pod %s", name)
+	case pod.Deleting:
+		return nil, conflict("%s %s: the pod is being removed", what, name)
+	case pod.Node == "":
+		return nil, conflict("%s %s: the pod is not scheduled yet (%s)", what, name, pod.Status.Message)
+	case pod.Status.State != api.PodRunning:
+		return nil, conflict("%s %s: the pod is not running (%s)", what, name, pod.Status.State)
+	case pod.Node == m.opts.Node:
+		return nil, nil
+	}
+	if m.peers == nil {
+		return nil, fmt.Errorf("%s %s: the pod runs on node %s, which this node cannot reach", what, name, pod.Node)
+	}
+	addr, err := m.nodeAPI(pod.Node)
+	if err != nil {
+		return nil, err
+	}
+	return m.peers.client(addr)
+}
+
+// cleanAbs returns p cleaned when it is absolute.
+func cleanAbs(p string) (string, bool) {
+	if !path.IsAbs(p) {
+		return "", false
+	}
+	return path.Clean(p), true
+}
+
+func (m *Manager) handleCopyFiles(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	dir, ok := cleanAbs(r.URL.Query().Get("path"))
+	if !ok {
+		writeError(w, invalid("copy files to %s: path %q: want an absolute directory", name, r.URL.Query().Get("path")))
+		return
+	}
+	peer, err := m.filesPod("copy files to", name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if peer != nil {
+		res, err := peer.CopyFiles(r.Context(), name, dir, r.Body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, res)
+		return
+	}
+	if err := m.local.CopyFiles(r.Context(), name, dir, r.Body); err != nil {
+		writeError(w, err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, r.Body) // tar padding the extraction did not read
+	writeJSON(w, api.FilesResult{Pod: name, Node: m.opts.Node})
+}
+
+func (m *Manager) handleRemoveFiles(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req api.RemoveFilesRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&req); err != nil {
+		writeError(w, invalid("decode request: %v", err))
+		return
+	}
+	if len(req.Paths) == 0 {
+		writeError(w, invalid("remove files in %s: no paths given", name))
+		return
+	}
+	paths := make([]string, 0, len(req.Paths))
+	for _, p := range req.Paths {
+		c, ok := cleanAbs(p)
+		if !ok || c == "/" {
+			writeError(w, invalid("remove files in %s: path %q: want an absolute path below /", name, p))
+			return
+		}
+		paths = append(paths, c)
+	}
+	peer, err := m.filesPod("remove files in", name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if peer != nil {
+		res, err := peer.RemoveFiles(r.Context(), name, paths)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, res)
+		return
+	}
+	if err := m.local.RemoveFiles(r.Context(), name, paths); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.FilesResult{Pod: name, Node: m.opts.Node})
+}
