@@ -11,7 +11,7 @@ EXAMPLE_SERVICES := examples/hello/web examples/hello/backend
 EXAMPLE_BINS     := $(foreach d,$(EXAMPLE_SERVICES),$(d)/$(notdir $(d)))
 EXAMPLE_COMPOSE  := examples/hello/compose.yaml
 
-.PHONY: all build example-bins example test vet bench clean
+.PHONY: all build example-bins example test vet bench bench-quick clean
 
 all: build
 
@@ -34,8 +34,26 @@ vet:
 test: vet
 	$(GO) test -count=1 -p 1 -timeout $(TIMEOUT) ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Benchmarks against real peers (docker-compose, the raw Engine API, swarm
+# mode), the data path, the control plane at scale and failover on three
+# simulated hosts; records in bench/out, report in BENCHMARKS.md and
+# bench/plots. About 40 minutes on a 2-core machine.
+bench: build
+	$(GO) run ./bench/peers
+	$(GO) run ./bench/controlplane
+	bench/datapath.sh
+	DEV_BENCH=1 $(GO) test -count=1 -run TestFailoverBenchmark -v -timeout 40m ./test/e2e/
+	$(GO) run ./bench/report
+
+# The same harness in a couple of minutes (one run, small sizes), writing to
+# a scratch directory: CI runs it so that the benchmarks cannot rot.
+BENCH_QUICK_OUT ?= $(CURDIR)/bench/out/quick
+bench-quick: build
+	rm -rf $(BENCH_QUICK_OUT)
+	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) $(GO) run ./bench/peers -quick
+	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) $(GO) run ./bench/controlplane -quick
+	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) bench/datapath.sh --quick
+	$(GO) run ./bench/report -in $(BENCH_QUICK_OUT) -md $(BENCH_QUICK_OUT)/BENCHMARKS.md -plots $(BENCH_QUICK_OUT)/plots
 
 clean:
 	rm -rf bin bench/out
