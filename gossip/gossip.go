@@ -244,6 +244,14 @@ func (g *Gossip) serfConfig(eventCh chan<- serf.Event) *serf.Config {
 	sc.TombstoneTimeout = g.cfg.ReconnectTimeout
 	sc.DisableCoordinates = true
 
+	// A LAN cluster: probe twice as often as memberlist's LAN defaults and
+	// suspect for shorter (1.5s instead of 4s with few nodes), so that a
+	// dead node is declared failed in ~2s and its pods move within the
+	// grace period plus a few seconds.
+	ml.ProbeInterval = 500 * time.Millisecond
+	ml.ProbeTimeout = 250 * time.Millisecond
+	ml.SuspicionMult = 3
+	ml.GossipInterval = 100 * time.Millisecond
 	if g.cfg.Fast {
 		ml.ProbeInterval = 200 * time.Millisecond
 		ml.ProbeTimeout = 100 * time.Millisecond
