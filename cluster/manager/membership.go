@@ -78,7 +78,9 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		case "alive":
 			delete(failedSince, mb.Name)
 			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeDown {
-				n.Status, n.DownSince = api.NodeReady, time.Time{}
+				// Alive again: gossip is fresher than the last agent heartbeat,
+				// which the node monitor would otherwise find stale at once.
+				n.Status, n.DownSince, n.Heartbeat = api.NodeReady, time.Time{}, now.UTC()
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
 			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] {
