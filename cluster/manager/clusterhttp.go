@@ -157,14 +157,7 @@ func (m *Manager) forwardLogs(w http.ResponseWriter, r *http.Request, pod api.Po
 		writeError(w, err)
 		return
 	}
-	defer body.Close()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	fw := flushWriter{w: w}
-	if f, ok := w.(http.Flusher); ok {
-		fw.f = f
-	}
-	_, _ = io.Copy(fw, body)
+	streamText(w, body)
 }
 
 // removeVolumesEverywhere removes a project's volumes on every ready node.

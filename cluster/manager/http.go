@@ -333,6 +333,12 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	streamText(w, rc)
+}
+
+// streamText copies a text stream (logs) to the answer, flushing every
+// write so that followers see lines as they come, and closes it.
+func streamText(w http.ResponseWriter, rc io.ReadCloser) {
 	defer rc.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)

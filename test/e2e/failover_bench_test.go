@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -160,49 +159,9 @@ func TestFailoverBenchmark(t *testing.T) {
 // bootstrap and `dev join`, without --fast and with the default grace period.
 func fbDevCluster(t *testing.T, hosts []*testHost) []*member {
 	t.Helper()
-	args := func(h *testHost) []string { return []string{"--node-name", h.Name, "--advertise-addr", h.IP} }
-	var ms []*member
-	t.Cleanup(func() {
-		for _, m := range ms {
-			m.stop()
-			if t.Failed() {
-				if b, err := os.ReadFile(filepath.Join(m.dir, "agent.log")); err == nil {
-					t.Logf("agent log of %s:\n%s", m.name, lastLines(string(b), 40))
-				}
-			}
-			os.RemoveAll(m.dir)
-		}
+	return newMultiClusterWith(t, hosts, nil, func(h *testHost) []string {
+		return []string{"--node-name", h.Name, "--advertise-addr", h.IP}
 	})
-	for i, h := range hosts {
-		dir, err := os.MkdirTemp("", "dev-e2e-"+h.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := &member{h: h, dir: dir, name: h.Name}
-		ms = append(ms, m)
-		if i > 0 {
-			joinMember(t, ms[0], m, args(h))
-			continue
-		}
-		cmd := h.Command(m.env(), devBin, append([]string{"agent", "--data-dir", dir}, args(h)...)...)
-		logf, err := os.Create(filepath.Join(dir, "agent.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		logf.Close()
-		m.pid = cmd.Process.Pid
-		go func() { _ = cmd.Wait() }()
-		eventually(t, 60*time.Second, "first node answers", func() error {
-			_, err := m.dev(t, "token")
-			return err
-		})
-	}
-	return ms
 }
 
 // fbDev measures runs failovers of a dev cluster on hosts; ms[0] (h1) is the

@@ -108,6 +108,12 @@ func agentArgs(h *testHost, name string) []string {
 // `dev join`, as a user would.
 func newMultiCluster(t *testing.T, hosts []*testHost, labels map[string]string) []*member {
 	t.Helper()
+	return newMultiClusterWith(t, hosts, labels, func(h *testHost) []string { return agentArgs(h, h.Name) })
+}
+
+// newMultiClusterWith is newMultiCluster with the agent flags args gives.
+func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]string, agentFlags func(*testHost) []string) []*member {
+	t.Helper()
 	var ms []*member
 	t.Cleanup(func() {
 		for _, m := range ms {
@@ -127,7 +133,7 @@ func newMultiCluster(t *testing.T, hosts []*testHost, labels map[string]string) 
 		}
 		m := &member{h: h, dir: dir, name: h.Name}
 		ms = append(ms, m)
-		args := agentArgs(h, h.Name)
+		args := agentFlags(h)
 		if l := labels[h.Name]; l != "" {
 			args = append(args, "--label", l)
 		}
