@@ -37,7 +37,7 @@ func main() {
 	}
 	path := *out
 	if path == "" {
-		path = results.Dir() + "/" + r.Measure + ".jsonl"
+		path = results.Dir() + "/" + results.Slug(r.Measure) + ".jsonl"
 	}
 	if err := results.Append(path, r); err != nil {
 		fmt.Fprintln(os.Stderr, "record:", err)

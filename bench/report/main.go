@@ -45,7 +45,7 @@ func main() {
 			fail(err)
 		}
 		for _, m := range measures(recs) {
-			if err := chart(m, byMeasure(recs, m), filepath.Join(*plots, m+".png")); err != nil {
+			if err := chart(m, byMeasure(recs, m), filepath.Join(*plots, results.Slug(m)+".png")); err != nil {
 				fail(err)
 			}
 		}
@@ -131,7 +131,7 @@ func render(recs []results.Record, plots string) string {
 		rs := byMeasure(recs, m)
 		fmt.Fprintf(&b, "\n### %s\n\n", m)
 		if plots != "" {
-			fmt.Fprintf(&b, "![%s](%s)\n\n", m, filepath.ToSlash(filepath.Join(plots, m+".png")))
+			fmt.Fprintf(&b, "![%s](%s)\n\n", m, filepath.ToSlash(filepath.Join(plots, results.Slug(m)+".png")))
 		}
 		b.WriteString("| case | tool | runs | median | spread | ratio dev/baseline | note |\n|---|---|---|---|---|---|---|\n")
 		for _, r := range rs {

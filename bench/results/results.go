@@ -120,3 +120,15 @@ func Dir() string {
 		}
 	}
 }
+
+// Slug turns a measure name into a file name: "datapath req/s" ->
+// "datapath-req-s".
+func Slug(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
