@@ -100,7 +100,12 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 			if _, ok := failedSince[mb.Name]; !ok {
 				failedSince[mb.Name] = now
 			}
-			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeReady {
+			// Down unless its agent has heartbeated since gossip saw it fail:
+			// after a partition heals, raft and the API reconnect at once but
+			// gossip may take a reconnect interval (30s by default) to see the
+			// member alive again; marking it down meanwhile would undo each
+			// heartbeat and keep the node out of scheduling.
+			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeReady && n.Heartbeat.Before(failedSince[mb.Name]) {
 				n.Status, n.DownSince = api.NodeDown, now.UTC()
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
