@@ -143,16 +143,12 @@ func (m *Manager) nodeAPI(name string) (string, error) {
 
 // forwardLogs streams a pod's logs from the node that runs it.
 func (m *Manager) forwardLogs(w http.ResponseWriter, r *http.Request, pod api.Pod) {
-	if m.peers == nil {
-		writeError(w, fmt.Errorf("logs of %s: pod runs on node %s, which this node cannot reach", pod.Name, pod.Node))
-		return
-	}
-	addr, err := m.nodeAPI(pod.Node)
+	c, err := m.nodeClient(pod.Node)
 	if err != nil {
-		writeError(w, err)
+		writeError(w, fmt.Errorf("logs of %s: %w", pod.Name, err))
 		return
 	}
-	body, err := m.peers.stream(r.Context(), addr, r.URL.RequestURI())
+	body, err := c.Stream(r.Context(), http.MethodGet, r.URL.RequestURI())
 	if err != nil {
 		writeError(w, err)
 		return

@@ -23,27 +23,20 @@ func (m *Manager) registerFiles(mux *http.ServeMux) {
 // filesPod checks that the pod's container can take files and returns a
 // client for the node that runs it, or nil when this node does.
 func (m *Manager) filesPod(what, name string) (*api.HTTPClient, error) {
-	pod, ok := m.r.State().Pod(name)
+	pod, err := m.placedPod(what, name)
 	switch {
-	case !ok:
-		return nil, notFound("no pod %s", name)
-	case pod.Deleting:
-		return nil, conflict("%s %s: the pod is being removed", what, name)
-	case pod.Node == "":
-		return nil, conflict("%s %s: the pod is not scheduled yet (%s)", what, name, pod.Status.Message)
+	case err != nil:
+		return nil, err
 	case pod.Status.State != api.PodRunning:
 		return nil, conflict("%s %s: the pod is not running (%s)", what, name, pod.Status.State)
 	case pod.Node == m.opts.Node:
 		return nil, nil
 	}
-	if m.peers == nil {
-		return nil, fmt.Errorf("%s %s: the pod runs on node %s, which this node cannot reach", what, name, pod.Node)
-	}
-	addr, err := m.nodeAPI(pod.Node)
+	c, err := m.nodeClient(pod.Node)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
-	return m.peers.client(addr)
+	return c, nil
 }
 
 // cleanAbs returns p cleaned when it is absolute.

@@ -71,18 +71,12 @@ func (m *Manager) handleExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("exec needs a connection upgrade (Connection: Upgrade, Upgrade: %s)", api.StreamProtocol))
 		return
 	}
-	pod, ok := m.r.State().Pod(name)
-	switch {
-	case !ok:
-		writeError(w, notFound("no pod %s", name))
+	pod, err := m.placedPod("exec in", name)
+	if err != nil {
+		writeError(w, err)
 		return
-	case pod.Deleting:
-		writeError(w, conflict("exec in %s: the pod is being removed", name))
-		return
-	case pod.Node == "":
-		writeError(w, conflict("exec in %s: the pod is not scheduled yet (%s)", name, pod.Status.Message))
-		return
-	case pod.Node != m.opts.Node:
+	}
+	if pod.Node != m.opts.Node {
 		m.relayStream(w, r, pod.Node, body)
 		return
 	}
@@ -296,16 +290,7 @@ func (m *Manager) serveStream(w http.ResponseWriter, r *http.Request, hdr http.H
 // relayStream forwards an interactive request to the node that serves it,
 // then relays the upgraded stream both ways, unchanged.
 func (m *Manager) relayStream(w http.ResponseWriter, r *http.Request, node string, body []byte) {
-	if m.peers == nil {
-		writeError(w, fmt.Errorf("the pod runs on node %s, which this node cannot reach", node))
-		return
-	}
-	addr, err := m.nodeAPI(node)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	c, err := m.peers.client(addr)
+	c, err := m.nodeClient(node)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -354,30 +339,15 @@ func (m *Manager) handlePodAction(action string) http.HandlerFunc {
 			writeError(w, invalid("%s %s: timeout must be >= 0 seconds", action, name))
 			return
 		}
-		pod, ok := m.r.State().Pod(name)
-		switch {
-		case !ok:
-			writeError(w, notFound("no pod %s", name))
+		pod, err := m.placedPod(action, name)
+		if err != nil {
+			writeError(w, err)
 			return
-		case pod.Deleting:
-			writeError(w, conflict("%s %s: the pod is being removed", action, name))
-			return
-		case pod.Node == "":
-			writeError(w, conflict("%s %s: the pod is not scheduled yet (%s)", action, name, pod.Status.Message))
-			return
-		case pod.Node != m.opts.Node:
-			if m.peers == nil {
-				writeError(w, fmt.Errorf("%s %s: the pod runs on node %s, which this node cannot reach", action, name, pod.Node))
-				return
-			}
-			addr, err := m.nodeAPI(pod.Node)
+		}
+		if pod.Node != m.opts.Node {
+			c, err := m.nodeClient(pod.Node)
 			if err != nil {
-				writeError(w, err)
-				return
-			}
-			c, err := m.peers.client(addr)
-			if err != nil {
-				writeError(w, err)
+				writeError(w, fmt.Errorf("%s %s: %w", action, name, err))
 				return
 			}
 			res, err := c.PodAction(r.Context(), name, action, req)

@@ -152,3 +152,30 @@ func (m *Manager) handleInternalRegister(w http.ResponseWriter, r *http.Request)
 	}
 	writeJSON(w, got)
 }
+
+// nodeClient returns a client for another node's API.
+func (m *Manager) nodeClient(node string) (*api.HTTPClient, error) {
+	if m.peers == nil {
+		return nil, fmt.Errorf("the pod runs on node %s, which this node cannot reach", node)
+	}
+	addr, err := m.nodeAPI(node)
+	if err != nil {
+		return nil, err
+	}
+	return m.peers.client(addr)
+}
+
+// placedPod returns a pod that exists, is not being removed and is bound to
+// a node; what names the operation in errors ("exec in", "stop").
+func (m *Manager) placedPod(what, name string) (api.Pod, error) {
+	pod, ok := m.r.State().Pod(name)
+	switch {
+	case !ok:
+		return pod, notFound("no pod %s", name)
+	case pod.Deleting:
+		return pod, conflict("%s %s: the pod is being removed", what, name)
+	case pod.Node == "":
+		return pod, conflict("%s %s: the pod is not scheduled yet (%s)", what, name, pod.Status.Message)
+	}
+	return pod, nil
+}

@@ -74,6 +74,19 @@ func (lt localTerm) size() (api.TermSize, bool) {
 // command ends, and returns its exit code. With tty and stdin on a
 // terminal, the terminal is in raw mode meanwhile (keys, ^C included, go to
 // the command) and window size changes are sent along.
+// attachExit attaches like attach and turns a non-zero exit code of the
+// command into an *ExitError for main.
+func attachExit(ctx context.Context, s *api.Stream, sf sessionFlags, lt localTerm) error {
+	code, err := attach(ctx, s, sf, lt)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
 func attach(ctx context.Context, s *api.Stream, sf sessionFlags, lt localTerm) (int, error) {
 	defer s.Close()
 	done := make(chan struct{})

@@ -46,14 +46,7 @@ func NewExecCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			code, err := attach(ctx, s, o.session, lt)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &ExitError{Code: code}
-			}
-			return nil
+			return attachExit(ctx, s, o.session, lt)
 		},
 	}
 	cmd.Flags().SetInterspersed(false) // flags after SERVICE belong to the command

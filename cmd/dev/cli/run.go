@@ -55,14 +55,7 @@ func NewRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			code, err := attach(ctx, s, o.session, lt)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &ExitError{Code: code}
-			}
-			return nil
+			return attachExit(ctx, s, o.session, lt)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
