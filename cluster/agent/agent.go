@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,7 +155,7 @@ func (a *Agent) register(ctx context.Context) (api.Node, error) {
 	}
 	n, err := a.c.RegisterNode(ctx, api.Node{
 		Name: a.opts.Node, Address: a.opts.Address, APIAddr: a.opts.APIAddr, Labels: a.opts.Labels,
-		Status: api.NodeReady, Allocatable: res,
+		Status: api.NodeReady, Allocatable: res, Load: loadAverage(),
 	})
 	if err != nil {
 		return api.Node{}, fmt.Errorf("register node %s: %w", a.opts.Node, err)
@@ -283,4 +286,19 @@ func (a *Agent) RemoveVolumes(ctx context.Context, project string) error {
 func (a *Agent) ours(c Container) bool {
 	cl, ok := c.Labels[api.LabelCluster]
 	return !ok || a.opts.Cluster == "" || cl == a.opts.Cluster
+}
+
+// loadAverage is the host's one-minute load average, 0 where /proc/loadavg
+// cannot be read.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }

@@ -261,6 +261,27 @@ func (c *HTTPClient) Services(ctx context.Context, project string) ([]ServiceInf
 	return r, err
 }
 
+// Events returns the events after index; with wait > 0 it blocks until
+// there are some or wait passes (a blocking query).
+func (c *HTTPClient) Events(ctx context.Context, index uint64, wait time.Duration) (EventList, error) {
+	var r EventList
+	path := fmt.Sprintf("/v1/events?index=%d", index)
+	hc := c.hc
+	if wait > 0 {
+		path += "&wait=" + wait.String()
+		hc = c.stream // no client timeout: the server answers within wait
+	}
+	_, err := c.do(ctx, hc, http.MethodGet, path, nil, &r)
+	return r, err
+}
+
+// Dashboard returns where the agent serves its dashboard and a login link.
+func (c *HTTPClient) Dashboard(ctx context.Context) (DashboardInfo, error) {
+	var r DashboardInfo
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/dashboard", nil, &r)
+	return r, err
+}
+
 // Token implements Client.
 func (c *HTTPClient) Token(ctx context.Context, client string) (TokenResponse, error) {
 	var r TokenResponse

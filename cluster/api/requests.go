@@ -1,5 +1,7 @@
 package api
 
+import "time"
+
 // Requests and responses of the agent HTTP API (version prefix /v1).
 //
 //	GET    /v1/status                              -> Status
@@ -11,6 +13,8 @@ package api
 //	GET    /v1/pods/{name}/logs?follow=1&tail=N    -> raw log stream
 //	GET    /v1/nodes                               -> []Node
 //	GET    /v1/services?project=P                  -> []ServiceInfo
+//	GET    /v1/events?index=N&wait=30s             -> EventList
+//	GET    /v1/dashboard                           -> DashboardInfo
 //	PUT    /v1/pods/{name}/status                  PodStatus (node agents)
 //	DELETE /v1/pods/{name}                         (node agents, after removal)
 
@@ -159,4 +163,57 @@ type PodActionRequest struct {
 // agent has reported it (or the last one known after a few seconds).
 type PodActionResult struct {
 	Pod Pod `json:"pod"`
+}
+
+// Event reasons: what happened to a pod, a node or a service, as `dev
+// events` and the dashboard show it (Kubernetes event reasons, compose
+// words).
+const (
+	EventScheduled   = "Scheduled"   // a pod was placed on a node
+	EventPending     = "Pending"     // a pod cannot be placed (Message says why)
+	EventStarted     = "Started"     // a pod's container runs
+	EventFailed      = "Failed"      // a pod's container exited with an error or failed to start
+	EventExited      = "Exited"      // a pod's container exited with code 0
+	EventUnhealthy   = "Unhealthy"   // a pod's healthcheck fails
+	EventRescheduled = "Rescheduled" // a pod lost with its node was placed on another node
+	EventRemoved     = "Removed"     // a pod was stopped and removed
+	EventScaled      = "Scaled"      // a service's replica count changed
+	EventCreated     = "Created"     // a service was created
+	EventDeleted     = "Deleted"     // a service was removed
+	EventNodeJoined  = "NodeJoined"
+	EventNodeReady   = "NodeReady"
+	EventNodeDown    = "NodeDown"
+	EventNodeLeft    = "NodeLeft"
+)
+
+// Event is one change of the cluster, derived by every node from the
+// replicated state as it applies it (events are not stored in raft: a node
+// knows the events since its agent started).
+type Event struct {
+	// Index is the store index at which the change was seen.
+	Index  uint64    `json:"index"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason"`
+	// Warning marks the events a user should look at (failed, unhealthy,
+	// pending, node down).
+	Warning bool `json:"warning,omitempty"`
+	// Kind and Name identify the object: "pod" + pod name, "node" + node
+	// name, "service" + "<project>/<service>".
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	Node    string `json:"node,omitempty"`
+	Message string `json:"message"`
+}
+
+// EventList answers GET /v1/events: the events after ?index=N, oldest first.
+type EventList struct {
+	Index  uint64  `json:"index"`
+	Events []Event `json:"events"`
+}
+
+// DashboardInfo answers GET /v1/dashboard: where this node serves the
+// dashboard and the link that logs a browser in.
+type DashboardInfo struct {
+	Addr string `json:"addr"`
+	URL  string `json:"url"`
 }

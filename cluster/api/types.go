@@ -510,6 +510,9 @@ type Node struct {
 	Allocatable ResourceAmounts `json:"allocatable"`
 	// Heartbeat is the last time the node's agent reported.
 	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	// Load is the host's one-minute load average as of the last heartbeat
+	// (Allocatable.NanoCPUs says how many CPUs share it).
+	Load float64 `json:"load"`
 	// DownSince is when the node was last seen failing; zero while ready.
 	DownSince time.Time `json:"down_since,omitzero"`
 	// Role is the node's raft role as `dev nodes` shows it (leader, voter,

@@ -223,6 +223,12 @@ func (m *Manager) FetchImage(ctx context.Context, ref string) error {
 
 // handleNodes lists nodes with their raft role, pod count and reservations.
 func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, m.Nodes())
+}
+
+// Nodes lists the cluster's nodes with their raft role, pod count and
+// reservations filled in.
+func (m *Manager) Nodes() []api.Node {
 	st := m.r.State()
 	nodes := st.Nodes()
 	roles := map[string]string{}
@@ -254,5 +260,5 @@ func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, nodes)
+	return nodes
 }

@@ -36,6 +36,8 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/pods/{name}/logs", m.handleLogs)
 	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
 	mux.HandleFunc("GET /v1/services", m.handleServices)
+	mux.HandleFunc("GET /v1/events", m.handleEvents)
+	mux.HandleFunc("GET /v1/dashboard", m.handleDashboard)
 	mux.HandleFunc("GET /v1/token", m.handleToken)
 	mux.HandleFunc("POST /v1/leave", m.handleLeave)
 	mux.HandleFunc("POST /v1/join", m.handleJoin)
@@ -447,7 +449,12 @@ func (m *Manager) checkPublishedPorts(p *api.Project) error {
 }
 
 func (m *Manager) handleServices(w http.ResponseWriter, r *http.Request) {
-	project := r.URL.Query().Get("project")
+	writeJSON(w, m.Services(r.URL.Query().Get("project")))
+}
+
+// Services describes the services of a project (every project when empty):
+// virtual IP, ports, desired and ready replicas, endpoints.
+func (m *Manager) Services(project string) []api.ServiceInfo {
 	st := m.r.State()
 	out := []api.ServiceInfo{}
 	for _, rc := range st.RCs(project) {
@@ -468,7 +475,55 @@ func (m *Manager) handleServices(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, info)
 	}
-	writeJSON(w, out)
+	return out
+}
+
+// handleEvents answers GET /v1/events?index=N&wait=D: the events after N,
+// blocking up to D until there are some.
+func (m *Manager) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if m.opts.Events == nil {
+		writeError(w, notFound("this node records no events"))
+		return
+	}
+	q := r.URL.Query()
+	var after uint64
+	if s := q.Get("index"); s != "" {
+		var err error
+		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+			writeError(w, invalid("index %q: want a number", s))
+			return
+		}
+	}
+	list := m.opts.Events.List(after)
+	if ws := q.Get("wait"); ws != "" && len(list.Events) == 0 {
+		wait, err := time.ParseDuration(ws)
+		if err != nil {
+			writeError(w, invalid("wait %q: want a duration like 30s", ws))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), min(wait, maxWait))
+		defer cancel()
+		list = m.opts.Events.Wait(ctx, after)
+	}
+	if list.Events == nil {
+		list.Events = []api.Event{}
+	}
+	writeJSON(w, list)
+}
+
+// handleDashboard answers GET /v1/dashboard with this node's dashboard
+// address and a login link: whoever may use the API may use the dashboard.
+func (m *Manager) handleDashboard(w http.ResponseWriter, r *http.Request) {
+	if m.opts.Dashboard == nil {
+		writeError(w, notFound("this node serves no dashboard"))
+		return
+	}
+	info, err := m.opts.Dashboard()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, info)
 }
 
 func (m *Manager) handleLeave(w http.ResponseWriter, r *http.Request) {

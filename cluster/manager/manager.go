@@ -77,6 +77,19 @@ type Options struct {
 	Membership Membership
 	// FailedTimeout is how long a failed member stays a raft server.
 	FailedTimeout time.Duration
+	// Events serves GET /v1/events; nil: the node records none.
+	Events Events
+	// Dashboard tells where this node serves the dashboard and how to log
+	// in (GET /v1/dashboard); nil: no dashboard.
+	Dashboard func() (api.DashboardInfo, error)
+}
+
+// Events is the node's event log (cluster/events.Recorder).
+type Events interface {
+	// List returns the events after index.
+	List(after uint64) api.EventList
+	// Wait blocks until there are events after index or ctx ends.
+	Wait(ctx context.Context, after uint64) api.EventList
 }
 
 // Manager serves the API and runs leader-only loops.

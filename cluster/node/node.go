@@ -24,6 +24,8 @@ import (
 	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/agent/docker"
 	"github.com/devhq/dev/cluster/controller"
+	"github.com/devhq/dev/cluster/dashboard"
+	"github.com/devhq/dev/cluster/events"
 	"github.com/devhq/dev/cluster/manager"
 	"github.com/devhq/dev/cluster/overlay"
 	"github.com/devhq/dev/cluster/pki"
@@ -53,8 +55,11 @@ type Config struct {
 	// DNSAddr is the host-side listen address of the cluster DNS server
 	// (pods use the one on their gateway, port 53).
 	DNSAddr string
-	Network string // Docker network name of the pod network
-	Bridge  string // its bridge device
+	// DashboardAddr is where the web dashboard listens (a loopback address
+	// serves HTTP, any other HTTPS); empty: no dashboard.
+	DashboardAddr string
+	Network       string // Docker network name of the pod network
+	Bridge        string // its bridge device
 	// VXLANDevice is the overlay device name (default devvx0).
 	VXLANDevice string
 	Labels      map[string]string
@@ -183,10 +188,13 @@ func (n *Node) Run(ctx context.Context) error {
 	// agent's logs, the agent registers through the manager. Break the cycle
 	// with a late-bound local.
 	local := &lateLocal{}
+	rec := events.New(r.State(), n.log)
+	dash := &lateDashboard{}
 	mgr := manager.New(r, local, manager.Options{
 		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR,
 		Version: cfg.Version, Controller: ctrlOpts, PeerTLS: creds.id.ClientTLS(),
 		Membership: gossipMembers{g}, FailedTimeout: failedTimeout,
+		Events: rec, Dashboard: dash.Info,
 	}, n.log)
 	ag := agent.New(r.State(), mgr, drv, agentOpts, n.log)
 	runCtx, stop := context.WithCancel(ctx)
@@ -196,6 +204,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}}
 
 	handler := mgr.Handler()
+	if cfg.DashboardAddr != "" {
+		src := dashboardSource{st: r.State(), r: r, mgr: mgr, events: rec, node: cfg.Name}
+		d, err := dashboard.New(src, dashboard.Options{
+			Addr: cfg.DashboardAddr, TLS: creds.id.JoinServerTLS(), API: handler, Log: n.log,
+		})
+		if err != nil {
+			return err
+		}
+		dash.Server = d
+	}
 	unixSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	apiSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	eg, ctx := errgroup.WithContext(runCtx)
@@ -220,6 +238,27 @@ func (n *Node) Run(ctx context.Context) error {
 	eg.Go(func() error { return g.Run(ctx) })
 	eg.Go(func() error { return n.joinGossip(ctx, g, creds.gossipPeers) })
 	eg.Go(func() error { return mgr.Run(ctx) })
+	eg.Go(func() error {
+		// Record from the state the node has caught up to: replaying the
+		// log after a restart is not news.
+		wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+		defer cancel()
+		if err := r.WaitReady(wctx); err != nil && ctx.Err() != nil {
+			return nil
+		}
+		return rec.Run(ctx)
+	})
+	if dash.Server != nil {
+		eg.Go(func() error {
+			// The dashboard is a window on the cluster, not part of it: a
+			// node whose dashboard port is taken goes on without one, and
+			// `dev dashboard` says why.
+			if err := dash.Run(ctx); err != nil {
+				n.log.Warn("no dashboard", "err", err)
+			}
+			return nil
+		})
+	}
 	if creds.pending != nil {
 		eg.Go(func() error { return n.recordCluster(ctx, r, mgr, *creds.pending) })
 	}

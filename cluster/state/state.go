@@ -259,6 +259,10 @@ func (s *Store) RC(key string) (api.ReplicationController, bool) {
 func (s *Store) RCs(project string) []api.ReplicationController {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.rcsLocked(project)
+}
+
+func (s *Store) rcsLocked(project string) []api.ReplicationController {
 	out := make([]api.ReplicationController, 0, len(s.rcs))
 	for _, rc := range s.rcs {
 		if project == "" || rc.Project == project {
@@ -291,6 +295,10 @@ type PodFilter struct {
 func (s *Store) Pods(f PodFilter) []api.Pod {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.podsLocked(f)
+}
+
+func (s *Store) podsLocked(f PodFilter) []api.Pod {
 	out := make([]api.Pod, 0, len(s.pods))
 	for _, p := range s.pods {
 		if f.Project != "" && p.Project != f.Project {
@@ -337,12 +345,33 @@ func (s *Store) Node(name string) (api.Node, bool) {
 func (s *Store) Nodes() []api.Node {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.nodesLocked()
+}
+
+func (s *Store) nodesLocked() []api.Node {
 	out := make([]api.Node, 0, len(s.nodes))
 	for _, n := range s.nodes {
 		out = append(out, cloneNode(n))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// View is a consistent copy of the nodes, controllers and pods at one
+// index, sorted like Nodes, RCs and Pods.
+type View struct {
+	Index uint64
+	Nodes []api.Node
+	RCs   []api.ReplicationController
+	Pods  []api.Pod
+}
+
+// View reads the nodes, controllers and pods under one lock, so that they
+// are all as of View.Index.
+func (s *Store) View() View {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return View{Index: s.index, Nodes: s.nodesLocked(), RCs: s.rcsLocked(""), Pods: s.podsLocked(PodFilter{})}
 }
 
 func clonePod(p *api.Pod) api.Pod {

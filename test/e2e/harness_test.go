@@ -149,7 +149,7 @@ func (c *cluster) startAgent() {
 		"--advertise-addr", "127.0.0.1", "--raft-port", port(c.raft), "--gossip-port", port(c.gossip),
 		"--api-port", port(c.api), "--cluster-cidr", e2eCIDR, "--service-cidr", e2eSvcCIDR,
 		"--dns-addr", c.dnsAddr, "--network", e2eNetwork,
-		"--bridge", e2eBridge, "--fast")
+		"--bridge", e2eBridge, "--dashboard-addr", "127.0.0.1:0", "--fast")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -47,6 +47,7 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.String("cluster-cidr", "10.213.0.0/16", "pod network of the cluster; each node gets a /24")
 	f.String("service-cidr", "10.214.0.0/16", "virtual IPs of services")
 	f.String("dns-addr", "127.0.0.1:1053", "host-side address of the cluster DNS server (pods use their gateway, port 53)")
+	f.String("dashboard-addr", "127.0.0.1:7949", "address of the web dashboard (`dev dashboard` prints its login link); a non-loopback address serves HTTPS; empty: no dashboard")
 	f.String("network", "dev", "Docker network name of the node's pod network")
 	f.String("bridge", "dev0", "bridge device of the node's pod network")
 	f.String("vxlan-device", "devvx0", "VXLAN device of the overlay")
@@ -61,7 +62,7 @@ func addAgentFlags(cmd *cobra.Command) {
 
 // agentFlagNames are forwarded to an agent started in the background.
 var agentFlagNames = []string{"node-name", "advertise-addr", "gossip-port", "raft-port", "api-port",
-	"cluster-cidr", "service-cidr", "dns-addr", "network", "bridge", "vxlan-device", "node-grace", "fast", "debug"}
+	"cluster-cidr", "service-cidr", "dns-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "fast", "debug"}
 
 func (g *globals) nodeConfig() (node.Config, error) {
 	v := g.v
@@ -85,6 +86,7 @@ func (g *globals) nodeConfig() (node.Config, error) {
 		ClusterCIDR:   v.GetString("cluster-cidr"),
 		ServiceCIDR:   v.GetString("service-cidr"),
 		DNSAddr:       v.GetString("dns-addr"),
+		DashboardAddr: v.GetString("dashboard-addr"),
 		Network:       v.GetString("network"),
 		Bridge:        v.GetString("bridge"),
 		VXLANDevice:   v.GetString("vxlan-device"),

@@ -76,6 +76,7 @@ func NewRootCommand() *cobra.Command {
 		NewScaleCommand(g),
 		NewConfigCommand(g),
 		NewServicesCommand(g),
+		NewEventsCommand(g),
 		NewTokenCommand(g),
 		NewJoinCommand(g),
 		NewNodesCommand(g),
@@ -84,6 +85,7 @@ func NewRootCommand() *cobra.Command {
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
+		NewDashboardCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,257 @@
+// Package dashboard serves the agent's live web dashboard: nodes, services,
+// pods placed on nodes, recent events and the logs of a chosen pod, rendered
+// on the server with html/template and kept current by a little plain
+// JavaScript that long-polls the watch API (blocking queries by index).
+package dashboard
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// Source is what the dashboard reads: the cluster as this node sees it.
+type Source interface {
+	// Snapshot returns what the page shows.
+	Snapshot() Snapshot
+	// WaitIndex blocks until the state index passes after, or ctx ends, and
+	// returns the index.
+	WaitIndex(ctx context.Context, after uint64) uint64
+	// Events returns the recorded events after index, oldest first.
+	Events(after uint64) api.EventList
+}
+
+// Snapshot is the cluster at one state index.
+type Snapshot struct {
+	Index    uint64
+	Node     string // the node serving the page
+	Leader   string
+	Nodes    []api.Node // Role and Pods filled in
+	Services []api.ServiceInfo
+	Pods     []api.Pod
+}
+
+// Options configures a dashboard.
+type Options struct {
+	// Addr is the listen address; a loopback address serves plain HTTP,
+	// any other address HTTPS with TLS (required then).
+	Addr string
+	// TLS is the server side for non-loopback addresses: the node's
+	// certificate; a client certificate of the cluster, if the browser
+	// presents one, logs in like the token does.
+	TLS *tls.Config
+	// API serves the read-only API routes the page's script calls under
+	// /api/ (pod logs, the watch API); requests reach it only after the
+	// dashboard's own authentication, and only GETs of allowed paths.
+	API http.Handler
+	// Token is the login secret; random when empty.
+	Token string
+	Log   *slog.Logger
+}
+
+// Server is the dashboard HTTP server.
+type Server struct {
+	src  Source
+	opts Options
+	log  *slog.Logger
+	page *pageTemplates
+
+	mu     sync.Mutex
+	url    string // login link once listening
+	tlsOn  bool
+	runErr error
+}
+
+// cookieName holds the login token in the browser.
+const cookieName = "dev_dashboard"
+
+// New returns a dashboard server; it starts nothing.
+func New(src Source, opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Token == "" {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("make dashboard token: %w", err)
+		}
+		opts.Token = hex.EncodeToString(b)
+	}
+	pt, err := parseTemplates()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{src: src, opts: opts, log: opts.Log.With("component", "dashboard"), page: pt}, nil
+}
+
+// Info is the dashboard's address and login link, once it listens.
+func (s *Server) Info() (api.DashboardInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.url == "" {
+		if s.runErr != nil {
+			return api.DashboardInfo{}, fmt.Errorf("dashboard is not serving: %w", s.runErr)
+		}
+		return api.DashboardInfo{}, errors.New("dashboard is not serving yet; try again in a moment")
+	}
+	u, _ := url.Parse(s.url)
+	return api.DashboardInfo{Addr: u.Host, URL: s.url + "/?token=" + s.opts.Token}, nil
+}
+
+// Run listens on Options.Addr and serves until ctx ends. A listen failure
+// is returned (and reported by Info), so the caller can decide whether the
+// node goes on without a dashboard.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := s.listen()
+	if err != nil {
+		s.mu.Lock()
+		s.runErr = err
+		s.mu.Unlock()
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("dashboard listening", "url", s.url)
+	err = srv.Serve(ln)
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) listen() (net.Listener, error) {
+	host, _, err := net.SplitHostPort(s.opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard address %q: want host:port, like 127.0.0.1:7949", s.opts.Addr)
+	}
+	loopback := host == "localhost"
+	if a, err := netip.ParseAddr(host); err == nil {
+		loopback = a.IsLoopback()
+	}
+	if !loopback && s.opts.TLS == nil {
+		return nil, fmt.Errorf("dashboard address %s is not a loopback address and no TLS certificate is set", s.opts.Addr)
+	}
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen dashboard on %s (pick another --dashboard-addr): %w", s.opts.Addr, err)
+	}
+	scheme := "http"
+	if !loopback {
+		ln = tls.NewListener(ln, s.opts.TLS)
+		scheme = "https"
+	}
+	s.mu.Lock()
+	s.url = scheme + "://" + ln.Addr().String()
+	s.tlsOn = !loopback
+	s.mu.Unlock()
+	return ln, nil
+}
+
+// Handler is the dashboard's HTTP handler (exported for tests).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(webFS, "web/static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.Handle("GET /{$}", s.authed(http.HandlerFunc(s.handlePage)))
+	mux.Handle("GET /live", s.authed(http.HandlerFunc(s.handleLive)))
+	mux.Handle("GET /api/", s.authed(http.HandlerFunc(s.handleAPI)))
+	return securityHeaders(mux)
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		// Scripts and styles come only from /static: no inline code runs.
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authed lets a request through with the login cookie or a verified client
+// certificate of the cluster. A valid ?token= on the page sets the cookie
+// and redirects to the same page without the token in the address bar.
+func (s *Server) authed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := r.URL.Query().Get("token"); tok != "" && r.URL.Path == "/" {
+			if !s.tokenOK(tok) {
+				s.unauthorized(w, "this login link is not valid (the agent makes a new one each time it starts)")
+				return
+			}
+			http.SetCookie(w, &http.Cookie{
+				Name: cookieName, Value: s.opts.Token, Path: "/", HttpOnly: true,
+				Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+			})
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		if c, err := r.Cookie(cookieName); err == nil && s.tokenOK(c.Value) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.unauthorized(w, "log in with the link `dev dashboard` prints")
+	})
+}
+
+func (s *Server) tokenOK(tok string) bool {
+	return subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.Token)) == 1
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, why string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	fmt.Fprintf(w, "dev dashboard: %s.\nRun `dev dashboard` on a node of the cluster for a login link.\n", why)
+}
+
+// apiPaths are the API routes the page may call: reads only, and nothing
+// that hands out secrets (tokens) or internal data (images).
+var apiPaths = regexp.MustCompile(`^/v1/(status|nodes|services|pods|events|pods/[a-zA-Z0-9_.-]+/logs)$`)
+
+func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
+	p := strings.TrimPrefix(r.URL.Path, "/api")
+	if s.opts.API == nil || !apiPaths.MatchString(p) {
+		http.Error(w, "not available from the dashboard", http.StatusNotFound)
+		return
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = p
+	r2.URL.RawPath = ""
+	r2.RequestURI = ""
+	// Authenticated by the dashboard above; the API's own check looks for a
+	// client certificate on TLS connections only.
+	r2.TLS = nil
+	s.opts.API.ServeHTTP(w, r2)
+}
