@@ -193,24 +193,6 @@ func TestDashboard(t *testing.T) {
 		})
 	})
 
-	t.Run("screenshot", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
-		defer cancel()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir, _ := filepath.Abs("out")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, "dashboard-3-nodes.png")
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot of the dashboard (3 nodes, web scaled to 5, logs of a pod): %s (%d bytes)", path, len(png))
-	})
-
 	t.Run("on a non-loopback address the dashboard speaks HTTPS", func(t *testing.T) {
 		link := strings.TrimSpace(ms[1].mustDev(t, "dashboard", "--url"))
 		if want := "https://" + hosts[1].IP + ":7949/?token="; !strings.HasPrefix(link, want) {
@@ -238,6 +220,63 @@ func TestDashboard(t *testing.T) {
 			t.Fatalf("GET the login link: %s\n%s", resp.Status, lastLines(string(body), 10))
 		}
 	})
+
+	t.Run("a lost node shows down and its pods rescheduled", func(t *testing.T) {
+		// Cut whichever of h2/h3 does not lead (the page is served by h1).
+		victim := hosts[2]
+		if ms[0].nodes(t)[victim.Name].Role == "leader" {
+			victim = hosts[1]
+		}
+		lost := 0
+		for _, p := range ms[0].pods(t, "e2edash") {
+			if p.Node == victim.Name {
+				lost++
+			}
+		}
+		victim.Cut(t)
+		defer victim.Restore(t)
+		eventually(t, 90*time.Second, victim.Name+" down, its pods rescheduled, web 5/5 again", func() error {
+			st, err := read()
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(st.Nodes, victim.Name+"=down") {
+				return fmt.Errorf("nodes %v", st.Nodes)
+			}
+			rescheduled := 0
+			for _, e := range st.Events {
+				if strings.HasPrefix(e, "Rescheduled pod/e2edash-web-") {
+					rescheduled++
+				}
+			}
+			if rescheduled < lost || !slices.Contains(st.Events, "NodeDown node/"+victim.Name) {
+				return fmt.Errorf("%d Rescheduled events for %d lost pods; events %v", rescheduled, lost, st.Events)
+			}
+			if st.Service != "5/5" || st.Running != 5 || !slices.Contains(st.Columns, victim.Name+":0") {
+				return fmt.Errorf("service %q, running %d, columns %v", st.Service, st.Running, st.Columns)
+			}
+			return nil
+		})
+	})
+
+	t.Run("screenshot", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir, _ := filepath.Abs("out")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "dashboard-3-nodes.png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot of the dashboard (3 nodes, web scaled to 5, logs of a pod): %s (%d bytes)", path, len(png))
+	})
+
 }
 
 // newBrowser starts headless Chromium (Debian's package) for chromedp and
