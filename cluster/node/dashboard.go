@@ -37,7 +37,7 @@ func (d dashboardSource) Snapshot() dashboard.Snapshot {
 func (d dashboardSource) WaitIndex(ctx context.Context, after uint64) uint64 {
 	idx := d.st.WaitIndex(ctx, after)
 	if idx > after {
-		ectx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		ectx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		d.events.WaitSeen(ectx, idx)
 		cancel()
 	}
