@@ -165,6 +165,21 @@ func TestDashboard(t *testing.T) {
 		})
 	})
 
+	t.Run("dev events on another node lists the same changes", func(t *testing.T) {
+		eventually(t, 20*time.Second, "Scaled and Scheduled in `dev events` on h3", func() error {
+			out, err := ms[2].dev(t, "events")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			for _, want := range []string{"Scaled", "service/e2edash/web", "scaled e2edash/web from 3 to 5", "Scheduled", "pod/e2edash-web-5"} {
+				if !strings.Contains(out, want) {
+					return fmt.Errorf("no %q in:\n%s", want, out)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("a chosen pod's logs follow", func(t *testing.T) {
 		// The pod on h3: its logs come through h1's agent from h3's.
 		var pod string
