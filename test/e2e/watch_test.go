@@ -55,6 +55,11 @@ services:
           ignore: ["*.tmp"]
         - path: ./app.txt
           action: rebuild
+        - path: ./conf
+          action: sync+exec
+          target: /etc/app
+          exec:
+            command: ["/app", "cat", "/etc/app/conf.txt"]
 `
 
 // TestWatch runs `dev up --watch` on a service built from a directory: a
@@ -90,6 +95,7 @@ func TestWatch(t *testing.T) {
 	write("Dockerfile", "FROM "+testImage+"\nCOPY app.txt /data/app.txt\n")
 	write("app.txt", "v1")
 	write("static/index.txt", "index")
+	write("conf/README", "settings synced into /etc/app")
 	write("compose.yaml", watchCompose)
 
 	var out lockedBuffer
@@ -129,7 +135,7 @@ func TestWatch(t *testing.T) {
 			return nil
 		})
 	}
-	waitOutput(3*time.Minute, "watch: watching 2 rules of web")
+	waitOutput(3*time.Minute, "watch: watching 3 rules of web")
 
 	pods := running(c.ps(project), "web")
 	if len(pods) != 2 {
@@ -176,6 +182,16 @@ func TestWatch(t *testing.T) {
 	waitOutput(5*time.Second, "watch: removed 1 path from web (2 pods)")
 	if after := webContainers(c, project); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Fatalf("a sync replaced containers: %v -> %v", before, after)
+	}
+
+	// (1b) sync+exec: the command runs in every pod after the sync, and
+	// sees the synced file.
+	write("conf/conf.txt", "setting=on")
+	waitOutput(15*time.Second, `watch: ran "/app cat /etc/app/conf.txt" in 2 pods`)
+	for _, p := range pods {
+		if want := "watch: " + strings.TrimPrefix(p.Name, project+"-") + " | setting=on"; !strings.Contains(out.String(), want) {
+			t.Fatalf("no %q in the watch output", want)
+		}
 	}
 
 	// (2) rebuild: the pods are replaced by pods of the new image.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -163,6 +164,8 @@ type watchRule struct {
 	ignore  *matcher
 	include *matcher // nil: every file
 	initial bool     // initial_sync
+	// exec is the command sync+exec runs in every pod after a sync.
+	exec *api.ExecRequest
 }
 
 func (r *watchRule) syncs() bool {
@@ -241,7 +244,19 @@ func watchRuleOf(spec *api.ServiceSpec, t types.Trigger) (watchRule, string, err
 	switch r.action {
 	case watchSync, watchSyncRestart, watchRebuild, watchRestart:
 	case watchSyncExec:
-		note = "action sync+exec: the exec command is not run yet; the files are synced"
+		if len(t.Exec.Command) == 0 {
+			return r, "", fmt.Errorf("action sync+exec needs exec.command (the command to run in the container after a sync)")
+		}
+		r.exec = &api.ExecRequest{Cmd: t.Exec.Command, User: t.Exec.User, WorkingDir: t.Exec.WorkingDir}
+		for k, v := range t.Exec.Environment {
+			if v != nil {
+				r.exec.Env = append(r.exec.Env, k+"="+*v)
+			}
+		}
+		sort.Strings(r.exec.Env)
+		if t.Exec.Privileged {
+			note = "exec.privileged is not supported: the command runs unprivileged"
+		}
 	default:
 		return r, "", fmt.Errorf("action %q: want sync, sync+restart, rebuild or restart", r.action)
 	}
@@ -658,6 +673,7 @@ func (w *watcher) act(ctx context.Context, changes map[int][]string) {
 	type work struct {
 		rebuild, restart bool
 		sync             []syncItem
+		execs            []*api.ExecRequest
 	}
 	byService := map[string]*work{}
 	var order []string
@@ -676,6 +692,10 @@ func (w *watcher) act(ctx context.Context, changes map[int][]string) {
 			wk.restart = true
 		case watchSyncRestart:
 			wk.restart = true
+		case watchSyncExec:
+			if !slices.Contains(wk.execs, r.exec) {
+				wk.execs = append(wk.execs, r.exec)
+			}
 		}
 		if r.syncs() {
 			for _, p := range paths {
@@ -697,7 +717,7 @@ func (w *watcher) act(ctx context.Context, changes map[int][]string) {
 		case wk.rebuild: // the new image has the files: no sync
 			w.rebuild(ctx, svc)
 		case len(wk.sync) > 0:
-			w.sync(ctx, svc, wk.sync, wk.restart)
+			w.sync(ctx, svc, wk.sync, wk.restart, wk.execs)
 		case wk.restart:
 			w.restart(ctx, svc)
 		}
@@ -809,7 +829,7 @@ func (w *watcher) runningPods(ctx context.Context, service string) ([]api.Pod, e
 
 // sync copies the items into every running pod of the service (and
 // removes the deleted ones), then restarts the pods when asked.
-func (w *watcher) sync(ctx context.Context, service string, items []syncItem, restart bool) {
+func (w *watcher) sync(ctx context.Context, service string, items []syncItem, restart bool, execs []*api.ExecRequest) {
 	archive, entries, files, removed, err := syncArchive(items)
 	if err != nil {
 		w.printf("sync to %s failed: %v", service, err)
@@ -865,6 +885,41 @@ func (w *watcher) sync(ctx context.Context, service string, items []syncItem, re
 		}
 	}
 	w.printf("%s", b.String())
+	for _, req := range execs {
+		w.execAll(ctx, pods, req)
+	}
+}
+
+// execAll runs a sync+exec command in every pod, one pod after the other as
+// compose does, printing its output as `watch: web-1 | line` and one line
+// saying how it went.
+func (w *watcher) execAll(ctx context.Context, pods []api.Pod, req *api.ExecRequest) {
+	cmd := strings.Join(req.Cmd, " ")
+	var failed []string
+	for _, p := range pods {
+		var out bytes.Buffer
+		s, err := w.c.Exec(ctx, p.Name, *req)
+		code := 0
+		if err == nil {
+			code, err = attach(ctx, s, sessionFlags{}, localTerm{out: &out, err: &out})
+		}
+		for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+			if line != "" {
+				w.printf("%s | %s", p.ShortName(), line)
+			}
+		}
+		switch {
+		case err != nil:
+			failed = append(failed, fmt.Sprintf("%s: %v", p.ShortName(), oneLine(err)))
+		case code != 0:
+			failed = append(failed, fmt.Sprintf("%s: exit %d", p.ShortName(), code))
+		}
+	}
+	if len(failed) > 0 {
+		w.printf("exec %q failed in %s", cmd, strings.Join(failed, ", "))
+		return
+	}
+	w.printf("ran %q in %d %s", cmd, len(pods), plural(len(pods), "pod", "pods"))
 }
 
 // restart restarts the service's pods (the restart action).

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -201,11 +202,17 @@ func TestWatchRules(t *testing.T) {
 			want: []string{"sync static /srv", "rebuild app.txt ", "sync+restart static /app/rel"},
 		},
 		{
-			name:     "sync+exec is synced",
-			develop:  "      watch:\n        - {path: ./static, action: sync+exec, target: /srv, exec: {command: ls}}\n",
-			want:     []string{"sync+exec static /srv"},
-			wantNote: "exec command is not run",
+			name:    "sync+exec",
+			develop: "      watch:\n        - {path: ./static, action: sync+exec, target: /srv, exec: {command: [ls, /srv], user: app, environment: {A: b}}}\n",
+			want:    []string{"sync+exec static /srv exec=[ls /srv] user=app env=[A=b]"},
 		},
+		{
+			name:     "sync+exec privileged is noted",
+			develop:  "      watch:\n        - {path: ./static, action: sync+exec, target: /srv, exec: {command: ls, privileged: true}}\n",
+			want:     []string{"sync+exec static /srv exec=[ls] user= env=[]"},
+			wantNote: "exec.privileged is not supported",
+		},
+		{name: "sync+exec without a command", develop: "      watch:\n        - {path: ./static, action: sync+exec, target: /srv}\n", wantErr: "needs exec.command"},
 		{name: "missing path", develop: "      watch:\n        - {path: ./nope, action: sync, target: /x}\n", wantErr: "create it or fix the rule"},
 		{name: "no rules", develop: "      watch: []\n", wantErr: "has develop.watch rules"},
 		{name: "a service without rules asked for", develop: "      watch:\n        - {path: ., action: rebuild}\n", services: []string{"db"}, wantErr: "service db has no develop.watch rules"},
@@ -226,7 +233,11 @@ func TestWatchRules(t *testing.T) {
 			var got []string
 			for _, r := range rules {
 				rel, _ := filepath.Rel(dir, r.path)
-				got = append(got, r.action+" "+rel+" "+r.target)
+				g := r.action + " " + rel + " " + r.target
+				if r.exec != nil {
+					g += fmt.Sprintf(" exec=%v user=%s env=%v", r.exec.Cmd, r.exec.User, r.exec.Env)
+				}
+				got = append(got, g)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("rules = %q, want %q", got, tt.want)
