@@ -85,6 +85,7 @@ func NewRootCommand() *cobra.Command {
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
+		NewInitCommand(g),
 		NewDashboardCommand(g),
 	)
 	return root
