@@ -16,11 +16,9 @@ package baseimage
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,10 +32,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/devhq/dev/test/testimage"
 )
 
 // Labels every stand-in carries. Images built FROM a stand-in inherit them,
@@ -129,19 +128,9 @@ func ensure(ctx context.Context, cli *client.Client, img Image) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(r.writeContext(pw, dockerfile)) }()
 	defer pr.Close()
-	resp, err := cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
-		Tags:        []string{img.Tag},
-		Dockerfile:  "Dockerfile",
-		Remove:      true,
-		ForceRemove: true,
-		Labels:      map[string]string{LabelStandIn: img.Name, LabelRecipe: sum},
-	})
-	if err != nil {
-		return fmt.Errorf("build stand-in %s: %w", img.Tag, err)
-	}
-	defer resp.Body.Close()
-	if err := readBuildOutput(resp.Body); err != nil {
-		return fmt.Errorf("build stand-in %s: %w", img.Tag, err)
+	labels := map[string]string{LabelStandIn: img.Name, LabelRecipe: sum}
+	if err := testimage.BuildContext(ctx, cli, pr, img.Tag, nil, labels); err != nil {
+		return fmt.Errorf("stand-in %s: %w", img.Name, err)
 	}
 	if old.ID != "" {
 		// The image of an older recipe, unless something still uses it.
@@ -150,49 +139,12 @@ func ensure(ctx context.Context, cli *client.Client, img Image) error {
 	return nil
 }
 
-// readBuildOutput drains a build's JSON message stream; a failed step is
-// reported in a message, not by the HTTP status.
-func readBuildOutput(r io.Reader) error {
-	var out bytes.Buffer
-	dec := json.NewDecoder(r)
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read output: %w", err)
-		}
-		out.WriteString(msg.Stream)
-		if msg.Error != "" || msg.ErrorDetail != nil {
-			text := msg.Error
-			if text == "" {
-				text = msg.ErrorDetail.Message
-			}
-			return fmt.Errorf("%s\n%s", text, lastLines(out.String(), 30))
-		}
-	}
-}
-
 // PruneDangling removes the untagged images that builds FROM a stand-in leave
 // behind (the build stage of a multi-stage Dockerfile): they inherit
 // LabelStandIn. Nothing else is touched.
 func PruneDangling(ctx context.Context, cli *client.Client) error {
 	_, err := cli.ImagesPrune(ctx, filters.NewArgs(filters.Arg("dangling", "true"), filters.Arg("label", LabelStandIn)))
 	return err
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // The recipes.

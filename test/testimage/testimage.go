@@ -115,7 +115,7 @@ func Build(ctx context.Context, cli *client.Client, tag string) error {
 	if err != nil {
 		return fmt.Errorf("build image %s: %w", tag, err)
 	}
-	if err := build1(ctx, cli, ctxTar, tag, map[string]*string{}, map[string]string{LabelBinary: binSum}); err != nil {
+	if err := BuildContext(ctx, cli, ctxTar, tag, map[string]*string{}, map[string]string{LabelBinary: binSum}); err != nil {
 		return err
 	}
 	if old.ID != "" {
@@ -193,10 +193,13 @@ func BuildDir(ctx context.Context, cli *client.Client, dir, tag string, args map
 	for k, v := range args {
 		bargs[k] = &v
 	}
-	return build1(ctx, cli, r, tag, bargs, nil)
+	return BuildContext(ctx, cli, r, tag, bargs, nil)
 }
 
-func build1(ctx context.Context, cli *client.Client, buildCtx io.Reader, tag string, args map[string]*string, labels map[string]string) error {
+// BuildContext builds buildCtx (a tar stream with a Dockerfile at its root)
+// as tag with the given build arguments and labels. A failed step comes as
+// an error with the build's output.
+func BuildContext(ctx context.Context, cli *client.Client, buildCtx io.Reader, tag string, args map[string]*string, labels map[string]string) error {
 	resp, err := cli.ImageBuild(ctx, buildCtx, build.ImageBuildOptions{
 		Tags:        []string{tag},
 		Dockerfile:  "Dockerfile",
