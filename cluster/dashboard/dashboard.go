@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -75,6 +76,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	page *pageTemplates
+
+	renderCost atomic.Int64 // duration of the last /live render, ns
 
 	mu     sync.Mutex
 	url    string // login link once listening

@@ -126,9 +126,21 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), min(wait, time.Minute))
-		s.src.WaitIndex(ctx, after)
+		if s.src.WaitIndex(ctx, after) > after {
+			// Let a burst of changes (a scale, a rolling update, heartbeats
+			// of many nodes) settle into one answer: at least 100ms, and 4x
+			// what a render costs, so that an open page takes at most a
+			// fifth of a core however large the cluster (BenchmarkLive).
+			settle := max(100*time.Millisecond, 4*time.Duration(s.renderCost.Load()))
+			select {
+			case <-ctx.Done():
+			case <-time.After(settle):
+			}
+		}
 		cancel()
 	}
+	start := time.Now()
+	defer func() { s.renderCost.Store(int64(time.Since(start))) }()
 	v := s.view()
 	up := liveUpdate{Index: v.Index, Sections: map[string]string{}}
 	for _, name := range sections {
