@@ -31,6 +31,43 @@ type Options struct {
 	NodeGrace time.Duration
 }
 
+// nodeTimers returns the node monitor's timers of opts, defaults filled in.
+func nodeTimers(opts []Options) Options {
+	o := Options{NodeTimeout: 15 * time.Second, NodeGrace: 10 * time.Second}
+	if len(opts) > 0 && opts[0].NodeTimeout > 0 {
+		o.NodeTimeout = opts[0].NodeTimeout
+	}
+	if len(opts) > 0 && opts[0].NodeGrace > 0 {
+		o.NodeGrace = opts[0].NodeGrace
+	}
+	return o
+}
+
+// NextDeadline is the earliest moment after now at which Plan decides
+// something new although the state has not changed: a down node's grace
+// period running out (its pods are then recreated elsewhere), or a ready
+// node's heartbeat growing too old (it is then marked down). Zero when no
+// such moment is pending. It is pure.
+func NextDeadline(st *state.Store, now time.Time, opts ...Options) time.Time {
+	o := nodeTimers(opts)
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, n := range st.Nodes() {
+		switch {
+		case n.Status == api.NodeDown && !n.DownSince.IsZero():
+			// Plan acts once the grace is strictly exceeded.
+			consider(n.DownSince.Add(o.NodeGrace + time.Millisecond))
+		case n.Status == api.NodeReady && !n.Heartbeat.IsZero():
+			consider(n.Heartbeat.Add(o.NodeTimeout + time.Millisecond))
+		}
+	}
+	return next
+}
+
 // Controller runs the leader's reconcile loops.
 type Controller struct {
 	st   *state.Store
@@ -54,11 +91,15 @@ func New(st *state.Store, w Writer, opts Options, log *slog.Logger) *Controller 
 	return &Controller{st: st, w: w, opts: opts, log: log.With("component", "controller"), now: time.Now}
 }
 
-// Run reconciles whenever the state changes and at every resync tick, until
-// ctx ends. Errors of one pass are logged and retried at the next.
+// Run reconciles whenever the state changes, when a node's grace period or
+// heartbeat timeout runs out (NextDeadline: a lost node's pods move as soon
+// as its grace is over, not at the next tick), and at every resync tick,
+// until ctx ends. Errors of one pass are logged and retried at the next.
 func (c *Controller) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.opts.Resync)
 	defer tick.Stop()
+	deadline := time.NewTimer(time.Hour)
+	defer deadline.Stop()
 	for {
 		changed := c.st.Changed()
 		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -70,11 +111,17 @@ func (c *Controller) Run(ctx context.Context) error {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
+		wake := time.Hour // bounded: the resync tick comes first anyway
+		if next := NextDeadline(c.st, c.now(), c.opts); !next.IsZero() {
+			wake = max(next.Sub(c.now()), time.Millisecond)
+		}
+		deadline.Reset(wake)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
 		case <-tick.C:
+		case <-deadline.C:
 		}
 	}
 }
@@ -92,13 +139,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 // Plan is one reconcile pass over a state view: the commands that move the
 // cluster towards what its controllers ask for. It is pure.
 func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
-	o := Options{NodeTimeout: 15 * time.Second, NodeGrace: 10 * time.Second}
-	if len(opts) > 0 && opts[0].NodeTimeout > 0 {
-		o.NodeTimeout = opts[0].NodeTimeout
-	}
-	if len(opts) > 0 && opts[0].NodeGrace > 0 {
-		o.NodeGrace = opts[0].NodeGrace
-	}
+	o := nodeTimers(opts)
 	var cmds []state.Command
 	pods := st.Pods(state.PodFilter{})
 	rcs := st.RCs("")

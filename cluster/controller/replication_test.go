@@ -751,3 +751,104 @@ func TestPlanDoesNotAssignToNodeMarkedDownInSamePass(t *testing.T) {
 		t.Errorf("shop-web-1 bound to %q in the pass that marked n1 down, want n2", p.Node)
 	}
 }
+
+func TestNextDeadline(t *testing.T) {
+	grace, timeout := 10*time.Second, 15*time.Second
+	opts := controller.Options{NodeGrace: grace, NodeTimeout: timeout}
+	tests := []struct {
+		name  string
+		nodes []api.Node
+		want  time.Time // zero: none
+	}{
+		{name: "no nodes"},
+		{name: "a ready node: its heartbeat timeout",
+			nodes: []api.Node{{Name: "a", Status: api.NodeReady, Heartbeat: t0.Add(-2 * time.Second)}},
+			want:  t0.Add(13*time.Second + time.Millisecond)},
+		{name: "a down node: the end of its grace, before another's heartbeat timeout",
+			nodes: []api.Node{
+				{Name: "a", Status: api.NodeReady, Heartbeat: t0},
+				{Name: "b", Status: api.NodeDown, DownSince: t0.Add(-4 * time.Second)},
+			},
+			want: t0.Add(6*time.Second + time.Millisecond)},
+		{name: "a grace already over is not pending",
+			nodes: []api.Node{{Name: "b", Status: api.NodeDown, DownSince: t0.Add(-time.Minute)}}},
+		{name: "never reported, left: nothing pending",
+			nodes: []api.Node{{Name: "a", Status: api.NodeReady}, {Name: "b", Status: api.NodeLeft, Heartbeat: t0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			for _, n := range tt.nodes {
+				h.apply(&state.PutNode{Node: n})
+			}
+			if got := controller.NextDeadline(h.st, t0, opts); !got.Equal(tt.want) {
+				t.Fatalf("NextDeadline = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The deadline NextDeadline names is the moment Plan recreates a lost
+// node's pods elsewhere, not a moment later.
+func TestNextDeadlineIsWhenPlanActs(t *testing.T) {
+	h := newHarness(t)
+	h.addNode("a")
+	h.addNode("b")
+	h.apply(project(web(2)))
+	h.converge()
+	var onB string
+	for _, p := range h.pods() {
+		if p.Node == "b" {
+			onB = p.Name
+		}
+	}
+	if onB == "" {
+		t.Fatalf("no pod on b: %v", h.pods())
+	}
+	h.apply(&state.PutNode{Node: api.Node{Name: "b", Status: api.NodeDown, DownSince: t0, Heartbeat: t0}})
+	opts := controller.Options{NodeGrace: 10 * time.Second, NodeTimeout: time.Hour}
+	at := controller.NextDeadline(h.st, t0, opts)
+	if want := t0.Add(10*time.Second + time.Millisecond); !at.Equal(want) {
+		t.Fatalf("NextDeadline = %v, want %v", at, want)
+	}
+	if del, ok := cmdOf[*state.DeletePods](controller.Plan(h.st, at.Add(-time.Millisecond), opts)); ok {
+		t.Fatalf("pods forgotten before the grace ran out: %v", del.Names)
+	}
+	del, ok := cmdOf[*state.DeletePods](controller.Plan(h.st, at, opts))
+	if !ok || len(del.Names) != 1 || del.Names[0] != onB {
+		t.Fatalf("at the deadline, DeletePods = %v (ok %v), want [%s]", del, ok, onB)
+	}
+}
+
+// Run wakes at a node's deadline by itself: with no state change and no
+// resync tick, a down node's pods are recreated once its grace is over.
+func TestRunWakesAtNodeDeadline(t *testing.T) {
+	h := newHarness(t)
+	now := time.Now()
+	h.apply(&state.PutNode{Node: api.Node{Name: "a", Status: api.NodeReady, Heartbeat: now.Add(time.Hour),
+		Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}}})
+	h.apply(&state.PutNode{Node: api.Node{Name: "b", Status: api.NodeReady, Heartbeat: now.Add(time.Hour),
+		Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}}})
+	h.apply(project(web(2)))
+	h.now = now
+	h.converge()
+	grace := 300 * time.Millisecond
+	h.apply(&state.PutNode{Node: api.Node{Name: "b", Status: api.NodeDown, DownSince: time.Now(), Heartbeat: now.Add(time.Hour)}})
+	c := controller.New(h.st, h.w, controller.Options{Resync: time.Hour, NodeGrace: grace, NodeTimeout: 2 * time.Hour}, testLogger(t))
+	start := time.Now()
+	runController(t, c)
+	eventually(t, "both pods on a after b's grace", func() error {
+		for _, p := range h.pods() {
+			if p.Node != "a" {
+				return fmt.Errorf("%s on %q", p.Name, p.Node)
+			}
+		}
+		if n := len(h.pods()); n != 2 {
+			return fmt.Errorf("%d pods", n)
+		}
+		return nil
+	})
+	if took := time.Since(start); took < grace-50*time.Millisecond {
+		t.Errorf("pods moved after %s, before the %s grace", took, grace)
+	}
+}

@@ -118,9 +118,16 @@ func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]stri
 	t.Cleanup(func() {
 		for _, m := range ms {
 			m.stop()
-			if t.Failed() {
-				if b, err := os.ReadFile(filepath.Join(m.dir, "agent.log")); err == nil {
+			if b, err := os.ReadFile(filepath.Join(m.dir, "agent.log")); err == nil {
+				if t.Failed() {
 					t.Logf("agent log of %s:\n%s", m.name, lastLines(string(b), 40))
+				}
+				// DEV_E2E_LOGS=DIR keeps every agent's whole log for a post-mortem.
+				if keep := os.Getenv("DEV_E2E_LOGS"); keep != "" {
+					name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + m.name + ".log"
+					if err := os.MkdirAll(keep, 0o755); err == nil {
+						_ = os.WriteFile(filepath.Join(keep, name), b, 0o644)
+					}
 				}
 			}
 			os.RemoveAll(m.dir)
