@@ -105,12 +105,23 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 			// gossip may take a reconnect interval (30s by default) to see the
 			// member alive again; marking it down meanwhile would undo each
 			// heartbeat and keep the node out of scheduling.
-			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeReady && n.Heartbeat.Before(failedSince[mb.Name]) {
+			n, known := st.Node(mb.Name)
+			heartbeated := known && !n.Heartbeat.Before(failedSince[mb.Name])
+			if known && n.Status == api.NodeReady && !heartbeated {
 				n.Status, n.DownSince = api.NodeDown, now.UTC()
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
-			if inRaft[mb.Name] && mb.Name != leaderID && now.Sub(failedSince[mb.Name]) > failedTimeout {
-				if err := m.r.RemoveServer(mb.Name); err == nil {
+			// Remove a voter that stays failed, but not one whose agent has
+			// reached the API since gossip saw it fail: it is back, and
+			// gossip is only slow to notice. Removing it then cost a 3-node
+			// cluster its quorum for good when another node failed before
+			// the removal committed (the leader's latest configuration then
+			// counted only itself and the failed node, and with no leader
+			// nobody could add the healthy one back).
+			if inRaft[mb.Name] && mb.Name != leaderID && now.Sub(failedSince[mb.Name]) > failedTimeout && !heartbeated {
+				if err := m.r.RemoveServer(mb.Name); err != nil {
+					m.log.Warn("remove failed raft member", "node", mb.Name, "err", err)
+				} else {
 					m.log.Info("removed failed raft member", "node", mb.Name)
 				}
 			}

@@ -1,0 +1,71 @@
+package manager
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// membersRaft is a leader ("n1") whose raft configuration the test reads
+// back, over a real state store.
+type membersRaft struct {
+	oneNodeRaft
+	servers []raftstore.Server
+	removed []string
+}
+
+func (r *membersRaft) Apply(_ context.Context, cmd state.Command) (uint64, error) {
+	idx := r.st.Index() + 1
+	return idx, r.st.Update(idx, func(tx *state.Txn) error { return tx.Apply(cmd) })
+}
+func (r *membersRaft) Servers() ([]raftstore.Server, error) { return r.servers, nil }
+func (r *membersRaft) RemoveServer(id string) error {
+	r.removed = append(r.removed, id)
+	return nil
+}
+
+func TestReconcileMembersFailedVoter(t *testing.T) {
+	now := time.Now()
+	failedAt := now.Add(-time.Minute) // longer ago than the failed timeout
+	tests := []struct {
+		name        string
+		heartbeat   time.Time // of n2's agent
+		wantRemoved bool
+		wantStatus  string
+	}{
+		{name: "failed and silent: removed and down", heartbeat: failedAt.Add(-time.Second), wantRemoved: true, wantStatus: api.NodeDown},
+		{name: "failed in gossip but heartbeating: kept and ready", heartbeat: now.Add(-time.Second), wantStatus: api.NodeReady},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := state.New()
+			r := &membersRaft{oneNodeRaft: oneNodeRaft{st: st}, servers: []raftstore.Server{
+				{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true},
+			}}
+			for _, n := range []string{"n1", "n2", "n3"} {
+				hb := now
+				if n == "n2" {
+					hb = tt.heartbeat
+				}
+				if _, err := r.Apply(context.Background(), &state.PutNode{Node: api.Node{Name: n, Status: api.NodeReady, Heartbeat: hb}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := New(r, nil, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+			members := []Member{{Name: "n1", Status: "alive"}, {Name: "n2", Status: "failed"}, {Name: "n3", Status: "alive"}}
+			failedSince := map[string]time.Time{"n2": failedAt}
+			m.reconcileMembers(context.Background(), members, failedSince, 30*time.Second)
+			if got := len(r.removed) == 1 && r.removed[0] == "n2"; got != tt.wantRemoved || len(r.removed) > 1 {
+				t.Errorf("removed %v, want n2 removed: %v", r.removed, tt.wantRemoved)
+			}
+			if n, _ := st.Node("n2"); n.Status != tt.wantStatus {
+				t.Errorf("n2 is %s, want %s", n.Status, tt.wantStatus)
+			}
+		})
+	}
+}
