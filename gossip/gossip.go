@@ -252,6 +252,15 @@ func (g *Gossip) serfConfig(eventCh chan<- serf.Event) *serf.Config {
 	ml.ProbeTimeout = 250 * time.Millisecond
 	ml.SuspicionMult = 3
 	ml.GossipInterval = 100 * time.Millisecond
+	// A suspicion lasts up to SuspicionMaxTimeoutMult times its minimum
+	// while it waits for other members to confirm it. In a 3-node cluster
+	// whose other survivor is slow to confirm (its health awareness raised
+	// by a partition that just healed) that stretched detection to ~10s in
+	// 2 of 6 failover runs. Capped at 2x (3s here), and with awareness
+	// slowing probes at most 4x (not 8x), a dead node is declared failed
+	// in 3-5s; a live one still has 3s to refute a suspicion.
+	ml.SuspicionMaxTimeoutMult = 2
+	ml.AwarenessMaxMultiplier = 4
 	if g.cfg.Fast {
 		ml.ProbeInterval = 200 * time.Millisecond
 		ml.ProbeTimeout = 100 * time.Millisecond
