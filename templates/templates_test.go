@@ -402,7 +402,7 @@ func TestRespClientsIdentical(t *testing.T) {
 func TestGoStartersBuild(t *testing.T) {
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go") //nolint:staticcheck // the toolchain running the tests
 	if _, err := os.Stat(goBin); err != nil {
-		t.Skipf("no go toolchain at %s", goBin)
+		skipOutsideCI(t, "no go toolchain at %s", goBin)
 	}
 	for _, tpl := range list(t) {
 		fs := files(t, tpl, tpl.Params)
@@ -447,7 +447,7 @@ func TestScriptsParse(t *testing.T) {
 		t.Run(tt.template, func(t *testing.T) {
 			bin, err := exec.LookPath(tt.cmd[0])
 			if err != nil {
-				t.Skipf("no %s on this host", tt.cmd[0])
+				skipOutsideCI(t, "no %s on this host (.ci/run installs it)", tt.cmd[0])
 			}
 			tpl, _, _ := templates.Get(tt.template)
 			dir := t.TempDir()
@@ -459,4 +459,15 @@ func TestScriptsParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// skipOutsideCI skips on a developer machine that lacks a tool, and fails
+// when CI is set: CI installs every tool these tests need, so a skip there
+// would hide a broken install.
+func skipOutsideCI(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
 }

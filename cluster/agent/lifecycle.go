@@ -26,7 +26,7 @@ import (
 // in the replicated store, is how the mark survives an agent restart.
 
 // StoppedMessage is the status message of a pod stopped by `dev stop`.
-const StoppedMessage = "stopped (dev stop)"
+const StoppedMessage = api.PodStoppedMessage
 
 // Pod actions.
 const (

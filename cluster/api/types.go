@@ -39,6 +39,11 @@ const (
 	PodFailed  = "failed"
 )
 
+// PodStoppedMessage is the status message of a pod stopped by `dev stop`
+// (state exited): the agent keeps it stopped, events call it Exited, not
+// Failed.
+const PodStoppedMessage = "stopped (dev stop)"
+
 // Pod health values as shown by `dev ps`; empty means no healthcheck.
 const (
 	HealthHealthy   = "healthy"

@@ -61,9 +61,9 @@ type Options struct {
 	// certificate; a client certificate of the cluster, if the browser
 	// presents one, logs in like the token does.
 	TLS *tls.Config
-	// API serves the read-only API routes the page's script calls under
-	// /api/ (pod logs, the watch API); requests reach it only after the
-	// dashboard's own authentication, and only GETs of allowed paths.
+	// API serves the API routes the page's script calls under /api/ (pod
+	// logs, the watch API), without authentication of its own: requests
+	// reach it only after the dashboard's, and only GETs of allowed paths.
 	API http.Handler
 	// Token is the login secret; random when empty.
 	Token string
@@ -253,8 +253,5 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	r2.URL.Path = p
 	r2.URL.RawPath = ""
 	r2.RequestURI = ""
-	// Authenticated by the dashboard above; the API's own check looks for a
-	// client certificate on TLS connections only.
-	r2.TLS = nil
 	s.opts.API.ServeHTTP(w, r2)
 }

@@ -13,18 +13,22 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
 )
 
-// fakeSource is a cluster in memory whose index moves when the test says.
+// fakeSource is a cluster in memory; its index lives in a real state.Store
+// (the watch mechanism the agent uses), moved when the test says.
 type fakeSource struct {
-	mu      sync.Mutex
-	snap    Snapshot
-	events  []api.Event
-	changed chan struct{}
+	mu     sync.Mutex
+	snap   Snapshot
+	events []api.Event
+	st     *state.Store
 }
 
 func newFake() *fakeSource {
-	return &fakeSource{changed: make(chan struct{}), snap: Snapshot{
+	st := state.New()
+	_ = st.Update(10, func(*state.Txn) error { return nil })
+	return &fakeSource{st: st, snap: Snapshot{
 		Index: 10, Node: "h1", Leader: "h1",
 		Nodes: []api.Node{
 			{Name: "h1", Status: api.NodeReady, Role: "leader", Address: "10.99.0.11", PodSubnet: "10.213.1.0/24",
@@ -50,19 +54,7 @@ func (f *fakeSource) Snapshot() Snapshot {
 }
 
 func (f *fakeSource) WaitIndex(ctx context.Context, after uint64) uint64 {
-	for {
-		f.mu.Lock()
-		idx, ch := f.snap.Index, f.changed
-		f.mu.Unlock()
-		if idx > after {
-			return idx
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return idx
-		}
-	}
+	return f.st.WaitIndex(ctx, after)
 }
 
 func (f *fakeSource) Events(after uint64) api.EventList {
@@ -81,22 +73,20 @@ func (f *fakeSource) update(fn func(s *Snapshot, ev *[]api.Event)) {
 	f.mu.Lock()
 	fn(&f.snap, &f.events)
 	f.snap.Index++
-	close(f.changed)
-	f.changed = make(chan struct{})
+	idx := f.snap.Index
 	f.mu.Unlock()
+	_ = f.st.Update(idx, func(*state.Txn) error { return nil })
 }
 
 // apiRecorder stands in for the agent API behind /api/.
 type apiRecorder struct {
 	mu    sync.Mutex
 	paths []string
-	tls   bool
 }
 
 func (a *apiRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.paths = append(a.paths, r.URL.Path)
-	a.tls = a.tls || r.TLS != nil
 	a.mu.Unlock()
 	io.WriteString(w, "api:"+r.URL.Path)
 }

@@ -19,10 +19,6 @@ const (
 	kindPod     = "pod"
 )
 
-// stoppedMessage is the status message of a pod stopped by `dev stop`; it
-// must match agent.StoppedMessage (this package may not import the agent).
-const stoppedMessage = "stopped (dev stop)"
-
 // Diff returns the events that lead from prev to cur, stamped with
 // cur.Index and now. It is pure. The order is stable: node events, then
 // service events, then pod events, each group by object name, and the
@@ -192,7 +188,7 @@ func (d *differ) pod(p api.Pod, had bool, c api.Pod) {
 		switch {
 		case cs.State == api.PodFailed:
 			d.add(true, api.EventFailed, kindPod, c.Name, c.Node, "%s failed%s", short, suffix(cs.Message))
-		case cs.Message == stoppedMessage:
+		case cs.Message == api.PodStoppedMessage:
 			d.add(false, api.EventExited, kindPod, c.Name, c.Node, "%s %s", short, cs.Message)
 		case cs.ExitCode != 0:
 			d.add(true, api.EventFailed, kindPod, c.Name, c.Node, "%s exited with code %d%s", short, cs.ExitCode, suffix(cs.Message))

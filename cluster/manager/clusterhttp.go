@@ -245,20 +245,30 @@ func (m *Manager) Nodes() []api.Node {
 			}
 		}
 	}
+	// One pass over the pods (not one per node): the dashboard asks at
+	// every change of the cluster.
+	byName := make(map[string]*api.Node, len(nodes))
 	for i := range nodes {
-		n := &nodes[i]
-		n.Role = roles[n.Name]
-		for _, p := range st.Pods(state.PodFilter{Node: n.Name}) {
-			if p.Deleting {
-				continue
-			}
-			n.Pods++
-			if rc, ok := st.RC(api.RCKey(p.Project, p.Service)); ok {
-				res := rc.Template.Resources.Reservations
-				n.Reserved.NanoCPUs += res.NanoCPUs
-				n.Reserved.MemoryBytes += res.MemoryBytes
-			}
+		nodes[i].Role = roles[nodes[i].Name]
+		byName[nodes[i].Name] = &nodes[i]
+	}
+	reserved := map[string]api.ResourceAmounts{} // per service, looked up once
+	for _, p := range st.Pods(state.PodFilter{}) {
+		n := byName[p.Node]
+		if n == nil || p.Deleting {
+			continue
 		}
+		n.Pods++
+		key := api.RCKey(p.Project, p.Service)
+		res, seen := reserved[key]
+		if !seen {
+			if rc, ok := st.RC(key); ok {
+				res = rc.Template.Resources.Reservations
+			}
+			reserved[key] = res
+		}
+		n.Reserved.NanoCPUs += res.NanoCPUs
+		n.Reserved.MemoryBytes += res.MemoryBytes
 	}
 	return nodes
 }

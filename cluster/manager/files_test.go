@@ -3,15 +3,10 @@ package manager
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/state"
@@ -71,19 +66,7 @@ func TestFilesAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := &filesLocal{copied: map[string]string{}, removed: map[string][]string{}}
-	m := New(oneNodeRaft{st}, local, Options{Node: "n1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	c, err := api.NewClient("unix://"+sock, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := serveTestAPI(t, st, local)
 	ctx := context.Background()
 
 	res, err := c.CopyFiles(ctx, "shop-web-1", "/srv/../srv/app/", strings.NewReader("TAR"))

@@ -22,8 +22,14 @@ import (
 // maxWait bounds blocking queries.
 const maxWait = 5 * time.Minute
 
-// Handler returns the HTTP API (see cluster/api/requests.go for the routes).
-func (m *Manager) Handler() http.Handler {
+// Handler returns the HTTP API (see cluster/api/requests.go for the routes)
+// behind its authentication: on TLS connections, a client certificate of
+// the cluster.
+func (m *Manager) Handler() http.Handler { return requireCert(m.Routes()) }
+
+// Routes is the HTTP API without authentication, for a front that
+// authenticates its callers itself (the dashboard).
+func (m *Manager) Routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", m.handleStatus)
 	mux.HandleFunc("GET /v1/projects", m.handleListProjects)
@@ -47,7 +53,7 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/internal/image", m.handleImage)
 	m.registerInteractive(mux) // exec, run, stop/start/restart: interactive.go
 	m.registerFiles(mux)       // copy files into / remove files from pods: files.go
-	return requireCert(mux)
+	return mux
 }
 
 // httpError carries a status code and a stable code to the client.

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -176,19 +175,19 @@ func (m *Manager) runNode(rc api.ReplicationController) (string, error) {
 	return "", conflict("run %s: no ready node satisfies its placement constraints %v", rc.Service, rc.Template.Placement.Constraints)
 }
 
-// errClientGone: the connection was taken over but the 101 answer could not
-// be written; nothing more can be sent.
-var errClientGone = errors.New("client connection lost")
-
-// hijack takes over the client's connection and answers 101 with hdr.
-func hijack(w http.ResponseWriter, hdr http.Header) (net.Conn, *bufio.Reader, error) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		return nil, nil, fmt.Errorf("this connection cannot be upgraded")
+// hijack takes over the client's connection and answers 101 with hdr. When
+// it cannot, it has answered the error itself (or the client is gone) and
+// ok is false.
+func hijack(w http.ResponseWriter, hdr http.Header) (conn net.Conn, br *bufio.Reader, ok bool) {
+	hj, can := w.(http.Hijacker)
+	if !can {
+		writeError(w, fmt.Errorf("this connection cannot be upgraded"))
+		return nil, nil, false
 	}
 	conn, brw, err := hj.Hijack()
 	if err != nil {
-		return nil, nil, fmt.Errorf("upgrade connection: %w", err)
+		writeError(w, fmt.Errorf("upgrade connection: %w", err))
+		return nil, nil, false
 	}
 	_ = conn.SetDeadline(time.Time{}) // no timeouts: a session lasts as long as its command
 	var b strings.Builder
@@ -200,10 +199,10 @@ func hijack(w http.ResponseWriter, hdr http.Header) (net.Conn, *bufio.Reader, er
 	}
 	b.WriteString("\r\n")
 	if _, err := conn.Write([]byte(b.String())); err != nil {
-		conn.Close()
-		return nil, nil, errClientGone
+		conn.Close() // the client is gone: nothing more can be sent
+		return nil, nil, false
 	}
-	return conn, brw.Reader, nil
+	return conn, brw.Reader, true
 }
 
 // serveStream upgrades the connection and runs a session on this node: it
@@ -212,11 +211,8 @@ func hijack(w http.ResponseWriter, hdr http.Header) (net.Conn, *bufio.Reader, er
 // the session (run's context is cancelled).
 func (m *Manager) serveStream(w http.ResponseWriter, r *http.Request, hdr http.Header, withStdin, tty bool, size api.TermSize,
 	run func(context.Context, api.IO) (int, error)) {
-	conn, br, err := hijack(w, hdr)
-	if err != nil {
-		if !errors.Is(err, errClientGone) {
-			writeError(w, err)
-		}
+	conn, br, ok := hijack(w, hdr)
+	if !ok {
 		return
 	}
 	defer conn.Close()
@@ -301,11 +297,8 @@ func (m *Manager) relayStream(w http.ResponseWriter, r *http.Request, node strin
 		return
 	}
 	defer up.Close()
-	conn, br, err := hijack(w, hdr)
-	if err != nil {
-		if !errors.Is(err, errClientGone) {
-			writeError(w, err)
-		}
+	conn, br, ok := hijack(w, hdr)
+	if !ok {
 		return
 	}
 	defer conn.Close()

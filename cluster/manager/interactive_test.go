@@ -105,7 +105,14 @@ func newStreamTestAPI(t *testing.T) *api.HTTPClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(oneNodeRaft{st}, &scriptedLocal{}, Options{Node: "n1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return serveTestAPI(t, st, &scriptedLocal{})
+}
+
+// serveTestAPI serves the API of a manager over st and local (a leader of
+// one, node n1) on a unix socket until the test ends, and returns a client.
+func serveTestAPI(t *testing.T, st *state.Store, local Local) *api.HTTPClient {
+	t.Helper()
+	m := New(oneNodeRaft{st}, local, Options{Node: "n1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

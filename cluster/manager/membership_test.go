@@ -69,3 +69,43 @@ func TestReconcileMembersFailedVoter(t *testing.T) {
 		})
 	}
 }
+
+func TestNodesCountsPodsAndReservations(t *testing.T) {
+	st := state.New()
+	r := &membersRaft{oneNodeRaft: oneNodeRaft{st: st}, servers: []raftstore.Server{{ID: "n1", Voter: true}, {ID: "n2"}}}
+	spec := func(name string, mem int64) api.ServiceSpec {
+		return api.ServiceSpec{Project: "p", Name: name, Image: "x", Replicas: 1,
+			Resources: api.Resources{Reservations: api.ResourceAmounts{MemoryBytes: mem, NanoCPUs: mem / 2}}}
+	}
+	pod := func(name, svc string) api.Pod {
+		return api.Pod{Name: name, Project: "p", Service: svc, Labels: map[string]string{}}
+	}
+	for _, cmd := range []state.Command{
+		&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}},
+		&state.PutNode{Node: api.Node{Name: "n2", Status: api.NodeReady}},
+		&state.ApplyProject{Project: api.Project{Name: "p", Services: []api.ServiceSpec{spec("a", 100), spec("b", 10)}}},
+		&state.CreatePods{Pods: []api.Pod{pod("p-a-1", "a"), pod("p-a-2", "a"), pod("p-b-1", "b"), pod("p-b-2", "b"), pod("p-b-3", "b")}},
+		&state.AssignPods{Nodes: map[string]string{"p-a-1": "n1", "p-a-2": "n2", "p-b-1": "n1", "p-b-2": "n1"}}, // p-b-3 unscheduled
+		&state.MarkPodsDeleting{Names: []string{"p-b-2"}},
+	} {
+		if _, err := r.Apply(context.Background(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := New(r, nil, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+	got := map[string]api.Node{}
+	for _, n := range m.Nodes() {
+		got[n.Name] = n
+	}
+	want := map[string]struct {
+		role string
+		pods int
+		mem  int64
+	}{"n1": {"leader", 2, 110}, "n2": {"nonvoter", 1, 100}}
+	for name, w := range want {
+		n := got[name]
+		if n.Role != w.role || n.Pods != w.pods || n.Reserved.MemoryBytes != w.mem || n.Reserved.NanoCPUs != w.mem/2 {
+			t.Errorf("%s: role %q pods %d reserved %+v, want %q %d mem %d", name, n.Role, n.Pods, n.Reserved, w.role, w.pods, w.mem)
+		}
+	}
+}

@@ -207,7 +207,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if cfg.DashboardAddr != "" {
 		src := dashboardSource{st: r.State(), r: r, mgr: mgr, events: rec, node: cfg.Name}
 		d, err := dashboard.New(src, dashboard.Options{
-			Addr: cfg.DashboardAddr, TLS: creds.id.JoinServerTLS(), API: handler, Log: n.log,
+			Addr: cfg.DashboardAddr, TLS: creds.id.JoinServerTLS(), API: mgr.Routes(), Log: n.log,
 		})
 		if err != nil {
 			return err

@@ -212,17 +212,7 @@ func fbDev(t *testing.T, hosts []*testHost, ms []*member, runs int) []fbRun {
 				leader = name
 			}
 		}
-		var candidates []*testHost
-		for _, h := range hosts[1:] {
-			if h.Name != leader {
-				candidates = append(candidates, h)
-			}
-		}
-		victim := candidates[i%len(candidates)]
-		r := fbMeasure(t, target, hosts, victim)
-		t.Logf("dev run %d: cut %s (leader %s): failover %.1fs (6 running after %.1fs, node down after %.1fs), ready %.1fs and settled %.1fs after restore",
-			i+1, victim.Name, leader, r.failover.Seconds(), r.replaced.Seconds(), r.detected.Seconds(), r.ready.Seconds(), r.settled.Seconds())
-		rs = append(rs, r)
+		rs = append(rs, fbCutOne(t, "dev", target, hosts, leader, i))
 	}
 	cli.mustDev(t, "down", "-p", fbProject)
 	return rs
@@ -365,22 +355,30 @@ func fbSwarm(t *testing.T, hosts []*testHost, runs int) []fbRun {
 				leader = name
 			}
 		}
-		var candidates []*testHost
-		for _, h := range hosts[1:] {
-			if h.Name != leader {
-				candidates = append(candidates, h)
-			}
-		}
-		victim := candidates[i%len(candidates)]
-		r := fbMeasure(t, target, hosts, victim)
-		t.Logf("swarm run %d: cut %s (leader %s): failover %.1fs (6 running after %.1fs, node down after %.1fs), ready %.1fs and settled %.1fs after restore",
-			i+1, victim.Name, leader, r.failover.Seconds(), r.replaced.Seconds(), r.detected.Seconds(), r.ready.Seconds(), r.settled.Seconds())
-		rs = append(rs, r)
+		rs = append(rs, fbCutOne(t, "swarm", target, hosts, leader, i))
 	}
 	return rs
 }
 
 // ---- shared ----
+
+// fbCutOne measures run i of tool: it cuts a host that neither leads nor is
+// h1 (the one the CLI talks to), alternating between the candidates, and
+// logs the figures.
+func fbCutOne(t *testing.T, tool string, target fbTarget, hosts []*testHost, leader string, i int) fbRun {
+	t.Helper()
+	var candidates []*testHost
+	for _, h := range hosts[1:] {
+		if h.Name != leader {
+			candidates = append(candidates, h)
+		}
+	}
+	victim := candidates[i%len(candidates)]
+	r := fbMeasure(t, target, hosts, victim)
+	t.Logf("%s run %d: cut %s (leader %s): failover %.1fs (6 running after %.1fs, node down after %.1fs), ready %.1fs and settled %.1fs after restore",
+		tool, i+1, victim.Name, leader, r.failover.Seconds(), r.replaced.Seconds(), r.detected.Seconds(), r.ready.Seconds(), r.settled.Seconds())
+	return r
+}
 
 // fbWaitSpread waits until the service runs 2 replicas on each host and
 // answers on each.
