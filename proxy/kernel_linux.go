@@ -1,0 +1,532 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	vnl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// NFTables is the Linux Kernel: one nftables table, programmed over
+// netlink (google/nftables: no nft binary needed, so it works from a
+// FROM scratch image), each change one atomic transaction. It works in the
+// network namespace of the calling thread.
+type NFTables struct {
+	cfg Config
+	log *slog.Logger
+
+	mu  sync.Mutex
+	cur *ruleset // what the table holds; nil: unknown (start over)
+}
+
+var _ Kernel = (*NFTables)(nil)
+
+// NewNFTables returns the data path for cfg; it touches nothing until Apply.
+func NewNFTables(cfg Config) *NFTables {
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &NFTables{cfg: cfg, log: cfg.Log.With("component", "proxy")}
+}
+
+// Apply implements Kernel: it computes the rules for services, diffs them
+// with what the table holds and sends the difference as one transaction.
+// The first Apply (and any after a failure) replaces the table whole, in one
+// transaction too; established connections are kept either way (their NAT
+// lives in conntrack, not in the rules). UDP flows to endpoints that left
+// are flushed from conntrack.
+func (k *NFTables) Apply(services []Service) error {
+	want, planErr := planRules(services)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ch := diff(k.cur, want)
+	if !ch.empty() {
+		c, err := nftables.New(nftables.WithSockOptions(bigBuffers))
+		if err != nil {
+			return fmt.Errorf("apply service rules: open netlink: %w", err)
+		}
+		t := k.table()
+		if ch.full {
+			k.skeleton(c, t)
+		}
+		if err := k.program(c, t, ch, want); err != nil {
+			k.cur = nil
+			return fmt.Errorf("apply service rules: %w", err)
+		}
+		if err := c.Flush(); err != nil {
+			k.cur = nil
+			return fmt.Errorf("apply service rules (%s): %w", ch.summary(), err)
+		}
+		k.cur = want
+	}
+	k.setLocalnet("1")
+	k.setHairpin()
+	flushUDP(ch.goneEndpoints, k.log)
+	if planErr != nil {
+		return fmt.Errorf("apply service rules: %w", planErr)
+	}
+	return nil
+}
+
+// Check implements Kernel: the table must still exist.
+func (k *NFTables) Check() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	exists, err := k.tableExists()
+	if err != nil {
+		return err
+	}
+	if !exists && k.cur != nil {
+		k.cur = nil
+		return fmt.Errorf("table ip %s is gone", k.cfg.Table)
+	}
+	return nil
+}
+
+// Teardown implements Kernel: the table goes, and route_localnet is reset
+// on the devices it was set on.
+func (k *NFTables) Teardown() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cur = nil
+	k.setLocalnet("0")
+	exists, err := k.tableExists()
+	if err != nil || !exists {
+		return err
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("remove service rules: open netlink: %w", err)
+	}
+	c.DelTable(k.table())
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("remove table ip %s: %w", k.cfg.Table, err)
+	}
+	return nil
+}
+
+func (k *NFTables) tableExists() (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("open netlink: %w", err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return false, fmt.Errorf("list nftables tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == k.cfg.Table {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (k *NFTables) table() *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyIPv4, Name: k.cfg.Table}
+}
+
+// The named sets and maps of the table (lookups refer to them by name).
+func (k *NFTables) sets(t *nftables.Table) (vips, hairpin, serviceIPs, nodePorts, hostPorts *nftables.Set) {
+	return &nftables.Set{Table: t, Name: setVIPs, KeyType: nftables.TypeIPAddr},
+		&nftables.Set{Table: t, Name: setHairpin, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)},
+		&nftables.Set{Table: t, Name: mapServiceIPs, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict},
+		&nftables.Set{Table: t, Name: mapNodePorts, IsMap: true, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: nftables.TypeVerdict},
+		&nftables.Set{Table: t, Name: mapHostPorts, IsMap: true, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService), DataType: nftables.TypeVerdict}
+}
+
+// skeleton replaces the table with its fixed part: sets, maps, base chains
+// and the dispatch and reject chains.
+//
+//	chain nat-prerouting  { type nat hook prerouting priority -110; jump services }
+//	chain nat-output      { type nat hook output priority -110; jump services }
+//	chain services {
+//		meta l4proto tcp ip daddr vmap @service-ips
+//		meta l4proto udp ip daddr vmap @service-ips
+//		ip daddr . meta l4proto . th dport vmap @host-ports
+//		fib daddr type local meta l4proto . th dport vmap @node-ports
+//	}
+//	chain nat-postrouting { type nat hook postrouting priority 100
+//		ct status dnat ip saddr . ip daddr @hairpin masquerade        # a pod reaching itself
+//		ct status dnat ip saddr 127.0.0.0/8 masquerade                # localhost:PORT
+//		ct status dnat ip daddr CLUSTER ip saddr != CLUSTER oifname != BRIDGE masquerade
+//	}
+//	chain filter-input    { type filter hook input priority -10
+//		iifname != "lo" ip daddr 127.0.0.0/8 ct state new drop; jump reject-unserved }
+//	chain filter-forward  { type filter hook forward priority -10; jump reject-unserved }
+//	chain filter-output   { type filter hook output priority -10; jump reject-unserved }
+//	chain reject-unserved { meta l4proto tcp ip daddr @vips reject with tcp reset; meta l4proto udp ip daddr @vips reject }
+//
+// The last masquerade rule is the routing mesh's: a translated connection
+// from outside the pod network (a client of a published port, the host
+// itself) that leaves towards another node must come back through this
+// one. Pods keep their address to any VIP, and a client of a published
+// port keeps its address when the endpoint is on this node.
+func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
+	c.AddTable(t)
+	c.DelTable(t) // with the add before it: whatever the table held is gone
+	c.AddTable(t)
+	vips, hairpin, serviceIPs, nodePorts, hostPorts := k.sets(t)
+	for _, s := range []*nftables.Set{vips, hairpin, serviceIPs, nodePorts, hostPorts} {
+		_ = c.AddSet(s, nil) // errors are kept by the Conn and returned by Flush
+	}
+	prio := func(p int32) *nftables.ChainPriority { return nftables.ChainPriorityRef(nftables.ChainPriority(p)) }
+	base := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, p int32) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: typ, Hooknum: hook, Priority: prio(p)})
+	}
+	regular := func(name string) *nftables.Chain { return c.AddChain(&nftables.Chain{Name: name, Table: t}) }
+	add := func(ch *nftables.Chain, exprs ...expr.Any) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	}
+	jump := func(to string) expr.Any { return &expr.Verdict{Kind: expr.VerdictJump, Chain: to} }
+
+	rule := func(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
+	services := regular(chainServices)
+	reject := regular(chainReject)
+
+	// Dispatch.
+	for _, proto := range []byte{protoTCP, protoUDP} {
+		add(services, loadL4Proto(1), cmpEq(1, []byte{proto}), loadDaddr(1), vmap(1, serviceIPs))
+	}
+	add(services, loadDaddr(1), loadL4Proto(9), loadDport(10), vmap(1, hostPorts))
+	add(services,
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		cmpEq(1, binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)),
+		loadL4Proto(1), loadDport(9), vmap(1, nodePorts))
+
+	add(base("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, -110), jump(chainServices))
+	add(base("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput, -110), jump(chainServices))
+
+	// A new connection that reaches a VIP without being DNATed has no
+	// endpoint: refuse it at once. (Replies to the host's own connections to
+	// a VIP come back addressed to it, hence "new".)
+	ctNew := []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+	add(reject, rule([]expr.Any{loadL4Proto(1), cmpEq(1, []byte{protoTCP})}, ctNew,
+		[]expr.Any{loadDaddr(1), inSet(1, vips), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})...)
+	add(reject, rule([]expr.Any{loadL4Proto(1), cmpEq(1, []byte{protoUDP})}, ctNew,
+		[]expr.Any{loadDaddr(1), inSet(1, vips), &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}})...) // port unreachable
+
+	post := base("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, 100)
+	dnatted := []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+	add(post, rule(dnatted, []expr.Any{loadSaddr(1), loadDaddr(9), inSet(1, hairpin), &expr.Masq{}})...)
+	add(post, rule(dnatted, matchPrefix(loadSaddr(1), loopback, expr.CmpOpEq), []expr.Any{&expr.Masq{}})...)
+	cluster := k.cfg.ClusterCIDR.Masked()
+	mesh := rule(dnatted, matchPrefix(loadDaddr(1), cluster, expr.CmpOpEq), matchPrefix(loadSaddr(1), cluster, expr.CmpOpNeq))
+	if k.cfg.Bridge != "" {
+		mesh = append(mesh, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(k.cfg.Bridge)})
+	}
+	add(post, append(mesh, &expr.Masq{})...)
+
+	input := base("filter-input", nftables.ChainTypeFilter, nftables.ChainHookInput, -10)
+	// route_localnet lets 127.0.0.0/8 be routed to pods; never let a packet
+	// from outside start a connection to the host's loopback services.
+	add(input, rule(
+		[]expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")}},
+		matchPrefix(loadDaddr(1), loopback, expr.CmpOpEq),
+		ctNew, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
+	add(input, jump(chainReject))
+	add(base("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward, -10), jump(chainReject))
+	add(base("filter-output", nftables.ChainTypeFilter, nftables.ChainHookOutput, -10), jump(chainReject))
+}
+
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// program adds ch to the batch, in an order the kernel accepts: elements
+// that point at chains go before those chains are flushed or deleted, and
+// new chains exist before anything points at them.
+func (k *NFTables) program(c *nftables.Conn, t *nftables.Table, ch *change, want *ruleset) error {
+	vips, hairpin, serviceIPs, nodePorts, hostPorts := k.sets(t)
+	var errs []error
+	del := func(s *nftables.Set, els []nftables.SetElement) {
+		if len(els) > 0 {
+			errs = append(errs, c.SetDeleteElements(s, els))
+		}
+	}
+	addEls := func(s *nftables.Set, els []nftables.SetElement) {
+		if len(els) > 0 {
+			errs = append(errs, c.SetAddElements(s, els))
+		}
+	}
+	del(serviceIPs, serviceIPElements(ch.delServiceIPs))
+	del(nodePorts, nodePortElements(ch.delNodePorts))
+	del(hostPorts, hostPortElements(ch.delHostPorts))
+	del(vips, addrElements(ch.delVIPs))
+	del(hairpin, hairpinElements(ch.delHairpin))
+
+	chain := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: t} }
+	for _, name := range ch.delChains {
+		c.FlushChain(chain(name))
+		c.DelChain(chain(name))
+	}
+	for _, name := range ch.refill {
+		c.FlushChain(chain(name))
+	}
+	for _, name := range ch.newChains {
+		c.AddChain(chain(name))
+	}
+	for _, names := range [][]string{ch.newChains, ch.refill} {
+		for _, name := range names {
+			exprs, err := dnatExprs(c, t, want.chains[name])
+			if err != nil {
+				return fmt.Errorf("chain %s: %w", name, err)
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: chain(name), Exprs: exprs})
+		}
+	}
+
+	addEls(vips, addrElements(ch.addVIPs))
+	addEls(hairpin, hairpinElements(ch.addHairpin))
+	addEls(serviceIPs, serviceIPElements(ch.addServiceIPs))
+	addEls(nodePorts, nodePortElements(ch.addNodePorts))
+	addEls(hostPorts, hostPortElements(ch.addHostPorts))
+	return errors.Join(errs...)
+}
+
+// dnatExprs is a generated chain's one rule: dnat to numgen random mod N map
+// { i : EP } (every port kept), or { i : EP . PORT } (published ports).
+func dnatExprs(c *nftables.Conn, t *nftables.Table, targets []netip.AddrPort) ([]expr.Any, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("no dnat targets")
+	}
+	withPort := targets[0].Port() != 0
+	m := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
+		KeyType: nftables.TypeInteger, DataType: nftables.TypeIPAddr}
+	if withPort {
+		m.DataType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	}
+	els := make([]nftables.SetElement, len(targets))
+	for i, tg := range targets {
+		val := tg.Addr().AsSlice()
+		if withPort {
+			val = append(val, byte(tg.Port()>>8), byte(tg.Port()), 0, 0)
+		}
+		els[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: val}
+	}
+	if err := c.AddSet(m, els); err != nil {
+		return nil, fmt.Errorf("endpoint map: %w", err)
+	}
+	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1}
+	if withPort {
+		nat.RegProtoMin, nat.RegProtoMax = 9, 9
+	}
+	return []expr.Any{
+		&expr.Numgen{Register: 1, Modulus: uint32(len(targets)), Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
+		nat,
+	}, nil
+}
+
+// Expression helpers. Register 1 is the first 16-byte register; 9 and 10
+// are its second and third 32-bit words, as concatenated keys need.
+func loadDaddr(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+}
+
+func loadSaddr(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+}
+
+func loadDport(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+}
+
+func loadL4Proto(reg uint32) expr.Any { return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg} }
+
+func cmpEq(reg uint32, data []byte) expr.Any {
+	return &expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: data}
+}
+
+// matchPrefix compares what load puts in register 1 with a prefix.
+func matchPrefix(load expr.Any, p netip.Prefix, op expr.CmpOp) []expr.Any {
+	out := []expr.Any{load}
+	if p.Bits() < 32 {
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: net.CIDRMask(p.Bits(), 32), Xor: make([]byte, 4)})
+	}
+	return append(out, &expr.Cmp{Op: op, Register: 1, Data: p.Masked().Addr().AsSlice()})
+}
+
+// ifname is an interface name as the kernel compares it (NUL-padded).
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+func vmap(reg uint32, m *nftables.Set) expr.Any {
+	return &expr.Lookup{SourceRegister: reg, DestRegister: 0, IsDestRegSet: true, SetName: m.Name}
+}
+
+func inSet(reg uint32, s *nftables.Set) expr.Any {
+	return &expr.Lookup{SourceRegister: reg, SetName: s.Name}
+}
+
+// Element keys. Concatenated keys pad each field to 4 bytes.
+func goTo(chain string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain} }
+
+func addrElements(as []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(as))
+	for _, a := range as {
+		out = append(out, nftables.SetElement{Key: a.AsSlice()})
+	}
+	return out
+}
+
+func hairpinElements(as []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(as))
+	for _, a := range as {
+		out = append(out, nftables.SetElement{Key: append(a.AsSlice(), a.AsSlice()...)})
+	}
+	return out
+}
+
+func serviceIPElements(m map[netip.Addr]string) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(m))
+	for a, ch := range m {
+		out = append(out, nftables.SetElement{Key: a.AsSlice(), VerdictData: goTo(ch)})
+	}
+	return out
+}
+
+func nodePortElements(m map[portKey]string) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(m))
+	for k, ch := range m {
+		out = append(out, nftables.SetElement{Key: []byte{k.proto, 0, 0, 0, byte(k.port >> 8), byte(k.port), 0, 0}, VerdictData: goTo(ch)})
+	}
+	return out
+}
+
+func hostPortElements(m map[hostPortKey]string) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(m))
+	for k, ch := range m {
+		key := append(k.addr.AsSlice(), k.proto, 0, 0, 0, byte(k.port>>8), byte(k.port), 0, 0)
+		out = append(out, nftables.SetElement{Key: key, VerdictData: goTo(ch)})
+	}
+	return out
+}
+
+// bigBuffers lets one transaction carry a whole table: the kernel echoes
+// every rule back, and all of it is read after the batch is sent.
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 64<<20); e != nil {
+				serr = e
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// summary says how big a change is, for errors.
+func (c *change) summary() string {
+	if c.full {
+		return "full table"
+	}
+	return fmt.Sprintf("%d chains new, %d refilled, %d removed", len(c.newChains), len(c.refill), len(c.delChains))
+}
+
+// setLocalnet sets route_localnet on the configured devices that exist.
+func (k *NFTables) setLocalnet(v string) {
+	for _, dev := range k.cfg.LocalnetDevices {
+		p := filepath.Join("/proc/sys/net/ipv4/conf", dev, "route_localnet")
+		cur, err := os.ReadFile(p)
+		if err != nil || strings.TrimSpace(string(cur)) == v {
+			continue // no such device (yet), or already set
+		}
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			k.log.Warn("set route_localnet", "device", dev, "err", err)
+		}
+	}
+}
+
+// setHairpin turns on hairpin mode on the ports of the pod bridge (as the
+// kubelet does), so that a pod whose connection to its own service comes
+// back to it gets the frame on the port it was sent from.
+func (k *NFTables) setHairpin() {
+	if k.cfg.Bridge == "" {
+		return
+	}
+	br, err := vnl.LinkByName(k.cfg.Bridge)
+	if err != nil {
+		return // not there yet: no pods either
+	}
+	links, err := vnl.LinkList()
+	if err != nil {
+		k.log.Warn("list links for hairpin mode", "err", err)
+		return
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex != br.Attrs().Index {
+			continue
+		}
+		if pi, err := vnl.LinkGetProtinfo(l); err == nil && pi.Hairpin {
+			continue
+		}
+		if err := vnl.LinkSetHairpin(l, true); err != nil {
+			k.log.Warn("set hairpin mode", "port", l.Attrs().Name, "err", err)
+		}
+	}
+}
+
+// flushUDP deletes the UDP conntrack entries of endpoints that are gone,
+// so that a UDP "connection" does not stick to a dead endpoint.
+func flushUDP(gone []netip.Addr, log *slog.Logger) {
+	if len(gone) == 0 {
+		return
+	}
+	filters := make([]vnl.CustomConntrackFilter, 0, len(gone))
+	for _, a := range gone {
+		f := &vnl.ConntrackFilter{}
+		if err := f.AddIP(vnl.ConntrackReplySrcIP, net.IP(a.AsSlice())); err != nil {
+			continue
+		}
+		if err := f.AddProtocol(protoUDP); err != nil {
+			continue
+		}
+		filters = append(filters, f)
+	}
+	if _, err := vnl.ConntrackDeleteFilters(vnl.ConntrackTable, unix.AF_INET, filters...); err != nil {
+		log.Warn("flush udp conntrack entries of removed endpoints", "endpoints", len(gone), "err", err)
+	}
+}
+
+// ctStatusDNAT is IPS_DST_NAT, the conntrack status bit of a translated destination.
+const ctStatusDNAT = 1 << 5
