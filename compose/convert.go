@@ -194,6 +194,13 @@ func convertPorts(service string, ports []types.ServicePortConfig) ([]api.PortSp
 			return nil, fmt.Errorf("service %q: port target %d is out of range 1-65535", service, p.Target)
 		}
 		spec := api.PortSpec{Name: p.Name, Target: uint16(p.Target), Protocol: proto, HostIP: p.HostIP}
+		switch p.Mode {
+		case "", "ingress":
+		case api.PortModeHost:
+			spec.Mode = api.PortModeHost
+		default:
+			return nil, fmt.Errorf("service %q: port mode %q is not supported; use ingress (the default) or host", service, p.Mode)
+		}
 		if p.Published != "" {
 			if strings.Contains(p.Published, "-") {
 				return nil, fmt.Errorf("service %q: published port range %q is not supported; publish a single port for target %d",

@@ -82,7 +82,7 @@ var supported = newAttrs(
 	"command", "entrypoint",
 	"environment", "env_file", // env_file is merged into environment by the loader
 	"labels", "label_file", // label_file is merged into labels by the loader
-	"ports.[].target", "ports.[].published", "ports.[].protocol", "ports.[].host_ip", "ports.[].name",
+	"ports.[].target", "ports.[].published", "ports.[].protocol", "ports.[].host_ip", "ports.[].name", "ports.[].mode",
 	"expose",
 	"volumes.[].type", "volumes.[].source", "volumes.[].target", "volumes.[].read_only",
 	"tmpfs",

@@ -361,7 +361,15 @@ type PortSpec struct {
 	Published uint16 `json:"published,omitempty"`
 	Protocol  string `json:"protocol"` // tcp or udp
 	HostIP    string `json:"host_ip,omitempty"`
+	// Mode is compose's port mode: "" (ingress, the routing mesh: published on
+	// every node, balanced over every pod) or PortModeHost (published only on
+	// the nodes that run the service's pods, to those pods, keeping the
+	// client's address).
+	Mode string `json:"mode,omitempty"`
 }
+
+// PortModeHost is compose's `mode: host` of a published port.
+const PortModeHost = "host"
 
 // Volume mount types.
 const (

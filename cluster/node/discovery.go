@@ -22,6 +22,7 @@ import (
 type discovery struct {
 	st   *state.Store
 	vips overlay.VIPs
+	node string // this node: its pods are the local endpoints
 	log  *slog.Logger
 
 	cur     atomic.Pointer[catalog]
@@ -34,9 +35,9 @@ var (
 	_ proxy.Source = (*discovery)(nil)
 )
 
-func newDiscovery(st *state.Store, vips overlay.VIPs, log *slog.Logger) *discovery {
-	d := &discovery{st: st, vips: vips, log: log.With("component", "discovery"), changed: make(chan struct{})}
-	d.cur.Store(buildCatalog(st))
+func newDiscovery(st *state.Store, vips overlay.VIPs, node string, log *slog.Logger) *discovery {
+	d := &discovery{st: st, vips: vips, node: node, log: log.With("component", "discovery"), changed: make(chan struct{})}
+	d.cur.Store(buildCatalog(st, node))
 	return d
 }
 
@@ -53,7 +54,7 @@ func (d *discovery) Run(ctx context.Context) error {
 	defer retry.Stop()
 	for {
 		changed := d.st.Changed()
-		c := buildCatalog(d.st)
+		c := buildCatalog(d.st, d.node)
 		d.cur.Store(c)
 		if key := addrsKey(c.vips); key != lastVIPs {
 			if err := d.vips.Set(c.vips); err != nil {
@@ -76,7 +77,7 @@ func (d *discovery) Run(ctx context.Context) error {
 }
 
 // Services implements proxy.Source.
-func (d *discovery) Services() []proxy.Service { return d.cur.Load().frontends }
+func (d *discovery) Services() []proxy.Service { return d.cur.Load().services }
 
 // Changed implements proxy.Source.
 func (d *discovery) Changed() <-chan struct{} {
@@ -120,7 +121,7 @@ type catalog struct {
 	byIP      map[netip.Addr]client
 	pods      map[string]netip.Addr // "project/pod" -> IP
 	names     map[string][]*svcEntry
-	frontends []proxy.Service
+	services  []proxy.Service
 	vips      []netip.Addr
 }
 
@@ -157,7 +158,7 @@ func (c *catalog) lookup(from netip.Addr, project, name string) *svcEntry {
 	return nil
 }
 
-func buildCatalog(st *state.Store) *catalog {
+func buildCatalog(st *state.Store, node string) *catalog {
 	c := &catalog{byIP: map[netip.Addr]client{}, pods: map[string]netip.Addr{}, names: map[string][]*svcEntry{}}
 	rcs := st.RCs("")
 	specs := map[string]api.ServiceSpec{}
@@ -165,6 +166,7 @@ func buildCatalog(st *state.Store) *catalog {
 		specs[rc.Key()] = rc.Template
 	}
 	ready := map[string][]netip.Addr{}
+	local := map[netip.Addr]bool{}
 	for _, p := range st.Pods(state.PodFilter{}) {
 		ip, err := netip.ParseAddr(p.Status.IP)
 		if err != nil || p.Deleting {
@@ -178,6 +180,7 @@ func buildCatalog(st *state.Store) *catalog {
 		c.byIP[ip] = client{project: p.Project, networks: nets}
 		if p.Ready() {
 			ready[api.RCKey(p.Project, p.Service)] = append(ready[api.RCKey(p.Project, p.Service)], ip)
+			local[ip] = p.Node == node
 		}
 	}
 	for _, rc := range rcs {
@@ -201,39 +204,30 @@ func buildCatalog(st *state.Store) *catalog {
 				c.names[k] = append(c.names[k], &ae)
 			}
 		}
-		if !vip.IsValid() {
-			continue
+		if vip.IsValid() {
+			c.vips = append(c.vips, vip)
 		}
-		c.vips = append(c.vips, vip)
-		for _, pt := range rc.Template.ServicePorts() {
-			c.frontends = append(c.frontends, frontend(rc, netip.AddrPortFrom(vip, pt.Target), pt.Protocol, pt.Target, eps))
-		}
-		for _, pt := range rc.Template.Ports {
-			if pt.Published == 0 {
-				continue
-			}
-			host := netip.IPv4Unspecified()
-			if a, err := netip.ParseAddr(pt.HostIP); err == nil {
-				host = a
-			}
-			proto := pt.Protocol
-			if proto == "" {
-				proto = "tcp"
-			}
-			c.frontends = append(c.frontends, frontend(rc, netip.AddrPortFrom(host, pt.Published), proto, pt.Target, eps))
-		}
+		c.services = append(c.services, dataPath(rc, vip, eps, local))
 	}
 	return c
 }
 
-func frontend(rc api.ReplicationController, listen netip.AddrPort, proto string, target uint16, eps []netip.Addr) proxy.Service {
-	s := proxy.Service{
-		Name:     rc.Project + "/" + rc.Service + " " + listen.String() + "/" + proto,
-		Listen:   listen,
-		Protocol: proto,
-	}
+// dataPath is what the kernel data path serves for a service: every port of
+// its VIP and its published ports, over its ready pods.
+func dataPath(rc api.ReplicationController, vip netip.Addr, eps []netip.Addr, local map[netip.Addr]bool) proxy.Service {
+	s := proxy.Service{Name: rc.Key(), VIP: vip}
 	for _, ip := range eps {
-		s.Endpoints = append(s.Endpoints, netip.AddrPortFrom(ip, target))
+		s.Endpoints = append(s.Endpoints, proxy.Endpoint{Addr: ip, Local: local[ip]})
+	}
+	for _, pt := range rc.Template.Ports {
+		if pt.Published == 0 {
+			continue
+		}
+		host, _ := netip.ParseAddr(pt.HostIP) // invalid or unspecified: every address
+		s.Published = append(s.Published, proxy.Published{
+			HostIP: host, Port: pt.Published, Target: pt.Target, Protocol: pt.Protocol,
+			HostMode: pt.Mode == api.PortModeHost,
+		})
 	}
 	return s
 }

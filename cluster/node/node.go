@@ -170,8 +170,17 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("parse service cidr %q: %w", cfg.ServiceCIDR, err)
 	}
-	px := proxy.New(proxy.Options{Log: n.log})
-	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), n.log)
+	clusterCIDR, err := netip.ParsePrefix(cfg.ClusterCIDR)
+	if err != nil {
+		return fmt.Errorf("parse cluster cidr %q: %w", cfg.ClusterCIDR, err)
+	}
+	vxlanDev := cfg.VXLANDevice
+	if vxlanDev == "" {
+		vxlanDev = overlay.DefaultVXLANDevice
+	}
+	kern := proxy.NewNFTables(proxy.Config{ClusterCIDR: clusterCIDR, Bridge: cfg.Bridge,
+		LocalnetDevices: []string{cfg.Bridge, vxlanDev}, Log: n.log})
+	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), cfg.Name, n.log)
 
 	ctrlOpts := controller.Options{NodeGrace: cfg.NodeGrace}
 	agentOpts := agent.Options{Node: cfg.Name, Address: cfg.AdvertiseAddr, APIAddr: n.addr(cfg.APIPort),
@@ -199,7 +208,7 @@ func (n *Node) Run(ctx context.Context) error {
 	ag := agent.New(r.State(), mgr, drv, agentOpts, n.log)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	local.Local = nodeLocal{Agent: ag, proxy: px, leave: func(lctx context.Context) error {
+	local.Local = nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
 		return n.leave(lctx, r, mgr, g, stop)
 	}}
 
@@ -276,7 +285,20 @@ func (n *Node) Run(ctx context.Context) error {
 		return ag.Run(ctx)
 	})
 	eg.Go(func() error { return disc.Run(ctx) })
-	eg.Go(func() error { return px.Run(ctx, disc) })
+	eg.Go(func() error {
+		// Program the kernel from the state this node has caught up to, not
+		// from the empty one it starts with: after a restart the old rules go
+		// on serving until then.
+		wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+		defer cancel()
+		if err := r.WaitReady(wctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		return n.runDataPath(ctx, kern, disc, clusterCIDR)
+	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	defer func() {
@@ -286,6 +308,12 @@ func (n *Node) Run(ctx context.Context) error {
 			_ = r.Close()
 			for _, d := range []string{pkiDir, "raft"} {
 				_ = os.RemoveAll(filepath.Join(cfg.DataDir, d))
+			}
+			if err := kern.Teardown(); err != nil {
+				n.log.Warn("remove service rules", "err", err)
+			}
+			if err := overlay.RemoveServiceForwarding(clusterCIDR); err != nil {
+				n.log.Warn("remove service forwarding rule", "err", err)
 			}
 		}
 	}()
@@ -297,17 +325,47 @@ func (n *Node) Run(ctx context.Context) error {
 type lateLocal struct{ manager.Local }
 
 // nodeLocal is what the API needs of this node: the agent's container-level
-// work and the proxy's port checks.
+// work and the port checks.
 type nodeLocal struct {
 	*agent.Agent
-	proxy *proxy.Proxy
 	leave func(ctx context.Context) error
 }
 
 func (l nodeLocal) Leave(ctx context.Context) error { return l.leave(ctx) }
 
 func (l nodeLocal) CheckPort(addr netip.AddrPort, proto string) error {
-	return l.proxy.Check(addr, proto)
+	return proxy.CheckPort(addr, proto)
+}
+
+// runDataPath keeps the kernel's service rules in line with the state, and
+// the rule that lets their traffic through Docker's FORWARD chain in place
+// (re-asserted every resync: Docker re-creates its chains when it restarts).
+func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Source, cluster netip.Prefix) error {
+	resync := 10 * time.Second
+	if n.cfg.Fast {
+		resync = 2 * time.Second
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return proxy.Run(ctx, kern, src, resync, n.log) })
+	eg.Go(func() error {
+		var lastErr string
+		tick := time.NewTicker(resync)
+		defer tick.Stop()
+		for {
+			if err := overlay.EnsureServiceForwarding(cluster); err != nil && err.Error() != lastErr {
+				n.log.Warn("service forwarding rule", "err", err)
+				lastErr = err.Error()
+			} else if err == nil {
+				lastErr = ""
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+	})
+	return eg.Wait()
 }
 
 // clusterDomain is the DNS zone of the cluster.

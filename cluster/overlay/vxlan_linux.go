@@ -369,6 +369,7 @@ func (v *VXLAN) Teardown() error {
 // iptRule is one rule this package keeps in a chain.
 type iptRule struct {
 	table, chain string
+	comment      string // tags the rule (RuleComment when empty): one rule per comment and chain
 	spec         []string
 	first        bool // must be the chain's first rule
 	createChain  bool // the chain may not exist yet (Docker creates DOCKER-USER when it starts)
@@ -394,7 +395,15 @@ func (v *VXLAN) ensureRules() error {
 	return nil
 }
 
-// ensureRule makes r the only rule of its chain carrying RuleComment, at the
+// tag is the comment that marks r as ours.
+func (r iptRule) tag() string {
+	if r.comment == "" {
+		return RuleComment
+	}
+	return r.comment
+}
+
+// ensureRule makes r the only rule of its chain carrying its comment, at the
 // top when r.first. A stale rule (another cluster CIDR) is replaced.
 func ensureRule(r iptRule) error {
 	rules, err := listRules(r.table, r.chain)
@@ -409,7 +418,7 @@ func ensureRule(r iptRule) error {
 	}
 	var ours []int
 	for i, args := range rules {
-		if isOurs(args) {
+		if isOurs(args, r.tag()) {
 			ours = append(ours, i)
 		}
 	}
@@ -427,7 +436,7 @@ func ensureRule(r iptRule) error {
 	return err
 }
 
-// removeRules deletes the rules carrying RuleComment from r's chain.
+// removeRules deletes the rules carrying r's comment from r's chain.
 func removeRules(r iptRule) error {
 	rules, err := listRules(r.table, r.chain)
 	if err != nil {
@@ -437,7 +446,7 @@ func removeRules(r iptRule) error {
 		return err
 	}
 	for _, args := range rules {
-		if isOurs(args) {
+		if isOurs(args, r.tag()) {
 			if _, err := iptables(append([]string{"-t", r.table, "-D", r.chain}, args...)...); err != nil {
 				return err
 			}
@@ -463,10 +472,10 @@ func listRules(table, chain string) ([][]string, error) {
 	return rules, nil
 }
 
-// isOurs reports whether rule arguments carry RuleComment.
-func isOurs(args []string) bool {
+// isOurs reports whether rule arguments carry the comment tag.
+func isOurs(args []string, tag string) bool {
 	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--comment" && strings.Trim(args[i+1], `"`) == RuleComment {
+		if args[i] == "--comment" && strings.Trim(args[i+1], `"`) == tag {
 			return true
 		}
 	}

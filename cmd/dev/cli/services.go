@@ -18,7 +18,7 @@ func NewServicesCommand(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "services",
-		Short: "List services with their virtual IP, ports and ready/desired replicas",
+		Short: "List services with their virtual IP (every port forwarded), published ports and ready/desired replicas",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -40,7 +40,7 @@ func NewServicesCommand(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "PROJECT\tSERVICE\tVIP\tPORTS\tPUBLISHED\tREADY")
 			for _, s := range svcs {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\n", s.Project, s.Name, s.VIP,
-					portList(s.Ports, false), portList(s.Published, true), s.Ready, s.Desired)
+					vipPorts(s.Ports), portList(s.Published, true), s.Ready, s.Desired)
 			}
 			return tw.Flush()
 		},
@@ -48,6 +48,16 @@ func NewServicesCommand(g *globals) *cobra.Command {
 	pf.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
+}
+
+// vipPorts says what the VIP forwards: every TCP and UDP port, as in
+// compose; the declared ones are listed for reference (DNS SRV records,
+// <SVC>_SERVICE_PORT).
+func vipPorts(declared []api.PortSpec) string {
+	if len(declared) == 0 {
+		return "all"
+	}
+	return "all (" + portList(declared, false) + ")"
 }
 
 func portList(ports []api.PortSpec, published bool) string {
@@ -62,7 +72,11 @@ func portList(ports []api.PortSpec, published bool) string {
 			if p.HostIP != "" {
 				host = p.HostIP + ":"
 			}
-			parts = append(parts, fmt.Sprintf("%s%d->%d/%s", host, p.Published, p.Target, proto))
+			mode := ""
+			if p.Mode == api.PortModeHost {
+				mode = " (host)"
+			}
+			parts = append(parts, fmt.Sprintf("%s%d->%d/%s%s", host, p.Published, p.Target, proto, mode))
 		} else {
 			parts = append(parts, fmt.Sprintf("%d/%s", p.Target, proto))
 		}
