@@ -51,6 +51,7 @@ type ruleset struct {
 	serviceIPs map[netip.Addr]string
 	nodePorts  map[portKey]string
 	hostPorts  map[hostPortKey]string
+	portOwners map[string]string // published port label -> service (duplicates are errors)
 	// chains holds the DNAT targets of each generated chain, whose one rule is
 	// "dnat to numgen random mod N map { i : targets[i] }" (port 0 keeps the
 	// destination port).
@@ -61,6 +62,7 @@ func newRuleset() *ruleset {
 	return &ruleset{
 		vips: map[netip.Addr]bool{}, endpoints: map[netip.Addr]bool{}, serviceIPs: map[netip.Addr]string{},
 		nodePorts: map[portKey]string{}, hostPorts: map[hostPortKey]string{}, chains: map[string][]netip.AddrPort{},
+		portOwners: map[string]string{},
 	}
 }
 
@@ -102,7 +104,13 @@ func planRules(services []Service) (*ruleset, error) {
 	rs := newRuleset()
 	var errs []error
 	seenVIP := map[netip.Addr]string{}
+	seenName := map[string]bool{}
 	for _, s := range services {
+		if seenName[s.Name] {
+			errs = append(errs, fmt.Errorf("service %s: listed twice", s.Name))
+			continue
+		}
+		seenName[s.Name] = true
 		eps := sortedEndpoints(s.Endpoints)
 		for _, ep := range eps {
 			rs.endpoints[ep.Addr] = true
@@ -137,31 +145,36 @@ func planRules(services []Service) (*ruleset, error) {
 	return rs, errors.Join(errs...)
 }
 
-// planPublished adds one published port.
+// planPublished adds one published port. The port is claimed for svc even
+// when it has no endpoint to go to yet, so that which service owns a port
+// never depends on readiness.
 func (rs *ruleset) planPublished(svc string, p Published, eps []Endpoint) error {
 	proto, err := protoNumber(p.Protocol)
 	if err != nil {
 		return err
 	}
+	protoName := "tcp"
+	if proto == protoUDP {
+		protoName = "udp"
+	}
 	if p.Port == 0 || p.Target == 0 {
 		return fmt.Errorf("published port %d -> %d: ports must be 1-65535", p.Port, p.Target)
 	}
 	host := p.HostIP.Unmap()
-	if host.IsValid() && !host.Is4() {
-		return fmt.Errorf("published port %s:%d: host_ip is not IPv4", host, p.Port)
-	}
 	if host.IsValid() && host.IsUnspecified() {
-		host = netip.Addr{}
+		host = netip.Addr{} // every address, IPv4 or IPv6 spelling
 	}
-	label := fmt.Sprintf("%s:%d/%s", host, p.Port, p.Protocol)
-	if !host.IsValid() {
-		label = fmt.Sprintf("%d/%s", p.Port, p.Protocol)
-		if other, dup := rs.nodePorts[portKey{proto, p.Port}]; dup {
-			return fmt.Errorf("published port %s is already published (%s)", label, other)
-		}
-	} else if other, dup := rs.hostPorts[hostPortKey{host, proto, p.Port}]; dup {
-		return fmt.Errorf("published port %s is already published (%s)", label, other)
+	if host.IsValid() && !host.Is4() {
+		return fmt.Errorf("published port %s: host_ip is not IPv4", netip.AddrPortFrom(host, p.Port))
 	}
+	label := fmt.Sprintf("%d/%s", p.Port, protoName)
+	if host.IsValid() {
+		label = fmt.Sprintf("%s:%d/%s", host, p.Port, protoName)
+	}
+	if other, dup := rs.portOwners[label]; dup {
+		return fmt.Errorf("published port %s is already published by %s", label, other)
+	}
+	rs.portOwners[label] = svc
 	var targets []netip.AddrPort
 	for _, ep := range eps {
 		if ep.Local || !p.HostMode {
@@ -169,7 +182,7 @@ func (rs *ruleset) planPublished(svc string, p Published, eps []Endpoint) error 
 		}
 	}
 	if len(targets) == 0 {
-		return nil // nothing to serve: the port is not published here (the kernel refuses it)
+		return nil // nothing to serve here: the kernel refuses the port
 	}
 	pub := chainName("pub", svc, label)
 	rs.chains[pub] = targets
@@ -200,7 +213,16 @@ func sortedEndpoints(eps []Endpoint) []Endpoint {
 		}
 	}
 	slices.SortFunc(out, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
-	return slices.CompactFunc(out, func(a, b Endpoint) bool { return a.Addr == b.Addr })
+	// One entry per address; local if any of its duplicates is.
+	merged := out[:0]
+	for _, ep := range out {
+		if n := len(merged); n > 0 && merged[n-1].Addr == ep.Addr {
+			merged[n-1].Local = merged[n-1].Local || ep.Local
+			continue
+		}
+		merged = append(merged, ep)
+	}
+	return merged
 }
 
 // chainName names a generated chain: the kind, a readable part of the

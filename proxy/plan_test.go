@@ -41,11 +41,15 @@ func ptRender(rs *ruleset) []string {
 		kind, _, _ := strings.Cut(name, "-")
 		return kind + ": " + dnatRule(targets)
 	}
-	for a := range rs.vips {
-		out = append(out, "vip "+a.String())
+	for a, in := range rs.vips {
+		if in {
+			out = append(out, "vip "+a.String())
+		}
 	}
-	for a := range rs.endpoints {
-		out = append(out, "hairpin "+a.String())
+	for a, in := range rs.endpoints {
+		if in {
+			out = append(out, "hairpin "+a.String())
+		}
 	}
 	for a, c := range rs.serviceIPs {
 		out = append(out, "service-ip "+a.String()+" -> "+to(c))
@@ -314,7 +318,7 @@ func TestPlanRules(t *testing.T) {
 			services: []Service{{Name: "p/a", Endpoints: []Endpoint{ptEP("10.0.0.1", false)},
 				Published: []Published{{HostIP: ptAddr("2001:db8::1"), Port: 8080, Target: 80, Protocol: "tcp"}}}},
 			want:    []string{"hairpin 10.0.0.1"},
-			wantErr: []string{"service p/a: published port 2001:db8::1:8080: host_ip is not IPv4"},
+			wantErr: []string{"service p/a: published port [2001:db8::1]:8080: host_ip is not IPv4"},
 		},
 	}
 	for _, tt := range tests {
@@ -799,10 +803,10 @@ func TestFake(t *testing.T) {
 	}
 }
 
-// TestPlanRulesSuspect holds cases where plan.go disagrees with its own
-// documentation or with the data path's contract. They FAIL on purpose
-// until plan.go is fixed; each case says what is wrong.
-func TestPlanRulesSuspect(t *testing.T) {
+// TestPlanRulesRegressions holds cases a review found wrong in plan.go
+// (fixed since): errors name the owning service, "::" means every address,
+// and port ownership does not depend on readiness.
+func TestPlanRulesRegressions(t *testing.T) {
 	tests := []struct {
 		name     string
 		services []Service

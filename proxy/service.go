@@ -131,7 +131,7 @@ func Run(ctx context.Context, k Kernel, src Source, resync time.Duration, log *s
 	for {
 		select {
 		case <-ctx.Done():
-			if served == 0 && !failed {
+			if len(src.Services()) == 0 || (served == 0 && !failed) {
 				if err := k.Teardown(); err != nil {
 					log.Warn("remove service rules", "err", err)
 				}

@@ -110,7 +110,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 
 	// Teardown.
 	if !mine || pod.Deleting {
-		if exists && c.Running() && ok && pod.Status.State == api.PodRunning && a.opts.DrainDelay > 0 && w.servesPorts(pod) {
+		if exists && c.Running() && ok && pod.Status.State == api.PodRunning && a.opts.DrainDelay > 0 && w.stillServed(pod) {
 			// The pod just left the endpoints: give proxies a moment to stop
 			// sending it new connections before it is stopped.
 			if w.drainUntil.IsZero() {
@@ -333,16 +333,11 @@ func withDiscoveryEnv(st *state.Store, spec api.ServiceSpec) map[string]string {
 	return env
 }
 
-// servesPorts reports whether the pod's service has ports a proxy may send
-// it connections on (only then is draining worth waiting for).
-func (w *podWorker) servesPorts(pod api.Pod) bool {
-	spec := w.spec
-	if spec == nil {
-		rc, ok := w.a.st.RC(api.RCKey(pod.Project, pod.Service))
-		if !ok {
-			return true // unknown: drain to be safe
-		}
-		spec = &rc.Template
-	}
-	return len(spec.ServicePorts()) > 0
+// stillServed reports whether the pod's service goes on (a scale-down, an
+// update): its VIP forwards every port to the pod, so the pod must leave
+// the endpoints before it stops. A service removed whole (`dev down`) has
+// nobody to hand its clients to.
+func (w *podWorker) stillServed(pod api.Pod) bool {
+	_, ok := w.a.st.RC(api.RCKey(pod.Project, pod.Service))
+	return ok
 }

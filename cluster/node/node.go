@@ -178,7 +178,13 @@ func (n *Node) Run(ctx context.Context) error {
 	if vxlanDev == "" {
 		vxlanDev = overlay.DefaultVXLANDevice
 	}
-	kern := proxy.NewNFTables(proxy.Config{ClusterCIDR: clusterCIDR, Bridge: cfg.Bridge,
+	// One table per pod network, so that agents of several networks on one
+	// host (tests, benchmarks) keep out of each other's way.
+	table := proxy.DefaultTable
+	if cfg.Bridge != "" && cfg.Bridge != "dev0" {
+		table += "-" + cfg.Bridge
+	}
+	kern := proxy.NewNFTables(proxy.Config{Table: table, ClusterCIDR: clusterCIDR, Bridge: cfg.Bridge,
 		LocalnetDevices: []string{cfg.Bridge, vxlanDev}, Log: n.log})
 	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), cfg.Name, n.log)
 
@@ -346,7 +352,16 @@ func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Sou
 		resync = 2 * time.Second
 	}
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return proxy.Run(ctx, kern, src, resync, n.log) })
+	eg.Go(func() error {
+		err := proxy.Run(ctx, kern, src, resync, n.log)
+		if len(src.Services()) == 0 {
+			// Nothing served: the agent stops for good with nothing left behind.
+			if err := overlay.RemoveServiceForwarding(cluster); err != nil {
+				n.log.Warn("remove service forwarding rule", "err", err)
+			}
+		}
+		return err
+	})
 	eg.Go(func() error {
 		var lastErr string
 		tick := time.NewTicker(resync)

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 )
 
-// ServiceRuleComment tags the iptables rule that lets translated service
-// traffic through Docker's FORWARD chain.
+// ServiceRuleComment tags (with ":<cluster cidr>" after it) the iptables
+// rule that lets translated service traffic through Docker's FORWARD chain.
 const ServiceRuleComment = "dev-services"
 
 // serviceRule accepts, in Docker's DOCKER-USER chain, both directions of a
@@ -18,9 +18,10 @@ const ServiceRuleComment = "dev-services"
 //
 //	filter DOCKER-USER: -m conntrack --ctstate DNAT --ctreplsrc <cluster cidr> -j ACCEPT
 func serviceRule(cluster netip.Prefix) iptRule {
-	return iptRule{table: "filter", chain: "DOCKER-USER", comment: ServiceRuleComment, createChain: true,
+	tag := ServiceRuleComment + ":" + cluster.Masked().String() // one per pod network
+	return iptRule{table: "filter", chain: "DOCKER-USER", comment: tag, createChain: true,
 		spec: []string{"-m", "conntrack", "--ctstate", "DNAT", "--ctreplsrc", cluster.Masked().String(),
-			"-m", "comment", "--comment", ServiceRuleComment, "-j", "ACCEPT"}}
+			"-m", "comment", "--comment", tag, "-j", "ACCEPT"}}
 }
 
 // EnsureServiceForwarding adds (or repairs) the rule that lets translated

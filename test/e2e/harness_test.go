@@ -203,6 +203,18 @@ func (c *cluster) removeDockerObjects() {
 		}
 	}
 	_ = c.docker.NetworkRemove(ctx, e2eNetwork)
+	removeDataPathRules()
+}
+
+// removeDataPathRules removes what the kernel data path of an e2e agent
+// leaves when it is stopped while serving (by design: pods go on being
+// served across an agent restart): its nftables table and the DOCKER-USER
+// rule.
+func removeDataPathRules() {
+	_ = exec.Command("nft", "delete", "table", "ip", "dev-"+e2eBridge).Run()
+	tag := "dev-services:" + e2eCIDR
+	_ = exec.Command("iptables", "-w", "5", "-D", "DOCKER-USER", "-m", "conntrack", "--ctstate", "DNAT",
+		"--ctreplsrc", e2eCIDR, "-m", "comment", "--comment", tag, "-j", "ACCEPT").Run()
 }
 
 // dev runs the CLI against this cluster and returns combined output.

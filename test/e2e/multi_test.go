@@ -348,6 +348,21 @@ func TestMultiHostCluster(t *testing.T) {
 		if err != nil || !strings.Contains(body, onC.Name) {
 			t.Fatalf("pod %s on h1 -> pod %s on h3 by IP: %q %v", onA.Name, onC.Name, body, err)
 		}
+		// zoned declares no port and runs on h2 only: reached by name, on the
+		// port it listens on, from a pod on h1 (TCP and UDP), as in compose.
+		body, err = fetch("http://zoned:8080/")
+		if err != nil || !strings.Contains(body, "hello from e2emulti-zoned-") {
+			t.Fatalf("pod on h1 -> http://zoned:8080/ (no ports declared, pods on h2): %q %v", body, err)
+		}
+		resp, err := hc.Get("http://" + onA.IP + ":8080/udp?" + url.Values{"addr": {"zoned:8080"}, "msg": {"ping"}}.Encode())
+		if err != nil {
+			t.Fatalf("pod on h1 -> zoned:8080/udp: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "e2emulti-zoned-") || !strings.Contains(string(b), "ping") {
+			t.Fatalf("pod on h1 -> zoned:8080/udp = %q", b)
+		}
 		svcs := map[string]serviceRow{}
 		var rows []serviceRow
 		_ = json.Unmarshal([]byte(ms[0].mustDev(t, "services", "-p", "e2emulti", "-o", "json")), &rows)

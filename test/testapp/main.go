@@ -93,6 +93,11 @@ func serve() error {
 		}
 		fmt.Fprintf(w, "hello from %s\n", host)
 	})
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		// The pod's name and the source address it saw the request come from.
+		from, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintf(w, "%s %s\n", host, from)
+	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		env := os.Environ()
 		sort.Strings(env)
