@@ -450,7 +450,6 @@ func TestWarnings(t *testing.T) {
 				`service "app": key "healthcheck.start_interval" is not supported by dev yet and is ignored`,
 				`service "app": key "logging" is not supported by dev yet and is ignored`,
 				`service "app": key "network_mode" is not supported by dev yet and is ignored`,
-				`service "app": key "ports.mode" is not supported by dev yet and is ignored`,
 				`service "app": key "privileged" is not supported by dev yet and is ignored`,
 				`service "linked": key "network_mode" is not supported by dev yet and is ignored`,
 			},

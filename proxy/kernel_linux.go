@@ -267,14 +267,16 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 func (k *NFTables) program(c *nftables.Conn, t *nftables.Table, ch *change, want *ruleset) error {
 	vips, hairpin, serviceIPs, nodePorts, hostPorts := k.sets(t)
 	var errs []error
+	// Elements go in messages of at most elementsPerMessage: a netlink
+	// attribute's length is 16 bits, and the element list is one attribute.
 	del := func(s *nftables.Set, els []nftables.SetElement) {
-		if len(els) > 0 {
-			errs = append(errs, c.SetDeleteElements(s, els))
+		for chunk := range slices.Chunk(els, elementsPerMessage) {
+			errs = append(errs, c.SetDeleteElements(s, chunk))
 		}
 	}
 	addEls := func(s *nftables.Set, els []nftables.SetElement) {
-		if len(els) > 0 {
-			errs = append(errs, c.SetAddElements(s, els))
+		for chunk := range slices.Chunk(els, elementsPerMessage) {
+			errs = append(errs, c.SetAddElements(s, chunk))
 		}
 	}
 	del(serviceIPs, serviceIPElements(ch.delServiceIPs))
@@ -527,6 +529,10 @@ func flushUDP(gone []netip.Addr, log *slog.Logger) {
 		log.Warn("flush udp conntrack entries of removed endpoints", "endpoints", len(gone), "err", err)
 	}
 }
+
+// elementsPerMessage keeps a message's element list under 64 KiB (an
+// element with a verdict or a concatenated key takes up to ~60 bytes).
+const elementsPerMessage = 512
 
 // ctStatusDNAT is IPS_DST_NAT, the conntrack status bit of a translated destination.
 const ctStatusDNAT = 1 << 5

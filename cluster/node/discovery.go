@@ -118,11 +118,11 @@ func (d *discovery) Pod(project, pod string) (netip.Addr, bool) {
 
 // catalog is an immutable view of services, endpoints and pods.
 type catalog struct {
-	byIP      map[netip.Addr]client
-	pods      map[string]netip.Addr // "project/pod" -> IP
-	names     map[string][]*svcEntry
-	services  []proxy.Service
-	vips      []netip.Addr
+	byIP     map[netip.Addr]client
+	pods     map[string]netip.Addr // "project/pod" -> IP
+	names    map[string][]*svcEntry
+	services []proxy.Service
+	vips     []netip.Addr
 }
 
 type client struct {

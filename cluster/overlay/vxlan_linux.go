@@ -466,7 +466,11 @@ func listRules(table, chain string) ([][]string, error) {
 	for line := range strings.Lines(out) {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "-A" && f[1] == chain {
-			rules = append(rules, f[2:])
+			args := f[2:]
+			for i := range args {
+				args[i] = strings.Trim(args[i], `"`) // -S quotes comments with ':' or '/'; -D wants them bare
+			}
+			rules = append(rules, args)
 		}
 	}
 	return rules, nil

@@ -205,32 +205,36 @@ func TestKernelDataPath(t *testing.T) {
 			t.Fatalf("new connection after the restart: %v", err)
 		}
 	})
+}
 
-	t.Run("an agent stopped with nothing to serve leaves no rules behind", func(t *testing.T) {
-		table := "dev-" + e2eBridge
-		if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err != nil {
-			t.Fatalf("table ip %s missing while serving: %v\n%s", table, err, out)
+// TestKernelDataPathCleanup: an agent stopped with nothing to serve leaves
+// neither its nftables table nor its DOCKER-USER rule behind.
+func TestKernelDataPathCleanup(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("datapath"))
+	table := "dev-" + e2eBridge
+	if out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("table ip %s missing while serving: %v\n%s", table, err, out)
+	}
+	c.mustDev("down", "-p", "e2ekdp")
+	eventually(t, 20*time.Second, "no service left", func() error {
+		if n := len(c.services("e2ekdp")); n != 0 {
+			return fmt.Errorf("%d services", n)
 		}
-		c.mustDev("down", "-p", "e2ekdp")
-		eventually(t, 20*time.Second, "no service left", func() error {
-			if n := len(c.services("e2ekdp")); n != 0 {
-				return fmt.Errorf("%d services", n)
-			}
-			// ... and the restarted agent has programmed that.
-			out, err := exec.Command("nft", "list", "map", "ip", table, "service-ips").CombinedOutput()
-			if err != nil || strings.Contains(string(out), "elements") {
-				return fmt.Errorf("service-ips still has elements (%v):\n%s", err, out)
-			}
-			return nil
-		})
-		c.stopAgent()
-		out, _ := exec.Command("nft", "list", "ruleset").CombinedOutput()
-		if strings.Contains(string(out), "table ip "+table+" ") {
-			t.Errorf("nft list ruleset still shows table ip %s after dev down and the agent's stop", table)
+		// ... and the agent has programmed that.
+		out, err := exec.Command("nft", "list", "map", "ip", table, "service-ips").CombinedOutput()
+		if err != nil || strings.Contains(string(out), "elements") {
+			return fmt.Errorf("service-ips still has elements (%v):\n%s", err, out)
 		}
-		ipt, _ := exec.Command("iptables", "-S", "DOCKER-USER").CombinedOutput()
-		if strings.Contains(string(ipt), "dev-services:"+e2eCIDR) {
-			t.Errorf("DOCKER-USER still has dev's rule after dev down and the agent's stop:\n%s", ipt)
-		}
+		return nil
 	})
+	c.stopAgent()
+	out, _ := exec.Command("nft", "list", "ruleset").CombinedOutput()
+	if strings.Contains(string(out), "table ip "+table+" ") {
+		t.Errorf("nft list ruleset still shows table ip %s after dev down and the agent's stop", table)
+	}
+	ipt, _ := exec.Command("iptables", "-S", "DOCKER-USER").CombinedOutput()
+	if strings.Contains(string(ipt), "dev-services:"+e2eCIDR) {
+		t.Errorf("DOCKER-USER still has dev's rule after dev down and the agent's stop:\n%s", ipt)
+	}
 }
