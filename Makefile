@@ -42,6 +42,7 @@ bench: build
 	$(GO) run ./bench/peers
 	$(GO) run ./bench/controlplane
 	bench/datapath.sh
+	bench/rules.sh
 	DEV_BENCH=1 $(GO) test -count=1 -run TestFailoverBenchmark -v -timeout 40m ./test/e2e/
 	$(GO) run ./bench/report
 
@@ -53,6 +54,7 @@ bench-quick: build
 	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) $(GO) run ./bench/peers -quick
 	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) $(GO) run ./bench/controlplane -quick
 	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) bench/datapath.sh --quick
+	DEV_BENCH_OUT=$(BENCH_QUICK_OUT) bench/rules.sh --quick
 	$(GO) run ./bench/report -in $(BENCH_QUICK_OUT) -md $(BENCH_QUICK_OUT)/BENCHMARKS.md -plots $(BENCH_QUICK_OUT)/plots
 
 clean:

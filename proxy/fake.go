@@ -26,6 +26,9 @@ func (f *Fake) Apply(services []Service) error {
 	return err
 }
 
+// FlushStale implements Kernel.
+func (f *Fake) FlushStale() {}
+
 // Check implements Kernel.
 func (f *Fake) Check() error { return nil }
 

@@ -28,9 +28,28 @@ type NFTables struct {
 	cfg Config
 	log *slog.Logger
 
-	mu  sync.Mutex
-	cur *ruleset // what the table holds; nil: unknown (start over)
+	mu     sync.Mutex
+	cur    *ruleset // what the table holds; nil: unknown (start over)
+	mapSeq uint64   // names the endpoint maps, never reused
+	stale  []netip.Addr // endpoints gone since the last FlushStale
 }
+
+// FlushStale implements Kernel: the UDP conntrack entries of endpoints that
+// left are deleted, so that a UDP "connection" does not stick to a pod that
+// is gone. Apply leaves this for after the rules are in: a conntrack dump
+// walks the kernel's whole conntrack hash, which costs more than the rule
+// change itself.
+func (k *NFTables) FlushStale() {
+	k.mu.Lock()
+	gone := k.stale
+	k.stale = nil
+	k.mu.Unlock()
+	flushUDP(gone, k.log)
+}
+
+// mapIDBase keeps our transaction IDs of endpoint maps apart from the ones
+// google/nftables allocates for the sets it names itself.
+const mapIDBase = 1 << 31
 
 var _ Kernel = (*NFTables)(nil)
 
@@ -50,7 +69,7 @@ func NewNFTables(cfg Config) *NFTables {
 // The first Apply (and any after a failure) replaces the table whole, in one
 // transaction too; established connections are kept either way (their NAT
 // lives in conntrack, not in the rules). UDP flows to endpoints that left
-// are flushed from conntrack.
+// are flushed from conntrack by the next FlushStale.
 func (k *NFTables) Apply(services []Service) error {
 	want, planErr := planRules(services)
 	k.mu.Lock()
@@ -77,7 +96,7 @@ func (k *NFTables) Apply(services []Service) error {
 	}
 	k.setLocalnet("1")
 	k.setHairpin()
-	flushUDP(ch.goneEndpoints, k.log)
+	k.stale = append(k.stale, ch.goneEndpoints...)
 	if planErr != nil {
 		return fmt.Errorf("apply service rules: %w", planErr)
 	}
@@ -298,7 +317,7 @@ func (k *NFTables) program(c *nftables.Conn, t *nftables.Table, ch *change, want
 	}
 	for _, names := range [][]string{ch.newChains, ch.refill} {
 		for _, name := range names {
-			exprs, err := dnatExprs(c, t, want.chains[name])
+			exprs, err := k.dnatExprs(c, t, want.chains[name])
 			if err != nil {
 				return fmt.Errorf("chain %s: %w", name, err)
 			}
@@ -316,12 +335,19 @@ func (k *NFTables) program(c *nftables.Conn, t *nftables.Table, ch *change, want
 
 // dnatExprs is a generated chain's one rule: dnat to numgen random mod N map
 // { i : EP } (every port kept), or { i : EP . PORT } (published ports).
-func dnatExprs(c *nftables.Conn, t *nftables.Table, targets []netip.AddrPort) ([]expr.Any, error) {
+//
+// The map is anonymous (it lives and dies with its rule) but gets a name and
+// a transaction ID of our own: with nft's "__map%d" the kernel allocates
+// each name by scanning every set of the table, which made a table of
+// 2,000 maps cost seconds; a name of our own is looked up directly.
+func (k *NFTables) dnatExprs(c *nftables.Conn, t *nftables.Table, targets []netip.AddrPort) ([]expr.Any, error) {
 	if len(targets) == 0 {
 		return nil, errors.New("no dnat targets")
 	}
 	withPort := targets[0].Port() != 0
+	k.mapSeq++
 	m := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
+		Name: fmt.Sprintf("__ep%d", k.mapSeq), ID: mapIDBase + uint32(k.mapSeq%(1<<30)),
 		KeyType: nftables.TypeInteger, DataType: nftables.TypeIPAddr}
 	if withPort {
 		m.DataType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
@@ -334,8 +360,19 @@ func dnatExprs(c *nftables.Conn, t *nftables.Table, targets []netip.AddrPort) ([
 		}
 		els[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: val}
 	}
-	if err := c.AddSet(m, els); err != nil {
+	// The elements follow in messages of their own, so that a service with
+	// thousands of endpoints stays within a message's limits.
+	if err := c.AddSet(m, nil); err != nil {
 		return nil, fmt.Errorf("endpoint map: %w", err)
+	}
+	// (google/nftables refuses to add elements to an anonymous set after
+	// AddSet; the kernel takes them in the same transaction, by name and ID.)
+	fill := *m
+	fill.Anonymous = false
+	for chunk := range slices.Chunk(els, elementsPerMessage) {
+		if err := c.SetAddElements(&fill, chunk); err != nil {
+			return nil, fmt.Errorf("endpoint map: %w", err)
+		}
 	}
 	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1}
 	if withPort {
@@ -530,8 +567,9 @@ func flushUDP(gone []netip.Addr, log *slog.Logger) {
 	}
 }
 
-// elementsPerMessage keeps a message's element list under 64 KiB (an
-// element with a verdict or a concatenated key takes up to ~60 bytes).
+// elementsPerMessage keeps a message's element list under 64 KiB, the
+// limit of a netlink attribute's 16-bit length (the largest element, a
+// host-ports key with a goto to a long chain name, takes ~92 bytes: 47 KiB).
 const elementsPerMessage = 512
 
 // ctStatusDNAT is IPS_DST_NAT, the conntrack status bit of a translated destination.

@@ -71,8 +71,12 @@ func run(t testing.TB, args ...string) {
 }
 
 // inNS runs fn on a fresh OS thread switched into the named namespace; the
-// thread is discarded afterwards. Sockets created in fn stay in it.
+// thread is discarded afterwards. Sockets created in fn stay in it. An empty
+// name runs fn right here.
 func inNS(name string, fn func() error) error {
+	if name == "" {
+		return fn() // this process's own namespace
+	}
 	target, err := netns.GetFromName(name)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", name, err)

@@ -21,6 +21,9 @@ func NewNFTables(Config) *NFTables { return &NFTables{} }
 // Apply implements Kernel.
 func (*NFTables) Apply([]Service) error { return errUnsupported }
 
+// FlushStale implements Kernel.
+func (*NFTables) FlushStale() {}
+
 // Check implements Kernel.
 func (*NFTables) Check() error { return errUnsupported }
 

@@ -58,10 +58,15 @@ type ruleset struct {
 	chains map[string][]netip.AddrPort
 }
 
-func newRuleset() *ruleset {
+func newRuleset() *ruleset { return newRulesetSized(0, 0) }
+
+// newRulesetSized sizes the maps for a number of services and endpoints, so
+// that planning a large table does not grow them step by step.
+func newRulesetSized(services, endpoints int) *ruleset {
 	return &ruleset{
-		vips: map[netip.Addr]bool{}, endpoints: map[netip.Addr]bool{}, serviceIPs: map[netip.Addr]string{},
-		nodePorts: map[portKey]string{}, hostPorts: map[hostPortKey]string{}, chains: map[string][]netip.AddrPort{},
+		vips: make(map[netip.Addr]bool, services), endpoints: make(map[netip.Addr]bool, endpoints),
+		serviceIPs: make(map[netip.Addr]string, services), nodePorts: map[portKey]string{},
+		hostPorts: map[hostPortKey]string{}, chains: make(map[string][]netip.AddrPort, 2*services),
 		portOwners: map[string]string{},
 	}
 }
@@ -101,7 +106,11 @@ func dnatRule(targets []netip.AddrPort) string {
 // Masquerading is decided once, in the table's postrouting chain, by where
 // a translated packet goes (see the skeleton), not per endpoint.
 func planRules(services []Service) (*ruleset, error) {
-	rs := newRuleset()
+	eps := 0
+	for _, s := range services {
+		eps += len(s.Endpoints)
+	}
+	rs := newRulesetSized(len(services), eps)
 	var errs []error
 	seenVIP := map[netip.Addr]string{}
 	seenName := map[string]bool{}

@@ -83,6 +83,9 @@ type Source interface {
 // Teardown removes everything the Kernel programmed.
 type Kernel interface {
 	Apply(services []Service) error
+	// FlushStale clears what connections to endpoints that left keep in the
+	// kernel (UDP conntrack entries); Run calls it after every Apply.
+	FlushStale()
 	// Check verifies that what was programmed is still in place (another
 	// program may have flushed the ruleset); a later Apply repairs it.
 	Check() error
@@ -113,6 +116,7 @@ func Run(ctx context.Context, k Kernel, src Source, resync time.Duration, log *s
 		svcs := src.Services()
 		served = len(svcs)
 		err := k.Apply(svcs)
+		k.FlushStale()
 		switch {
 		case err == nil && failed:
 			log.Info("service rules applied")
