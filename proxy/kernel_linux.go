@@ -29,8 +29,8 @@ type NFTables struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	cur    *ruleset // what the table holds; nil: unknown (start over)
-	mapSeq uint64   // names the endpoint maps, never reused
+	cur    *ruleset     // what the table holds; nil: unknown (start over)
+	mapSeq uint64       // names the endpoint maps, never reused
 	stale  []netip.Addr // endpoints gone since the last FlushStale
 }
 
