@@ -43,7 +43,7 @@ bench: build
 	$(GO) run ./bench/controlplane
 	bench/datapath.sh
 	bench/rules.sh
-	DEV_BENCH=1 $(GO) test -count=1 -run TestFailoverBenchmark -v -timeout 40m ./test/e2e/
+	DEV_BENCH=1 $(GO) test -count=1 -run "TestFailoverBenchmark|TestDatapathBenchmark" -v -timeout 45m ./test/e2e/
 	$(GO) run ./bench/report
 
 # The same harness in a couple of minutes (one run, small sizes), writing to

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Data path: HTTP requests/s and p99 latency straight at one pod IP, through
-# the service VIP (node proxy) and through the published port (node proxy on
-# 0.0.0.0), same load (bench/httpload, keep-alive connections), same pod,
-# RUNS times each; cluster DNS queries/s; the agent's resident memory idle
+# the service VIP and through the published port (kernel DNAT; on localhost
+# and on the host's address), and, as the peer, the same image published by
+# Docker itself (`docker run -p`: docker-proxy on localhost, iptables DNAT on
+# the host's address); same load (bench/httpload, keep-alive connections),
+# RUNS runs, each measuring every path in turn; cluster DNS queries/s; the agent's resident memory idle
 # and with 100 services / 200 pods (a node's /24 pod subnet holds at most
 # 253 pods, so 300 do not fit on this one node). Figures are printed and appended as
 # records to bench/out (see bench/results) for bench/report.
@@ -26,6 +28,7 @@ cleanup() {
 	DEV_HOST="unix://$DATA/dev.sock" "$BIN/dev" down -p benchdp >/dev/null 2>&1 || true
 	DEV_HOST="unix://$DATA/dev.sock" "$BIN/dev" down -p bench100 >/dev/null 2>&1 || true
 	if [ -n "$AGENT_PID" ]; then kill "$AGENT_PID" 2>/dev/null || true; wait "$AGENT_PID" 2>/dev/null || true; fi
+	docker rm -f devbench-peer >/dev/null 2>&1 || true
 	docker network rm devbench >/dev/null 2>&1 || true
 	rm -rf "$DATA"
 }
@@ -51,18 +54,45 @@ echo "agent RSS idle: $IDLE MB"
 "$BIN/dev" up -d -f bench/testdata/datapath/compose.yaml >/dev/null
 POD_IP=$("$BIN/dev" ps -p benchdp -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ip"])')
 VIP=$("$BIN/dev" services -p benchdp -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["vip"])')
-echo "pod $POD_IP, vip $VIP; $CONNS keep-alive connections, $DUR per run, $RUNS runs"
-for path in "direct pod IP|http://$POD_IP:8080/" "service VIP|http://$VIP:8080/" "published port|http://127.0.0.1:18880/"; do
-	label="${path%%|*}"; url="${path#*|}"
-	rps=(); p99=()
-	for _ in $(seq 1 "$RUNS"); do
+# The host's own address (not loopback): a published port's other door.
+HOST_IP=$(ip -4 -o addr show scope global | awk '{split($4, a, "/"); print a[1]; exit}')
+# The peer: the same image published by Docker itself (docker-proxy for
+# localhost, its iptables DNAT for the host's address).
+docker rm -f devbench-peer >/dev/null 2>&1 || true
+docker run -d --name devbench-peer -p 18881:8080 dev-testapp:bench serve >/dev/null
+PEER_IP=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' devbench-peer)
+for _ in $(seq 1 50); do "$BIN/httpload" -rps -c 1 -d 100ms -warmup 0 -url "http://127.0.0.1:18881/" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "pod $POD_IP, vip $VIP, host $HOST_IP, docker peer $PEER_IP; $CONNS keep-alive connections, $DUR per run, $RUNS runs"
+paths=(
+	"direct pod IP|http://$POD_IP:8080/"
+	"service VIP|http://$VIP:8080/"
+	"published port, localhost|http://127.0.0.1:18880/"
+	"published port, host address|http://$HOST_IP:18880/"
+	"docker -p: container IP|http://$PEER_IP:8080/"
+	"docker -p: localhost (docker-proxy)|http://127.0.0.1:18881/"
+	"docker -p: host address|http://$HOST_IP:18881/"
+)
+declare -A RPS P99
+# Each run measures every path in turn, so that a slow moment of the
+# machine does not fall on one path only.
+for _ in $(seq 1 "$RUNS"); do
+	for path in "${paths[@]}"; do
+		label="${path%%|*}"; url="${path#*|}"
 		read -r r p < <("$BIN/httpload" -rps -c "$CONNS" -d "$DUR" -url "$url")
-		rps+=("$r"); p99+=("$p")
+		RPS[$label]+="$r "; P99[$label]+="$p "
 	done
-	echo "$label: req/s ${rps[*]}; p99 µs ${p99[*]}"
-	"$BIN/record" -measure "datapath req/s" -case "$label" -unit req/s -higher "${rps[@]}"
-	"$BIN/record" -measure "datapath p99" -case "$label" -unit µs "${p99[@]}"
 done
+for path in "${paths[@]}"; do
+	label="${path%%|*}"
+	echo "$label: req/s ${RPS[$label]}; p99 µs ${P99[$label]}"
+	tool=dev
+	case "$label" in docker*) tool=docker ;; esac
+	# shellcheck disable=SC2086
+	"$BIN/record" -measure "datapath req/s" -case "$label" -tool "$tool" -unit req/s -higher ${RPS[$label]}
+	# shellcheck disable=SC2086
+	"$BIN/record" -measure "datapath p99" -case "$label" -tool "$tool" -unit µs ${P99[$label]}
+done
+docker rm -f devbench-peer >/dev/null 2>&1 || true
 "$BIN/dev" down -p benchdp >/dev/null
 
 BT=3s
