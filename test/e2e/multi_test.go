@@ -386,6 +386,40 @@ func TestMultiHostCluster(t *testing.T) {
 				t.Errorf("requests from h1 to %s reached nodes %v; want pods on h2 and h3 too", target, seen)
 			}
 		}
+		// The source address a pod sees: the client's with mode: host (and
+		// for the routing mesh when the pod is on the node called), the
+		// called node's when the mesh sends the connection to another node.
+		nodeOf := map[string]string{}
+		for _, p := range pods {
+			nodeOf[p.Name] = p.Node
+		}
+		h2c := hosts[1].HTTPClient(5 * time.Second)
+		h2c.Transport.(*http.Transport).DisableKeepAlives = true
+		for range 6 {
+			pod, from, err := whoami(h2c, "http://"+hosts[0].IP+":18082")
+			if err != nil || nodeOf[pod] != "h1" || from != hosts[1].IP {
+				t.Fatalf("h2 -> h1:18082 (mode: host) = %s on %s seeing %s (%v); want a pod on h1 seeing %s",
+					pod, nodeOf[pod], from, err, hosts[1].IP)
+			}
+		}
+		mesh := map[bool]int{}
+		for i := 0; i < 30 && (mesh[true] == 0 || mesh[false] == 0); i++ {
+			pod, from, err := whoami(h2c, "http://"+hosts[0].IP+":18080")
+			if err != nil {
+				t.Fatalf("h2 -> h1:18080: %v", err)
+			}
+			local := nodeOf[pod] == "h1"
+			mesh[local]++
+			if local && from != hosts[1].IP {
+				t.Fatalf("h2 -> h1:18080 answered by %s on h1 seeing %s; want the client %s", pod, from, hosts[1].IP)
+			}
+			if !local && from == hosts[1].IP {
+				t.Fatalf("h2 -> h1:18080 answered by %s on %s seeing the client %s; want it masqueraded through h1", pod, nodeOf[pod], from)
+			}
+		}
+		if mesh[true] == 0 || mesh[false] == 0 {
+			t.Errorf("30 requests to h1:18080 reached pods on h1 %d times, elsewhere %d times; want both", mesh[true], mesh[false])
+		}
 		for _, h := range hosts {
 			c := http.Client{Timeout: 5 * time.Second}
 			resp, err := c.Get("http://" + h.IP + ":18080/")
@@ -449,6 +483,18 @@ func TestMultiHostCluster(t *testing.T) {
 			per := runningOn(t, all, "e2emulti", "web")
 			if per["h4"] != 0 || sum(per) != 8 {
 				return fmt.Errorf("web per host %v", per)
+			}
+			return nil
+		})
+		// A node that left keeps no rules of dev's.
+		eventually(t, 30*time.Second, "no dev rules left on h4", func() error {
+			out, err := h4.Command(nil, "nft", "list", "tables").CombinedOutput()
+			if err != nil || strings.Contains(string(out), "table ip dev") {
+				return fmt.Errorf("nft list tables on h4 (%v):\n%s", err, out)
+			}
+			out, err = h4.Command(nil, "iptables", "-S", "DOCKER-USER").CombinedOutput()
+			if err != nil || strings.Contains(string(out), "dev-services") {
+				return fmt.Errorf("DOCKER-USER on h4 (%v):\n%s", err, out)
 			}
 			return nil
 		})
