@@ -11,14 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/devhq/dev/test/testns"
 )
 
 // The kernel test builds, in network namespaces of its own:
@@ -70,29 +69,8 @@ func run(t testing.TB, args ...string) {
 	}
 }
 
-// inNS runs fn on a fresh OS thread switched into the named namespace; the
-// thread is discarded afterwards. Sockets created in fn stay in it. An empty
-// name runs fn right here.
-func inNS(name string, fn func() error) error {
-	if name == "" {
-		return fn() // this process's own namespace
-	}
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
-		if err := netns.Set(target); err != nil {
-			done <- fmt.Errorf("enter netns %s: %w", name, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
+// inNS runs fn inside the named namespace (testns.In).
+func inNS(name string, fn func() error) error { return testns.In(name, fn) }
 
 // kernelTestbed creates the namespaces and echo servers; cleanup removes
 // them (deleting the host namespace drops its table with it).

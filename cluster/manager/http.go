@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -53,7 +54,32 @@ func (m *Manager) Routes() http.Handler {
 	mux.HandleFunc("GET /v1/internal/image", m.handleImage)
 	m.registerInteractive(mux) // exec, run, stop/start/restart: interactive.go
 	m.registerFiles(mux)       // copy files into / remove files from pods: files.go
-	return mux
+	return m.awaitState(mux)
+}
+
+// stateWait bounds how long a request waits for a starting agent's state.
+const stateWait = 30 * time.Second
+
+// awaitState holds requests until the node's state has caught up with its
+// raft log after a start: before that, the store is empty or partly
+// replayed, and an answer from it would be wrong ("project not deployed"
+// to a `dev down` right after an agent restart, which then did nothing).
+// Node-to-node routes pass at once: a starting node's raft may need them.
+func (m *Manager) awaitState(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !m.ready.Load() && !strings.HasPrefix(r.URL.Path, "/v1/internal/") && r.URL.Path != "/v1/join" {
+			ctx, cancel := context.WithTimeout(r.Context(), stateWait)
+			err := m.r.WaitReady(ctx)
+			cancel()
+			if err != nil {
+				writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable",
+					fmt.Errorf("the agent is still loading the cluster state (%v); try again in a moment", err)})
+				return
+			}
+			m.ready.Store(true)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // httpError carries a status code and a stable code to the client.

@@ -35,6 +35,7 @@ func (r oneNodeRaft) State() *state.Store                       { return r.st }
 func (r oneNodeRaft) Servers() ([]raftstore.Server, error)      { return nil, nil }
 func (r oneNodeRaft) AddServer(string, string, bool) error      { return nil }
 func (r oneNodeRaft) RemoveServer(string) error                 { return nil }
+func (r oneNodeRaft) WaitReady(context.Context) error           { return nil }
 func (l *scriptedLocal) CheckPort(netip.AddrPort, string) error { return nil }
 
 // scriptedLocal answers sessions from their command line:

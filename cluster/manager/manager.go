@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -31,6 +32,9 @@ type Raft interface {
 	Servers() ([]raftstore.Server, error)
 	AddServer(id, addr string, voter bool) error
 	RemoveServer(id string) error
+	// WaitReady returns once the store has caught up with the log it had
+	// when the node started (and a leader is known).
+	WaitReady(ctx context.Context) error
 }
 
 // Local is what this node's agent offers the API: container-level work that
@@ -101,6 +105,7 @@ type Manager struct {
 
 	allocMu sync.Mutex // serializes subnet allocation on the leader
 	peers   *peers
+	ready   atomic.Bool // the store has caught up since the start (see awaitState)
 }
 
 // New returns a manager; it starts nothing.

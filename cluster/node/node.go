@@ -279,31 +279,13 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	overlayKick := make(chan struct{}, 1)
 	eg.Go(func() error { return n.consumeGossip(ctx, g, overlayKick) })
-	eg.Go(func() error {
-		wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
-		defer cancel()
-		if err := r.WaitReady(wctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		return ag.Run(ctx)
-	})
+	eg.Go(func() error { return afterReady(ctx, r, ag.Run) })
 	eg.Go(func() error { return disc.Run(ctx) })
+	// The kernel is programmed from the state this node has caught up to, not
+	// from the empty one it starts with: after a restart the old rules go on
+	// serving until then.
 	eg.Go(func() error {
-		// Program the kernel from the state this node has caught up to, not
-		// from the empty one it starts with: after a restart the old rules go
-		// on serving until then.
-		wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
-		defer cancel()
-		if err := r.WaitReady(wctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		return n.runDataPath(ctx, kern, disc, clusterCIDR)
+		return afterReady(ctx, r, func(ctx context.Context) error { return n.runDataPath(ctx, kern, disc, clusterCIDR) })
 	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
@@ -326,6 +308,20 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("agent started", "node", cfg.Name, "socket", SocketPath(cfg.DataDir),
 		"api", n.addr(cfg.APIPort), "raft", n.addr(cfg.RaftPort), "gossip", n.addr(cfg.GossipPort))
 	return eg.Wait()
+}
+
+// afterReady runs f once the raft store has replayed its log (within two
+// minutes); a stop before then is no error.
+func afterReady(ctx context.Context, r *raftstore.Raft, f func(context.Context) error) error {
+	wctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	if err := r.WaitReady(wctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return f(ctx)
 }
 
 type lateLocal struct{ manager.Local }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/devhq/dev/test/testns"
 )
 
 // The two-host test builds, in network namespaces of its own:
@@ -84,24 +83,8 @@ func mustRun(t *testing.T, args ...string) string {
 	return out
 }
 
-// inNS runs fn on a fresh OS thread switched into the named namespace.
-func inNS(name string, fn func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
-		if err := netns.Set(target); err != nil {
-			done <- fmt.Errorf("enter netns %s: %w", name, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
+// inNS runs fn inside the named namespace (testns.In).
+func inNS(name string, fn func() error) error { return testns.In(name, fn) }
 
 func setupIn(t *testing.T, host string, v *VXLAN) net.HardwareAddr {
 	t.Helper()

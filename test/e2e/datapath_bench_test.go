@@ -24,14 +24,7 @@ func TestDatapathBenchmark(t *testing.T) {
 	if os.Getenv("DEV_BENCH") == "" {
 		t.Skip("a benchmark: set DEV_BENCH=1 to run it (DEV_BENCH_RUNS=N runs, default 3)")
 	}
-	runs := 3
-	if s := os.Getenv("DEV_BENCH_RUNS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("DEV_BENCH_RUNS=%q: want a positive integer", s)
-		}
-		runs = n
-	}
+	runs := benchRuns(t, 3)
 	const (
 		dur   = "3s"
 		conns = "16"

@@ -198,6 +198,11 @@ func TestKernelDataPath(t *testing.T) {
 		}
 		c.stopAgent()
 		c.startAgent()
+		// The restarted agent answers from its whole state, not from a
+		// half-replayed one.
+		if web := running(c.ps("e2ekdp"), "web"); len(web) != 1 {
+			t.Fatalf("right after the restart dev ps lists web pods %v", podNames(web))
+		}
 		if err := get(); err != nil {
 			t.Fatalf("the same connection after the agent restarted: %v", err)
 		}

@@ -77,14 +77,7 @@ func TestFailoverBenchmark(t *testing.T) {
 	if os.Getenv("DEV_BENCH") == "" {
 		t.Skip("a benchmark: set DEV_BENCH=1 to run it (DEV_BENCH_RUNS=N runs per tool, default 5)")
 	}
-	runs := 5
-	if s := os.Getenv("DEV_BENCH_RUNS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("DEV_BENCH_RUNS=%q: want a positive integer", s)
-		}
-		runs = n
-	}
+	runs := benchRuns(t, 5)
 	out := filepath.Join(results.Dir(), "failover.jsonl")
 	began := time.Now()
 	var recs []results.Record
@@ -542,6 +535,20 @@ func fbLogRuns(t *testing.T, label string, rs []fbRun) {
 			r.detected.Seconds(), r.replaced.Seconds(), r.failover.Seconds(), r.ready.Seconds(), r.settled.Seconds())
 	}
 	t.Log(b.String())
+}
+
+// benchRuns is DEV_BENCH_RUNS, the runs a benchmark makes (def when unset).
+func benchRuns(t *testing.T, def int) int {
+	t.Helper()
+	s := os.Getenv("DEV_BENCH_RUNS")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("DEV_BENCH_RUNS=%q: want a positive integer", s)
+	}
+	return n
 }
 
 func fbSeconds(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
