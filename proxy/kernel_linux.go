@@ -32,6 +32,8 @@ type NFTables struct {
 	cur    *ruleset     // what the table holds; nil: unknown (start over)
 	mapSeq uint64       // names the endpoint maps, never reused
 	stale  []netip.Addr // endpoints gone since the last FlushStale
+	// hairpinned holds the bridge ports (by index) whose hairpin mode is on.
+	hairpinned map[int]bool
 }
 
 // FlushStale implements Kernel: the UDP conntrack entries of endpoints that
@@ -95,7 +97,9 @@ func (k *NFTables) Apply(services []Service) error {
 		k.cur = want
 	}
 	k.setLocalnet("1")
-	k.setHairpin()
+	if ch.full || len(ch.addHairpin) > 0 {
+		k.setHairpin() // a new endpoint may be a new pod on the bridge
+	}
 	k.stale = append(k.stale, ch.goneEndpoints...)
 	if planErr != nil {
 		return fmt.Errorf("apply service rules: %w", planErr)
@@ -532,17 +536,24 @@ func (k *NFTables) setHairpin() {
 		k.log.Warn("list links for hairpin mode", "err", err)
 		return
 	}
+	ports := map[int]bool{}
 	for _, l := range links {
+		idx := l.Attrs().Index
 		if l.Attrs().MasterIndex != br.Attrs().Index {
 			continue
 		}
-		if pi, err := vnl.LinkGetProtinfo(l); err == nil && pi.Hairpin {
+		ports[idx] = true
+		if k.hairpinned[idx] {
 			continue
 		}
-		if err := vnl.LinkSetHairpin(l, true); err != nil {
-			k.log.Warn("set hairpin mode", "port", l.Attrs().Name, "err", err)
+		if pi, err := vnl.LinkGetProtinfo(l); err != nil || !pi.Hairpin {
+			if err := vnl.LinkSetHairpin(l, true); err != nil {
+				k.log.Warn("set hairpin mode", "port", l.Attrs().Name, "err", err)
+				delete(ports, idx) // retried next time
+			}
 		}
 	}
+	k.hairpinned = ports // ports that left the bridge are forgotten
 }
 
 // flushUDP deletes the UDP conntrack entries of endpoints that are gone,
