@@ -42,7 +42,10 @@ const (
 	ktVIP    = "10.216.0.10"
 )
 
-var ktCluster = netip.MustParsePrefix("10.215.0.0/16")
+var (
+	ktCluster  = netip.MustParsePrefix("10.215.0.0/16")
+	ktServices = netip.MustParsePrefix("10.216.0.0/16")
+)
 
 func needRoot(t *testing.T) {
 	t.Helper()
@@ -111,9 +114,6 @@ func kernelTestbed(t testing.TB) {
 	for _, kv := range []string{"net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"} {
 		run(t, "ip", "netns", "exec", ktHost, "sysctl", "-qw", kv)
 	}
-	// The agent binds service VIPs on lo (overlay.LoopbackVIPs), so that the
-	// host has a route to them.
-	run(t, "ip", "-n", ktHost, "addr", "add", ktVIP+"/32", "dev", "lo")
 	for _, pod := range []string{ktPod1, ktPod2} {
 		startEcho(t, pod, strings.TrimPrefix(pod, "devpxt-"))
 	}
@@ -224,7 +224,7 @@ func applyIn(t testing.TB, k *NFTables, svcs []Service) {
 }
 
 func newTestKernel(t testing.TB) *NFTables {
-	return NewNFTables(Config{ClusterCIDR: ktCluster, Bridge: "br0", LocalnetDevices: []string{"br0"},
+	return NewNFTables(Config{ClusterCIDR: ktCluster, Bridge: "br0", ServiceCIDR: ktServices, LocalnetDevices: []string{"br0"},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
@@ -259,9 +259,9 @@ func TestNFTablesDataPath(t *testing.T) {
 			t.Fatalf("pod1 -> VIP = %s from %s, %v; want pod1, masqueraded", name, from, err)
 		}
 	})
-	t.Run("the host reaches the VIP", func(t *testing.T) {
-		if name, _, err := hello(ktHost, ktVIP+":7001"); err != nil || name != "pod1" {
-			t.Fatalf("host -> VIP = %s, %v; want pod1", name, err)
+	t.Run("the host reaches the VIP, from the bridge's address", func(t *testing.T) {
+		if name, from, err := hello(ktHost, ktVIP+":7001"); err != nil || name != "pod1" || from != ktGW {
+			t.Fatalf("host -> VIP = %s seeing %s, %v; want pod1 seeing the gateway %s", name, from, err, ktGW)
 		}
 	})
 	t.Run("published port from outside keeps the client address", func(t *testing.T) {
@@ -348,6 +348,20 @@ func TestNFTablesDataPath(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a pod refused by a VIP reaches it once it has endpoints", func(t *testing.T) {
+		// A ping too: nothing sent to a VIP may earn the pod an ICMP redirect
+		// that would make it look for the VIP on its own link.
+		if ping, err := exec.LookPath("ping"); err == nil {
+			_ = exec.Command("ip", "netns", "exec", ktPod2, ping, "-c", "1", "-W", "1", ktVIP).Run()
+		}
+		applyIn(t, k, []Service{web})
+		if out, _ := exec.Command("ip", "-n", ktPod2, "route", "get", ktVIP).CombinedOutput(); strings.Contains(string(out), "redirected") {
+			t.Errorf("pod2 got a redirect for the VIP: %s", out)
+		}
+		if name, _, err := hello(ktPod2, ktVIP+":7001"); err != nil || name == "" {
+			t.Fatalf("pod2 -> VIP after its endpoints came back: %v", err)
+		}
+	})
 	t.Run("a restarted agent keeps established connections", func(t *testing.T) {
 		applyIn(t, k, []Service{web})
 		c, err := dial(ktClient, "tcp4", ktHostUp+":8080")
@@ -373,6 +387,9 @@ func TestNFTablesDataPath(t *testing.T) {
 	t.Run("teardown leaves nothing", func(t *testing.T) {
 		if err := inNS(ktHost, k.Teardown); err != nil {
 			t.Fatal(err)
+		}
+		if out, _ := exec.Command("ip", "-n", ktHost, "route", "show", ktServices.String()).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+			t.Fatalf("after teardown the service cidr is still routed: %s", out)
 		}
 		out, err := exec.Command("ip", "netns", "exec", ktHost, "nft", "list", "ruleset").CombinedOutput()
 		if err == nil && strings.Contains(string(out), "table ip "+DefaultTable) {

@@ -62,6 +62,10 @@ type Config struct {
 	// Bridge is the pod bridge: translated traffic leaving through it stays
 	// on this node and keeps its client's address.
 	Bridge string
+	// ServiceCIDR holds the VIPs. It is routed through the bridge, so that
+	// the host's own connections to a VIP find a route and leave with the
+	// bridge's address as their source (then translated in the output hook).
+	ServiceCIDR netip.Prefix
 	// LocalnetDevices carry DNATed traffic from 127.0.0.0/8 (curl
 	// localhost:PORT) to pods: route_localnet is set on them when they exist
 	// (the pod bridge, the VXLAN device). The table drops what arrives from

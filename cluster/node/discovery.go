@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
-	"github.com/devhq/dev/cluster/overlay"
 	"github.com/devhq/dev/cluster/state"
 	"github.com/devhq/dev/dns"
 	"github.com/devhq/dev/proxy"
@@ -21,7 +20,6 @@ import (
 // swapped atomically, so lookups never take the state lock.
 type discovery struct {
 	st   *state.Store
-	vips overlay.VIPs
 	node string // this node: its pods are the local endpoints
 	log  *slog.Logger
 
@@ -35,34 +33,20 @@ var (
 	_ proxy.Source = (*discovery)(nil)
 )
 
-func newDiscovery(st *state.Store, vips overlay.VIPs, node string, log *slog.Logger) *discovery {
-	d := &discovery{st: st, vips: vips, node: node, log: log.With("component", "discovery"), changed: make(chan struct{})}
+func newDiscovery(st *state.Store, node string, log *slog.Logger) *discovery {
+	d := &discovery{st: st, node: node, log: log.With("component", "discovery"), changed: make(chan struct{})}
 	d.cur.Store(buildCatalog(st, node))
 	return d
 }
 
-// Run rebuilds the catalog at every state change, binds the virtual IPs and
-// then wakes the proxy, until ctx ends; it unbinds the virtual IPs on return.
+// Run rebuilds the catalog at every state change (and every 10 s) and then
+// wakes the data path, until ctx ends.
 func (d *discovery) Run(ctx context.Context) error {
-	defer func() {
-		if err := d.vips.Set(nil); err != nil {
-			d.log.Warn("unbind virtual ips", "err", err)
-		}
-	}()
-	var lastVIPs string
 	retry := time.NewTicker(10 * time.Second)
 	defer retry.Stop()
 	for {
 		changed := d.st.Changed()
-		c := buildCatalog(d.st, d.node)
-		d.cur.Store(c)
-		if key := addrsKey(c.vips); key != lastVIPs {
-			if err := d.vips.Set(c.vips); err != nil {
-				d.log.Warn("bind virtual ips", "err", err)
-			} else {
-				lastVIPs = key
-			}
-		}
+		d.cur.Store(buildCatalog(d.st, d.node))
 		d.mu.Lock()
 		close(d.changed)
 		d.changed = make(chan struct{})
@@ -204,9 +188,6 @@ func buildCatalog(st *state.Store, node string) *catalog {
 				c.names[k] = append(c.names[k], &ae)
 			}
 		}
-		if vip.IsValid() {
-			c.vips = append(c.vips, vip)
-		}
 		c.services = append(c.services, dataPath(rc, vip, eps, local))
 	}
 	return c
@@ -230,13 +211,4 @@ func dataPath(rc api.ReplicationController, vip netip.Addr, eps []netip.Addr, lo
 		})
 	}
 	return s
-}
-
-func addrsKey(as []netip.Addr) string {
-	b := make([]byte, 0, len(as)*16)
-	for _, a := range as {
-		b = append(b, a.String()...)
-		b = append(b, ',')
-	}
-	return string(b)
 }

@@ -184,9 +184,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if cfg.Bridge != "" && cfg.Bridge != "dev0" {
 		table += "-" + cfg.Bridge
 	}
-	kern := proxy.NewNFTables(proxy.Config{Table: table, ClusterCIDR: clusterCIDR, Bridge: cfg.Bridge,
+	kern := proxy.NewNFTables(proxy.Config{Table: table, ClusterCIDR: clusterCIDR, Bridge: cfg.Bridge, ServiceCIDR: svcCIDR,
 		LocalnetDevices: []string{cfg.Bridge, vxlanDev}, Log: n.log})
-	disc := newDiscovery(r.State(), overlay.NewLoopbackVIPs(svcCIDR), cfg.Name, n.log)
+	disc := newDiscovery(r.State(), cfg.Name, n.log)
 
 	ctrlOpts := controller.Options{NodeGrace: cfg.NodeGrace}
 	agentOpts := agent.Options{Node: cfg.Name, Address: cfg.AdvertiseAddr, APIAddr: n.addr(cfg.APIPort),
