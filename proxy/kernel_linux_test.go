@@ -314,6 +314,38 @@ func TestNFTablesDataPath(t *testing.T) {
 			t.Fatalf("40 connections reached %v; want both pods", seen)
 		}
 	})
+	t.Run("a UDP flow moves off an endpoint that left", func(t *testing.T) {
+		web.Endpoints = []Endpoint{ep(ktPod1IP, true)}
+		applyIn(t, k, []Service{web})
+		c, err := dial(ktClient, "udp4", ktHostUp+":8081")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ask := func() string {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 256)
+			if _, err := c.Write([]byte("hi")); err != nil {
+				return err.Error()
+			}
+			n, err := c.Read(buf)
+			if err != nil {
+				return err.Error()
+			}
+			return strings.Fields(string(buf[:n]))[0]
+		}
+		if got := ask(); got != "pod1" {
+			t.Fatalf("udp flow answered by %q, want pod1", got)
+		}
+		web.Endpoints = []Endpoint{ep(ktPod2IP, true)} // pod1 leaves (its server still runs)
+		applyIn(t, k, []Service{web})
+		if err := inNS(ktHost, func() error { k.FlushStale(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := ask(); got != "pod2" {
+			t.Fatalf("the same udp flow after pod1 left answered by %q, want pod2 (stale conntrack entry)", got)
+		}
+	})
 	t.Run("host mode publishes local endpoints only, keeping the client address", func(t *testing.T) {
 		host := web
 		host.Published = []Published{{Port: 8080, Target: 7001, Protocol: "tcp", HostMode: true}}
