@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,6 +35,11 @@ type NFTables struct {
 	stale  []netip.Addr // endpoints gone since the last FlushStale
 	// hairpinned holds the bridge ports (by index) whose hairpin mode is on.
 	hairpinned map[int]bool
+	warnedBrNF bool
+	// newUDPPorts are UDP published ports served since the last FlushStale:
+	// flows a client sent while they had no endpoint are untranslated in
+	// conntrack and would stay so while the client keeps sending.
+	newUDPPorts []hostPortKey
 }
 
 // FlushStale implements Kernel: the UDP conntrack entries of endpoints that
@@ -43,10 +49,10 @@ type NFTables struct {
 // change itself.
 func (k *NFTables) FlushStale() {
 	k.mu.Lock()
-	gone := k.stale
-	k.stale = nil
+	gone, ports := k.stale, k.newUDPPorts
+	k.stale, k.newUDPPorts = nil, nil
 	k.mu.Unlock()
-	flushUDP(gone, k.log)
+	flushUDP(gone, ports, k.log)
 }
 
 // mapIDBase keeps our transaction IDs of endpoint maps apart from the ones
@@ -97,6 +103,7 @@ func (k *NFTables) Apply(services []Service) error {
 		k.cur = want
 	}
 	k.setLocalnet("1")
+	k.ensureBridgeNetfilter()
 	if ch.full {
 		k.unbindLoopbackVIPs()
 	}
@@ -107,6 +114,16 @@ func (k *NFTables) Apply(services []Service) error {
 		k.setHairpin() // a new endpoint may be a new pod on the bridge
 	}
 	k.stale = append(k.stale, ch.goneEndpoints...)
+	for pk := range ch.addNodePorts {
+		if pk.proto == protoUDP {
+			k.newUDPPorts = append(k.newUDPPorts, hostPortKey{proto: protoUDP, port: pk.port})
+		}
+	}
+	for hk := range ch.addHostPorts {
+		if hk.proto == protoUDP {
+			k.newUDPPorts = append(k.newUDPPorts, hk)
+		}
+	}
 	if planErr != nil {
 		return fmt.Errorf("apply service rules: %w", planErr)
 	}
@@ -125,6 +142,7 @@ func (k *NFTables) Check() error {
 		k.cur = nil
 		return fmt.Errorf("table ip %s is gone", k.cfg.Table)
 	}
+	k.setHairpin()         // a pod's veth may be new since the last change
 	return k.ensureRoute() // the bridge may have been re-created
 }
 
@@ -204,9 +222,14 @@ func (k *NFTables) sets(t *nftables.Table) (vips, hairpin, serviceIPs, nodePorts
 //	}
 //	chain filter-input      { type filter hook input priority -10
 //		iifname != "lo" ip daddr 127.0.0.0/8 ct state new drop }
-//	chain filter-prerouting { type filter hook prerouting priority -90; jump reject-unserved }
+//	chain filter-prerouting { type filter hook prerouting priority -90
+//		iifname != "lo" ip saddr 127.0.0.0/8 drop; jump reject-unserved }
 //	chain filter-output     { type filter hook output priority -10; jump reject-unserved }
-//	chain reject-unserved   { ip daddr @vips meta l4proto tcp reject with tcp reset; ip daddr @vips reject }
+//	chain reject-unserved {
+//		ip daddr SERVICES ct state new meta l4proto tcp reject with tcp reset
+//		ip daddr SERVICES ct state new reject
+//		ip daddr SERVICES drop
+//	}
 //
 // The last masquerade rule is the routing mesh's: a translated connection
 // from outside the pod network (a client of a published port, the host
@@ -248,22 +271,30 @@ func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
 	add(base("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, -110), jump(chainServices))
 	add(base("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput, -110), jump(chainServices))
 
-	// What reaches a VIP without being translated has no endpoint: refuse it
-	// at once, whatever its protocol or state. In prerouting, before the
-	// routing decision: a pod's packet to a VIP routed back out of the
-	// bridge it came from would earn the pod an ICMP redirect ("the VIP is
-	// on-link") that breaks its later connections to the VIP.
-	add(reject, loadDaddr(1), inSet(1, vips), loadL4Proto(1), cmpEq(1, []byte{protoTCP}),
-		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
-	add(reject, loadDaddr(1), inSet(1, vips),
-		&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}) // port unreachable
-	ctNew := []expr.Any{
+	// What reaches the service range without being translated has no
+	// endpoint (or is not a VIP any more): a new connection is refused at
+	// once, anything else dropped. Only new ones are refused: a packet that
+	// conntrack found invalid (an out-of-window retransmit of a healthy
+	// translated connection) is not translated either, and a reset built
+	// from it would kill that connection, as kube-proxy once did. Done in
+	// prerouting, before the routing decision: a pod's packet to a VIP routed
+	// back out of the bridge it came from would earn the pod an ICMP redirect
+	// ("the VIP is on-link") that breaks its later connections to the VIP.
+	toServices := []expr.Any{loadDaddr(1), inSet(1, vips)}
+	if svc := k.cfg.ServiceCIDR.Masked(); svc.IsValid() {
+		toServices = matchPrefix(loadDaddr(1), svc, expr.CmpOpEq) // freed VIPs too
+	}
+	isNew := []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	}
-
+	add(reject, rule(toServices, isNew, []expr.Any{loadL4Proto(1), cmpEq(1, []byte{protoTCP}),
+		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})...)
+	add(reject, rule(toServices, isNew, []expr.Any{
+		&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}})...) // port unreachable
+	add(reject, rule(toServices, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
 	post := base("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, 100)
 	dnatted := []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
@@ -287,8 +318,14 @@ func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
 	add(input, rule(
 		[]expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")}},
 		matchPrefix(loadDaddr(1), loopback, expr.CmpOpEq),
-		ctNew, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
-	add(base("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, -90), jump(chainReject))
+		isNew, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
+	pre := base("filter-prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, -90)
+	// Nor may anything from outside claim a loopback source.
+	add(pre, rule(
+		[]expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")}},
+		matchPrefix(loadSaddr(1), loopback, expr.CmpOpEq),
+		[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
+	add(pre, jump(chainReject))
 	add(base("filter-output", nftables.ChainTypeFilter, nftables.ChainHookOutput, -10), jump(chainReject))
 }
 
@@ -580,6 +617,35 @@ func (k *NFTables) removeRoute() error {
 	return nil
 }
 
+// bridgeNetfilter makes bridged traffic pass netfilter. A pod's connection
+// to a VIP translated to another pod of the same bridge is answered at layer
+// 2, pod to pod; only with br_netfilter does that reply get translated back
+// (its source made the VIP again), as kube-proxy requires too. Docker loads
+// br_netfilter itself only in some configurations (not by default since
+// Engine 27.3).
+const bridgeNetfilter = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+// ensureBridgeNetfilter sets bridge-nf-call-iptables, loading br_netfilter
+// when the setting does not exist yet; it warns once when it cannot.
+func (k *NFTables) ensureBridgeNetfilter() {
+	cur, err := os.ReadFile(bridgeNetfilter)
+	if err != nil {
+		_ = exec.Command("modprobe", "br_netfilter").Run()
+		cur, err = os.ReadFile(bridgeNetfilter)
+	}
+	if err == nil && strings.TrimSpace(string(cur)) == "1" {
+		return
+	}
+	if err == nil {
+		err = os.WriteFile(bridgeNetfilter, []byte("1"), 0o644)
+	}
+	if err != nil && !k.warnedBrNF {
+		k.warnedBrNF = true
+		k.log.Warn("bridged traffic does not pass netfilter (load the br_netfilter module): "+
+			"a pod's connection to a service whose pod is on the same node will fail", "err", err)
+	}
+}
+
 // unbindLoopbackVIPs removes VIPs that agents before the kernel data path
 // bound on lo: a VIP bound there makes the host's connections to it leave
 // with the VIP itself as source, which cost ~10% of their throughput.
@@ -639,24 +705,31 @@ func (k *NFTables) setHairpin() {
 }
 
 // flushUDP deletes the UDP conntrack entries of endpoints that are gone,
-// so that a UDP "connection" does not stick to a dead endpoint.
-func flushUDP(gone []netip.Addr, log *slog.Logger) {
-	if len(gone) == 0 {
+// so that a UDP "connection" does not stick to a dead endpoint, and those
+// to published ports that have just got endpoints (kube-proxy does both).
+func flushUDP(gone []netip.Addr, ports []hostPortKey, log *slog.Logger) {
+	if len(gone)+len(ports) == 0 {
 		return
 	}
-	filters := make([]vnl.CustomConntrackFilter, 0, len(gone))
+	filters := make([]vnl.CustomConntrackFilter, 0, len(gone)+len(ports))
 	for _, a := range gone {
 		f := &vnl.ConntrackFilter{}
-		if err := f.AddIP(vnl.ConntrackReplySrcIP, net.IP(a.AsSlice())); err != nil {
+		if f.AddIP(vnl.ConntrackReplySrcIP, net.IP(a.AsSlice())) == nil && f.AddProtocol(protoUDP) == nil {
+			filters = append(filters, f)
+		}
+	}
+	for _, p := range ports {
+		f := &vnl.ConntrackFilter{}
+		if f.AddProtocol(protoUDP) != nil || f.AddPort(vnl.ConntrackOrigDstPort, p.port) != nil {
 			continue
 		}
-		if err := f.AddProtocol(protoUDP); err != nil {
+		if p.addr.IsValid() && f.AddIP(vnl.ConntrackOrigDstIP, net.IP(p.addr.AsSlice())) != nil {
 			continue
 		}
 		filters = append(filters, f)
 	}
 	if _, err := vnl.ConntrackDeleteFilters(vnl.ConntrackTable, unix.AF_INET, filters...); err != nil {
-		log.Warn("flush udp conntrack entries of removed endpoints", "endpoints", len(gone), "err", err)
+		log.Warn("flush stale udp conntrack entries", "endpoints", len(gone), "ports", len(ports), "err", err)
 	}
 }
 

@@ -346,6 +346,39 @@ func TestNFTablesDataPath(t *testing.T) {
 			t.Fatalf("the same udp flow after pod1 left answered by %q, want pod2 (stale conntrack entry)", got)
 		}
 	})
+	t.Run("a UDP client sending before the port had endpoints is served once it has", func(t *testing.T) {
+		udp := Service{Name: "shop/udp", Published: []Published{{Port: 8083, Target: 7002, Protocol: "udp"}}}
+		applyIn(t, k, []Service{web, udp})
+		c, err := dial(ktClient, "udp4", ktHostUp+":8083")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ask := func() (string, error) {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			if _, err := c.Write([]byte("hi")); err != nil {
+				return "", err
+			}
+			buf := make([]byte, 256)
+			n, err := c.Read(buf)
+			if err != nil {
+				return "", err
+			}
+			return strings.Fields(string(buf[:n]))[0], nil
+		}
+		if got, err := ask(); err == nil {
+			t.Fatalf("udp port without endpoints answered %q", got)
+		}
+		udp.Endpoints = []Endpoint{ep(ktPod1IP, true)}
+		applyIn(t, k, []Service{web, udp})
+		if err := inNS(ktHost, func() error { k.FlushStale(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ask(); got != "pod1" {
+			t.Fatalf("the same udp client once the port has endpoints: %q, %v; want pod1", got, err)
+		}
+		applyIn(t, k, []Service{web})
+	})
 	t.Run("host mode publishes local endpoints only, keeping the client address", func(t *testing.T) {
 		host := web
 		host.Published = []Published{{Port: 8080, Target: 7001, Protocol: "tcp", HostMode: true}}

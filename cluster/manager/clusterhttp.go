@@ -60,6 +60,15 @@ func (m *Manager) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, res)
 		return
 	}
+	// A leader just elected may still be replaying its log: admit against
+	// the whole state (the name check must see every node).
+	wctx, cancel := context.WithTimeout(r.Context(), stateWait)
+	err := m.r.WaitReady(wctx)
+	cancel()
+	if err != nil {
+		writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable", fmt.Errorf("join: the leader's state is not ready: %w", err)})
+		return
+	}
 	res, err := m.admit(r.Context(), req)
 	if err != nil {
 		writeError(w, err)

@@ -57,6 +57,14 @@ func (m *Manager) Routes() http.Handler {
 	return m.awaitState(mux)
 }
 
+// passesStateWait reports the routes answered before the state caught up:
+// node-to-node routes (a starting node's raft may need them; join waits in
+// its handler, on the leader) and the status, which says what is missing.
+func passesStateWait(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/v1/internal/") || r.URL.Path == "/v1/join" ||
+		(r.Method == http.MethodGet && r.URL.Path == "/v1/status")
+}
+
 // stateWait bounds how long a request waits for a starting agent's state.
 const stateWait = 30 * time.Second
 
@@ -67,13 +75,17 @@ const stateWait = 30 * time.Second
 // Node-to-node routes pass at once: a starting node's raft may need them.
 func (m *Manager) awaitState(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.ready.Load() && !strings.HasPrefix(r.URL.Path, "/v1/internal/") && r.URL.Path != "/v1/join" {
+		if !m.ready.Load() && !passesStateWait(r) {
 			ctx, cancel := context.WithTimeout(r.Context(), stateWait)
 			err := m.r.WaitReady(ctx)
 			cancel()
 			if err != nil {
+				why := "the agent is still loading the cluster state"
+				if m.r.Leader() == "" {
+					why = "the cluster has no leader (not enough managers reachable)"
+				}
 				writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable",
-					fmt.Errorf("the agent is still loading the cluster state (%v); try again in a moment", err)})
+					fmt.Errorf("%s (%v); try again in a moment, `dev nodes` or GET /v1/status tell more", why, err)})
 				return
 			}
 			m.ready.Store(true)

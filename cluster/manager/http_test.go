@@ -48,17 +48,21 @@ func TestAwaitState(t *testing.T) {
 	if code := do(context.Background(), http.MethodPost, "/v1/internal/apply"); code != http.StatusOK || len(served) != 1 {
 		t.Fatalf("internal route while replaying: %d, served %v", code, served)
 	}
+	// So does the status, which says what is missing.
+	if code := do(context.Background(), http.MethodGet, "/v1/status"); code != http.StatusOK || len(served) != 2 {
+		t.Fatalf("status while replaying: %d, served %v", code, served)
+	}
 	// A public route waits; one whose caller gives up gets 503 and no answer.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if code := do(ctx, http.MethodDelete, "/v1/projects/p"); code != http.StatusServiceUnavailable || len(served) != 1 {
+	if code := do(ctx, http.MethodDelete, "/v1/projects/p"); code != http.StatusServiceUnavailable || len(served) != 2 {
 		t.Fatalf("public route while replaying: %d, served %v; want 503 and not served", code, served)
 	}
 	// Once caught up, it is served.
 	done := make(chan int)
 	go func() { done <- do(context.Background(), http.MethodDelete, "/v1/projects/p") }()
 	close(rr.caughtUp)
-	if code := <-done; code != http.StatusOK || len(served) != 2 {
+	if code := <-done; code != http.StatusOK || len(served) != 3 {
 		t.Fatalf("public route after the replay: %d, served %v", code, served)
 	}
 }

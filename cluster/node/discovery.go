@@ -46,7 +46,7 @@ func (d *discovery) Run(ctx context.Context) error {
 	defer retry.Stop()
 	for {
 		changed := d.st.Changed()
-		d.cur.Store(buildCatalog(d.st, d.node))
+		d.refresh()
 		d.mu.Lock()
 		close(d.changed)
 		d.changed = make(chan struct{})
@@ -59,6 +59,9 @@ func (d *discovery) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// refresh rebuilds the catalog from the state now.
+func (d *discovery) refresh() { d.cur.Store(buildCatalog(d.st, d.node)) }
 
 // Services implements proxy.Source.
 func (d *discovery) Services() []proxy.Service { return d.cur.Load().services }

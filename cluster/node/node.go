@@ -180,12 +180,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	// One table per pod network, so that agents of several networks on one
 	// host (tests, benchmarks) keep out of each other's way.
-	table := proxy.DefaultTable
-	if cfg.Bridge != "" && cfg.Bridge != "dev0" {
-		table += "-" + cfg.Bridge
+	bridge := cfg.Bridge
+	if bridge == "" {
+		bridge = docker.DefaultBridge // as the driver resolves it
 	}
-	kern := proxy.NewNFTables(proxy.Config{Table: table, ClusterCIDR: clusterCIDR, Bridge: cfg.Bridge, ServiceCIDR: svcCIDR,
-		LocalnetDevices: []string{cfg.Bridge, vxlanDev}, Log: n.log})
+	table := proxy.DefaultTable
+	if bridge != docker.DefaultBridge {
+		table += "-" + bridge
+	}
+	kern := proxy.NewNFTables(proxy.Config{Table: table, ClusterCIDR: clusterCIDR, Bridge: bridge, ServiceCIDR: svcCIDR,
+		LocalnetDevices: []string{bridge, vxlanDev}, Log: n.log})
 	disc := newDiscovery(r.State(), cfg.Name, n.log)
 
 	ctrlOpts := controller.Options{NodeGrace: cfg.NodeGrace}
@@ -285,7 +289,10 @@ func (n *Node) Run(ctx context.Context) error {
 	// from the empty one it starts with: after a restart the old rules go on
 	// serving until then.
 	eg.Go(func() error {
-		return afterReady(ctx, r, func(ctx context.Context) error { return n.runDataPath(ctx, kern, disc, clusterCIDR) })
+		return afterReady(ctx, r, func(ctx context.Context) error {
+			disc.refresh() // from the caught-up state, whatever discovery's own loop has done yet
+			return n.runDataPath(ctx, kern, disc, clusterCIDR)
+		})
 	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
@@ -348,16 +355,7 @@ func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Sou
 		resync = 2 * time.Second
 	}
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error {
-		err := proxy.Run(ctx, kern, src, resync, n.log)
-		if len(src.Services()) == 0 {
-			// Nothing served: the agent stops for good with nothing left behind.
-			if err := overlay.RemoveServiceForwarding(cluster); err != nil {
-				n.log.Warn("remove service forwarding rule", "err", err)
-			}
-		}
-		return err
-	})
+	eg.Go(func() error { return proxy.Run(ctx, kern, src, resync, n.log) })
 	eg.Go(func() error {
 		var lastErr string
 		tick := time.NewTicker(resync)
@@ -376,7 +374,15 @@ func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Sou
 			}
 		}
 	})
-	return eg.Wait()
+	err := eg.Wait()
+	if len(src.Services()) == 0 {
+		// Nothing served: the agent stops for good with nothing left behind
+		// (after both loops: the one above must not put the rule back).
+		if err := overlay.RemoveServiceForwarding(cluster); err != nil {
+			n.log.Warn("remove service forwarding rule", "err", err)
+		}
+	}
+	return err
 }
 
 // clusterDomain is the DNS zone of the cluster.
