@@ -11,7 +11,7 @@ EXAMPLE_SERVICES := examples/hello/web examples/hello/backend
 EXAMPLE_BINS     := $(foreach d,$(EXAMPLE_SERVICES),$(d)/$(notdir $(d)))
 EXAMPLE_COMPOSE  := examples/hello/compose.yaml
 
-.PHONY: all build example-bins example test vet bench bench-quick clean
+.PHONY: all build example-bins example deps test vet bench bench-quick clean
 
 all: build
 
@@ -30,8 +30,13 @@ example: build example-bins
 vet:
 	$(GO) vet ./...
 
+# What the tests need: packages and a running Docker Engine, installed and
+# started when missing (.ci/run calls the same script).
+deps:
+	bash test/deps.sh
+
 # -p 1: packages that share the Docker Engine (test/e2e, agent/docker) never run concurrently.
-test: vet
+test: deps vet
 	$(GO) test -count=1 -p 1 -timeout $(TIMEOUT) ./...
 
 # Benchmarks against real peers (docker-compose, the raw Engine API, swarm

@@ -769,40 +769,6 @@ func ptApplyChange(rs *ruleset, c *change, want *ruleset) {
 	}
 }
 
-func TestFake(t *testing.T) {
-	var f Fake
-	svcs := []Service{
-		{Name: "p/web", VIP: ptAddr("10.96.0.1"), Endpoints: []Endpoint{ptEP("10.0.0.1", true)}},
-		{Name: "p/bad", Endpoints: []Endpoint{ptEP("10.0.0.2", true)}, Published: []Published{{Port: 80, Target: 80, Protocol: "sctp"}}},
-	}
-	err := f.Apply(svcs)
-	ptCheckErr(t, err, []string{`service p/bad: protocol "sctp" is not supported`})
-	if got := f.Services(); len(got) != 2 || got[0].Name != "p/web" || got[1].Name != "p/bad" {
-		t.Errorf("Services() = %v, want what Apply was given", got)
-	}
-	if f.TornDown() {
-		t.Error("TornDown() = true after Apply")
-	}
-	ptCheckLines(t, "fake rules", ptRender(f.rules), []string{
-		"vip 10.96.0.1", "hairpin 10.0.0.1", "hairpin 10.0.0.2", "service-ip 10.96.0.1 -> svc: " + ptDNAT1,
-	})
-	if err := f.Check(); err != nil {
-		t.Errorf("Check() = %v", err)
-	}
-	if err := f.Teardown(); err != nil {
-		t.Fatal(err)
-	}
-	if !f.TornDown() || f.Services() != nil {
-		t.Errorf("after Teardown: TornDown() = %v, Services() = %v; want true, nil", f.TornDown(), f.Services())
-	}
-	if err := f.Apply(svcs[:1]); err != nil {
-		t.Fatal(err)
-	}
-	if f.TornDown() || len(f.Services()) != 1 || f.applies != 2 {
-		t.Errorf("after a second Apply: TornDown() = %v, Services() = %v, applies = %d; want false, 1 service, 2", f.TornDown(), f.Services(), f.applies)
-	}
-}
-
 // TestPlanRulesRegressions holds cases a review found wrong in plan.go
 // (fixed since): errors name the owning service, "::" means every address,
 // and port ownership does not depend on readiness.

@@ -3,7 +3,7 @@
 // a service's virtual IP, and every published port, reaches a ready endpoint
 // by DNAT, balanced per connection. The rules are computed as a plan (pure,
 // in plan.go) and applied by a Kernel: nftables over netlink on Linux
-// (kernel_linux.go), a Fake in tests.
+// (kernel_linux.go).
 package proxy
 
 import (
