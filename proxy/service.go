@@ -114,12 +114,9 @@ func Run(ctx context.Context, k Kernel, src Source, resync time.Duration, log *s
 	var (
 		lastErr string
 		failed  bool
-		served  int
 	)
 	apply := func() {
-		svcs := src.Services()
-		served = len(svcs)
-		err := k.Apply(svcs)
+		err := k.Apply(src.Services())
 		k.FlushStale()
 		switch {
 		case err == nil && failed:
@@ -139,7 +136,7 @@ func Run(ctx context.Context, k Kernel, src Source, resync time.Duration, log *s
 	for {
 		select {
 		case <-ctx.Done():
-			if len(src.Services()) == 0 || (served == 0 && !failed) {
+			if len(src.Services()) == 0 {
 				if err := k.Teardown(); err != nil {
 					log.Warn("remove service rules", "err", err)
 				}
