@@ -2,7 +2,8 @@
 
 GO       ?= go
 BIN      := bin/dev
-LDFLAGS  := -s -w
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X github.com/devhq/dev/cmd/dev/cli.Version=$(VERSION)
 TIMEOUT  ?= 20m
 
 # Example services: each one is compiled into its own build context

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -630,7 +632,13 @@ const bridgeNetfilter = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 func (k *NFTables) ensureBridgeNetfilter() {
 	cur, err := os.ReadFile(bridgeNetfilter)
 	if err != nil {
-		_ = exec.Command("modprobe", "br_netfilter").Run()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		command := k.cfg.Command
+		if command == nil {
+			command = exec.CommandContext
+		}
+		_ = command(ctx, "modprobe", "br_netfilter").Run()
+		cancel()
 		cur, err = os.ReadFile(bridgeNetfilter)
 	}
 	if err == nil && strings.TrimSpace(string(cur)) == "1" {

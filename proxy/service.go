@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"time"
 )
@@ -71,7 +72,10 @@ type Config struct {
 	// (the pod bridge, the VXLAN device). The table drops what arrives from
 	// outside for 127.0.0.0/8, as kube-proxy does.
 	LocalnetDevices []string
-	Log             *slog.Logger
+	// Command makes the command that runs a host program (modprobe); nil:
+	// exec.CommandContext. An agent in a container runs the host's own.
+	Command func(ctx context.Context, name string, args ...string) *exec.Cmd
+	Log     *slog.Logger
 }
 
 // Source is what Run consumes: the services this node serves, and a signal

@@ -4,6 +4,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -64,6 +66,18 @@ type Config struct {
 	VXLANDevice string
 	Labels      map[string]string
 	Version     string
+	// Socket is the API's unix socket (default <DataDir>/dev.sock).
+	Socket string
+	// SocketDockerGroup gives the socket the group of the Docker Engine's
+	// socket (mode 0660): whoever may use the Engine may use the agent, the
+	// same right (an agent in a container serves the docker group's users).
+	SocketDockerGroup bool
+	// SecretsDir holds the pods' secret files, bind-mounted into them: a
+	// path on the host (default <DataDir>/secrets).
+	SecretsDir string
+	// HostRoot is the host's root file system as the agent sees it: "" on the
+	// host, "/host" in the agent's container, which binds the host's root there.
+	HostRoot string
 	// NodeGrace is how long a node may be down before its pods are
 	// recreated elsewhere (default 10s).
 	NodeGrace time.Duration
@@ -73,6 +87,13 @@ type Config struct {
 
 // SocketPath is where the API listens for a data dir.
 func SocketPath(dataDir string) string { return filepath.Join(dataDir, "dev.sock") }
+
+func (c Config) socket() string {
+	if c.Socket != "" {
+		return c.Socket
+	}
+	return SocketPath(c.DataDir)
+}
 
 // Node is one `dev agent`.
 type Node struct {
@@ -111,23 +132,28 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	ln, err := listenSocket(SocketPath(cfg.DataDir))
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-
 	dcli, err := docker.NewClient()
 	if err != nil {
 		return err
 	}
 	defer dcli.Close()
+	ln, err := listenSocket(cfg.socket())
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if cfg.SocketDockerGroup {
+		if err := shareWithDockerGroup(cfg.socket(), dcli.DaemonHost()); err != nil {
+			return err
+		}
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err = dcli.Ping(pingCtx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("reach docker engine at %s (is dockerd running? set DOCKER_HOST): %w", dcli.DaemonHost(), err)
 	}
+	overlay.SetHostRoot(cfg.HostRoot)
 
 	creds, err := n.credentials(ctx)
 	if err != nil {
@@ -163,8 +189,9 @@ func (n *Node) Run(ctx context.Context) error {
 
 	drv := docker.New(dcli, docker.Options{
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
-		SecretsDir: filepath.Join(cfg.DataDir, "secrets"), DNSDomain: clusterDomain,
-		MTU: podMTU(cfg.AdvertiseAddr), Cluster: clusterLabel(creds),
+		SecretsDir: cmp.Or(cfg.SecretsDir, filepath.Join(cfg.DataDir, "secrets")), DNSDomain: clusterDomain,
+		HostRoot: cfg.HostRoot,
+		MTU:      podMTU(cfg.AdvertiseAddr), Cluster: clusterLabel(creds),
 	})
 	svcCIDR, err := netip.ParsePrefix(cfg.ServiceCIDR)
 	if err != nil {
@@ -189,7 +216,7 @@ func (n *Node) Run(ctx context.Context) error {
 		table += "-" + bridge
 	}
 	kern := proxy.NewNFTables(proxy.Config{Table: table, ClusterCIDR: clusterCIDR, Bridge: bridge, ServiceCIDR: svcCIDR,
-		LocalnetDevices: []string{bridge, vxlanDev}, Log: n.log})
+		LocalnetDevices: []string{bridge, vxlanDev}, Command: overlay.HostCommand, Log: n.log})
 	disc := newDiscovery(r.State(), cfg.Name, n.log)
 
 	ctrlOpts := controller.Options{NodeGrace: cfg.NodeGrace}
@@ -312,7 +339,7 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	n.log.Info("agent started", "node", cfg.Name, "socket", SocketPath(cfg.DataDir),
+	n.log.Info("agent started", "node", cfg.Name, "version", cfg.Version, "socket", cfg.socket(),
 		"api", n.addr(cfg.APIPort), "raft", n.addr(cfg.RaftPort), "gossip", n.addr(cfg.GossipPort))
 	return eg.Wait()
 }
@@ -444,6 +471,9 @@ func listenSocket(path string) (net.Listener, error) {
 		c.Close()
 		return nil, fmt.Errorf("listen on %s: an agent already runs with this data dir (stop it, or pass another --data-dir)", path)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -454,6 +484,27 @@ func listenSocket(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// shareWithDockerGroup gives the socket at path the group of the Docker
+// Engine's unix socket (the docker group, when the CLI's user is in it).
+func shareWithDockerGroup(path, dockerHost string) error {
+	dockerSock, ok := strings.CutPrefix(dockerHost, "unix://")
+	if !ok {
+		return fmt.Errorf("share %s with the docker group: the engine at %s is not a unix socket", path, dockerHost)
+	}
+	fi, err := os.Stat(dockerSock)
+	if err != nil {
+		return fmt.Errorf("share %s with the docker group: %w", path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("share %s with the docker group: no owner of %s", path, dockerSock)
+	}
+	if err := os.Chown(path, 0, int(st.Gid)); err != nil {
+		return fmt.Errorf("share %s with the docker group: %w", path, err)
+	}
+	return nil
 }
 
 // addrIsLocal reports whether a is assigned on this host (a socket can bind it).

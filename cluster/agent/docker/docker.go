@@ -75,6 +75,11 @@ type Options struct {
 	// DNSDomain, when set, makes containers use the cluster DNS server on the
 	// pod network's gateway, with "<project>.<DNSDomain>" as search domain.
 	DNSDomain string
+	// HostRoot is where the host's root file system is seen from this
+	// process: "" when the agent runs on the host, "/host" in the agent's
+	// container, which binds the host's root there. Bind mount
+	// sources are host paths, created there when missing.
+	HostRoot string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -502,8 +507,9 @@ func (d *Driver) mounts(ctx context.Context, project string, vols []api.VolumeMo
 			if !filepath.IsAbs(v.Source) {
 				return nil, fmt.Errorf("bind mount %s: source %q must be an absolute host path", v.Target, v.Source)
 			}
-			if _, err := os.Stat(v.Source); errors.Is(err, os.ErrNotExist) {
-				if err := os.MkdirAll(v.Source, 0o755); err != nil {
+			onHost := filepath.Join(d.opts.HostRoot, v.Source)
+			if _, err := os.Stat(onHost); errors.Is(err, os.ErrNotExist) {
+				if err := os.MkdirAll(onHost, 0o755); err != nil {
 					return nil, fmt.Errorf("create bind mount source %s: %w", v.Source, err)
 				}
 			}

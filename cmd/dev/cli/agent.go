@@ -31,6 +31,7 @@ func NewAgentCommand(g *globals) *cobra.Command {
 		},
 	}
 	addAgentFlags(cmd)
+	cmd.AddCommand(newAgentUpgradeCommand(g), newAgentStopCommand(g))
 	return cmd
 }
 
@@ -58,6 +59,14 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.String("token", "", "")
 	_ = f.MarkHidden("join") // set by `dev join`
 	_ = f.MarkHidden("token")
+	// Set by the CLI for an agent in a container (agentcontainer.go).
+	f.String("socket", "", "the API's unix socket (default: dev.sock in --data-dir)")
+	f.Bool("socket-docker-group", false, "give the socket the group of the Docker Engine's socket (mode 0660)")
+	f.String("secrets-dir", "", "host folder of the pods' secret files (default: secrets in --data-dir)")
+	f.String("host-root", "", "the host's root file system as the agent sees it (in a container: /host)")
+	for _, name := range []string{"socket-docker-group", "secrets-dir", "host-root"} {
+		_ = f.MarkHidden(name)
+	}
 }
 
 // agentFlagNames are forwarded to an agent started in the background.
@@ -75,24 +84,28 @@ func (g *globals) nodeConfig() (node.Config, error) {
 		labels[k] = val
 	}
 	return node.Config{
-		DataDir:       g.dataDir(),
-		Name:          v.GetString("node-name"),
-		AdvertiseAddr: v.GetString("advertise-addr"),
-		GossipPort:    v.GetInt("gossip-port"),
-		RaftPort:      v.GetInt("raft-port"),
-		APIPort:       v.GetInt("api-port"),
-		Join:          v.GetString("join"),
-		Token:         v.GetString("token"),
-		ClusterCIDR:   v.GetString("cluster-cidr"),
-		ServiceCIDR:   v.GetString("service-cidr"),
-		DNSAddr:       v.GetString("dns-addr"),
-		DashboardAddr: v.GetString("dashboard-addr"),
-		Network:       v.GetString("network"),
-		Bridge:        v.GetString("bridge"),
-		VXLANDevice:   v.GetString("vxlan-device"),
-		Labels:        labels,
-		Version:       Version,
-		NodeGrace:     v.GetDuration("node-grace"),
-		Fast:          v.GetBool("fast"),
+		DataDir:           g.dataDir(),
+		Name:              v.GetString("node-name"),
+		AdvertiseAddr:     v.GetString("advertise-addr"),
+		GossipPort:        v.GetInt("gossip-port"),
+		RaftPort:          v.GetInt("raft-port"),
+		APIPort:           v.GetInt("api-port"),
+		Join:              v.GetString("join"),
+		Token:             v.GetString("token"),
+		ClusterCIDR:       v.GetString("cluster-cidr"),
+		ServiceCIDR:       v.GetString("service-cidr"),
+		DNSAddr:           v.GetString("dns-addr"),
+		DashboardAddr:     v.GetString("dashboard-addr"),
+		Network:           v.GetString("network"),
+		Bridge:            v.GetString("bridge"),
+		VXLANDevice:       v.GetString("vxlan-device"),
+		Labels:            labels,
+		Version:           Version,
+		Socket:            v.GetString("socket"),
+		SocketDockerGroup: v.GetBool("socket-docker-group"),
+		SecretsDir:        v.GetString("secrets-dir"),
+		HostRoot:          v.GetString("host-root"),
+		NodeGrace:         v.GetDuration("node-grace"),
+		Fast:              v.GetBool("fast"),
 	}, nil
 }

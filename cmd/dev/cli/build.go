@@ -83,8 +83,13 @@ func buildImage(ctx context.Context, dc *client.Client, s *api.ServiceSpec) erro
 		return fmt.Errorf("send build context %s: %w", b.Context, err)
 	}
 	defer resp.Body.Close()
-	// The answer is a stream of JSON messages; an error arrives as one of them.
-	dec := json.NewDecoder(resp.Body)
+	return readBuildStream(resp.Body)
+}
+
+// readBuildStream reads the Engine's answer to a build, a stream of JSON
+// messages, to its end; an error arrives as one of them.
+func readBuildStream(r io.Reader) error {
+	dec := json.NewDecoder(r)
 	var last string
 	for {
 		var msg struct {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/pki"
@@ -71,19 +70,9 @@ func NewJoinCommand(g *globals) *cobra.Command {
 				st, _ := c.Status(ctx)
 				return fmt.Errorf("join: an agent already runs here (node %s); stop it first, or pass another --data-dir", st.Node)
 			}
+			// The agent's other settings (flags, DEV_* variables) follow
+			// this command's (forwardedAgentFlags).
 			extra := []string{"--join", args[0], "--token", token}
-			cmd.Flags().Visit(func(f *pflag.Flag) {
-				for _, name := range agentFlagNames {
-					if f.Name == name {
-						extra = append(extra, "--"+f.Name+"="+f.Value.String())
-					}
-				}
-				if f.Name == "label" {
-					for _, l := range g.v.GetStringSlice("label") {
-						extra = append(extra, "--label="+l)
-					}
-				}
-			})
 			c, err := g.startAgent(ctx, nil, extra)
 			if err != nil {
 				return err

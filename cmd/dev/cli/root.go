@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
@@ -20,9 +23,6 @@ import (
 	"github.com/devhq/dev/cluster/node"
 	"github.com/devhq/dev/cluster/pki"
 )
-
-// Version is set at build time.
-var Version = "dev"
 
 // defaultDataDir is where the agent keeps its state and socket.
 const defaultDataDir = "/var/lib/dev"
@@ -39,12 +39,20 @@ func (g *globals) dataDir() string {
 	return defaultDataDir
 }
 
-// host is the agent address: --host / DEV_HOST, else the socket in the data dir.
-func (g *globals) host() string {
-	if h := g.v.GetString("host"); h != "" {
-		return h
-	}
-	return "unix://" + node.SocketPath(g.dataDir())
+// host is the agent address given by --host / DEV_HOST; "" when none is
+// given and the local agent is looked for (agentSockets).
+func (g *globals) host() string { return g.v.GetString("host") }
+
+// agentSockets are where a local agent answers, in the order they are
+// tried: an agent run as a process with this data dir (root), then the
+// agent's container (root and the docker group alike).
+func (g *globals) agentSockets() []string {
+	return []string{node.SocketPath(g.dataDir()), g.box(nil).socket()}
+}
+
+// box is the agent's container on the Engine dc.
+func (g *globals) box(dc *client.Client) agentBox {
+	return agentBox{dc: dc, name: g.v.GetString("agent-container")}
 }
 
 // NewRootCommand builds the dev command tree. Configuration comes from flags,
@@ -66,6 +74,9 @@ func NewRootCommand() *cobra.Command {
 	pf.String("data-dir", defaultDataDir, "agent data directory (env DEV_DATA_DIR)")
 	pf.String("tls-bundle", "", "client certificate bundle for --host tcp://... (env DEV_TLS_BUNDLE; made by `dev token --client NAME`)")
 	pf.String("config", "", "config file (env DEV_CONFIG; default /etc/dev/config.yaml if present)")
+	pf.String("agent", agentAuto, "how `dev up`/`dev join` start an agent when none answers: auto (a process when root on the Docker Engine's host, else a container), process or container (env DEV_AGENT)")
+	pf.String("agent-container", "dev-agent", "name of the agent's container; its volume is NAME-data and its socket /run/NAME/dev.sock (env DEV_AGENT_CONTAINER)")
+	pf.String("agent-binary", "", "static Linux dev binary for the agent's image (env DEV_AGENT_BINARY; default: this one)")
 
 	root.AddCommand(
 		NewAgentCommand(g),
@@ -87,6 +98,7 @@ func NewRootCommand() *cobra.Command {
 		NewWatchCommand(g), // watch.go (also dev up --watch)
 		NewInitCommand(g),
 		NewDashboardCommand(g),
+		NewVersionCommand(g),
 	)
 	return root
 }
@@ -119,6 +131,12 @@ func (g *globals) configure(cmd *cobra.Command) error {
 // client returns an API client for the configured agent, checking that it
 // answers.
 func (g *globals) client(ctx context.Context) (*api.HTTPClient, error) {
+	c, _, err := g.findAgent(ctx)
+	return c, err
+}
+
+// connect returns a client for the agent at host (not checked).
+func (g *globals) connect(host string) (*api.HTTPClient, error) {
 	var tlsConf *tls.Config
 	if b := g.v.GetString("tls-bundle"); b != "" {
 		id, err := pki.LoadClientBundle(b)
@@ -127,42 +145,199 @@ func (g *globals) client(ctx context.Context) (*api.HTTPClient, error) {
 		}
 		tlsConf = id.ClientTLS()
 	}
-	c, err := api.NewClient(g.host(), tlsConf)
+	return api.NewClient(host, tlsConf)
+}
+
+// findAgent returns a client for the agent that answers at --host, else at
+// the first local socket that answers, and the address it answered at.
+func (g *globals) findAgent(ctx context.Context) (*api.HTTPClient, string, error) {
+	hosts := []string{g.host()}
+	if hosts[0] == "" {
+		hosts = nil
+		for _, s := range g.agentSockets() {
+			hosts = append(hosts, "unix://"+s)
+		}
+	}
+	var lastErr error
+	for _, h := range hosts {
+		c, err := g.connect(h)
+		if err != nil {
+			return nil, "", err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = c.Status(sctx)
+		cancel()
+		if err == nil {
+			return c, h, nil
+		}
+		if !errors.Is(err, api.ErrUnreachable) {
+			return nil, "", err
+		}
+		if sock, ok := strings.CutPrefix(h, "unix://"); ok && socketDenied(sock) {
+			return nil, "", fmt.Errorf("permission denied on the agent's socket %s: it is shared with the docker group. "+
+				"Add your user to it with `sudo usermod -aG docker %s`, then log in again (or run `newgrp docker`)", sock, userName())
+		}
+		lastErr = err
+	}
+	if g.host() != "" {
+		return nil, "", fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), lastErr)
+	}
+	return nil, "", fmt.Errorf("no dev agent answers on this host (tried %s): `dev up` starts one, or point --host/DEV_HOST at a running one",
+		strings.Join(g.agentSockets(), " and "))
+}
+
+// socketDenied says whether connecting to the unix socket at path is
+// refused for want of permission.
+func socketDenied(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, os.ErrPermission)
+}
+
+// ensureAgent returns a client, starting a local agent in the background
+// when none answers. An agent of another version is used, with a word on
+// how to upgrade it.
+func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
+	c, at, err := g.findAgent(ctx)
 	if err != nil {
+		return g.startAgent(ctx, err, nil)
+	}
+	if err := g.checkAgentKind(at); err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := c.Status(sctx); err != nil {
-		if errors.Is(err, api.ErrUnreachable) {
-			return nil, fmt.Errorf("no dev agent answers at %s: start one with `dev agent --data-dir %s` (or `dev up`, which starts it), or point --host/DEV_HOST at a running one", g.host(), g.dataDir())
+	if st, err := c.Status(ctx); err == nil && st.Version != Version {
+		how := "`dev agent upgrade` replaces it, keeping its pods running"
+		if at == "unix://"+node.SocketPath(g.dataDir()) {
+			how = "restart it with this binary to upgrade it; its pods keep running"
 		}
-		return nil, err
+		fmt.Fprintf(os.Stderr, "note: the agent runs dev %s and this is dev %s: %s\n", st.Version, Version, how)
 	}
 	return c, nil
 }
 
-// ensureAgent returns a client, starting a local agent in the background
-// when none answers at the default socket of the data dir.
-func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
-	c, err := g.client(ctx)
-	if err == nil {
-		return c, nil
+// checkAgentKind refuses an agent that answers as a process when a
+// container is asked for (--agent), and the reverse.
+func (g *globals) checkAgentKind(at string) error {
+	processSock := "unix://" + node.SocketPath(g.dataDir())
+	switch want := g.v.GetString("agent"); {
+	case want == agentContainer && at == processSock:
+		return fmt.Errorf("an agent already runs here as a process (socket %s) and --agent=container asks for one in a container: "+
+			"stop it first (`sudo dev agent stop`); its pods are adopted by the next agent only if it uses the same data", node.SocketPath(g.dataDir()))
+	case want == agentProcess && at == "unix://"+g.box(nil).socket():
+		return fmt.Errorf("an agent already runs here in the container %s and --agent=process asks for one as a process: stop it first (`dev agent stop`)",
+			g.v.GetString("agent-container"))
 	}
-	return g.startAgent(ctx, err, nil)
+	return nil
 }
 
-// startAgent starts `dev agent` in the background with extra arguments and
-// waits until it answers with a leader. unreachable is why it was needed.
+// startAgent starts an agent in the background with extra arguments, as a
+// process or as a container (--agent), and waits until it answers with a
+// leader. unreachable is why it was needed.
 func (g *globals) startAgent(ctx context.Context, unreachable error, extra []string) (*api.HTTPClient, error) {
-	err := unreachable
-	if g.host() != "unix://"+node.SocketPath(g.dataDir()) {
+	if g.host() != "" {
 		// --host names another agent: starting one here would not help.
-		if err == nil {
-			err = fmt.Errorf("not starting an agent: --host %s is not this data dir's socket", g.host())
+		if unreachable == nil {
+			unreachable = fmt.Errorf("not starting an agent: --host %s names one elsewhere", g.host())
 		}
+		return nil, unreachable
+	}
+	e, err := dockerEngine(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer e.dc.Close()
+	mode := g.v.GetString("agent")
+	switch mode {
+	case agentAuto:
+		mode = agentProcess
+		if os.Geteuid() != 0 || e.remote != "" {
+			mode = agentContainer
+		}
+	case agentProcess:
+		if e.remote != "" {
+			return nil, fmt.Errorf("--agent=process: %s, and the agent must run next to it; use --agent=container", e.remote)
+		}
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("--agent=process needs root (the agent programs the host's network); run `sudo dev ...`, or let dev run the agent in a container (--agent=auto)")
+		}
+	case agentContainer:
+	default:
+		return nil, fmt.Errorf("--agent %q: want auto, process or container", mode)
+	}
+	if mode == agentContainer {
+		return g.startAgentContainer(ctx, e, extra)
+	}
+	return g.startAgentProcess(ctx, extra)
+}
+
+// startAgentContainer starts the agent's container (creating it, and its
+// image, when missing) and waits until it answers.
+func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []string) (*api.HTTPClient, error) {
+	if e.remote != "" {
+		return nil, fmt.Errorf("%s: the agent would run there in a container, and this CLI reaches an agent only through a unix socket on its own host; "+
+			"run dev on the Engine's host, or start the agent there and use --host tcp://HOST:7948 --tls-bundle (see the README, \"Docker in a VM\")", e.remote)
+	}
+	b := g.box(e.dc)
+	cur, err := b.inspect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cur != nil {
+		// The agent's container exists but does not answer: start it again
+		// as it was made (`dev agent upgrade` changes its binary).
+		if cur.State == nil || !cur.State.Running {
+			if err := e.dc.ContainerStart(ctx, b.name, container.StartOptions{}); err != nil {
+				return nil, fmt.Errorf("start agent container %s: %w", b.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "started the dev agent's container %s\n", b.name)
+		}
+		return b.wait(ctx, g.connect, 60*time.Second)
+	}
+	image, err := b.agentImage(ctx, g.agentBinary())
+	if err != nil {
+		return nil, err
+	}
+	cfg, host := b.config(image, e.socket, append(g.forwardedAgentFlags(), extra...))
+	if err := b.create(ctx, cfg, host); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "started the dev agent in the container %s (image %s; `docker logs %s` shows its log)\n", b.name, image, b.name)
+	return b.wait(ctx, g.connect, 60*time.Second)
+}
+
+// agentBinary is the dev binary the agent's image is built from.
+func (g *globals) agentBinary() string {
+	if b := g.v.GetString("agent-binary"); b != "" {
+		return b
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	return exe
+}
+
+// forwardedAgentFlags are the agent settings given to this command (flags
+// or DEV_* variables) that an agent it starts must follow.
+func (g *globals) forwardedAgentFlags() []string {
+	var out []string
+	for _, name := range agentFlagNames {
+		if g.v.IsSet(name) {
+			out = append(out, "--"+name+"="+g.v.GetString(name))
+		}
+	}
+	for _, l := range g.v.GetStringSlice("label") {
+		out = append(out, "--label="+l)
+	}
+	return out
+}
+
+// startAgentProcess starts `dev agent` in the background with extra
+// arguments and waits until it answers with a leader.
+func (g *globals) startAgentProcess(ctx context.Context, extra []string) (*api.HTTPClient, error) {
 	dir := g.dataDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -178,7 +353,8 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra []str
 	}
 	defer logf.Close()
 	// The agent inherits DEV_* variables, so its other settings follow ours.
-	cmd := exec.Command(exe, append([]string{"agent", "--data-dir", dir}, extra...)...)
+	args := append([]string{"agent", "--data-dir", dir}, g.forwardedAgentFlags()...)
+	cmd := exec.Command(exe, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -188,6 +364,7 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra []str
 	go func() { exited <- cmd.Wait() }()
 	fmt.Fprintf(os.Stderr, "started dev agent (pid %d, log %s)\n", cmd.Process.Pid, logPath)
 
+	host := "unix://" + node.SocketPath(dir)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -197,7 +374,7 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra []str
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		if c, err := g.client(ctx); err == nil {
+		if c, err := g.connect(host); err == nil {
 			if st, err := c.Status(ctx); err == nil && st.Leader != "" {
 				_ = cmd.Process.Release()
 				return c, nil
@@ -214,11 +391,5 @@ func lastLogError(path string) string {
 	if err != nil {
 		return "see " + path
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	for i := len(lines) - 1; i >= 0 && i >= len(lines)-20; i-- {
-		if l := lines[i]; strings.HasPrefix(l, "Error: ") || strings.HasPrefix(l, "error: ") {
-			return strings.TrimPrefix(strings.TrimPrefix(l, "Error: "), "error: ") + " (log: " + path + ")"
-		}
-	}
-	return "see " + path
+	return lastErrorLine(string(b)) + " (log: " + path + ")"
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/devhq/dev/cluster/agent/docker"
 	"github.com/devhq/dev/cluster/api"
 )
 
@@ -67,10 +66,11 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 			return err
 		}
 	}
-	dc, err := docker.NewClient()
+	e, err := dockerEngine(ctx)
 	if err != nil {
 		return err
 	}
+	dc := e.dc
 	defer dc.Close()
 	prog := newProgress(stdout)
 	if err := resolveImages(ctx, dc, p, o.build, prog); err != nil {

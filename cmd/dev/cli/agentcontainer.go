@@ -1,0 +1,387 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/user"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/api"
+)
+
+// How an agent is started when none answers (--agent).
+const (
+	agentAuto      = "auto"      // a process when root on the Engine's host, else a container
+	agentProcess   = "process"   // `dev agent` in the background, as this user (root)
+	agentContainer = "container" // a privileged container on the Engine
+)
+
+// Labels of the agent's container and image.
+const (
+	labelAgent        = "dev.agent"         // "true" on the agent's container and image
+	labelAgentVersion = "dev.agent.version" // the dev version the image was built from
+	agentImageRepo    = "dev-agent"
+	agentDataMount    = "/var/lib/dev" // the named volume, in the container
+	// agentHostRoot is where the container sees the host's root file system
+	// (bound there): the host's iptables and modprobe run chrooted in it.
+	// Not /proc/1/root: reaching another mount namespace's root through
+	// /proc needs ptrace rights over the host's init, which some hosts deny.
+	agentHostRoot = "/host"
+)
+
+// agentBox is the agent's container on one Docker Engine: its name, its
+// data volume and the host folder holding its socket derive from one name
+// (--agent-container, default dev-agent).
+type agentBox struct {
+	dc   *client.Client
+	name string
+}
+
+func (b agentBox) volume() string { return b.name + "-data" }
+
+// runDir is the host folder with the agent's socket and the pods' secret
+// files (tmpfs on most hosts). The same path inside the container, so that
+// the secrets' bind mounts name host paths.
+func (b agentBox) runDir() string { return "/run/" + b.name }
+
+// Socket is the agent's unix socket on the host: root:docker, mode 0660, so
+// that root and every user of the docker group find the same agent.
+func (b agentBox) socket() string { return b.runDir() + "/dev.sock" }
+
+// inspect returns the agent's container, nil when there is none.
+func (b agentBox) inspect(ctx context.Context) (*container.InspectResponse, error) {
+	c, err := b.dc.ContainerInspect(ctx, b.name)
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspect agent container %s: %w", b.name, err)
+	}
+	return &c, nil
+}
+
+// agentImage builds the agent's image from the dev binary at exe (FROM
+// scratch, no registry) unless the Engine has it; it returns the image
+// reference, tagged with the binary's digest.
+func (b agentBox) agentImage(ctx context.Context, exe string) (string, error) {
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		return "", fmt.Errorf("read dev binary: %w", err)
+	}
+	info, err := b.dc.Info(ctx)
+	if err != nil {
+		return "", fmt.Errorf("docker engine info: %w", err)
+	}
+	if err := checkAgentBinary(bin, info.OSType, info.Architecture); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(bin)
+	ref := agentImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
+	if _, err := b.dc.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("inspect agent image %s: %w", ref, err)
+	}
+	tr, err := agentBuildContext(bin)
+	if err != nil {
+		return "", err
+	}
+	resp, err := b.dc.ImageBuild(ctx, tr, build.ImageBuildOptions{
+		Tags: []string{ref}, Remove: true, ForceRemove: true,
+		Labels: map[string]string{labelAgent: "true", labelAgentVersion: Version},
+	})
+	if err != nil {
+		return "", fmt.Errorf("build agent image: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := readBuildStream(resp.Body); err != nil {
+		return "", fmt.Errorf("build agent image: %w", err)
+	}
+	return ref, nil
+}
+
+// agentBuildContext is the image's build context: the binary and a
+// Dockerfile that runs it FROM scratch.
+func agentBuildContext(bin []byte) (io.Reader, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	files := []struct {
+		name string
+		data []byte
+		mode int64
+	}{
+		{"Dockerfile", []byte("FROM scratch\nCOPY dev /dev-agent\nENTRYPOINT [\"/dev-agent\"]\n"), 0o644},
+		{"dev", bin, 0o755},
+	}
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("agent build context: %w", err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, fmt.Errorf("agent build context: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("agent build context: %w", err)
+	}
+	return &buf, nil
+}
+
+// checkAgentBinary says why a binary cannot run FROM scratch on an engine
+// of that OS and architecture: it must be a static Linux executable of the
+// engine's architecture.
+func checkAgentBinary(bin []byte, osType, arch string) error {
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return fmt.Errorf("the agent's image needs a Linux dev binary, and this one is not (%v): pass one built with GOOS=linux CGO_ENABLED=0 as --agent-binary", err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errors.New("this dev binary is dynamically linked and cannot run in the agent's FROM scratch image: build it with CGO_ENABLED=0 (as `make build` does), or pass such a binary as --agent-binary")
+		}
+	}
+	want := map[string]elf.Machine{"x86_64": elf.EM_X86_64, "amd64": elf.EM_X86_64, "aarch64": elf.EM_AARCH64, "arm64": elf.EM_AARCH64}
+	if osType != "" && osType != "linux" {
+		return fmt.Errorf("the Docker Engine runs %s containers; the agent needs a Linux engine", osType)
+	}
+	if m, ok := want[arch]; ok && m != f.Machine {
+		return fmt.Errorf("this dev binary is for %s and the Docker Engine runs on %s: pass a dev binary for %s as --agent-binary", f.Machine, arch, arch)
+	}
+	return nil
+}
+
+// config is the agent's container: in the host's network, PID and UTS
+// namespaces (it programs the host's network, reaches pods' files through
+// /proc/PID/root and takes the host's name), the host's root file system
+// at /host (it runs the host's iptables there), with the capabilities
+// that needs and /proc/sys writable, its data in a named volume, the
+// Engine's socket mounted, restarted by the Engine unless stopped.
+//
+// Not --privileged: that asks for every capability, and an Engine that
+// lacks one itself (one running in a container, as on the machines dev is
+// tested on, which lack CAP_SYS_RESOURCE) cannot start it. The capabilities
+// below are what the agent uses, which is least privilege besides.
+func (b agentBox) config(image, engineSocket string, args []string) (*container.Config, *container.HostConfig) {
+	cmd := append([]string{"agent", "--data-dir", agentDataMount, "--socket", b.socket(), "--socket-docker-group",
+		"--secrets-dir", b.runDir() + "/secrets", "--host-root", agentHostRoot}, args...)
+	cfg := &container.Config{
+		Image: image, Cmd: cmd,
+		Env:    []string{"DOCKER_HOST=unix:///var/run/docker.sock"},
+		Labels: map[string]string{labelAgent: "true", labelAgentVersion: Version},
+	}
+	host := &container.HostConfig{
+		NetworkMode: "host", PidMode: "host", UTSMode: "host",
+		CapAdd: []string{
+			"NET_ADMIN",       // links, routes, nftables, iptables, conntrack
+			"SYS_ADMIN",       // what iptables and the bridge's settings need besides
+			"SYS_PTRACE",      // /proc/PID/root (pods' files)
+			"SYS_MODULE",      // modprobe br_netfilter
+			"DAC_READ_SEARCH", // the host's and pods' files
+		},
+		SecurityOpt: []string{"seccomp=unconfined", "apparmor=unconfined"},
+		// Sysctls of the host's network (route_localnet, bridge netfilter)
+		// are written through /proc/sys: none of /proc read-only or masked.
+		MaskedPaths: []string{}, ReadonlyPaths: []string{},
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		// Binds, not Mounts: the Engine creates a missing source folder.
+		Binds: []string{b.runDir() + ":" + b.runDir(), engineSocket + ":/var/run/docker.sock", "/:" + agentHostRoot},
+		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: b.volume(), Target: agentDataMount,
+			VolumeOptions: &mount.VolumeOptions{Labels: map[string]string{labelAgent: "true"}}}},
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
+	}
+	return cfg, host
+}
+
+// create creates and starts the agent's container.
+func (b agentBox) create(ctx context.Context, cfg *container.Config, host *container.HostConfig) error {
+	if _, err := b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name); err != nil {
+		return fmt.Errorf("create agent container %s: %w", b.name, err)
+	}
+	if err := b.dc.ContainerStart(ctx, b.name, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start agent container %s: %w", b.name, err)
+	}
+	return nil
+}
+
+// remove stops and removes the agent's container; its volume stays.
+func (b agentBox) remove(ctx context.Context) error {
+	timeout := 30
+	if err := b.dc.ContainerStop(ctx, b.name, container.StopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop agent container %s: %w", b.name, err)
+	}
+	if err := b.dc.ContainerRemove(ctx, b.name, container.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove agent container %s: %w", b.name, err)
+	}
+	return nil
+}
+
+// failure explains why the container stopped: its state and its last log
+// lines.
+func (b agentBox) failure(ctx context.Context) error {
+	c, err := b.inspect(ctx)
+	if err != nil || c == nil {
+		return fmt.Errorf("the agent container %s is gone", b.name)
+	}
+	if c.State != nil && c.State.Running {
+		return nil
+	}
+	rc, err := b.dc.ContainerLogs(ctx, b.name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "20"})
+	var logs bytes.Buffer
+	if err == nil {
+		_, _ = stdcopy.StdCopy(&logs, &logs, rc)
+		rc.Close()
+	}
+	code := 0
+	if c.State != nil {
+		code = c.State.ExitCode
+	}
+	return fmt.Errorf("the agent container %s exited (code %d): %s (`docker logs %s` has the rest)", b.name, code, lastErrorLine(logs.String()), b.name)
+}
+
+// wait waits until the agent answers on its socket with a leader, or its
+// container stops.
+func (b agentBox) wait(ctx context.Context, connect func(host string) (*api.HTTPClient, error), within time.Duration) (*api.HTTPClient, error) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := connect("unix://" + b.socket()); err == nil {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := c.Status(sctx)
+			cancel()
+			if err == nil && st.Leader != "" {
+				return c, nil
+			}
+		}
+		if err := b.failure(ctx); err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("the agent container %s did not answer within %s; see `docker logs %s`", b.name, within, b.name)
+}
+
+// engine describes where the Docker Engine is, for choosing how to run the
+// agent.
+type engine struct {
+	dc *client.Client
+	// socket is the Engine's unix socket on this host; "" when the Engine
+	// is elsewhere (tcp://, ssh://, a VM such as Docker Desktop's).
+	socket string
+	// remote says why the Engine is not on this host ("" when it is).
+	remote string
+}
+
+// dockerEngine connects to the Docker Engine Docker's own conventions name
+// (DOCKER_HOST), with errors that say what to do.
+func dockerEngine(ctx context.Context) (*engine, error) {
+	dc, err := docker.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	info, err := dc.Info(pctx)
+	if err != nil {
+		dc.Close()
+		return nil, engineError(dc.DaemonHost(), err)
+	}
+	e := &engine{dc: dc}
+	host := dc.DaemonHost()
+	sock, isUnix := strings.CutPrefix(host, "unix://")
+	switch {
+	case !isUnix:
+		e.remote = "the Docker Engine at " + host + " is not on this host"
+	case strings.Contains(info.OperatingSystem, "Docker Desktop") || runtime.GOOS != "linux":
+		e.remote = "the Docker Engine runs in a VM (" + info.OperatingSystem + ")"
+	default:
+		e.socket = sock
+	}
+	return e, nil
+}
+
+// engineError turns a failure to reach the Engine into what to do about it.
+func engineError(host string, err error) error {
+	sock, isUnix := strings.CutPrefix(host, "unix://")
+	var errno syscall.Errno
+	switch {
+	case isUnix && (errors.Is(err, os.ErrPermission) || (errors.As(err, &errno) && errno == syscall.EACCES) ||
+		strings.Contains(err.Error(), "permission denied")):
+		return fmt.Errorf("permission denied on the Docker Engine's socket %s: your user may not use Docker. "+
+			"Add it to the docker group with `sudo usermod -aG docker %s`, then log in again (or run `newgrp docker`)", sock, userName())
+	case client.IsErrConnectionFailed(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("no Docker Engine answers at %s: start it (`sudo systemctl start docker`, or Docker Desktop), or point DOCKER_HOST at one", host)
+	default:
+		return fmt.Errorf("reach the Docker Engine at %s: %w", host, err)
+	}
+}
+
+// userName is this user's login name, for commands to copy.
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "$USER"
+}
+
+// peerPID is the PID of the process serving the unix socket at path (an
+// agent run as a process), from the kernel's peer credentials.
+func peerPID(path string) (int, error) {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *syscall.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	return int(cred.Pid), nil
+}
+
+// lastErrorLine is the agent's last error in its log, else its last line.
+func lastErrorLine(log string) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := lines[i]; strings.HasPrefix(l, "Error: ") || strings.HasPrefix(l, "error: ") {
+			return strings.TrimPrefix(strings.TrimPrefix(l, "Error: "), "error: ")
+		}
+	}
+	if len(lines) > 0 && lines[len(lines)-1] != "" {
+		return lines[len(lines)-1]
+	}
+	return "no log"
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/spf13/cobra"
+
+	"github.com/devhq/dev/cluster/node"
+)
+
+// newAgentUpgradeCommand is `dev agent upgrade`: the agent's container is
+// replaced by one running this dev binary, with the same settings and data;
+// pods keep running and the new agent adopts them.
+func newAgentUpgradeCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "upgrade",
+		Short: "Replace the agent's container with one running this dev binary (its data kept, its pods running)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			e, err := dockerEngine(ctx)
+			if err != nil {
+				return err
+			}
+			defer e.dc.Close()
+			b := g.box(e.dc)
+			cur, err := b.inspect(ctx)
+			if err != nil {
+				return err
+			}
+			if cur == nil {
+				return fmt.Errorf("no agent container %s on this Docker Engine: `dev up` starts one; an agent run as a process is upgraded by restarting it with the new binary", b.name)
+			}
+			image, err := b.agentImage(ctx, g.agentBinary())
+			if err != nil {
+				return err
+			}
+			old := cur.Config.Labels[labelAgentVersion]
+			if cur.Config.Image == image {
+				fmt.Fprintf(cmd.OutOrStdout(), "the agent already runs this binary (dev %s)\n", old)
+				return nil
+			}
+			cfg, host := *cur.Config, *cur.HostConfig
+			cfg.Image = image
+			cfg.Hostname, cfg.Domainname = "", "" // the host's (UTS namespace), filled in by the Engine
+			cfg.Labels = map[string]string{labelAgent: "true", labelAgentVersion: Version}
+			// Its settings are its arguments: the same ones, the new binary.
+			if err := b.remove(ctx); err != nil {
+				return err
+			}
+			if err := b.create(ctx, &cfg, &host); err != nil {
+				return b.restore(ctx, cur, err)
+			}
+			if _, err := b.wait(ctx, g.connect, 60*time.Second); err != nil {
+				return b.restore(ctx, cur, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "agent upgraded: dev %s -> dev %s (container %s, image %s)\n", old, Version, b.name, image)
+			return nil
+		},
+	}
+}
+
+// restore puts the previous agent container back after a failed upgrade.
+func (b agentBox) restore(ctx context.Context, prev *container.InspectResponse, cause error) error {
+	_ = b.remove(ctx)
+	cfg, host := *prev.Config, *prev.HostConfig
+	if err := b.create(ctx, &cfg, &host); err != nil {
+		return fmt.Errorf("upgrade agent: %w; and putting the previous agent back failed too: %v", cause, err)
+	}
+	return fmt.Errorf("upgrade agent: %w (the previous agent runs again)", cause)
+}
+
+// newAgentStopCommand is `dev agent stop`: the local agent stops; pods
+// keep running and the next agent adopts them.
+func newAgentStopCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop",
+		Short: "Stop this host's agent (its container, or its process); pods keep running and the next agent adopts them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			w := cmd.OutOrStdout()
+			sock := node.SocketPath(g.dataDir())
+			if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+				c.Close()
+				return stopAgentProcess(ctx, sock, w)
+			}
+			e, err := dockerEngine(ctx)
+			if err != nil {
+				return err
+			}
+			defer e.dc.Close()
+			b := g.box(e.dc)
+			cur, err := b.inspect(ctx)
+			if err != nil {
+				return err
+			}
+			if cur == nil || cur.State == nil || !cur.State.Running {
+				fmt.Fprintln(w, "no agent runs here")
+				return nil
+			}
+			timeout := 30
+			if err := e.dc.ContainerStop(ctx, b.name, container.StopOptions{Timeout: &timeout}); err != nil {
+				return fmt.Errorf("stop agent container %s: %w", b.name, err)
+			}
+			fmt.Fprintf(w, "stopped the agent's container %s (`dev up` starts it again)\n", b.name)
+			return nil
+		},
+	}
+}
+
+// stopAgentProcess stops the agent serving sock with SIGTERM and waits until
+// it is gone.
+func stopAgentProcess(ctx context.Context, sock string, w interface{ Write([]byte) (int, error) }) error {
+	pid, err := peerPID(sock)
+	if err != nil {
+		return fmt.Errorf("find the agent's process: %w", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop the agent (pid %d): %w", pid, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for syscall.Kill(pid, 0) == nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the agent (pid %d) did not stop within 30s", pid)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	_ = os.Remove(sock)
+	fmt.Fprintf(w, "stopped the agent (pid %d)\n", pid)
+	return nil
+}
