@@ -8,7 +8,9 @@ import (
 	"syscall"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/spf13/cobra"
 
 	"github.com/devhq/dev/cluster/node"
@@ -37,17 +39,17 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 			if cur == nil {
 				return fmt.Errorf("no agent container %s on this Docker Engine: `dev up` starts one; an agent run as a process is upgraded by restarting it with the new binary", b.name)
 			}
-			image, err := b.agentImage(ctx, g.agentBinary())
+			ref, err := b.agentImage(ctx, g.agentBinary())
 			if err != nil {
 				return err
 			}
 			old := cur.Config.Labels[labelAgentVersion]
-			if cur.Config.Image == image {
+			if cur.Config.Image == ref {
 				fmt.Fprintf(cmd.OutOrStdout(), "the agent already runs this binary (dev %s)\n", old)
 				return nil
 			}
 			cfg, host := *cur.Config, *cur.HostConfig
-			cfg.Image = image
+			cfg.Image = ref
 			cfg.Hostname, cfg.Domainname = "", "" // the host's (UTS namespace), filled in by the Engine
 			cfg.Labels = map[string]string{labelAgent: "true", labelAgentVersion: Version}
 			// Its settings are its arguments: the same ones, the new binary.
@@ -60,7 +62,11 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 			if _, err := b.wait(ctx, g.connect, 60*time.Second); err != nil {
 				return b.restore(ctx, cur, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "agent upgraded: dev %s -> dev %s (container %s, image %s)\n", old, Version, b.name, image)
+			// The previous binary's image is no longer needed.
+			if _, err := e.dc.ImageRemove(ctx, cur.Image, image.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				fmt.Fprintf(os.Stderr, "note: the previous agent image stays: %v\n", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "agent upgraded: dev %s -> dev %s (container %s, image %s)\n", old, Version, b.name, ref)
 			return nil
 		},
 	}
