@@ -25,14 +25,18 @@ example-bins:
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$d/$$(basename $$d) ./$$d; \
 	done
 
+# A Docker Engine (installed and started when missing), then the example;
+# as root or as a user of the docker group (the agent then runs in a
+# container).
 example: build example-bins
+	bash test/deps.sh engine
 	./$(BIN) up -d --build -f $(EXAMPLE_COMPOSE)
 
 vet:
 	$(GO) vet ./...
 
 # What the tests need: packages and a running Docker Engine, installed and
-# started when missing (.ci/run calls the same script).
+# started when missing.
 deps:
 	bash test/deps.sh
 

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Installs what the tests need when it is missing and starts a Docker Engine
-# when none answers: Debian's packages (apt-get, as root or through sudo).
-# `make test` (the README's test command) and .ci/run both call this script,
-# so a fresh machine and CI install the same things.
+# Installs what dev and its tests need when it is missing and starts a
+# Docker Engine when none answers: Debian's packages (apt-get, as root or
+# through sudo). The README's two commands call it: `make example` as
+# `deps.sh engine` (a Docker Engine, curl), `make test` with no argument
+# (everything the tests use); .ci/run runs those two commands.
 set -euo pipefail
+
+mode="${1:-test}"
+case "$mode" in
+engine | test) ;;
+*)
+	echo "usage: $0 [engine|test]" >&2
+	exit 2
+	;;
+esac
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -28,35 +38,43 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
-# Tools the build and the Docker Engine need.
+docker_up() { docker info >/dev/null 2>&1; }
+
 missing=()
-command -v make >/dev/null 2>&1 || missing+=(make)
-command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-# The data path's tests read the kernel's rules back with nft (the agent
-# itself programs them over netlink and needs no nft).
-command -v nft >/dev/null 2>&1 || missing+=(nftables)
-# The multi-host end-to-end tests build hosts from network namespaces (ip,
-# nsenter) and the overlay test serves HTTP with python3.
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-# The dashboard test drives Debian's Chromium headless (chromedp).
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-# `dev init` starters are tested on stand-in base images built from this
-# host's own programs (no registry here): busybox for a shell, nginx, redis,
-# node and Debian's python.
-[ -x /bin/busybox ] || missing+=(busybox-static)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-[ -x /usr/bin/python3.11 ] || missing+=(python3.11)
+# The README's example is checked with curl.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "$mode" = test ]; then
+	# Tools the build and the Docker Engine need.
+	command -v make >/dev/null 2>&1 || missing+=(make)
+	command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+	# The data path's tests read the kernel's rules back with nft (the agent
+	# itself programs them over netlink and needs no nft).
+	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+	# The multi-host end-to-end tests build hosts from network namespaces (ip,
+	# nsenter) and the overlay test serves HTTP with python3.
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+	command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+	command -v python3 >/dev/null 2>&1 || missing+=(python3)
+	# The dashboard test drives Debian's Chromium headless (chromedp).
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+	# `dev init` starters are tested on stand-in base images built from this
+	# host's own programs (no registry here): busybox for a shell, nginx, redis,
+	# node and Debian's python.
+	[ -x /bin/busybox ] || missing+=(busybox-static)
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+	command -v node >/dev/null 2>&1 || missing+=(nodejs)
+	[ -x /usr/bin/python3.11 ] || missing+=(python3.11)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing ${missing[*]}"
 	apt_install "${missing[@]}"
 fi
 
-docker_up() { docker info >/dev/null 2>&1; }
-
+if ! docker_up && [ -S /var/run/docker.sock ] && docker info 2>&1 | grep -q "permission denied"; then
+	log "a Docker Engine runs, and $(id -un) may not use it: sudo usermod -aG docker $(id -un), then log in again (or run newgrp docker)"
+	exit 1
+fi
 if ! docker_up; then
 	if ! command -v dockerd >/dev/null 2>&1; then
 		log "installing docker.io"
