@@ -109,7 +109,11 @@ func (k *NFTables) Apply(services []Service) error {
 	if ch.full {
 		k.unbindLoopbackVIPs()
 	}
-	if err := k.ensureRoute(); err != nil {
+	if err := k.ensureRoute(); errors.Is(err, unix.ENETDOWN) {
+		// A bridge is down until its first pod joins it; the next change
+		// (that pod becoming an endpoint) routes again.
+		k.log.Debug("route the service cidr: the bridge is down", "err", err)
+	} else if err != nil {
 		k.log.Warn("route the service cidr", "err", err)
 	}
 	if ch.full || len(ch.addHairpin) > 0 {

@@ -105,6 +105,21 @@ func NewClient(host string, tlsConf *tls.Config) (*HTTPClient, error) {
 	}, nil
 }
 
+// NewDialClient returns a client whose connections dial opens: a stream to
+// the agent's API by some other way than a socket address (the CLI uses
+// one through the Docker Engine to an agent in a container). name is what
+// errors call the agent's address.
+func NewDialClient(name string, dial func(ctx context.Context) (net.Conn, error)) *HTTPClient {
+	tr := &http.Transport{MaxIdleConnsPerHost: 8,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+	return &HTTPClient{
+		host:   name,
+		base:   "http://dev",
+		hc:     &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		stream: &http.Client{Transport: tr},
+	}
+}
+
 // Host is the address the client talks to.
 func (c *HTTPClient) Host() string { return c.host }
 

@@ -31,7 +31,7 @@ func NewAgentCommand(g *globals) *cobra.Command {
 		},
 	}
 	addAgentFlags(cmd)
-	cmd.AddCommand(newAgentUpgradeCommand(g), newAgentStopCommand(g))
+	cmd.AddCommand(newAgentUpgradeCommand(g), newAgentStopCommand(g), newAgentPipeCommand())
 	return cmd
 }
 

@@ -259,18 +259,16 @@ func (b agentBox) failure(ctx context.Context) error {
 	return fmt.Errorf("the agent container %s exited (code %d): %s (`docker logs %s` has the rest)", b.name, code, lastErrorLine(logs.String()), b.name)
 }
 
-// wait waits until the agent answers on its socket with a leader, or its
-// container stops.
-func (b agentBox) wait(ctx context.Context, connect func(host string) (*api.HTTPClient, error), within time.Duration) (*api.HTTPClient, error) {
+// wait waits until the agent answers with a leader, or its container
+// stops. c reaches it (agentClient).
+func (b agentBox) wait(ctx context.Context, c *api.HTTPClient, within time.Duration) (*api.HTTPClient, error) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if c, err := connect("unix://" + b.socket()); err == nil {
-			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			st, err := c.Status(sctx)
-			cancel()
-			if err == nil && st.Leader != "" {
-				return c, nil
-			}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := c.Status(sctx)
+		cancel()
+		if err == nil && st.Leader != "" {
+			return c, nil
 		}
 		if err := b.failure(ctx); err != nil {
 			return nil, err
@@ -288,8 +286,8 @@ func (b agentBox) wait(ctx context.Context, connect func(host string) (*api.HTTP
 // agent.
 type engine struct {
 	dc *client.Client
-	// socket is the Engine's unix socket on this host; "" when the Engine
-	// is elsewhere (tcp://, ssh://, a VM such as Docker Desktop's).
+	// socket is the Engine's unix socket on its host: the path of
+	// DOCKER_HOST on this host, the usual one elsewhere.
 	socket string
 	// remote says why the Engine is not on this host ("" when it is).
 	remote string
@@ -312,6 +310,7 @@ func dockerEngine(ctx context.Context) (*engine, error) {
 	e := &engine{dc: dc}
 	host := dc.DaemonHost()
 	sock, isUnix := strings.CutPrefix(host, "unix://")
+	e.socket = "/var/run/docker.sock"
 	switch {
 	case !isUnix:
 		e.remote = "the Docker Engine at " + host + " is not on this host"
@@ -321,6 +320,15 @@ func dockerEngine(ctx context.Context) (*engine, error) {
 		e.socket = sock
 	}
 	return e, nil
+}
+
+// agentClient is how the CLI reaches the agent's container: its socket when
+// the Engine is on this host, else through exec sessions on the Engine.
+func (b agentBox) agentClient(e *engine) (*api.HTTPClient, error) {
+	if e.remote != "" {
+		return b.client(), nil
+	}
+	return api.NewClient("unix://"+b.socket(), nil)
 }
 
 // engineError turns a failure to reach the Engine into what to do about it.

@@ -56,10 +56,14 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 			if err := b.remove(ctx); err != nil {
 				return err
 			}
+			ac, err := b.agentClient(e)
+			if err != nil {
+				return err
+			}
 			if err := b.create(ctx, &cfg, &host); err != nil {
 				return b.restore(ctx, cur, err)
 			}
-			if _, err := b.wait(ctx, g.connect, 60*time.Second); err != nil {
+			if _, err := b.wait(ctx, ac, 60*time.Second); err != nil {
 				return b.restore(ctx, cur, err)
 			}
 			// The previous binary's image is no longer needed.

@@ -154,6 +154,14 @@ func (g *globals) findAgent(ctx context.Context) (*api.HTTPClient, string, error
 	hosts := []string{g.host()}
 	if hosts[0] == "" {
 		hosts = nil
+		if dh := os.Getenv("DOCKER_HOST"); dh != "" && !strings.HasPrefix(dh, "unix://") {
+			// The agent wanted is the one next to that Engine, not one
+			// whose socket happens to be on this host.
+			if c, at, ok := g.remoteAgent(ctx); ok {
+				return c, at, nil
+			}
+			return nil, "", fmt.Errorf("no dev agent answers on the Docker Engine at %s: `dev up` starts one there", dh)
+		}
 		for _, s := range g.agentSockets() {
 			hosts = append(hosts, "unix://"+s)
 		}
@@ -182,8 +190,32 @@ func (g *globals) findAgent(ctx context.Context) (*api.HTTPClient, string, error
 	if g.host() != "" {
 		return nil, "", fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), lastErr)
 	}
+	if c, at, ok := g.remoteAgent(ctx); ok {
+		return c, at, nil
+	}
 	return nil, "", fmt.Errorf("no dev agent answers on this host (tried %s): `dev up` starts one, or point --host/DEV_HOST at a running one",
 		strings.Join(g.agentSockets(), " and "))
+}
+
+// remoteAgent finds the agent's container on a Docker Engine that is not on
+// this host (DOCKER_HOST), reached through the Engine (agentpipe.go).
+func (g *globals) remoteAgent(ctx context.Context) (*api.HTTPClient, string, bool) {
+	h := os.Getenv("DOCKER_HOST")
+	if h == "" {
+		return nil, "", false // the Engine's host is this one, where the sockets were tried
+	}
+	e, err := dockerEngine(ctx)
+	if err != nil || e.remote == "" {
+		return nil, "", false
+	}
+	b := g.box(e.dc)
+	c := b.client()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Status(sctx); err != nil {
+		return nil, "", false
+	}
+	return c, c.Host(), true
 }
 
 // socketDenied says whether connecting to the unix socket at path is
@@ -276,11 +308,11 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra []str
 // startAgentContainer starts the agent's container (creating it, and its
 // image, when missing) and waits until it answers.
 func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []string) (*api.HTTPClient, error) {
-	if e.remote != "" {
-		return nil, fmt.Errorf("%s: the agent would run there in a container, and this CLI reaches an agent only through a unix socket on its own host; "+
-			"run dev on the Engine's host, or start the agent there and use --host tcp://HOST:7948 --tls-bundle (see the README, \"Docker in a VM\")", e.remote)
-	}
 	b := g.box(e.dc)
+	ac, err := b.agentClient(e)
+	if err != nil {
+		return nil, err
+	}
 	cur, err := b.inspect(ctx)
 	if err != nil {
 		return nil, err
@@ -294,7 +326,7 @@ func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []st
 			}
 			fmt.Fprintf(os.Stderr, "started the dev agent's container %s\n", b.name)
 		}
-		return b.wait(ctx, g.connect, 60*time.Second)
+		return b.wait(ctx, ac, 60*time.Second)
 	}
 	image, err := b.agentImage(ctx, g.agentBinary())
 	if err != nil {
@@ -305,7 +337,7 @@ func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []st
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "started the dev agent in the container %s (image %s; `docker logs %s` shows its log)\n", b.name, image, b.name)
-	return b.wait(ctx, g.connect, 60*time.Second)
+	return b.wait(ctx, ac, 60*time.Second)
 }
 
 // agentBinary is the dev binary the agent's image is built from.

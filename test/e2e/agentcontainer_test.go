@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +26,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/devhq/dev/test/testimage"
 )
@@ -358,9 +362,10 @@ func removeAgentContainer(t *testing.T, dc *client.Client, name, node string) {
 	defer cancel()
 	if t.Failed() {
 		if rc, err := dc.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "60"}); err == nil {
-			b, _ := io.ReadAll(rc)
+			var b bytes.Buffer
+			_, _ = stdcopy.StdCopy(&b, &b, rc)
 			rc.Close()
-			t.Logf("agent container log:\n%s", b)
+			t.Logf("agent container log:\n%s", b.String())
 		}
 	}
 	var images []string
@@ -389,4 +394,128 @@ func removeAgentContainer(t *testing.T, dc *client.Client, name, node string) {
 	_ = dc.NetworkRemove(ctx, e2eNetwork)
 	removeDataPathRules()
 	_ = os.RemoveAll("/run/" + name)
+}
+
+// TestRemoteEngine: with DOCKER_HOST naming an Engine that is not on this
+// host (here tcp:// to this machine's Engine, through a forwarder), the
+// agent runs in a container there and the CLI reaches it through the Engine
+// (exec sessions), with no socket or port of its own: up, ps, logs, exec
+// (an upgraded stream) and down work.
+func TestRemoteEngine(t *testing.T) {
+	dc := testimage.Docker(t)
+	engine := forwardToDocker(t)
+	dir := t.TempDir()
+	project := filepath.Join(dir, "remote")
+	if err := os.Mkdir(project, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	compose := "services:\n  web:\n    image: " + testImage + "\n    deploy:\n      replicas: 2\n"
+	if err := os.WriteFile(filepath.Join(project, "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agentName := "deve2e-remote"
+	node := fmt.Sprintf("e2e-remote-%d", time.Now().UnixNano()%1e6)
+	t.Cleanup(func() { removeAgentContainer(t, dc, agentName, node) })
+	env := append(os.Environ(),
+		"DOCKER_HOST=tcp://"+engine, "DEV_DATA_DIR="+filepath.Join(dir, "data"),
+		"DEV_AGENT_CONTAINER="+agentName, "DEV_NODE_NAME="+node,
+		"DEV_NETWORK="+e2eNetwork, "DEV_BRIDGE="+e2eBridge,
+		"DEV_CLUSTER_CIDR="+e2eCIDR, "DEV_SERVICE_CIDR="+e2eSvcCIDR,
+		"DEV_GOSSIP_PORT="+port(freeAddr(t)), "DEV_RAFT_PORT="+port(freeAddr(t)), "DEV_API_PORT="+port(freeAddr(t)),
+		"DEV_DNS_ADDR="+freeAddr(t), "DEV_DASHBOARD_ADDR=127.0.0.1:0", "DEV_FAST=true")
+	devRun := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, devBin, args...)
+		cmd.Dir, cmd.Env = project, env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, err := devRun(args...)
+		if err != nil {
+			t.Fatalf("dev %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+
+	if out := mustRun("up", "-d"); !strings.Contains(out, "started the dev agent in the container "+agentName) {
+		t.Errorf("dev up: %q, want the agent started in its container", out)
+	}
+	if rows := runningPods(t, mustRun("ps", "-o", "json")); len(rows) != 2 {
+		t.Fatalf("dev ps: %d running pods, want 2", len(rows))
+	}
+	if out := mustRun("version"); !strings.Contains(out, "at docker-exec://"+agentName) {
+		t.Errorf("dev version: %q, want the agent reached through the Engine", out)
+	}
+	eventually(t, 30*time.Second, "dev logs web shows the pods' start", func() error {
+		out, err := devRun("logs", "web")
+		if err != nil || !strings.Contains(out, "listening on") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	out, err := devRun("exec", "web", "/app", "exit", "3")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Errorf("dev exec web /app exit 3: %v (%q), want exit code 3", err, out)
+	}
+	mustRun("down")
+	if left := podContainers(t, dc, node); len(left) != 0 {
+		t.Errorf("after dev down: %d pod containers left", len(left))
+	}
+}
+
+// forwardToDocker serves this machine's Docker Engine on a loopback TCP
+// address, so that a client with DOCKER_HOST=tcp://... sees an Engine that
+// is not on its host.
+func forwardToDocker(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d, err := net.Dial("unix", "/var/run/docker.sock")
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, d)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(d, c); closeWrite(d) }()
+			go func() { defer wg.Done(); _, _ = io.Copy(c, d); closeWrite(c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }
