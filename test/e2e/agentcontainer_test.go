@@ -151,26 +151,13 @@ func exampleCopy(t *testing.T, dir string) string {
 func TestNonRootUser(t *testing.T) {
 	u := newLaptopUser(t, true)
 	dc := testimage.Docker(t)
-	dir, err := os.MkdirTemp("", "dev-e2e-nonroot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := sharedTempDir(t, "dev-e2e-nonroot")
 	dev := readableDev(t, dir, "e2e-one")
 	project := exampleCopy(t, dir)
 
 	agentName := "deve2e-agent"
 	node := fmt.Sprintf("e2e-nonroot-%d", time.Now().UnixNano()%1e6)
-	env := []string{
-		"DEV_AGENT_CONTAINER=" + agentName, "DEV_NODE_NAME=" + node,
-		"DEV_NETWORK=" + e2eNetwork, "DEV_BRIDGE=" + e2eBridge,
-		"DEV_CLUSTER_CIDR=" + e2eCIDR, "DEV_SERVICE_CIDR=" + e2eSvcCIDR,
-		"DEV_GOSSIP_PORT=" + port(freeAddr(t)), "DEV_RAFT_PORT=" + port(freeAddr(t)), "DEV_API_PORT=" + port(freeAddr(t)),
-		"DEV_DNS_ADDR=" + freeAddr(t), "DEV_DASHBOARD_ADDR=127.0.0.1:0", "DEV_FAST=true",
-	}
+	env := agentEnv(t, agentName, node)
 	t.Cleanup(func() { removeAgentContainer(t, dc, agentName, node) })
 	devAs := func(bin string, args ...string) string {
 		t.Helper()
@@ -230,16 +217,10 @@ func TestNonRootUser(t *testing.T) {
 	if err := dc.ContainerRestart(rctx, agentName, container.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the restarted agent answers with 4 running pods", func() error {
-		out, err := u.run(project, env, dev, "ps", "-o", "json")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		if n := len(runningPods(t, out)); n != 4 {
-			return fmt.Errorf("%d running pods", n)
-		}
-		return nil
-	})
+	psAs := func(bin string) func() (string, error) {
+		return func() (string, error) { return u.run(project, env, bin, "ps", "-o", "json") }
+	}
+	waitRunning(t, "the restarted agent answers with 4 running pods", psAs(dev), 4, nil)
 	if after := podContainers(t, dc, node); !slices.Equal(before, after) {
 		t.Errorf("pod containers after the agent's restart %v, want the same as before %v", after, before)
 	}
@@ -250,16 +231,7 @@ func TestNonRootUser(t *testing.T) {
 		t.Errorf("dev up with another version: %q, want a note on the agent's version", out)
 	}
 	// up -d re-applied the file: web is back at 2 replicas.
-	eventually(t, 60*time.Second, "web back at 2 replicas", func() error {
-		out, err := u.run(project, env, dev2, "ps", "-o", "json")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		if n := len(runningPods(t, out)); n != 3 {
-			return fmt.Errorf("%d running pods", n)
-		}
-		return nil
-	})
+	waitRunning(t, "web back at 2 replicas", psAs(dev2), 3, nil)
 	before = podContainers(t, dc, node)
 	if out := devAs(dev2, "agent", "upgrade"); !strings.Contains(out, "e2e-one -> dev e2e-two") {
 		t.Errorf("dev agent upgrade: %q", out)
@@ -267,16 +239,7 @@ func TestNonRootUser(t *testing.T) {
 	if out := devAs(dev2, "version"); !strings.Contains(out, "agent:  dev e2e-two") {
 		t.Errorf("dev version after the upgrade: %q, want the agent at e2e-two", out)
 	}
-	eventually(t, 60*time.Second, "the upgraded agent serves the example", func() error {
-		out, err := u.run(project, env, dev2, "ps", "-o", "json")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		if n := len(runningPods(t, out)); n != 3 {
-			return fmt.Errorf("%d running pods", n)
-		}
-		return wantHello()
-	})
+	waitRunning(t, "the upgraded agent serves the example", psAs(dev2), 3, wantHello)
 	if after := podContainers(t, dc, node); !slices.Equal(before, after) {
 		t.Errorf("pod containers after the upgrade %v, want the same as before %v", after, before)
 	}
@@ -292,14 +255,7 @@ func TestNonRootUser(t *testing.T) {
 func TestNonRootUserWithoutDocker(t *testing.T) {
 	u := newLaptopUser(t, false)
 	dc := testimage.Docker(t)
-	dir, err := os.MkdirTemp("", "dev-e2e-nodocker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := sharedTempDir(t, "dev-e2e-nodocker")
 	dev := readableDev(t, dir, "e2e-nodocker")
 	project := filepath.Join(dir, "p")
 	if err := os.Mkdir(project, 0o755); err != nil {
@@ -320,6 +276,51 @@ func TestNonRootUserWithoutDocker(t *testing.T) {
 	if _, err := dc.ContainerInspect(context.Background(), agentName); !client.IsErrNotFound(err) {
 		t.Errorf("an agent container exists after the refused dev up (inspect: %v)", err)
 	}
+}
+
+// sharedTempDir is a temporary folder every user may read.
+func sharedTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// agentEnv makes the CLI start its agent's container with the e2e pod
+// network, free ports and fast timers.
+func agentEnv(t *testing.T, agentName, node string) []string {
+	return []string{
+		"DEV_AGENT_CONTAINER=" + agentName, "DEV_NODE_NAME=" + node,
+		"DEV_NETWORK=" + e2eNetwork, "DEV_BRIDGE=" + e2eBridge,
+		"DEV_CLUSTER_CIDR=" + e2eCIDR, "DEV_SERVICE_CIDR=" + e2eSvcCIDR,
+		"DEV_GOSSIP_PORT=" + port(freeAddr(t)), "DEV_RAFT_PORT=" + port(freeAddr(t)), "DEV_API_PORT=" + port(freeAddr(t)),
+		"DEV_DNS_ADDR=" + freeAddr(t), "DEV_DASHBOARD_ADDR=127.0.0.1:0", "DEV_FAST=true",
+	}
+}
+
+// waitRunning waits until ps (`dev ps -o json`) lists n running pods and
+// then also holds.
+func waitRunning(t *testing.T, what string, ps func() (string, error), n int, also func() error) {
+	t.Helper()
+	eventually(t, 60*time.Second, what, func() error {
+		out, err := ps()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if got := len(runningPods(t, out)); got != n {
+			return fmt.Errorf("%d running pods, want %d", got, n)
+		}
+		if also != nil {
+			return also()
+		}
+		return nil
+	})
 }
 
 func runningPods(t *testing.T, psJSON string) []podRow {
@@ -416,13 +417,8 @@ func TestRemoteEngine(t *testing.T) {
 	agentName := "deve2e-remote"
 	node := fmt.Sprintf("e2e-remote-%d", time.Now().UnixNano()%1e6)
 	t.Cleanup(func() { removeAgentContainer(t, dc, agentName, node) })
-	env := append(os.Environ(),
-		"DOCKER_HOST=tcp://"+engine, "DEV_DATA_DIR="+filepath.Join(dir, "data"),
-		"DEV_AGENT_CONTAINER="+agentName, "DEV_NODE_NAME="+node,
-		"DEV_NETWORK="+e2eNetwork, "DEV_BRIDGE="+e2eBridge,
-		"DEV_CLUSTER_CIDR="+e2eCIDR, "DEV_SERVICE_CIDR="+e2eSvcCIDR,
-		"DEV_GOSSIP_PORT="+port(freeAddr(t)), "DEV_RAFT_PORT="+port(freeAddr(t)), "DEV_API_PORT="+port(freeAddr(t)),
-		"DEV_DNS_ADDR="+freeAddr(t), "DEV_DASHBOARD_ADDR=127.0.0.1:0", "DEV_FAST=true")
+	env := append(os.Environ(), "DOCKER_HOST=tcp://"+engine, "DEV_DATA_DIR="+filepath.Join(dir, "data"))
+	env = append(env, agentEnv(t, agentName, node)...)
 	devRun := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()

@@ -26,16 +26,11 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			e, err := dockerEngine(ctx)
+			e, b, cur, err := g.agentOnEngine(ctx)
 			if err != nil {
 				return err
 			}
 			defer e.dc.Close()
-			b := g.box(e.dc)
-			cur, err := b.inspect(ctx)
-			if err != nil {
-				return err
-			}
 			if cur == nil {
 				return fmt.Errorf("no agent container %s on this Docker Engine: `dev up` starts one; an agent run as a process is upgraded by restarting it with the new binary", b.name)
 			}
@@ -76,6 +71,22 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 	}
 }
 
+// agentOnEngine connects to the Engine and inspects the agent's container
+// there (nil when there is none). The caller closes e.dc.
+func (g *globals) agentOnEngine(ctx context.Context) (*engine, agentBox, *container.InspectResponse, error) {
+	e, err := dockerEngine(ctx)
+	if err != nil {
+		return nil, agentBox{}, nil, err
+	}
+	b := g.box(e.dc)
+	cur, err := b.inspect(ctx)
+	if err != nil {
+		e.dc.Close()
+		return nil, agentBox{}, nil, err
+	}
+	return e, b, cur, nil
+}
+
 // restore puts the previous agent container back after a failed upgrade.
 func (b agentBox) restore(ctx context.Context, prev *container.InspectResponse, cause error) error {
 	_ = b.remove(ctx)
@@ -101,16 +112,11 @@ func newAgentStopCommand(g *globals) *cobra.Command {
 				c.Close()
 				return stopAgentProcess(ctx, sock, w)
 			}
-			e, err := dockerEngine(ctx)
+			e, b, cur, err := g.agentOnEngine(ctx)
 			if err != nil {
 				return err
 			}
 			defer e.dc.Close()
-			b := g.box(e.dc)
-			cur, err := b.inspect(ctx)
-			if err != nil {
-				return err
-			}
 			if cur == nil || cur.State == nil || !cur.State.Running {
 				fmt.Fprintln(w, "no agent runs here")
 				return nil
