@@ -2,7 +2,9 @@
 
 GO       ?= go
 BIN      := bin/dev
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Empty outside a git checkout: the binary then reports the commit Go
+# recorded in it, else "dev".
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := -s -w -X github.com/devhq/dev/cmd/dev/cli.Version=$(VERSION)
 TIMEOUT  ?= 20m
 

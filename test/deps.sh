@@ -26,6 +26,10 @@ fi
 
 apt_updated=0
 apt_install() {
+	if [ "$(id -u)" != 0 ] && [ -z "$SUDO" ]; then
+		log "missing: $*; install them as root (apt-get install $*), or run this as root"
+		exit 1
+	fi
 	if [ "$apt_updated" = 0 ]; then
 		$SUDO apt-get update
 		apt_updated=1
@@ -71,7 +75,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
 
-if ! docker_up && [ -S /var/run/docker.sock ] && docker info 2>&1 | grep -q "permission denied"; then
+docker_denied() {
+	local out
+	out=$(docker info 2>&1) && return 1
+	case "$out" in *"permission denied"*) return 0 ;; esac
+	return 1
+}
+if ! docker_up && [ -S /var/run/docker.sock ] && docker_denied; then
 	log "a Docker Engine runs, and $(id -un) may not use it: sudo usermod -aG docker $(id -un), then log in again (or run newgrp docker)"
 	exit 1
 fi

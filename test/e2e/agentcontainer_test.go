@@ -84,9 +84,9 @@ func newLaptopUser(t *testing.T, dockerGroup bool) *laptopUser {
 		t.Fatal(err)
 	}
 	lu.home = home
-	lu.env = []string{"HOME=" + home, "USER=" + name, "PATH=/usr/local/bin:/usr/bin:/bin",
-		// Where a root agent of this data dir would answer: nowhere.
-		"DEV_DATA_DIR=" + filepath.Join(home, "data")}
+	// The default data dir: root's /var/lib/dev, 0700, where root ran dev
+	// before (CI's `make example` did), is skipped for the container's socket.
+	lu.env = []string{"HOME=" + home, "USER=" + name, "PATH=/usr/local/bin:/usr/bin:/bin"}
 	return lu
 }
 
@@ -265,6 +265,7 @@ func TestNonRootUserWithoutDocker(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentName := "deve2e-nodocker-agent"
+	t.Cleanup(func() { removeAgentContainer(t, dc, agentName, "none") })
 	out, err := u.run(project, []string{"DEV_AGENT_CONTAINER=" + agentName}, dev, "up", "-d")
 	if err == nil {
 		t.Fatalf("dev up without docker rights succeeded: %s", out)
@@ -477,9 +478,11 @@ func forwardToDocker(t *testing.T) string {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	closed := false
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -500,6 +503,12 @@ func forwardToDocker(t *testing.T) string {
 				continue
 			}
 			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				d.Close()
+				return
+			}
 			conns = append(conns, c, d)
 			mu.Unlock()
 			wg.Add(2)
@@ -514,4 +523,59 @@ func closeWrite(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
+}
+
+// TestJoinAsContainer: `dev join` with the agent in a container on another
+// host's Engine (--agent=container, as an ordinary user would get): the
+// node joins, takes a pod, and `dev leave` drains it and removes its
+// container, which the Engine must not start again.
+func TestJoinAsContainer(t *testing.T) {
+	hosts := newHosts(t, 2)
+	first := newMultiCluster(t, hosts[:1], nil)[0]
+	h2 := hosts[1]
+	agentName := "deve2e-join-" + h2.id
+	t.Cleanup(func() { removeAgentContainer(t, h2.Docker, agentName, "h2") })
+	env := []string{"DEV_DATA_DIR=" + filepath.Join(t.TempDir(), "data"), "DEV_AGENT_CONTAINER=" + agentName}
+	devOnH2 := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := h2.CommandContext(ctx, env, devBin, args...).CombinedOutput()
+		return string(out), err
+	}
+
+	token := strings.TrimSpace(first.mustDev(t, "token"))
+	out, err := devOnH2(append([]string{"join", hosts[0].IP, "--token", token, "--agent=container"}, agentArgs(h2, "h2")...)...)
+	if err != nil || !strings.Contains(out, "started the dev agent in the container "+agentName) {
+		t.Fatalf("dev join --agent=container on h2: %v\n%s", err, out)
+	}
+	eventually(t, 60*time.Second, "h2 ready in the cluster", func() error {
+		if n, ok := first.nodes(t)["h2"]; !ok || n.Status != "ready" {
+			return fmt.Errorf("nodes %v", first.nodes(t))
+		}
+		return nil
+	})
+
+	compose := writeTemp(t, "name: e2ejoinct\nservices:\n  web:\n    image: "+testImage+"\n    deploy:\n      replicas: 2\n")
+	first.mustDev(t, "up", "-d", "-f", compose)
+	eventually(t, 60*time.Second, "a web pod runs on h2", func() error {
+		if got := runningOn(t, hosts, "e2ejoinct", "web"); got["h2"] != 1 {
+			return fmt.Errorf("running %v", got)
+		}
+		return nil
+	})
+
+	out, err = devOnH2("leave")
+	if err != nil || !strings.Contains(out, "removed the agent's container "+agentName) {
+		t.Fatalf("dev leave on h2: %v\n%s", err, out)
+	}
+	if _, err := h2.Docker.ContainerInspect(context.Background(), agentName); !client.IsErrNotFound(err) {
+		t.Errorf("the agent's container after dev leave: %v, want it removed", err)
+	}
+	eventually(t, 60*time.Second, "web back at 2 pods, on h1", func() error {
+		if got := runningOn(t, hosts, "e2ejoinct", "web"); got["h1"] != 2 || got["h2"] != 0 {
+			return fmt.Errorf("running %v", got)
+		}
+		return nil
+	})
+	first.mustDev(t, "down", "-p", "e2ejoinct")
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/user"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +42,8 @@ const (
 const (
 	labelAgent        = "dev.agent"         // "true" on the agent's container and image
 	labelAgentVersion = "dev.agent.version" // the dev version the image was built from
+	labelAgentArgs    = "dev.agent.args"    // the user's agent flags (JSON), for an upgrade
+	labelAgentEngine  = "dev.agent.engine"  // the Engine's socket on its host
 	agentImageRepo    = "dev-agent"
 	agentDataMount    = "/var/lib/dev" // the named volume, in the container
 	// agentHostRoot is where the container sees the host's root file system
@@ -179,16 +183,19 @@ func checkAgentBinary(bin []byte, osType, arch string) error {
 // Engine's socket mounted, restarted by the Engine unless stopped.
 //
 // Not --privileged: that asks for every capability, and an Engine that
-// lacks one itself (one running in a container, as on the machines dev is
-// tested on, which lack CAP_SYS_RESOURCE) cannot start it. The capabilities
-// below are what the agent uses, which is least privilege besides.
-func (b agentBox) config(image, engineSocket string, args []string) (*container.Config, *container.HostConfig) {
+// lacks one itself (as on the machines dev is tested on, which lack
+// CAP_SYS_RESOURCE) cannot start it. The capabilities below are what the
+// agent uses; with the host's root bound read-write and the Engine's socket,
+// the container is root on the host all the same, as the agent must be.
+func (b agentBox) config(spec agentSpec) (*container.Config, *container.HostConfig) {
 	cmd := append([]string{"agent", "--data-dir", agentDataMount, "--socket", b.socket(), "--socket-docker-group",
-		"--secrets-dir", b.runDir() + "/secrets", "--host-root", agentHostRoot}, args...)
+		"--secrets-dir", b.runDir() + "/secrets", "--host-root", agentHostRoot}, spec.args...)
+	args, _ := json.Marshal(spec.args)
 	cfg := &container.Config{
-		Image: image, Cmd: cmd,
-		Env:    []string{"DOCKER_HOST=unix:///var/run/docker.sock"},
-		Labels: map[string]string{labelAgent: "true", labelAgentVersion: Version},
+		Image: spec.image, Cmd: cmd,
+		Env: append([]string{"DOCKER_HOST=unix:///var/run/docker.sock"}, spec.env...),
+		Labels: map[string]string{labelAgent: "true", labelAgentVersion: Version,
+			labelAgentArgs: string(args), labelAgentEngine: spec.engineSocket},
 	}
 	host := &container.HostConfig{
 		NetworkMode: "host", PidMode: "host", UTSMode: "host",
@@ -203,9 +210,13 @@ func (b agentBox) config(image, engineSocket string, args []string) (*container.
 		// Sysctls of the host's network (route_localnet, bridge netfilter)
 		// are written through /proc/sys: none of /proc read-only or masked.
 		MaskedPaths: []string{}, ReadonlyPaths: []string{},
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
-		// Binds, not Mounts: the Engine creates a missing source folder.
-		Binds: []string{b.runDir() + ":" + b.runDir(), engineSocket + ":/var/run/docker.sock", "/:" + agentHostRoot},
+		// No restart until it has answered once (launch): an agent that
+		// cannot start must not loop.
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		// Binds, not Mounts: the Engine creates a missing source folder. The
+		// host's root is bound rslave where the host allows it, so that the
+		// pods' mounts made later reach the agent and their unmounts too.
+		Binds: []string{b.runDir() + ":" + b.runDir(), spec.engineSocket + ":/var/run/docker.sock", "/:" + agentHostRoot + ":rslave"},
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: b.volume(), Target: agentDataMount,
 			VolumeOptions: &mount.VolumeOptions{Labels: map[string]string{labelAgent: "true"}}}},
 		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
@@ -213,15 +224,78 @@ func (b agentBox) config(image, engineSocket string, args []string) (*container.
 	return cfg, host
 }
 
+// agentSpec is what an agent's container is made from: its image, the
+// Engine's socket on the Engine's host, the user's agent flags and extra
+// environment (a join token, kept out of the command line that every user
+// of the host can read). The flags and the socket are recorded in labels,
+// so that an upgrade makes the same agent from a newer binary's config.
+type agentSpec struct {
+	image        string
+	engineSocket string
+	args         []string
+	env          []string
+}
+
+// specOf is the spec an existing agent container was made from, with
+// another image.
+func specOf(c *container.InspectResponse, image string) agentSpec {
+	spec := agentSpec{image: image, engineSocket: c.Config.Labels[labelAgentEngine]}
+	_ = json.Unmarshal([]byte(c.Config.Labels[labelAgentArgs]), &spec.args)
+	if spec.engineSocket == "" {
+		spec.engineSocket = "/var/run/docker.sock"
+	}
+	return spec
+}
+
+// errAgentExists says another CLI created the agent's container first.
+var errAgentExists = errors.New("the agent's container exists")
+
 // create creates and starts the agent's container.
 func (b agentBox) create(ctx context.Context, cfg *container.Config, host *container.HostConfig) error {
-	if _, err := b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name); err != nil {
+	_, err := b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name)
+	if err != nil && strings.Contains(err.Error(), "not a shared or slave mount") {
+		// This host's / is private: bind it so (pods' later mounts stay out).
+		host.Binds = slices.Clone(host.Binds)
+		for i, bind := range host.Binds {
+			host.Binds[i] = strings.TrimSuffix(bind, ":rslave")
+		}
+		_, err = b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name)
+	}
+	if cerrdefs.IsConflict(err) {
+		return errAgentExists
+	}
+	if err != nil {
 		return fmt.Errorf("create agent container %s: %w", b.name, err)
 	}
 	if err := b.dc.ContainerStart(ctx, b.name, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start agent container %s: %w", b.name, err)
 	}
 	return nil
+}
+
+// launch creates the agent's container from spec and waits until it
+// answers through c; then the Engine restarts it unless stopped. One that
+// does not answer is removed (its volume stays), with its last words in the
+// error.
+func (b agentBox) launch(ctx context.Context, spec agentSpec, c *api.HTTPClient) (*api.HTTPClient, error) {
+	cfg, host := b.config(spec)
+	err := b.create(ctx, cfg, host)
+	if errors.Is(err, errAgentExists) {
+		return b.wait(ctx, c, 60*time.Second) // another dev up made it first
+	}
+	if err != nil {
+		return nil, err
+	}
+	ac, err := b.wait(ctx, c, 60*time.Second)
+	if err != nil {
+		_ = b.remove(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if _, err := b.dc.ContainerUpdate(ctx, b.name, container.UpdateConfig{
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}}); err != nil {
+		return nil, fmt.Errorf("set the agent container's restart policy: %w", err)
+	}
+	return ac, nil
 }
 
 // remove stops and removes the agent's container; its volume stays.
@@ -291,6 +365,8 @@ type engine struct {
 	socket string
 	// remote says why the Engine is not on this host ("" when it is).
 	remote string
+	// rootless: the Engine runs as a user, and cannot give the agent root.
+	rootless bool
 }
 
 // dockerEngine connects to the Docker Engine Docker's own conventions name
@@ -300,6 +376,11 @@ func dockerEngine(ctx context.Context) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(dc.DaemonHost(), "ssh://") {
+		dc.Close()
+		return nil, fmt.Errorf("DOCKER_HOST=%s: dev does not speak ssh:// to an Engine yet; forward the Engine's socket "+
+			"(`ssh -NL 127.0.0.1:2375:/var/run/docker.sock HOST &`) and set DOCKER_HOST=tcp://127.0.0.1:2375", dc.DaemonHost())
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	info, err := dc.Info(pctx)
@@ -307,7 +388,9 @@ func dockerEngine(ctx context.Context) (*engine, error) {
 		dc.Close()
 		return nil, engineError(dc.DaemonHost(), err)
 	}
-	e := &engine{dc: dc}
+	e := &engine{dc: dc, rootless: slices.ContainsFunc(info.SecurityOptions, func(o string) bool {
+		return strings.Contains(o, "name=rootless")
+	})}
 	host := dc.DaemonHost()
 	sock, isUnix := strings.CutPrefix(host, "unix://")
 	e.socket = "/var/run/docker.sock"

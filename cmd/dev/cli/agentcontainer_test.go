@@ -4,12 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // elfFile makes a minimal 64-bit little-endian ELF executable for machine,
@@ -69,7 +73,8 @@ func TestCheckAgentBinary(t *testing.T) {
 
 func TestAgentContainerConfig(t *testing.T) {
 	b := agentBox{name: "dev-agent"}
-	cfg, host := b.config("dev-agent:abc", "/var/run/docker.sock", []string{"--fast=true"})
+	cfg, host := b.config(agentSpec{image: "dev-agent:abc", engineSocket: "/run/docker.sock",
+		args: []string{"--fast=true"}, env: []string{"DEV_TOKEN=tok-123"}})
 	if got := b.socket(); got != "/run/dev-agent/dev.sock" {
 		t.Errorf("socket %s", got)
 	}
@@ -81,8 +86,17 @@ func TestAgentContainerConfig(t *testing.T) {
 	if host.Privileged || host.NetworkMode != "host" || host.PidMode != "host" || host.UTSMode != "host" {
 		t.Errorf("namespaces: privileged %v network %s pid %s uts %s", host.Privileged, host.NetworkMode, host.PidMode, host.UTSMode)
 	}
-	if host.RestartPolicy.Name != container.RestartPolicyUnlessStopped {
-		t.Errorf("restart policy %s", host.RestartPolicy.Name)
+	// No restart until it answered once (launch sets unless-stopped then).
+	if host.RestartPolicy.Name != container.RestartPolicyDisabled {
+		t.Errorf("restart policy %s, want none at creation", host.RestartPolicy.Name)
+	}
+	if slices.ContainsFunc(cfg.Cmd, func(a string) bool { return strings.Contains(a, "tok-123") }) || !slices.Contains(cfg.Env, "DEV_TOKEN=tok-123") {
+		t.Errorf("cmd %q, env %q: want the token in the environment only", cfg.Cmd, cfg.Env)
+	}
+	// An upgrade makes the same agent from the labels.
+	got := specOf(&container.InspectResponse{Config: cfg}, "dev-agent:def")
+	if got.image != "dev-agent:def" || got.engineSocket != "/run/docker.sock" || !slices.Equal(got.args, []string{"--fast=true"}) {
+		t.Errorf("spec of the container %+v", got)
 	}
 	for _, c := range []string{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "SYS_MODULE"} {
 		if !slices.Contains(host.CapAdd, c) {
@@ -93,7 +107,7 @@ func TestAgentContainerConfig(t *testing.T) {
 	if host.ReadonlyPaths == nil || len(host.ReadonlyPaths) != 0 {
 		t.Errorf("readonly paths %v, want an empty list", host.ReadonlyPaths)
 	}
-	wantBinds := []string{"/run/dev-agent:/run/dev-agent", "/var/run/docker.sock:/var/run/docker.sock", "/:/host"}
+	wantBinds := []string{"/run/dev-agent:/run/dev-agent", "/run/docker.sock:/var/run/docker.sock", "/:/host:rslave"}
 	if !slices.Equal(host.Binds, wantBinds) {
 		t.Errorf("binds %q, want %q", host.Binds, wantBinds)
 	}
@@ -138,4 +152,57 @@ func TestLastErrorLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExecConn: an exec session's multiplexed output read as a connection:
+// stdout is the stream, stderr becomes the error at its end, Close unblocks
+// a pending Read.
+func TestExecConn(t *testing.T) {
+	t.Run("stdout then EOF", func(t *testing.T) {
+		c, engine := execPair()
+		go func() {
+			_, _ = stdcopy.NewStdWriter(engine, stdcopy.Stdout).Write([]byte("HTTP/1.1 200 OK\r\n"))
+			engine.Close()
+		}()
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != "HTTP/1.1 200 OK\r\n" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+	})
+	t.Run("stderr is the error", func(t *testing.T) {
+		c, engine := execPair()
+		go func() {
+			_, _ = stdcopy.NewStdWriter(engine, stdcopy.Stderr).Write([]byte("reach the agent: no such file"))
+			engine.Close()
+		}()
+		_, err := io.ReadAll(c)
+		if err == nil || !strings.Contains(err.Error(), "reach the agent") {
+			t.Fatalf("err %v, want the session's stderr", err)
+		}
+	})
+	t.Run("writes reach stdin", func(t *testing.T) {
+		c, engine := execPair()
+		go func() { _, _ = c.Write([]byte("GET / HTTP/1.1\r\n")) }()
+		buf := make([]byte, 64)
+		n, err := engine.Read(buf)
+		if err != nil || string(buf[:n]) != "GET / HTTP/1.1\r\n" {
+			t.Fatalf("stdin got %q, %v", buf[:n], err)
+		}
+		c.Close()
+	})
+	t.Run("close unblocks a read", func(t *testing.T) {
+		c, _ := execPair()
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+		c.Close()
+		if err := <-done; err == nil {
+			t.Fatal("read after close: no error")
+		}
+	})
+}
+
+// execPair is an execConn over an in-memory connection and the Engine's end.
+func execPair() (*execConn, net.Conn) {
+	client, engine := net.Pipe()
+	return newExecConn(types.NewHijackedResponse(client, "")), engine
 }

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/spf13/cobra"
 
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/node"
 )
 
@@ -39,26 +42,20 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 				return err
 			}
 			old := cur.Config.Labels[labelAgentVersion]
-			if cur.Config.Image == ref {
+			if cur.Config.Image == ref && cur.State != nil && cur.State.Running {
 				fmt.Fprintf(cmd.OutOrStdout(), "the agent already runs this binary (dev %s)\n", old)
 				return nil
-			}
-			cfg, host := *cur.Config, *cur.HostConfig
-			cfg.Image = ref
-			cfg.Hostname, cfg.Domainname = "", "" // the host's (UTS namespace), filled in by the Engine
-			cfg.Labels = map[string]string{labelAgent: "true", labelAgentVersion: Version}
-			// Its settings are its arguments: the same ones, the new binary.
-			if err := b.remove(ctx); err != nil {
-				return err
 			}
 			ac, err := b.agentClient(e)
 			if err != nil {
 				return err
 			}
-			if err := b.create(ctx, &cfg, &host); err != nil {
-				return b.restore(ctx, cur, err)
+			// The same agent (its flags, its Engine socket, its volume), made
+			// by this binary: what this version's container needs.
+			if err := b.remove(ctx); err != nil {
+				return err
 			}
-			if _, err := b.wait(ctx, ac, 60*time.Second); err != nil {
+			if _, err := b.launch(ctx, specOf(cur, ref), ac); err != nil {
 				return b.restore(ctx, cur, err)
 			}
 			// The previous binary's image is no longer needed.
@@ -69,6 +66,45 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// leaveFromContainer makes the agent in its container leave the cluster and
+// removes the container (its volume stays): the agent stops after leaving,
+// and the Engine must not start it again, with arguments that would join
+// the cluster once more. A later `dev up` or `dev join` makes a new one.
+func (g *globals) leaveFromContainer(ctx context.Context, c *api.HTTPClient, w io.Writer) error {
+	e, b, cur, err := g.agentOnEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.dc.Close()
+	if cur == nil {
+		return fmt.Errorf("leave: the agent's container %s is not on this Docker Engine", b.name)
+	}
+	setRestart := func(name container.RestartPolicyMode) error {
+		_, err := e.dc.ContainerUpdate(ctx, b.name, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: name}})
+		return err
+	}
+	if err := setRestart(container.RestartPolicyDisabled); err != nil {
+		return fmt.Errorf("leave: keep the agent's container from restarting: %w", err)
+	}
+	if err := c.Leave(ctx); err != nil {
+		// An agent that left exits at once, and its answer may be lost with
+		// it: only one still running failed to leave.
+		if now, ierr := b.inspect(ctx); ierr == nil && (now == nil || now.State == nil || !now.State.Running) {
+			_ = b.remove(ctx)
+			return fmt.Errorf("leave: the agent stopped without a clear answer (%w); its container is removed, and `dev nodes` on another node shows whether it left", err)
+		}
+		if rerr := setRestart(container.RestartPolicyUnlessStopped); rerr != nil {
+			err = fmt.Errorf("%w (and its restart policy stays off: %v)", err, rerr)
+		}
+		return err
+	}
+	if err := b.remove(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "left the cluster; removed the agent's container %s (its volume %s stays)\n", b.name, b.volume())
+	return nil
 }
 
 // agentOnEngine connects to the Engine and inspects the agent's container
@@ -87,10 +123,14 @@ func (g *globals) agentOnEngine(ctx context.Context) (*engine, agentBox, *contai
 	return e, b, cur, nil
 }
 
-// restore puts the previous agent container back after a failed upgrade.
+// restore puts the previous agent container back after a failed upgrade,
+// even when the upgrade was interrupted.
 func (b agentBox) restore(ctx context.Context, prev *container.InspectResponse, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
 	_ = b.remove(ctx)
 	cfg, host := *prev.Config, *prev.HostConfig
+	cfg.Hostname, cfg.Domainname = "", "" // the host's (UTS namespace), filled in by the Engine
 	if err := b.create(ctx, &cfg, &host); err != nil {
 		return fmt.Errorf("upgrade agent: %w; and putting the previous agent back failed too: %v", cause, err)
 	}
@@ -108,9 +148,12 @@ func newAgentStopCommand(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			w := cmd.OutOrStdout()
 			sock := node.SocketPath(g.dataDir())
-			if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-				c.Close()
-				return stopAgentProcess(ctx, sock, w)
+			if dh := os.Getenv("DOCKER_HOST"); dh == "" || strings.HasPrefix(dh, "unix://") {
+				// This host's agent may be a process (not with an Engine elsewhere).
+				if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+					c.Close()
+					return stopAgentProcess(ctx, sock, w)
+				}
 			}
 			e, b, cur, err := g.agentOnEngine(ctx)
 			if err != nil {
@@ -133,7 +176,7 @@ func newAgentStopCommand(g *globals) *cobra.Command {
 
 // stopAgentProcess stops the agent serving sock with SIGTERM and waits until
 // it is gone.
-func stopAgentProcess(ctx context.Context, sock string, w interface{ Write([]byte) (int, error) }) error {
+func stopAgentProcess(ctx context.Context, sock string, w io.Writer) error {
 	pid, err := peerPID(sock)
 	if err != nil {
 		return fmt.Errorf("find the agent's process: %w", err)

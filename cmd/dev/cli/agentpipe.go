@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -18,8 +19,8 @@ import (
 	"github.com/devhq/dev/cluster/api"
 )
 
-// When the Docker Engine is not on this host (DOCKER_HOST is tcp:// or
-// ssh://, or a VM), the agent's socket is out of the CLI's reach. The CLI
+// When the Docker Engine is not on this host (DOCKER_HOST is tcp://, or a
+// VM), the agent's socket is out of the CLI's reach. The CLI
 // then talks to the agent through the Engine, as `docker exec -i dev-agent
 // /dev-agent agent pipe` would: each API connection is one exec session
 // whose stdin and stdout are joined to the agent's socket inside its
@@ -116,10 +117,14 @@ func (c *execConn) Close() error {
 	return nil
 }
 
-func (c *execConn) LocalAddr() net.Addr                { return c.hj.Conn.LocalAddr() }
-func (c *execConn) RemoteAddr() net.Addr               { return c.hj.Conn.RemoteAddr() }
-func (c *execConn) SetDeadline(t time.Time) error      { return c.hj.Conn.SetDeadline(t) }
-func (c *execConn) SetReadDeadline(t time.Time) error  { return c.hj.Conn.SetReadDeadline(t) }
-func (c *execConn) SetWriteDeadline(t time.Time) error { return c.hj.Conn.SetWriteDeadline(t) }
+func (c *execConn) LocalAddr() net.Addr  { return c.hj.Conn.LocalAddr() }
+func (c *execConn) RemoteAddr() net.Addr { return c.hj.Conn.RemoteAddr() }
+
+// Deadlines are not supported: reads come through a goroutine that a
+// deadline on the Engine's connection would break for good. net/http's
+// client sets none; it bounds requests with its context and timeouts.
+func (c *execConn) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
+func (c *execConn) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
+func (c *execConn) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
 
 var _ net.Conn = (*execConn)(nil)

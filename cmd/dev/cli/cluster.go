@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/node"
 	"github.com/devhq/dev/cluster/pki"
 )
 
@@ -72,8 +73,9 @@ func NewJoinCommand(g *globals) *cobra.Command {
 			}
 			// The agent's other settings (flags, DEV_* variables) follow
 			// this command's (forwardedAgentFlags).
-			extra := []string{"--join", args[0], "--token", token}
-			c, err := g.startAgent(ctx, nil, extra)
+			// The token goes in the environment: a command line is readable
+			// by every user of the host.
+			c, err := g.startAgent(ctx, nil, []string{"--join", args[0]}, []string{"DEV_TOKEN=" + token})
 			if err != nil {
 				return err
 			}
@@ -136,15 +138,18 @@ func NewLeaveCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			c, err := g.client(ctx)
+			c, at, err := g.findAgent(ctx)
 			if err != nil {
 				return err
 			}
-			if err := c.Leave(ctx); err != nil {
-				return err
+			if at == "unix://"+node.SocketPath(g.dataDir()) || g.host() != "" {
+				if err := c.Leave(ctx); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "left the cluster")
+				return nil
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "left the cluster")
-			return nil
+			return g.leaveFromContainer(ctx, c, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the pods to move")

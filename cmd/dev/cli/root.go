@@ -148,62 +148,78 @@ func (g *globals) connect(host string) (*api.HTTPClient, error) {
 	return api.NewClient(host, tlsConf)
 }
 
+// errNoAgent is what findAgent returns when no agent answers, and one may
+// be started.
+var errNoAgent = errors.New("no dev agent answers")
+
 // findAgent returns a client for the agent that answers at --host, else at
-// the first local socket that answers, and the address it answered at.
+// the first local socket that answers (else through the Engine, when it is
+// not on this host), and the address it answered at. When none answers the
+// error wraps errNoAgent; a socket this user may not open is skipped, said
+// in that error, unless it is the one shared with the docker group.
 func (g *globals) findAgent(ctx context.Context) (*api.HTTPClient, string, error) {
-	hosts := []string{g.host()}
-	if hosts[0] == "" {
-		hosts = nil
-		if dh := os.Getenv("DOCKER_HOST"); dh != "" && !strings.HasPrefix(dh, "unix://") {
-			// The agent wanted is the one next to that Engine, not one
-			// whose socket happens to be on this host.
-			if c, at, ok := g.remoteAgent(ctx); ok {
-				return c, at, nil
-			}
-			return nil, "", fmt.Errorf("no dev agent answers on the Docker Engine at %s: `dev up` starts one there", dh)
-		}
-		for _, s := range g.agentSockets() {
-			hosts = append(hosts, "unix://"+s)
-		}
-	}
-	var lastErr error
-	for _, h := range hosts {
-		c, err := g.connect(h)
+	if g.host() != "" {
+		c, err := g.answering(ctx, g.host())
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), err)
 		}
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = c.Status(sctx)
-		cancel()
+		return c, g.host(), nil
+	}
+	if dh := os.Getenv("DOCKER_HOST"); dh != "" && !strings.HasPrefix(dh, "unix://") {
+		// The agent wanted is the one next to that Engine, not one whose
+		// socket happens to be on this host.
+		if c, at, ok := g.remoteAgent(ctx); ok {
+			return c, at, nil
+		}
+		return nil, "", fmt.Errorf("%w on the Docker Engine at %s: `dev up` starts one there", errNoAgent, dh)
+	}
+	var denied []string
+	for i, sock := range g.agentSockets() {
+		h := "unix://" + sock
+		c, err := g.answering(ctx, h)
 		if err == nil {
 			return c, h, nil
 		}
 		if !errors.Is(err, api.ErrUnreachable) {
 			return nil, "", err
 		}
-		if sock, ok := strings.CutPrefix(h, "unix://"); ok && socketDenied(sock) {
-			return nil, "", fmt.Errorf("permission denied on the agent's socket %s: it is shared with the docker group. "+
-				"Add your user to it with `sudo usermod -aG docker %s`, then log in again (or run `newgrp docker`)", sock, userName())
+		if socketDenied(sock) {
+			if i == len(g.agentSockets())-1 { // the container's, shared with the docker group
+				return nil, "", fmt.Errorf("permission denied on the agent's socket %s: it is shared with the docker group. "+
+					"Add your user to it with `sudo usermod -aG docker %s`, then log in again (or run `newgrp docker`)", sock, userName())
+			}
+			denied = append(denied, sock)
 		}
-		lastErr = err
-	}
-	if g.host() != "" {
-		return nil, "", fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), lastErr)
 	}
 	if c, at, ok := g.remoteAgent(ctx); ok {
 		return c, at, nil
 	}
-	return nil, "", fmt.Errorf("no dev agent answers on this host (tried %s): `dev up` starts one, or point --host/DEV_HOST at a running one",
-		strings.Join(g.agentSockets(), " and "))
+	note := ""
+	if len(denied) > 0 {
+		note = fmt.Sprintf(" (%s is not yours to open: if root runs an agent as a process here, use `sudo dev`)", strings.Join(denied, ", "))
+	}
+	return nil, "", fmt.Errorf("%w on this host (tried %s)%s: `dev up` starts one, or point --host/DEV_HOST at a running one",
+		errNoAgent, strings.Join(g.agentSockets(), " and "), note)
+}
+
+// answering returns a client for the agent at host once it answers.
+func (g *globals) answering(ctx context.Context, host string) (*api.HTTPClient, error) {
+	c, err := g.connect(host)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.Status(sctx); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // remoteAgent finds the agent's container on a Docker Engine that is not on
-// this host (DOCKER_HOST), reached through the Engine (agentpipe.go).
+// this host (DOCKER_HOST, or a VM such as Docker Desktop's), reached through
+// the Engine (agentpipe.go).
 func (g *globals) remoteAgent(ctx context.Context) (*api.HTTPClient, string, bool) {
-	h := os.Getenv("DOCKER_HOST")
-	if h == "" {
-		return nil, "", false // the Engine's host is this one, where the sockets were tried
-	}
 	e, err := dockerEngine(ctx)
 	if err != nil || e.remote == "" {
 		return nil, "", false
@@ -234,8 +250,11 @@ func socketDenied(path string) bool {
 // how to upgrade it.
 func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 	c, at, err := g.findAgent(ctx)
+	if errors.Is(err, errNoAgent) {
+		return g.startAgent(ctx, err, nil, nil)
+	}
 	if err != nil {
-		return g.startAgent(ctx, err, nil)
+		return nil, err
 	}
 	if err := g.checkAgentKind(at); err != nil {
 		return nil, err
@@ -265,10 +284,10 @@ func (g *globals) checkAgentKind(at string) error {
 	return nil
 }
 
-// startAgent starts an agent in the background with extra arguments, as a
-// process or as a container (--agent), and waits until it answers with a
-// leader. unreachable is why it was needed.
-func (g *globals) startAgent(ctx context.Context, unreachable error, extra []string) (*api.HTTPClient, error) {
+// startAgent starts an agent in the background with extra arguments and
+// environment, as a process or as a container (--agent), and waits until it
+// answers with a leader. unreachable is why it was needed.
+func (g *globals) startAgent(ctx context.Context, unreachable error, extra, env []string) (*api.HTTPClient, error) {
 	if g.host() != "" {
 		// --host names another agent: starting one here would not help.
 		if unreachable == nil {
@@ -281,11 +300,19 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra []str
 		return nil, err
 	}
 	defer e.dc.Close()
+	if e.rootless {
+		return nil, errors.New("the Docker Engine runs rootless, and the agent needs root on the host (it programs the host's network): " +
+			"point DOCKER_HOST at the system's Engine (unix:///var/run/docker.sock)")
+	}
 	mode := g.v.GetString("agent")
 	switch mode {
 	case agentAuto:
 		mode = agentProcess
 		if os.Geteuid() != 0 || e.remote != "" {
+			mode = agentContainer
+		} else if cur, err := g.box(e.dc).inspect(ctx); err == nil && cur != nil {
+			// This host's agent is a container (stopped, or not answering
+			// yet): start that one, not a second agent as a process.
 			mode = agentContainer
 		}
 	case agentProcess:
@@ -300,14 +327,14 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra []str
 		return nil, fmt.Errorf("--agent %q: want auto, process or container", mode)
 	}
 	if mode == agentContainer {
-		return g.startAgentContainer(ctx, e, extra)
+		return g.startAgentContainer(ctx, e, extra, env)
 	}
-	return g.startAgentProcess(ctx, extra)
+	return g.startAgentProcess(ctx, extra, env)
 }
 
 // startAgentContainer starts the agent's container (creating it, and its
 // image, when missing) and waits until it answers.
-func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []string) (*api.HTTPClient, error) {
+func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra, env []string) (*api.HTTPClient, error) {
 	b := g.box(e.dc)
 	ac, err := b.agentClient(e)
 	if err != nil {
@@ -316,6 +343,14 @@ func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []st
 	cur, err := b.inspect(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if cur != nil && len(extra) > 0 {
+		// `dev join`: a new agent with these arguments, on the same volume
+		// (an answering agent was refused before).
+		if err := b.remove(ctx); err != nil {
+			return nil, err
+		}
+		cur = nil
 	}
 	if cur != nil {
 		// The agent's container exists but does not answer: start it again
@@ -332,12 +367,14 @@ func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra []st
 	if err != nil {
 		return nil, err
 	}
-	cfg, host := b.config(image, e.socket, append(g.forwardedAgentFlags(), extra...))
-	if err := b.create(ctx, cfg, host); err != nil {
+	fmt.Fprintf(os.Stderr, "starting the dev agent in the container %s (image %s; `docker logs %s` shows its log)\n", b.name, image, b.name)
+	c, err := b.launch(ctx, agentSpec{image: image, engineSocket: e.socket,
+		args: append(g.forwardedAgentFlags(), extra...), env: env}, ac)
+	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "started the dev agent in the container %s (image %s; `docker logs %s` shows its log)\n", b.name, image, b.name)
-	return b.wait(ctx, ac, 60*time.Second)
+	fmt.Fprintf(os.Stderr, "started the dev agent in the container %s\n", b.name)
+	return c, nil
 }
 
 // agentBinary is the dev binary the agent's image is built from.
@@ -369,7 +406,7 @@ func (g *globals) forwardedAgentFlags() []string {
 
 // startAgentProcess starts `dev agent` in the background with extra
 // arguments and waits until it answers with a leader.
-func (g *globals) startAgentProcess(ctx context.Context, extra []string) (*api.HTTPClient, error) {
+func (g *globals) startAgentProcess(ctx context.Context, extra, env []string) (*api.HTTPClient, error) {
 	dir := g.dataDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -388,6 +425,7 @@ func (g *globals) startAgentProcess(ctx context.Context, extra []string) (*api.H
 	args := append([]string{"agent", "--data-dir", dir}, g.forwardedAgentFlags()...)
 	cmd := exec.Command(exe, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
