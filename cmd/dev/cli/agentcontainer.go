@@ -252,15 +252,21 @@ var errAgentExists = errors.New("the agent's container exists")
 
 // create creates and starts the agent's container.
 func (b agentBox) create(ctx context.Context, cfg *container.Config, host *container.HostConfig) error {
-	_, err := b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name)
+	err := b.createStart(ctx, cfg, host)
 	if err != nil && strings.Contains(err.Error(), "not a shared or slave mount") {
 		// This host's / is private: bind it so (pods' later mounts stay out).
+		_ = b.dc.ContainerRemove(ctx, b.name, container.RemoveOptions{Force: true})
 		host.Binds = slices.Clone(host.Binds)
 		for i, bind := range host.Binds {
 			host.Binds[i] = strings.TrimSuffix(bind, ":rslave")
 		}
-		_, err = b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name)
+		err = b.createStart(ctx, cfg, host)
 	}
+	return err
+}
+
+func (b agentBox) createStart(ctx context.Context, cfg *container.Config, host *container.HostConfig) error {
+	_, err := b.dc.ContainerCreate(ctx, cfg, host, nil, nil, b.name)
 	if cerrdefs.IsConflict(err) {
 		return errAgentExists
 	}

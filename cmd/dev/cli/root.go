@@ -160,6 +160,10 @@ var errNoAgent = errors.New("no dev agent answers")
 func (g *globals) findAgent(ctx context.Context) (*api.HTTPClient, string, error) {
 	if g.host() != "" {
 		c, err := g.answering(ctx, g.host())
+		if errors.Is(err, api.ErrUnreachable) && g.host() == "unix://"+node.SocketPath(g.dataDir()) {
+			// This data dir's own socket: `dev up` may start its agent.
+			return nil, "", fmt.Errorf("%w at %s: `dev up` starts one (%v)", errNoAgent, g.host(), err)
+		}
 		if err != nil {
 			return nil, "", fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), err)
 		}
@@ -288,7 +292,8 @@ func (g *globals) checkAgentKind(at string) error {
 // environment, as a process or as a container (--agent), and waits until it
 // answers with a leader. unreachable is why it was needed.
 func (g *globals) startAgent(ctx context.Context, unreachable error, extra, env []string) (*api.HTTPClient, error) {
-	if g.host() != "" {
+	ownSocket := g.host() != "" && g.host() == "unix://"+node.SocketPath(g.dataDir())
+	if g.host() != "" && !ownSocket {
 		// --host names another agent: starting one here would not help.
 		if unreachable == nil {
 			unreachable = fmt.Errorf("not starting an agent: --host %s names one elsewhere", g.host())
@@ -325,6 +330,14 @@ func (g *globals) startAgent(ctx context.Context, unreachable error, extra, env 
 	case agentContainer:
 	default:
 		return nil, fmt.Errorf("--agent %q: want auto, process or container", mode)
+	}
+	if ownSocket && mode == agentContainer {
+		// --host names this data dir's socket, where only a process listens.
+		if os.Geteuid() != 0 || e.remote != "" {
+			return nil, fmt.Errorf("--host %s is the socket of an agent run as a process, which needs root on the Engine's host; "+
+				"leave --host unset to get an agent in a container", g.host())
+		}
+		mode = agentProcess
 	}
 	if mode == agentContainer {
 		return g.startAgentContainer(ctx, e, extra, env)
