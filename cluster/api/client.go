@@ -28,7 +28,9 @@ type Client interface {
 	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
 	Nodes(ctx context.Context) ([]Node, error)
 	Services(ctx context.Context, project string) ([]ServiceInfo, error)
-	Token(ctx context.Context, client string) (TokenResponse, error)
+	// Token returns the join token and, for a client name, a certificate
+	// bundle with role "admin" or "read".
+	Token(ctx context.Context, client, role string) (TokenResponse, error)
 	Rollback(ctx context.Context, project, service string) (WriteResult, error)
 	Leave(ctx context.Context) error
 }
@@ -298,9 +300,13 @@ func (c *HTTPClient) Dashboard(ctx context.Context) (DashboardInfo, error) {
 }
 
 // Token implements Client.
-func (c *HTTPClient) Token(ctx context.Context, client string) (TokenResponse, error) {
+func (c *HTTPClient) Token(ctx context.Context, client, role string) (TokenResponse, error) {
 	var r TokenResponse
-	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/token?client="+url.QueryEscape(client), nil, &r)
+	q := url.Values{"client": {client}}
+	if role != "" {
+		q.Set("role", role)
+	}
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/token?"+q.Encode(), nil, &r)
 	return r, err
 }
 

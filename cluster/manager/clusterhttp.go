@@ -18,21 +18,29 @@ import (
 	"github.com/devhq/dev/cluster/state"
 )
 
-// requireCert refuses requests that arrive over TLS without a verified
-// cluster certificate, except the join handshake. Requests on the local
-// unix socket (no TLS) pass: the socket's file mode guards them.
-func requireCert(next http.Handler) http.Handler {
+// authenticate puts the caller in the request's context: on TLS, the
+// name and role of its verified cluster certificate (none: only the join
+// route will take it); on the local unix socket (no TLS), admin, which the
+// socket's file mode guards. Each route checks the role (auth.go).
+func authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && len(r.TLS.VerifiedChains) == 0 && r.URL.Path != "/v1/join" {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(api.Error{
-				Message: "a client certificate of this cluster is required (dev token --client makes one)",
-				Code:    "unauthorized",
-			})
-			return
+		c := Caller{Name: "local", Role: roleAdmin}
+		if r.TLS != nil {
+			c = Caller{}
+			if len(r.TLS.VerifiedChains) > 0 {
+				peer, err := pki.PeerOf(r.TLS.VerifiedChains[0][0])
+				if err != nil {
+					writeError(w, &httpError{http.StatusForbidden, "forbidden", err})
+					return
+				}
+				c = Caller{Name: peer.Name, Role: peer.Role}
+			} else if r.URL.Path != "/v1/join" {
+				writeError(w, &httpError{http.StatusUnauthorized, "unauthorized",
+					errors.New("a client certificate of this cluster is required (dev token --client makes one)")})
+				return
+			}
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
 	})
 }
 
@@ -133,7 +141,11 @@ func (m *Manager) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	res := api.TokenResponse{Token: pki.Token{Fingerprint: ca.Fingerprint(), Secret: ci.JoinSecret}.String()}
 	if name := r.URL.Query().Get("client"); name != "" {
-		if res.Bundle, err = ca.ClientBundle(name); err != nil {
+		role := pki.RoleAdmin
+		if r.URL.Query().Get("role") == pki.RoleRead {
+			role = pki.RoleRead
+		}
+		if res.Bundle, err = ca.ClientBundle(name, role); err != nil {
 			writeError(w, err)
 			return
 		}

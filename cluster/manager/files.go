@@ -16,8 +16,8 @@ import (
 // there over mutual TLS, the archive streamed through.
 
 func (m *Manager) registerFiles(mux *http.ServeMux) {
-	mux.HandleFunc("PUT /v1/pods/{name}/files", m.handleCopyFiles)
-	mux.HandleFunc("DELETE /v1/pods/{name}/files", m.handleRemoveFiles)
+	handle(mux, "PUT /v1/pods/{name}/files", roleAdmin, m.handleCopyFiles, routeOpts{rawBody: true}) // a tar archive
+	handle(mux, "DELETE /v1/pods/{name}/files", roleAdmin, m.handleRemoveFiles)
 }
 
 // filesPod checks that the pod's container can take files and returns a

@@ -25,33 +25,34 @@ const maxWait = 5 * time.Minute
 
 // Handler returns the HTTP API (see cluster/api/requests.go for the routes)
 // behind its authentication: on TLS connections, a client certificate of
-// the cluster.
-func (m *Manager) Handler() http.Handler { return requireCert(m.Routes()) }
+// the cluster, whose role each route checks (auth.go).
+func (m *Manager) Handler() http.Handler { return authenticate(m.Routes()) }
 
 // Routes is the HTTP API without authentication, for a front that
-// authenticates its callers itself (the dashboard).
+// authenticates its callers itself and says who they are (WithCaller,
+// AsCaller: the dashboard). A request without a caller is refused.
 func (m *Manager) Routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", m.handleStatus)
-	mux.HandleFunc("GET /v1/projects", m.handleListProjects)
-	mux.HandleFunc("PUT /v1/projects/{name}", m.handleApplyProject)
-	mux.HandleFunc("DELETE /v1/projects/{name}", m.handleDeleteProject)
-	mux.HandleFunc("DELETE /v1/projects/{name}/volumes", m.handleDeleteVolumes)
-	mux.HandleFunc("POST /v1/projects/{name}/scale", m.handleScale)
-	mux.HandleFunc("POST /v1/projects/{name}/rollback", m.handleRollback)
-	mux.HandleFunc("GET /v1/pods", m.handleListPods)
-	mux.HandleFunc("GET /v1/pods/{name}/logs", m.handleLogs)
-	mux.HandleFunc("GET /v1/nodes", m.handleNodes)
-	mux.HandleFunc("GET /v1/services", m.handleServices)
-	mux.HandleFunc("GET /v1/events", m.handleEvents)
-	mux.HandleFunc("GET /v1/dashboard", m.handleDashboard)
-	mux.HandleFunc("GET /v1/token", m.handleToken)
-	mux.HandleFunc("POST /v1/leave", m.handleLeave)
-	mux.HandleFunc("POST /v1/join", m.handleJoin)
-	mux.HandleFunc("POST /v1/internal/apply", m.handleInternalApply)
-	mux.HandleFunc("POST /v1/internal/register", m.handleInternalRegister)
-	mux.HandleFunc("DELETE /v1/internal/volumes/{project}", m.handleInternalVolumes)
-	mux.HandleFunc("GET /v1/internal/image", m.handleImage)
+	handle(mux, "GET /v1/status", roleRead, m.handleStatus)
+	handle(mux, "GET /v1/projects", roleRead, m.handleListProjects)
+	handle(mux, "PUT /v1/projects/{name}", roleAdmin, m.handleApplyProject)
+	handle(mux, "DELETE /v1/projects/{name}", roleAdmin, m.handleDeleteProject)
+	handle(mux, "DELETE /v1/projects/{name}/volumes", roleAdmin, m.handleDeleteVolumes)
+	handle(mux, "POST /v1/projects/{name}/scale", roleAdmin, m.handleScale)
+	handle(mux, "POST /v1/projects/{name}/rollback", roleAdmin, m.handleRollback)
+	handle(mux, "GET /v1/pods", roleRead, m.handleListPods)
+	handle(mux, "GET /v1/pods/{name}/logs", roleRead, m.handleLogs)
+	handle(mux, "GET /v1/nodes", roleRead, m.handleNodes)
+	handle(mux, "GET /v1/services", roleRead, m.handleServices)
+	handle(mux, "GET /v1/events", roleRead, m.handleEvents)
+	handle(mux, "GET /v1/dashboard", roleRead, m.handleDashboard) // a login link to a read-only dashboard
+	handle(mux, "GET /v1/token", roleAdmin, m.handleToken)
+	handle(mux, "POST /v1/leave", roleAdmin, m.handleLeave)
+	handle(mux, "POST /v1/join", rolePublic, m.handleJoin)
+	handle(mux, "POST /v1/internal/apply", roleNode, m.handleInternalApply)
+	handle(mux, "POST /v1/internal/register", roleNode, m.handleInternalRegister)
+	handle(mux, "DELETE /v1/internal/volumes/{project}", roleNode, m.handleInternalVolumes)
+	handle(mux, "GET /v1/internal/image", roleNode, m.handleImage)
 	m.registerInteractive(mux) // exec, run, stop/start/restart: interactive.go
 	m.registerFiles(mux)       // copy files into / remove files from pods: files.go
 	return m.awaitState(mux)

@@ -24,10 +24,10 @@ import (
 // other node relays them there over mutual TLS (the stream byte for byte).
 
 func (m *Manager) registerInteractive(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/pods/{name}/exec", m.handleExec)
-	mux.HandleFunc("POST /v1/projects/{name}/services/{service}/run", m.handleRun)
+	handle(mux, "POST /v1/pods/{name}/exec", roleAdmin, m.handleExec)
+	handle(mux, "POST /v1/projects/{name}/services/{service}/run", roleAdmin, m.handleRun)
 	for _, action := range []string{"stop", "start", "restart"} {
-		mux.HandleFunc("POST /v1/pods/{name}/"+action, m.handlePodAction(action))
+		handle(mux, "POST /v1/pods/{name}/"+action, roleAdmin, m.handlePodAction(action))
 	}
 }
 

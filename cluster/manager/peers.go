@@ -141,6 +141,13 @@ func (m *Manager) handleInternalRegister(w http.ResponseWriter, r *http.Request)
 		writeError(w, invalid("decode node: %v", err))
 		return
 	}
+	// A node registers itself (its agent, through its own manager) and no
+	// other: a node certificate must not overwrite another node's record.
+	if c, _ := CallerFrom(r.Context()); c.Name != n.Name {
+		writeError(w, &httpError{http.StatusForbidden, "forbidden",
+			fmt.Errorf("register node %s: the certificate of %q may register only itself", n.Name, c.Name)})
+		return
+	}
 	if !m.r.IsLeader() {
 		writeError(w, raftstore.ErrNotLeader)
 		return

@@ -208,6 +208,7 @@ func postJoin(ctx context.Context, hc *http.Client, addr string, body []byte) (a
 	if err != nil {
 		return res, err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
 		var untrusted *pki.UntrustedServerError

@@ -253,7 +253,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if cfg.DashboardAddr != "" {
 		src := dashboardSource{st: r.State(), r: r, mgr: mgr, events: rec, node: cfg.Name}
 		d, err := dashboard.New(src, dashboard.Options{
-			Addr: cfg.DashboardAddr, TLS: creds.id.JoinServerTLS(), API: mgr.Routes(), Log: n.log,
+			Addr: cfg.DashboardAddr, TLS: creds.id.JoinServerTLS(), Log: n.log,
+			// The dashboard is read-only: its page calls the API as a read client.
+			API: manager.AsCaller(mgr.Routes(), manager.Caller{Name: "dashboard", Role: pki.RoleRead}),
 		})
 		if err != nil {
 			return err

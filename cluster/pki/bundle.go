@@ -7,21 +7,25 @@ import (
 	"time"
 )
 
-// ClientBundle issues a client certificate for name (role client, CN
-// "client:<name>") with a fresh key, and returns a single PEM file holding
-// the certificate, the key and the CA certificate, for `dev token --client`.
-// Anyone holding it can use the cluster API: it must be stored with mode 0600.
-func (ca *CA) ClientBundle(name string) ([]byte, error) {
+// ClientBundle issues a client certificate for name (role RoleAdmin or
+// RoleRead, CN "client:<name>") with a fresh key, and returns a single PEM
+// file holding the certificate, the key and the CA certificate, for `dev
+// token --client`. Anyone holding it can use the cluster API with that role:
+// it must be stored with mode 0600.
+func (ca *CA) ClientBundle(name, role string) ([]byte, error) {
+	if role != RoleAdmin && role != RoleRead {
+		return nil, fmt.Errorf("create client bundle: role %q is not a client's (want %q or %q)", role, RoleAdmin, RoleRead)
+	}
 	keyPEM, csrPEM, err := NewKeyAndCSR(name)
 	if err != nil {
 		return nil, fmt.Errorf("create client bundle: %w", err)
 	}
-	certPEM, err := ca.Sign(csrPEM, name, RoleClient, nil, nil)
+	certPEM, err := ca.Sign(csrPEM, name, role, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create client bundle: %w", err)
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# dev client bundle for %q, cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, ca.Fingerprint())
+	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, ca.Fingerprint())
 	b.Write(certPEM)
 	b.Write(keyPEM)
 	b.Write(ca.CertPEM)

@@ -26,10 +26,12 @@ import (
 )
 
 // Roles a certificate can carry. A node certificate is valid for server and
-// client auth; a client certificate (remote CLI) only for client auth.
+// client auth; a client certificate (remote CLI: admin or read) only for
+// client auth. The API checks the role on every route.
 const (
-	RoleNode   = "node"
-	RoleClient = "client"
+	RoleNode  = "node"  // an agent
+	RoleAdmin = "admin" // `dev token --client NAME`: everything a user can do
+	RoleRead  = "read"  // `dev token --client NAME --read`: look, never change
 )
 
 // File names inside a CA or identity directory.
@@ -49,7 +51,8 @@ const (
 
 	organization  = "dev"
 	ouNode        = "dev-node"
-	ouClient      = "dev-client"
+	ouClient      = "dev-client" // admin
+	ouRead        = "dev-read"
 	clientCNPrefx = "client:"
 	maxNameLen    = 64
 )
@@ -186,8 +189,8 @@ func NewKeyAndCSR(nodeName string) (keyPEM, csrPEM []byte, err error) {
 //
 // role RoleNode: CN = name, SANs = ips + dnsNames + localhost, 127.0.0.1, ::1;
 // usable for server and client auth.
-// role RoleClient: CN = "client:" + name, SANs = ips + dnsNames; client auth
-// only, so it can never act as a cluster server.
+// role RoleAdmin or RoleRead: CN = "client:" + name, SANs = ips + dnsNames;
+// client auth only, so it can never act as a cluster server.
 func (ca *CA) Sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []string) (certPEM []byte, err error) {
 	now := time.Now()
 	notAfter := now.Add(certValidity)
@@ -236,11 +239,15 @@ func (ca *CA) sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []st
 		tmpl.DNSNames = appendUnique(tmpl.DNSNames, "localhost")
 		tmpl.IPAddresses = appendUniqueIP(tmpl.IPAddresses, net.IPv4(127, 0, 0, 1))
 		tmpl.IPAddresses = appendUniqueIP(tmpl.IPAddresses, net.IPv6loopback)
-	case RoleClient:
-		tmpl.Subject = pkix.Name{CommonName: clientCNPrefx + name, Organization: []string{organization}, OrganizationalUnit: []string{ouClient}}
+	case RoleAdmin, RoleRead:
+		ou := ouClient
+		if role == RoleRead {
+			ou = ouRead
+		}
+		tmpl.Subject = pkix.Name{CommonName: clientCNPrefx + name, Organization: []string{organization}, OrganizationalUnit: []string{ou}}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	default:
-		return nil, fmt.Errorf("sign certificate for %q: unknown role %q (want %q or %q)", name, role, RoleNode, RoleClient)
+		return nil, fmt.Errorf("sign certificate for %q: unknown role %q (want %q, %q or %q)", name, role, RoleNode, RoleAdmin, RoleRead)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
 	if err != nil {

@@ -21,7 +21,7 @@ type Identity struct {
 	CACert *x509.Certificate
 	// Name is the node or client name, without the "client:" prefix.
 	Name string
-	// Role is RoleNode or RoleClient.
+	// Role is RoleNode, RoleAdmin or RoleRead.
 	Role string
 }
 
@@ -114,7 +114,7 @@ func newIdentity(certPEM, keyPEM, caPEM []byte, now time.Time) (*Identity, error
 // Peer is the verified cluster identity on the other side of a connection.
 type Peer struct {
 	Name string // without the "client:" prefix
-	Role string // RoleNode or RoleClient
+	Role string // RoleNode, RoleAdmin or RoleRead
 }
 
 // VerifyPeer returns the identity of the other side of a TLS connection,
@@ -153,11 +153,21 @@ func verifyLeaf(leaf *x509.Certificate, pool *x509.CertPool, now time.Time, usag
 	default:
 		return Peer{}, fmt.Errorf("verify certificate of %q: %w", cn, err)
 	}
+	return PeerOf(leaf)
+}
+
+// PeerOf returns the name and role a certificate carries. It verifies
+// nothing: call it on a certificate whose chain is verified (a TLS
+// connection's VerifiedChains).
+func PeerOf(leaf *x509.Certificate) (Peer, error) {
+	cn := leaf.Subject.CommonName
 	switch {
 	case slices.Contains(leaf.Subject.OrganizationalUnit, ouNode):
 		return Peer{Name: cn, Role: RoleNode}, nil
 	case slices.Contains(leaf.Subject.OrganizationalUnit, ouClient):
-		return Peer{Name: strings.TrimPrefix(cn, clientCNPrefx), Role: RoleClient}, nil
+		return Peer{Name: strings.TrimPrefix(cn, clientCNPrefx), Role: RoleAdmin}, nil
+	case slices.Contains(leaf.Subject.OrganizationalUnit, ouRead):
+		return Peer{Name: strings.TrimPrefix(cn, clientCNPrefx), Role: RoleRead}, nil
 	default:
 		return Peer{}, fmt.Errorf("certificate of %q carries no dev role", cn)
 	}

@@ -311,12 +311,12 @@ func TestSign(t *testing.T) {
 			wantIPs: []string{"192.0.2.7", "127.0.0.1", "::1"},
 		},
 		{
-			name: "client", csr: csrPEM, certName: "alice", role: RoleClient,
+			name: "client", csr: csrPEM, certName: "alice", role: RoleAdmin,
 			wantCN:    "client:alice",
 			wantEKU:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 			wantNoIPs: true,
 		},
-		{name: "unknown role", csr: csrPEM, certName: "n1", role: "admin", wantErr: `unknown role "admin"`},
+		{name: "unknown role", csr: csrPEM, certName: "n1", role: "root", wantErr: `unknown role "root"`},
 		{name: "empty name", csr: csrPEM, certName: "", role: RoleNode, wantErr: "empty name"},
 		{name: "reserved prefix", csr: csrPEM, certName: "client:n1", role: RoleNode, wantErr: "reserved"},
 		{name: "space in name", csr: csrPEM, certName: "n 1", role: RoleNode, wantErr: "space"},
@@ -474,7 +474,7 @@ func TestIdentitySaveLoad(t *testing.T) {
 
 func TestClientBundle(t *testing.T) {
 	ca := newTestCA(t, "c1")
-	bundle, err := ca.ClientBundle("alice")
+	bundle, err := ca.ClientBundle("alice", RoleAdmin)
 	if err != nil {
 		t.Fatalf("ClientBundle: %v", err)
 	}
@@ -486,11 +486,22 @@ func TestClientBundle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadClientBundle: %v", err)
 	}
-	if id.Name != "alice" || id.Role != RoleClient {
-		t.Errorf("identity = %q/%q, want alice/client", id.Name, id.Role)
+	if id.Name != "alice" || id.Role != RoleAdmin {
+		t.Errorf("identity = %q/%q, want alice/admin", id.Name, id.Role)
 	}
 	if Fingerprint(id.CACert) != ca.Fingerprint() {
 		t.Error("bundle CA differs")
+	}
+	// A read bundle carries its role; no other role makes a bundle.
+	rb, err := ca.ClientBundle("bob", RoleRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rid, err := ParseBundle(rb); err != nil || rid.Name != "bob" || rid.Role != RoleRead {
+		t.Errorf("read bundle: %+v, %v; want bob/read", rid, err)
+	}
+	if _, err := ca.ClientBundle("eve", RoleNode); err == nil {
+		t.Error("ClientBundle(role node) succeeded, want refused")
 	}
 
 	// Without the CA certificate the bundle is refused.
@@ -558,7 +569,7 @@ func TestTLS(t *testing.T) {
 	caA, caB := newTestCA(t, "a"), newTestCA(t, "b")
 	n1 := issue(t, caA, "n1", RoleNode, time.Time{}, time.Time{})
 	n2 := issue(t, caA, "n2", RoleNode, time.Time{}, time.Time{})
-	bundle, err := caA.ClientBundle("alice")
+	bundle, err := caA.ClientBundle("alice", RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,13 +631,13 @@ func TestTLS(t *testing.T) {
 		{
 			name:     "client bundle to API server",
 			serverID: n1, server: n1.ServerTLS(), clientID: alice, client: alice.ClientTLS(),
-			wantServerPeer: Peer{Name: "alice", Role: RoleClient},
+			wantServerPeer: Peer{Name: "alice", Role: RoleAdmin},
 			wantClientPeer: Peer{Name: "n1", Role: RoleNode},
 		},
 		{
 			name:   "client bundle to node-only server refused",
 			server: n1.NodeServerTLS(), client: alice.ClientTLS(),
-			wantServerErr: `has role "client"`,
+			wantServerErr: `has role "admin"`,
 		},
 		{
 			name: "client cert from another CA refused",

@@ -13,9 +13,9 @@ import (
 
 // ServerTLS is the config for a mutual-TLS listener: TLS 1.3, the node
 // certificate sent with the CA certificate in its chain, and a client
-// certificate from the cluster CA required (node or client role).
+// certificate from the cluster CA required (node, admin or read role).
 func (id *Identity) ServerTLS() *tls.Config {
-	return id.serverTLS(tls.RequireAndVerifyClientCert, RoleNode, RoleClient)
+	return id.serverTLS(tls.RequireAndVerifyClientCert, RoleNode, RoleAdmin, RoleRead)
 }
 
 // NodeServerTLS is ServerTLS accepting only node certificates, for
@@ -29,7 +29,7 @@ func (id *Identity) NodeServerTLS() *tls.Config {
 // join endpoint. A certificate, if presented, is still verified. Every handler
 // except join must check id.VerifyPeer(r.TLS).
 func (id *Identity) JoinServerTLS() *tls.Config {
-	return id.serverTLS(tls.VerifyClientCertIfGiven, RoleNode, RoleClient)
+	return id.serverTLS(tls.VerifyClientCertIfGiven, RoleNode, RoleAdmin, RoleRead)
 }
 
 func (id *Identity) serverTLS(auth tls.ClientAuthType, roles ...string) *tls.Config {

@@ -19,6 +19,7 @@ import (
 func NewTokenCommand(g *globals) *cobra.Command {
 	var client string
 	var out string
+	var read bool
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Print the join token of the cluster (or, with --client, write a client certificate bundle)",
@@ -29,7 +30,14 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.Token(ctx, client)
+			if read && client == "" {
+				return fmt.Errorf("token: --read makes a client bundle: give it a name with --client NAME")
+			}
+			role := pki.RoleAdmin
+			if read {
+				role = pki.RoleRead
+			}
+			res, err := c.Token(ctx, client, role)
 			if err != nil {
 				return err
 			}
@@ -43,11 +51,12 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			if err := os.WriteFile(out, res.Bundle, 0o600); err != nil {
 				return fmt.Errorf("write client bundle: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; use it with --host tcp://<node>:7948 --tls-bundle %s\n", out, out)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (role %s); use it with --host tcp://<node>:7948 --tls-bundle %s\n", out, role, out)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI")
+	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI (role admin: everything a user can do)")
+	cmd.Flags().BoolVar(&read, "read", false, "with --client: role read (ps, logs, nodes, services, events, dashboard; no changes, no exec, no tokens)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the client bundle (default <name>.pem)")
 	return cmd
 }

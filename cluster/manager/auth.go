@@ -1,0 +1,145 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+
+	"github.com/devhq/dev/cluster/pki"
+)
+
+// Every API route has a role, checked from the caller's certificate:
+//
+//	public  anyone, certificate or not (only the join handshake)
+//	read    read, admin and node certificates: look, never change
+//	admin   admin and node certificates (nodes relay users' requests)
+//	node    node certificates only: node-to-node routes
+//
+// The local unix socket is admin (its file mode guards it); the dashboard
+// calls the API as read.
+const (
+	rolePublic = "public"
+	roleRead   = pki.RoleRead
+	roleAdmin  = pki.RoleAdmin
+	roleNode   = pki.RoleNode
+)
+
+// Caller is who sends a request, as the API's front established it.
+type Caller struct {
+	Name string // the certificate's name; "local" on the unix socket
+	Role string // pki.RoleNode, pki.RoleAdmin or pki.RoleRead; "" for none
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying the caller, for a front that
+// authenticates callers itself (the dashboard) before the API's routes.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller the front put in ctx.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// AsCaller serves next with every request made by c.
+func AsCaller(next http.Handler, c Caller) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
+	})
+}
+
+// allows says whether a caller of role may use a route of role route.
+func allows(route, role string) bool {
+	switch route {
+	case rolePublic:
+		return true
+	case roleRead:
+		return role == roleRead || role == roleAdmin || role == roleNode
+	case roleAdmin:
+		return role == roleAdmin || role == roleNode
+	case roleNode:
+		return role == roleNode
+	}
+	return false
+}
+
+// routeOpts are a route's checks besides its role.
+type routeOpts struct {
+	// rawBody: the body is not JSON (a tar archive), so no content type is
+	// required of it.
+	rawBody bool
+}
+
+// handle registers h for pattern behind the route's role and request checks.
+func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts ...routeOpts) {
+	var o routeOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := CallerFrom(r.Context())
+		if !allows(role, c.Role) {
+			who := "this caller has no certificate"
+			if c.Role != "" {
+				who = fmt.Sprintf("%q has role %s", c.Name, c.Role)
+			}
+			writeError(w, &httpError{http.StatusForbidden, "forbidden",
+				fmt.Errorf("%s %s needs the %s role; %s", r.Method, r.URL.Path, role, who)})
+			return
+		}
+		if changesState(r.Method) {
+			if err := sameSite(r); err != nil {
+				writeError(w, &httpError{http.StatusForbidden, "forbidden", err})
+				return
+			}
+			if !o.rawBody {
+				if err := jsonBody(r); err != nil {
+					writeError(w, &httpError{http.StatusUnsupportedMediaType, "unsupported_media_type", err})
+					return
+				}
+			}
+		}
+		h(w, r)
+	}))
+}
+
+func changesState(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
+}
+
+// jsonBody refuses a request with a body that is not application/json: a
+// browser can send text/plain cross-site without asking first.
+func jsonBody(r *http.Request) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return fmt.Errorf("%s %s takes an application/json body, not %q", r.Method, r.URL.Path, ct)
+	}
+	return nil
+}
+
+// sameSite refuses a state-changing request a browser sends on behalf of
+// another site: a browser holding a client certificate must not be usable
+// from a page elsewhere. Non-browser clients send neither header.
+func sameSite(r *http.Request) error {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return fmt.Errorf("%s %s: cross-site request refused (Sec-Fetch-Site: %s)", r.Method, r.URL.Path, r.Header.Get("Sec-Fetch-Site"))
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return fmt.Errorf("%s %s: request from origin %q refused (this API is %s)", r.Method, r.URL.Path, o, r.Host)
+		}
+	}
+	return nil
+}

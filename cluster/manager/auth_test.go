@@ -1,0 +1,99 @@
+package manager
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestRouteRoles(t *testing.T) {
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	handle(mux, "GET /read", roleRead, ok)
+	handle(mux, "POST /admin", roleAdmin, ok)
+	handle(mux, "POST /node", roleNode, ok)
+	handle(mux, "POST /public", rolePublic, ok)
+	handle(mux, "PUT /raw", roleAdmin, ok, routeOpts{rawBody: true})
+
+	tests := []struct {
+		name    string
+		caller  Caller
+		method  string
+		path    string
+		body    string
+		ctype   string
+		headers map[string]string
+		want    int
+	}{
+		{name: "read may read", caller: Caller{"r", roleRead}, method: "GET", path: "/read", want: 204},
+		{name: "read may not write", caller: Caller{"r", roleRead}, method: "POST", path: "/admin", want: 403},
+		{name: "read may not use node routes", caller: Caller{"r", roleRead}, method: "POST", path: "/node", want: 403},
+		{name: "admin may write", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin", want: 204},
+		{name: "admin may read", caller: Caller{"a", roleAdmin}, method: "GET", path: "/read", want: 204},
+		{name: "admin may not use node routes", caller: Caller{"a", roleAdmin}, method: "POST", path: "/node", want: 403},
+		{name: "node may use node routes", caller: Caller{"n1", roleNode}, method: "POST", path: "/node", want: 204},
+		{name: "node relays writes", caller: Caller{"n1", roleNode}, method: "POST", path: "/admin", want: 204},
+		{name: "no certificate: public only", caller: Caller{}, method: "POST", path: "/public", want: 204},
+		{name: "no certificate: nothing else", caller: Caller{}, method: "GET", path: "/read", want: 403},
+		{name: "JSON body", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin", body: "{}", ctype: "application/json; charset=utf-8", want: 204},
+		{name: "text/plain body refused", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin", body: "{}", ctype: "text/plain", want: 415},
+		{name: "body without a type refused", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin", body: "{}", want: 415},
+		{name: "raw body route takes a tar", caller: Caller{"a", roleAdmin}, method: "PUT", path: "/raw", body: "tar", ctype: "application/x-tar", want: 204},
+		{name: "cross-site write refused", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin",
+			headers: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: 403},
+		{name: "same-origin write", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin",
+			headers: map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://api.test"}, want: 204},
+		{name: "foreign origin refused", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin",
+			headers: map[string]string{"Origin": "https://evil.example"}, want: 403},
+		{name: "cross-site read allowed", caller: Caller{"r", roleRead}, method: "GET", path: "/read",
+			headers: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: 204},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body *strings.Reader
+			req := httptest.NewRequest(tt.method, "http://api.test"+tt.path, nil)
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+				req = httptest.NewRequest(tt.method, "http://api.test"+tt.path, body)
+			}
+			if tt.ctype != "" {
+				req.Header.Set("Content-Type", tt.ctype)
+			}
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			AsCaller(mux, tt.caller).ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Errorf("%s %s as %+v: %d %s, want %d", tt.method, tt.path, tt.caller, rec.Code, rec.Body.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestAuthenticate: the unix socket (no TLS) is admin; TLS without a
+// certificate reaches only the join route.
+func TestAuthenticate(t *testing.T) {
+	var got Caller
+	h := authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = CallerFrom(r.Context())
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/pods", nil))
+	if got.Role != roleAdmin {
+		t.Errorf("unix socket caller %+v, want admin", got)
+	}
+	req := httptest.NewRequest("GET", "https://node/v1/pods", nil) // TLS, no client certificate
+	rec := httptest.NewRecorder()
+	got = Caller{}
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized || got.Role != "" {
+		t.Errorf("TLS without a certificate: %d, caller %+v; want 401 before any route", rec.Code, got)
+	}
+	req = httptest.NewRequest("POST", "https://node/v1/join", nil)
+	got = Caller{Name: "x"}
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if got != (Caller{}) {
+		t.Errorf("join without a certificate: caller %+v, want none (the route is public)", got)
+	}
+}
