@@ -2,21 +2,39 @@ package api
 
 import "time"
 
-// Requests and responses of the agent HTTP API (version prefix /v1).
+// Requests and responses of the agent HTTP API (version prefix /v1), with
+// the role each route needs (cluster/manager/auth.go checks it from the
+// caller's certificate; the local unix socket is admin). read: read, admin
+// and node certificates; admin: admin and node (nodes relay users'
+// requests); node: node certificates only; public: anyone (join).
+// State-changing requests with a body must send application/json (but the
+// files archive) and are refused cross-site.
 //
-//	GET    /v1/status                              -> Status
-//	PUT    /v1/projects/{name}                     Project -> ApplyResult
-//	GET    /v1/projects                            -> []ProjectSummary
-//	DELETE /v1/projects/{name}?volumes=1           -> WriteResult
-//	POST   /v1/projects/{name}/scale               ScaleRequest -> WriteResult
-//	GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
-//	GET    /v1/pods/{name}/logs?follow=1&tail=N    -> raw log stream
-//	GET    /v1/nodes                               -> []Node
-//	GET    /v1/services?project=P                  -> []ServiceInfo
-//	GET    /v1/events?index=N&wait=30s             -> EventList
-//	GET    /v1/dashboard                           -> DashboardInfo
-//	PUT    /v1/pods/{name}/status                  PodStatus (node agents)
-//	DELETE /v1/pods/{name}                         (node agents, after removal)
+//	read   GET    /v1/status                              -> Status
+//	read   GET    /v1/projects                            -> []ProjectSummary
+//	admin  PUT    /v1/projects/{name}                     Project -> ApplyResult
+//	admin  DELETE /v1/projects/{name}                     -> WriteResult
+//	admin  DELETE /v1/projects/{name}/volumes             -> WriteResult
+//	admin  POST   /v1/projects/{name}/scale               ScaleRequest -> WriteResult
+//	admin  POST   /v1/projects/{name}/rollback            {"service": S} -> WriteResult
+//	admin  POST   /v1/projects/{name}/services/{service}/run  RunRequest -> stream (Upgrade)
+//	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
+//	read   GET    /v1/pods/{name}/logs?follow=1&tail=N    -> raw log stream
+//	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
+//	admin  POST   /v1/pods/{name}/stop|start|restart      -> WriteResult
+//	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult
+//	admin  DELETE /v1/pods/{name}/files                   RemoveFilesRequest -> FilesResult
+//	read   GET    /v1/nodes                               -> []Node
+//	read   GET    /v1/services?project=P                  -> []ServiceInfo
+//	read   GET    /v1/events?index=N&wait=30s             -> EventList
+//	read   GET    /v1/dashboard                           -> DashboardInfo (a read-only dashboard)
+//	admin  GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
+//	admin  POST   /v1/leave                               -> WriteResult
+//	public POST   /v1/join                                JoinRequest -> JoinResponse
+//	node   POST   /v1/internal/apply                      a raft command, forwarded to the leader
+//	node   POST   /v1/internal/register                   Node (the caller's own record) -> Node
+//	node   DELETE /v1/internal/volumes/{project}          -> WriteResult
+//	node   GET    /v1/internal/image?ref=R                -> image tarball
 
 // Status answers GET /v1/status.
 type Status struct {
