@@ -1,10 +1,14 @@
 package manager
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/raftstore"
 )
 
 func TestRouteRoles(t *testing.T) {
@@ -95,5 +99,28 @@ func TestAuthenticate(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if got != (Caller{}) {
 		t.Errorf("join without a certificate: caller %+v, want none (the route is public)", got)
+	}
+}
+
+// TestRetryable: a write is tried again when there is no leader or the
+// leader cannot be reached, never after the leader's own answer.
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no leader", fmt.Errorf("apply: %w", raftstore.ErrNotLeader), true},
+		{"leader silent", fmt.Errorf("%w: the leader did not answer within 3s", errLeaderSilent), true},
+		{"leader unreachable", fmt.Errorf("forward write: %w at tcp://10.0.0.1:7948: connection refused", api.ErrUnreachable), true},
+		{"the leader refused", &api.APIError{Status: 400, Code: "invalid", Message: "replicas must be >= 0"}, false},
+		{"applied", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryable(tt.err); got != tt.want {
+				t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }

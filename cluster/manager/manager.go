@@ -181,14 +181,22 @@ func (m *Manager) Run(ctx context.Context) error {
 // Apply proposes a command: on the leader directly, on a follower by
 // forwarding it to the leader. While an election is under way (no leader
 // yet) it waits for one, up to 10s.
+//
+// A write follows leadership: a forward to a leader that does not answer
+// within forwardAttempt (its link cut: nothing answers, nothing refuses) is
+// tried again against whoever leads then, until applyDeadline. So a write
+// issued as the leader is lost is answered soon after the next election,
+// not when the caller gives up. A forward that timed out may have been
+// applied: commands are idempotent (they set records, not add to them), so
+// applying one twice is harmless.
 func (m *Manager) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(applyDeadline)
 	for {
 		idx, err := m.r.Apply(ctx, cmd)
 		if errors.Is(err, raftstore.ErrNotLeader) && m.r.Leader() != "" {
-			idx, err = m.forward(ctx, cmd)
+			idx, err = m.forwardAttempt(ctx, cmd)
 		}
-		if !errors.Is(err, raftstore.ErrNotLeader) || time.Now().After(deadline) {
+		if !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			return idx, err
 		}
 		select {
@@ -197,6 +205,35 @@ func (m *Manager) Apply(ctx context.Context, cmd state.Command) (uint64, error) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+const (
+	// applyDeadline bounds a write's wait for a leader that takes it.
+	applyDeadline = 30 * time.Second
+	// forwardTimeout bounds one forward to the leader: raft applies in
+	// milliseconds, so a leader silent this long is cut off or gone.
+	forwardTimeout = 3 * time.Second
+)
+
+// forwardAttempt is one forward to the leader, bounded by forwardTimeout.
+func (m *Manager) forwardAttempt(ctx context.Context, cmd state.Command) (uint64, error) {
+	actx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
+	idx, err := m.forward(actx, cmd)
+	if err != nil && actx.Err() != nil && ctx.Err() == nil {
+		return idx, fmt.Errorf("%w: the leader did not answer within %s", errLeaderSilent, forwardTimeout)
+	}
+	return idx, err
+}
+
+// errLeaderSilent: a forward got no answer in time; the next attempt goes
+// to whoever leads then.
+var errLeaderSilent = errors.New("leader unreachable")
+
+// retryable says whether a write may be tried again: no leader, or one
+// that cannot be reached (a leader's answer, even an error, is final).
+func retryable(err error) bool {
+	return errors.Is(err, raftstore.ErrNotLeader) || errors.Is(err, errLeaderSilent) || errors.Is(err, api.ErrUnreachable)
 }
 
 // RegisterNode records a node's heartbeat and allocates its pod subnet on
