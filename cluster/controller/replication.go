@@ -29,11 +29,18 @@ type Options struct {
 	// NodeGrace is how long a node may be down before its pods are
 	// recreated elsewhere.
 	NodeGrace time.Duration
+	// LastSeen is when a node's agent last reported, as the leader keeps it
+	// in memory (heartbeats are not written to raft); nil or zero: the
+	// heartbeat in the node's record.
+	LastSeen func(node string) time.Time
 }
 
 // nodeTimers returns the node monitor's timers of opts, defaults filled in.
 func nodeTimers(opts []Options) Options {
 	o := Options{NodeTimeout: 15 * time.Second, NodeGrace: 10 * time.Second}
+	if len(opts) > 0 {
+		o.LastSeen = opts[0].LastSeen
+	}
 	if len(opts) > 0 && opts[0].NodeTimeout > 0 {
 		o.NodeTimeout = opts[0].NodeTimeout
 	}
@@ -41,6 +48,16 @@ func nodeTimers(opts []Options) Options {
 		o.NodeGrace = opts[0].NodeGrace
 	}
 	return o
+}
+
+// seenAt is when the node's agent last reported.
+func (o Options) seenAt(n api.Node) time.Time {
+	if o.LastSeen != nil {
+		if t := o.LastSeen(n.Name); t.After(n.Heartbeat) {
+			return t
+		}
+	}
+	return n.Heartbeat
 }
 
 // NextDeadline is the earliest moment after now at which Plan decides
@@ -61,8 +78,8 @@ func NextDeadline(st *state.Store, now time.Time, opts ...Options) time.Time {
 		case n.Status == api.NodeDown && !n.DownSince.IsZero():
 			// Plan acts once the grace is strictly exceeded.
 			consider(n.DownSince.Add(o.NodeGrace + time.Millisecond))
-		case n.Status == api.NodeReady && !n.Heartbeat.IsZero():
-			consider(n.Heartbeat.Add(o.NodeTimeout + time.Millisecond))
+		case n.Status == api.NodeReady && !o.seenAt(n).IsZero():
+			consider(o.seenAt(n).Add(o.NodeTimeout + time.Millisecond))
 		}
 	}
 	return next
@@ -216,9 +233,10 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 	nodes := st.Nodes()
 	for i := range nodes {
 		n := &nodes[i] // in place: the scheduler below must see the node down
-		if n.Status == api.NodeReady && !n.Heartbeat.IsZero() && now.Sub(n.Heartbeat) > o.NodeTimeout {
+		if seen := o.seenAt(*n); n.Status == api.NodeReady && !seen.IsZero() && now.Sub(seen) > o.NodeTimeout {
 			n.Status = api.NodeDown
 			n.DownSince = now.UTC()
+			n.Heartbeat = seen // the record says when it was last heard of
 			cmds = append(cmds, &state.PutNode{Node: *n})
 		}
 	}

@@ -589,6 +589,13 @@ func TestPlanNodeMonitor(t *testing.T) {
 		{name: "never reported", status: api.NodeReady},
 		{name: "already down", status: api.NodeDown, heartbeat: time.Hour},
 		{name: "left", status: api.NodeLeft, heartbeat: time.Hour},
+		// Heartbeats live in the leader's memory: the record's is old.
+		{name: "record stale, seen by the leader lately", status: api.NodeReady, heartbeat: time.Hour,
+			opts: []controller.Options{{LastSeen: func(string) time.Time { return t0.Add(-2 * time.Second) }}}},
+		{name: "record stale, not seen by the leader either", status: api.NodeReady, heartbeat: time.Hour,
+			opts: []controller.Options{{LastSeen: func(string) time.Time { return t0.Add(-20 * time.Second) }}}, wantDown: true},
+		{name: "record stale, the leader has no report", status: api.NodeReady, heartbeat: time.Hour,
+			opts: []controller.Options{{LastSeen: func(string) time.Time { return time.Time{} }}}, wantDown: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -608,6 +615,13 @@ func TestPlanNodeMonitor(t *testing.T) {
 			}
 			if put.Node.Name != "n1" || put.Node.Status != api.NodeDown || put.Node.PodSubnet != "10.213.1.0/24" {
 				t.Errorf("PutNode = %+v, want n1 down with its subnet kept", put.Node)
+			}
+			wantSeen := n.Heartbeat
+			if len(tt.opts) > 0 && tt.opts[0].LastSeen != nil && tt.opts[0].LastSeen("n1").After(wantSeen) {
+				wantSeen = tt.opts[0].LastSeen("n1")
+			}
+			if !put.Node.Heartbeat.Equal(wantSeen) {
+				t.Errorf("down record's heartbeat %v, want when it was last heard of, %v", put.Node.Heartbeat, wantSeen)
 			}
 			h.apply(cmds...)
 			// A down node takes no new pods.

@@ -104,6 +104,7 @@ type Manager struct {
 	log   *slog.Logger
 
 	allocMu sync.Mutex // serializes subnet allocation on the leader
+	live    liveness   // agents' last reports, on the leader (liveness.go)
 	peers   *peers
 	ready   atomic.Bool // the store has caught up since the start (see awaitState)
 }
@@ -152,7 +153,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			if m.opts.Membership != nil {
 				wg.Go(func() { m.runMembership(lctx) })
 			}
-			c := controller.New(m.r.State(), m.r, m.opts.Controller, m.log)
+			m.live.reset(m.r.State().Nodes(), time.Now().UTC())
+			copts := m.opts.Controller
+			copts.LastSeen = m.live.get
+			c := controller.New(m.r.State(), m.r, copts, m.log)
 			_ = c.Run(lctx)
 			wg.Wait()
 		}()
@@ -236,8 +240,9 @@ func retryable(err error) bool {
 	return errors.Is(err, raftstore.ErrNotLeader) || errors.Is(err, errLeaderSilent) || errors.Is(err, api.ErrUnreachable)
 }
 
-// RegisterNode records a node's heartbeat and allocates its pod subnet on
-// first registration.
+// RegisterNode takes a node's report (its heartbeat): the leader notes it in
+// memory and writes the node's record only when it changes (its first
+// registration allocates its pod subnet).
 func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
 	if !m.r.IsLeader() && m.peers != nil {
 		return m.forwardRegister(ctx, n)
@@ -259,11 +264,17 @@ func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error
 		n.PodSubnet = sub
 	}
 	n.Status = api.NodeReady
-	if old, ok := st.Node(n.Name); ok && old.Status == api.NodeLeft {
+	old, known := st.Node(n.Name)
+	if known && old.Status == api.NodeLeft {
 		n.Status = api.NodeLeft // draining for `dev leave`: stays out of scheduling
 	}
 	n.DownSince = time.Time{}
-	n.Heartbeat = time.Now().UTC()
+	now := time.Now().UTC()
+	m.live.mark(n.Name, now)
+	if known && sameReport(old, n) {
+		return old, nil // a heartbeat: answered from memory, nothing written
+	}
+	n.Heartbeat = now
 	if _, err := m.Apply(ctx, &state.PutNode{Node: n}); err != nil {
 		return api.Node{}, err
 	}

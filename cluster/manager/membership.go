@@ -81,6 +81,7 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 				// Alive again: gossip is fresher than the last agent heartbeat,
 				// which the node monitor would otherwise find stale at once.
 				n.Status, n.DownSince, n.Heartbeat = api.NodeReady, time.Time{}, now.UTC()
+				m.live.mark(n.Name, now.UTC())
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
 			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] {
@@ -106,9 +107,9 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 			// member alive again; marking it down meanwhile would undo each
 			// heartbeat and keep the node out of scheduling.
 			n, known := st.Node(mb.Name)
-			heartbeated := known && !n.Heartbeat.Before(failedSince[mb.Name])
+			heartbeated := known && !m.lastSeen(n).Before(failedSince[mb.Name])
 			if known && n.Status == api.NodeReady && !heartbeated {
-				n.Status, n.DownSince = api.NodeDown, now.UTC()
+				n.Status, n.DownSince, n.Heartbeat = api.NodeDown, now.UTC(), m.lastSeen(n)
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
 			// Remove a voter that stays failed, but not one whose agent has
