@@ -48,6 +48,7 @@ type options struct {
 	out                                   string
 	cpuProfile, memProfile                string
 	noRecord, trace                       bool
+	steadyWindow                          time.Duration
 }
 
 func main() {
@@ -64,9 +65,11 @@ func main() {
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile at the end of the last run to this file")
 	flag.BoolVar(&o.noRecord, "norecord", false, "print only; do not append to the results file")
 	flag.BoolVar(&o.trace, "trace", false, "print each command the controller proposes, with its timing")
+	flag.DurationVar(&o.steadyWindow, "steady", 30*time.Second, "window of the steady-state case (nodes heartbeating, nothing changing); 0: skip it")
 	flag.Parse()
 	if *quick {
 		o.nodes, o.pods, o.runs = 100, 1000, 1
+		o.steadyWindow = min(o.steadyWindow, 6*time.Second)
 		if o.services > o.pods/10 {
 			o.services = o.pods / 10
 		}
@@ -123,6 +126,13 @@ func run(o options) error {
 			Note: "VmRSS of the benchmark process (raft + state + controller) once every pod is bound; runs share the process"},
 		{Measure: "controlplane-memory", Case: kase + ": Go heap", Tool: "dev", Unit: "MB", Runs: heaps,
 			Note: "runtime.MemStats.HeapInuse after a GC once every pod is bound (the raft store is still open)"},
+	}
+	if o.steadyWindow > 0 {
+		sr, err := steady(o, o.steadyWindow)
+		if err != nil {
+			return fmt.Errorf("steady state: %w", err)
+		}
+		recs = append(recs, sr...)
 	}
 	med := recs[0].Median()
 	fmt.Printf("median: %.0f pods/s (aim 10,000; kube-scheduler publishes ~100-300); RSS %.1f MB, Go heap %.1f MB\n",

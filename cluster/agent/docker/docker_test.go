@@ -194,6 +194,13 @@ func eventually(t *testing.T, ctx context.Context, timeout time.Duration, fn fun
 // waitLog polls the container's logs until they contain want.
 func (f *fixture) waitLog(ctx context.Context, id, want string) {
 	f.t.Helper()
+	f.waitLogN(ctx, id, want, 1)
+}
+
+// waitLogN waits until the container's logs hold want n times (a process
+// started n times has said it n times).
+func (f *fixture) waitLogN(ctx context.Context, id, want string, n int) {
+	f.t.Helper()
 	eventually(f.t, ctx, 15*time.Second, func() error {
 		rc, err := f.drv.Logs(ctx, id, false, -1)
 		if err != nil {
@@ -204,8 +211,8 @@ func (f *fixture) waitLog(ctx context.Context, id, want string) {
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(b), want) {
-			return fmt.Errorf("logs %q lack %q", b, want)
+		if got := strings.Count(string(b), want); got < n {
+			return fmt.Errorf("logs %q hold %q %d times, want %d", b, want, got, n)
 		}
 		return nil
 	})
@@ -512,6 +519,9 @@ func TestStopAndEvents(t *testing.T) {
 	// Subscribed after the start: what arrives comes from the stop (kill, die, stop).
 	evctx, evcancel := context.WithCancel(ctx)
 	evs, errs := f.drv.Events(evctx)
+	// A Go program signalled before its handler is in place exits with 2:
+	// stop once it has said it serves (its handler is set before that).
+	f.waitLog(ctx, c.ID, "listening on")
 	if err := f.drv.Stop(ctx, c.ID, "", 5*time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
@@ -560,6 +570,7 @@ func TestStopAndEvents(t *testing.T) {
 		}
 		return nil
 	})
+	f.waitLogN(ctx, c.ID, "listening on", 2)
 	if err := f.drv.Stop(ctx, c.ID, "SIGINT", 5*time.Second); err != nil {
 		t.Fatalf("Stop(SIGINT): %v", err)
 	}
