@@ -105,8 +105,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	events, errs := a.d.Events(ctx)
 	resync := time.NewTicker(a.opts.Resync)
 	defer resync.Stop()
-	heartbeat := time.NewTicker(a.opts.Heartbeat)
-	defer heartbeat.Stop()
+	// Heartbeats go on beside pod work: a report held up by a leader that
+	// is gone (until the next election) must not hold up pods.
+	a.wg.Go(func() { a.heartbeats(ctx) })
 
 	seen := map[string]uint64{} // pod -> ModifyIndex last handed to its worker
 	a.restoreStops()
@@ -140,11 +141,26 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-resync.C:
 			a.syncPods(ctx, seen, true)
 			a.gc(ctx)
-		case <-heartbeat.C:
-			if _, err := a.register(ctx); err != nil && ctx.Err() == nil {
-				a.log.Warn("heartbeat", "err", err)
-			}
 		}
+	}
+}
+
+// heartbeats reports this node every Heartbeat, each report bounded by
+// twice that, until ctx ends.
+func (a *Agent) heartbeats(ctx context.Context) {
+	tick := time.NewTicker(a.opts.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, 2*a.opts.Heartbeat+time.Second)
+		if _, err := a.register(hctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("heartbeat", "err", err)
+		}
+		cancel()
 	}
 }
 

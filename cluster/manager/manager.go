@@ -245,7 +245,11 @@ func retryable(err error) bool {
 // registration allocates its pod subnet).
 func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
 	if !m.r.IsLeader() && m.peers != nil {
-		return m.forwardRegister(ctx, n)
+		// One bounded attempt: the agent reports again at its next beat,
+		// to whoever leads then.
+		fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+		defer cancel()
+		return m.forwardRegister(fctx, n)
 	}
 	m.allocMu.Lock()
 	defer m.allocMu.Unlock()
