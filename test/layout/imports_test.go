@@ -139,4 +139,3 @@ func TestRulesCanFail(t *testing.T) {
 		t.Fatalf("closure %v misses an indirect import", got)
 	}
 }
-
