@@ -162,29 +162,11 @@ func once(o options, last bool) (measurement, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "dev-controlplane-")
+	r, log, closeStore, err := openStore(ctx, o.nodes)
 	if err != nil {
 		return m, err
 	}
-	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return m, err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := raftstore.Open(raftstore.Config{
-		DataDir: dir, NodeID: "bench", BindAddr: addr, Bootstrap: true, Fast: true, Log: log,
-	})
-	if err != nil {
-		return m, err
-	}
-	defer r.Close()
-	if err := waitLeader(ctx, r); err != nil {
-		return m, err
-	}
-	if err := registerNodes(ctx, r, o.nodes); err != nil {
-		return m, err
-	}
+	defer closeStore()
 
 	// The leader's controller is running before the submission, as in a
 	// cluster; a long node timeout keeps the node monitor out of the figure.
@@ -233,6 +215,36 @@ func once(o options, last bool) (measurement, error) {
 	}
 	runtime.KeepAlive(r)
 	return m, nil
+}
+
+// openStore opens a fresh single-voter raft store on a temp dir, waits for
+// its leadership and registers n ready nodes; closeStore removes it all.
+func openStore(ctx context.Context, n int) (r *raftstore.Raft, log *slog.Logger, closeStore func(), err error) {
+	dir, err := os.MkdirTemp("", "dev-controlplane-")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r, err = raftstore.Open(raftstore.Config{DataDir: dir, NodeID: "bench", BindAddr: addr, Bootstrap: true, Fast: true, Log: log})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	closeStore = func() { r.Close(); os.RemoveAll(dir) }
+	if err := waitLeader(ctx, r); err != nil {
+		closeStore()
+		return nil, nil, nil, err
+	}
+	if err := registerNodes(ctx, r, n); err != nil {
+		closeStore()
+		return nil, nil, nil, err
+	}
+	return r, log, closeStore, nil
 }
 
 // tracingWriter passes the controller's proposals to raft and, when on,

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"syscall"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/manager"
-	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -36,27 +33,11 @@ type steadyFigures struct {
 func steady(o options, window time.Duration) ([]results.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "dev-controlplane-steady-")
+	r, log, closeStore, err := openStore(ctx, o.nodes)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	r, err := raftstore.Open(raftstore.Config{DataDir: dir, NodeID: "bench", BindAddr: addr, Bootstrap: true, Fast: true, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	if err := waitLeader(ctx, r); err != nil {
-		return nil, err
-	}
-	if err := registerNodes(ctx, r, o.nodes); err != nil {
-		return nil, err
-	}
+	defer closeStore()
 	st := r.State()
 	// The leader's controller runs throughout, with the manager's liveness
 	// as its node monitor's clock (as in an agent).
