@@ -141,11 +141,7 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 
 // checkContainerName rejects a fixed container name on several replicas.
 func checkContainerName(service string, s types.ServiceConfig) error {
-	if n := s.GetScale(); s.ContainerName != "" && n > 1 {
-		return fmt.Errorf("service %q: container_name %q cannot be used with replicas %d; remove container_name or set replicas to 1",
-			service, s.ContainerName, n)
-	}
-	return nil
+	return api.CheckReplicas(service, s.GetScale(), s.ContainerName)
 }
 
 func nilIfEmpty[S ~[]string](s S) []string {

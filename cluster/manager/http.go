@@ -168,10 +168,9 @@ func validateProject(name string, p *api.Project) error {
 			return invalid("service %s: project %q, want %q", s.Name, s.Project, name)
 		case s.Image == "":
 			return invalid("service %s: no image", s.Name)
-		case s.Replicas < 0:
-			return invalid("service %s: replicas must be >= 0, got %d", s.Name, s.Replicas)
-		case s.ContainerName != "" && s.Replicas > 1:
-			return invalid("service %s: container_name %q cannot be used with %d replicas", s.Name, s.ContainerName, s.Replicas)
+		}
+		if err := api.CheckReplicas(s.Name, s.Replicas, s.ContainerName); err != nil {
+			return invalid("%v", err)
 		}
 		if _, err := scheduler.ParsePlacement(s.Placement); err != nil {
 			return invalid("service %s: %v", s.Name, err)
@@ -293,12 +292,8 @@ func (m *Manager) handleScale(w http.ResponseWriter, r *http.Request) {
 			writeError(w, notFound("no service %s in project %s", svc, name))
 			return
 		}
-		if n < 0 {
-			writeError(w, invalid("scale %s: replicas must be >= 0, got %d", svc, n))
-			return
-		}
-		if rc.Template.ContainerName != "" && n > 1 {
-			writeError(w, invalid("scale %s: container_name %q allows one replica only", svc, rc.Template.ContainerName))
+		if err := api.CheckReplicas(svc, n, rc.Template.ContainerName); err != nil {
+			writeError(w, invalid("scale: %v", err))
 			return
 		}
 	}

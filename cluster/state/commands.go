@@ -354,11 +354,12 @@ func (tx *Txn) deleteProject(c *DeleteProject) error {
 func (tx *Txn) scale(c *Scale) error {
 	// Validate everything first: a bad entry changes nothing.
 	for svc, n := range c.Replicas {
-		if tx.RC(api.RCKey(c.Project, svc)) == nil {
+		rc := tx.RC(api.RCKey(c.Project, svc))
+		if rc == nil {
 			return fmt.Errorf("scale %s: no such service in project %s", svc, c.Project)
 		}
-		if n < 0 {
-			return fmt.Errorf("scale %s: replicas must be >= 0, got %d", svc, n)
+		if err := api.CheckReplicas(svc, n, rc.Template.ContainerName); err != nil {
+			return fmt.Errorf("scale: %w", err)
 		}
 	}
 	for svc, n := range c.Replicas {

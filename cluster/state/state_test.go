@@ -291,12 +291,16 @@ func TestScale(t *testing.T) {
 		{"unknown service with a valid one", map[string]int{"web": 4, "cache": 2}, true, map[string]int{"web": 2, "db": 1}},
 		{"negative", map[string]int{"web": -1}, true, map[string]int{"web": 2, "db": 1}},
 		{"negative with a valid one", map[string]int{"db": 3, "web": -1}, true, map[string]int{"web": 2, "db": 1}},
+		// cron has a fixed container_name: the same rule as the loader and the API.
+		{"fixed container name, one", map[string]int{"cron": 1, "web": 3}, false, map[string]int{"web": 3, "cron": 1}},
+		{"fixed container name, two", map[string]int{"cron": 2, "web": 3}, true, map[string]int{"web": 2, "cron": 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWriter(t)
-			web, db := svc("shop", "web", 2), svc("shop", "db", 1)
-			w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web, db}}})
+			web, db, cron := svc("shop", "web", 2), svc("shop", "db", 1), svc("shop", "cron", 1)
+			cron.ContainerName = "shop-cron"
+			w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web, db, cron}}})
 			err := w.apply(&state.Scale{Project: "shop", Replicas: tt.replicas})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Scale error = %v, wantErr %v", err, tt.wantErr)

@@ -87,8 +87,8 @@ func parseScale(args []string) (map[string]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("scale %q: %q is not a number of replicas", a, num)
 		}
-		if n < 0 {
-			return nil, fmt.Errorf("scale %q: replicas must be >= 0", a)
+		if err := api.CheckReplicas(svc, n, ""); err != nil {
+			return nil, fmt.Errorf("scale: %w", err)
 		}
 		out[svc] = n
 	}
@@ -107,8 +107,8 @@ func applyScale(p *api.Project, want map[string]int) error {
 		if s == nil {
 			return fmt.Errorf("scale: no service %s in project %s", name, p.Name)
 		}
-		if s.ContainerName != "" && want[name] > 1 {
-			return fmt.Errorf("scale %s: container_name %q allows one replica only", name, s.ContainerName)
+		if err := api.CheckReplicas(name, want[name], s.ContainerName); err != nil {
+			return fmt.Errorf("scale: %w", err)
 		}
 		s.Replicas = want[name]
 	}
