@@ -50,8 +50,9 @@ func nodeTimers(opts []Options) Options {
 	return o
 }
 
-// seenAt is when the node's agent last reported.
-func (o Options) seenAt(n api.Node) time.Time {
+// SeenAt is when the node's agent last reported: the later of LastSeen
+// and the heartbeat in its record.
+func (o Options) SeenAt(n api.Node) time.Time {
 	if o.LastSeen != nil {
 		if t := o.LastSeen(n.Name); t.After(n.Heartbeat) {
 			return t
@@ -78,8 +79,8 @@ func NextDeadline(st *state.Store, now time.Time, opts ...Options) time.Time {
 		case n.Status == api.NodeDown && !n.DownSince.IsZero():
 			// Plan acts once the grace is strictly exceeded.
 			consider(n.DownSince.Add(o.NodeGrace + time.Millisecond))
-		case n.Status == api.NodeReady && !o.seenAt(n).IsZero():
-			consider(o.seenAt(n).Add(o.NodeTimeout + time.Millisecond))
+		case n.Status == api.NodeReady && !o.SeenAt(n).IsZero():
+			consider(o.SeenAt(n).Add(o.NodeTimeout + time.Millisecond))
 		}
 	}
 	return next
@@ -233,7 +234,7 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 	nodes := st.Nodes()
 	for i := range nodes {
 		n := &nodes[i] // in place: the scheduler below must see the node down
-		if seen := o.seenAt(*n); n.Status == api.NodeReady && !seen.IsZero() && now.Sub(seen) > o.NodeTimeout {
+		if seen := o.SeenAt(*n); n.Status == api.NodeReady && !seen.IsZero() && now.Sub(seen) > o.NodeTimeout {
 			n.Status = api.NodeDown
 			n.DownSince = now.UTC()
 			n.Heartbeat = seen // the record says when it was last heard of

@@ -34,14 +34,14 @@ type Caller struct {
 
 type callerKey struct{}
 
-// WithCaller returns ctx carrying the caller, for a front that
-// authenticates callers itself (the dashboard) before the API's routes.
-func WithCaller(ctx context.Context, c Caller) context.Context {
+// withCaller returns ctx carrying the caller.
+func withCaller(ctx context.Context, c Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
-// CallerFrom returns the caller the front put in ctx.
-func CallerFrom(ctx context.Context) (Caller, bool) {
+// callerFrom returns the caller the front (authenticate, AsCaller) put in
+// ctx.
+func callerFrom(ctx context.Context) (Caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(Caller)
 	return c, ok
 }
@@ -49,7 +49,7 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 // AsCaller serves next with every request made by c.
 func AsCaller(next http.Handler, c Caller) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
+		next.ServeHTTP(w, r.WithContext(withCaller(r.Context(), c)))
 	})
 }
 
@@ -82,7 +82,7 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 		o = opts[0]
 	}
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := CallerFrom(r.Context())
+		c, _ := callerFrom(r.Context())
 		if !allows(role, c.Role) {
 			who := "this caller has no certificate"
 			if c.Role != "" {

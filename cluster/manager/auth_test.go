@@ -82,7 +82,7 @@ func TestRouteRoles(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	var got Caller
 	h := authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, _ = CallerFrom(r.Context())
+		got, _ = callerFrom(r.Context())
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/pods", nil))
 	if got.Role != roleAdmin {

@@ -40,7 +40,7 @@ func authenticate(next http.Handler) http.Handler {
 				return
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
+		next.ServeHTTP(w, r.WithContext(withCaller(r.Context(), c)))
 	})
 }
 

@@ -29,8 +29,8 @@ const maxWait = 5 * time.Minute
 func (m *Manager) Handler() http.Handler { return authenticate(m.Routes()) }
 
 // Routes is the HTTP API without authentication, for a front that
-// authenticates its callers itself and says who they are (WithCaller,
-// AsCaller: the dashboard). A request without a caller is refused.
+// authenticates its callers itself and says who they are (AsCaller: the
+// dashboard). A request without a caller is refused.
 func (m *Manager) Routes() http.Handler {
 	mux := http.NewServeMux()
 	handle(mux, "GET /v1/status", roleRead, m.handleStatus)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/controller"
 )
 
 // liveness is when each node's agent last reported, kept in the leader's
@@ -47,12 +48,10 @@ func (l *liveness) reset(nodes []api.Node, t time.Time) {
 }
 
 // lastSeen is the later of the node's last report to this leader and the
-// heartbeat its record holds (written when it last changed).
+// heartbeat its record holds (written when it last changed): the node
+// monitor's rule.
 func (m *Manager) lastSeen(n api.Node) time.Time {
-	if t := m.live.get(n.Name); t.After(n.Heartbeat) {
-		return t
-	}
-	return n.Heartbeat
+	return controller.Options{LastSeen: m.live.get}.SeenAt(n)
 }
 
 // sameReport says whether a node's report changes nothing the cluster

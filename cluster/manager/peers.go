@@ -143,7 +143,7 @@ func (m *Manager) handleInternalRegister(w http.ResponseWriter, r *http.Request)
 	}
 	// A node registers itself (its agent, through its own manager) and no
 	// other: a node certificate must not overwrite another node's record.
-	if c, _ := CallerFrom(r.Context()); c.Name != n.Name {
+	if c, _ := callerFrom(r.Context()); c.Name != n.Name {
 		writeError(w, &httpError{http.StatusForbidden, "forbidden",
 			fmt.Errorf("register node %s: the certificate of %q may register only itself", n.Name, c.Name)})
 		return

@@ -72,6 +72,11 @@ func (b agentBox) runDir() string { return "/run/" + b.name }
 // that root and every user of the docker group find the same agent.
 func (b agentBox) socket() string { return b.runDir() + "/dev.sock" }
 
+// isRunning says whether an inspected container (nil: none) runs.
+func isRunning(c *container.InspectResponse) bool {
+	return c != nil && c.State != nil && c.State.Running
+}
+
 // inspect returns the agent's container, nil when there is none.
 func (b agentBox) inspect(ctx context.Context) (*container.InspectResponse, error) {
 	c, err := b.dc.ContainerInspect(ctx, b.name)
@@ -85,18 +90,14 @@ func (b agentBox) inspect(ctx context.Context) (*container.InspectResponse, erro
 }
 
 // agentImage builds the agent's image from the dev binary at exe (FROM
-// scratch, no registry) unless the Engine has it; it returns the image
+// scratch, no registry) unless the Engine e has it; it returns the image
 // reference, tagged with the binary's digest.
-func (b agentBox) agentImage(ctx context.Context, exe string) (string, error) {
+func (b agentBox) agentImage(ctx context.Context, e *engine, exe string) (string, error) {
 	bin, err := os.ReadFile(exe)
 	if err != nil {
 		return "", fmt.Errorf("read dev binary: %w", err)
 	}
-	info, err := b.dc.Info(ctx)
-	if err != nil {
-		return "", fmt.Errorf("docker engine info: %w", err)
-	}
-	if err := checkAgentBinary(bin, info.OSType, info.Architecture); err != nil {
+	if err := checkAgentBinary(bin, e.osType, e.arch); err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(bin)
@@ -323,7 +324,7 @@ func (b agentBox) failure(ctx context.Context) error {
 	if err != nil || c == nil {
 		return fmt.Errorf("the agent container %s is gone", b.name)
 	}
-	if c.State != nil && c.State.Running {
+	if isRunning(c) {
 		return nil
 	}
 	rc, err := b.dc.ContainerLogs(ctx, b.name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "20"})
@@ -373,6 +374,8 @@ type engine struct {
 	remote string
 	// rootless: the Engine runs as a user, and cannot give the agent root.
 	rootless bool
+	// osType and arch are the Engine's (the agent's binary must match).
+	osType, arch string
 }
 
 // dockerEngine connects to the Docker Engine Docker's own conventions name
@@ -394,9 +397,8 @@ func dockerEngine(ctx context.Context) (*engine, error) {
 		dc.Close()
 		return nil, engineError(dc.DaemonHost(), err)
 	}
-	e := &engine{dc: dc, rootless: slices.ContainsFunc(info.SecurityOptions, func(o string) bool {
-		return strings.Contains(o, "name=rootless")
-	})}
+	e := &engine{dc: dc, osType: info.OSType, arch: info.Architecture,
+		rootless: slices.ContainsFunc(info.SecurityOptions, func(o string) bool { return strings.Contains(o, "name=rootless") })}
 	host := dc.DaemonHost()
 	sock, isUnix := strings.CutPrefix(host, "unix://")
 	e.socket = "/var/run/docker.sock"
@@ -423,10 +425,8 @@ func (b agentBox) agentClient(e *engine) (*api.HTTPClient, error) {
 // engineError turns a failure to reach the Engine into what to do about it.
 func engineError(host string, err error) error {
 	sock, isUnix := strings.CutPrefix(host, "unix://")
-	var errno syscall.Errno
 	switch {
-	case isUnix && (errors.Is(err, os.ErrPermission) || (errors.As(err, &errno) && errno == syscall.EACCES) ||
-		strings.Contains(err.Error(), "permission denied")):
+	case isUnix && errors.Is(err, os.ErrPermission): // EACCES on the socket, wrapped by the client
 		return fmt.Errorf("permission denied on the Docker Engine's socket %s: your user may not use Docker. "+
 			"Add it to the docker group with `sudo usermod -aG docker %s`, then log in again (or run `newgrp docker`)", sock, userName())
 	case client.IsErrConnectionFailed(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist):

@@ -37,12 +37,12 @@ func newAgentUpgradeCommand(g *globals) *cobra.Command {
 			if cur == nil {
 				return fmt.Errorf("no agent container %s on this Docker Engine: `dev up` starts one; an agent run as a process is upgraded by restarting it with the new binary", b.name)
 			}
-			ref, err := b.agentImage(ctx, g.agentBinary())
+			ref, err := b.agentImage(ctx, e, g.agentBinary())
 			if err != nil {
 				return err
 			}
 			old := cur.Config.Labels[labelAgentVersion]
-			if cur.Config.Image == ref && cur.State != nil && cur.State.Running {
+			if cur.Config.Image == ref && isRunning(cur) {
 				fmt.Fprintf(cmd.OutOrStdout(), "the agent already runs this binary (dev %s)\n", old)
 				return nil
 			}
@@ -91,7 +91,7 @@ func (g *globals) leaveFromContainer(ctx context.Context, c *api.HTTPClient, w i
 	if err := c.Leave(ctx); err != nil {
 		// An agent that left exits at once, and its answer may be lost with
 		// it: only one still running failed to leave.
-		if now, ierr := b.inspect(ctx); ierr == nil && (now == nil || now.State == nil || !now.State.Running) {
+		if now, ierr := b.inspect(ctx); ierr == nil && !isRunning(now) {
 			_ = b.remove(ctx)
 			return fmt.Errorf("leave: the agent stopped without a clear answer (%w); its container is removed, and `dev nodes` on another node shows whether it left", err)
 		}
@@ -160,7 +160,7 @@ func newAgentStopCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer e.dc.Close()
-			if cur == nil || cur.State == nil || !cur.State.Running {
+			if !isRunning(cur) {
 				fmt.Fprintln(w, "no agent runs here")
 				return nil
 			}

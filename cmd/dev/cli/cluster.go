@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devhq/dev/cluster/api"
-	"github.com/devhq/dev/cluster/node"
 	"github.com/devhq/dev/cluster/pki"
 )
 
@@ -147,18 +146,18 @@ func NewLeaveCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			c, at, err := g.findAgent(ctx)
+			f, err := g.findAgent(ctx)
 			if err != nil {
 				return err
 			}
-			if at == "unix://"+node.SocketPath(g.dataDir()) || g.host() != "" {
-				if err := c.Leave(ctx); err != nil {
+			if f.at == g.processHost() || g.host() != "" {
+				if err := f.c.Leave(ctx); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "left the cluster")
 				return nil
 			}
-			return g.leaveFromContainer(ctx, c, cmd.OutOrStdout())
+			return g.leaveFromContainer(ctx, f.c, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the pods to move")

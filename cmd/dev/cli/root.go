@@ -43,6 +43,10 @@ func (g *globals) dataDir() string {
 // given and the local agent is looked for (agentSockets).
 func (g *globals) host() string { return g.v.GetString("host") }
 
+// processHost is the address of an agent run as a process with this data
+// dir.
+func (g *globals) processHost() string { return "unix://" + node.SocketPath(g.dataDir()) }
+
 // agentSockets are where a local agent answers, in the order they are
 // tried: an agent run as a process with this data dir (root), then the
 // agent's container (root and the docker group alike).
@@ -131,8 +135,8 @@ func (g *globals) configure(cmd *cobra.Command) error {
 // client returns an API client for the configured agent, checking that it
 // answers.
 func (g *globals) client(ctx context.Context) (*api.HTTPClient, error) {
-	c, _, err := g.findAgent(ctx)
-	return c, err
+	f, err := g.findAgent(ctx)
+	return f.c, err
 }
 
 // connect returns a client for the agent at host (not checked).
@@ -152,90 +156,103 @@ func (g *globals) connect(host string) (*api.HTTPClient, error) {
 // be started.
 var errNoAgent = errors.New("no dev agent answers")
 
-// findAgent returns a client for the agent that answers at --host, else at
-// the first local socket that answers (else through the Engine, when it is
-// not on this host), and the address it answered at. When none answers the
-// error wraps errNoAgent; a socket this user may not open is skipped, said
-// in that error, unless it is the one shared with the docker group.
-func (g *globals) findAgent(ctx context.Context) (*api.HTTPClient, string, error) {
+// foundAgent is an agent that answered: a client for it, the address it
+// answered at, and its status.
+type foundAgent struct {
+	c      *api.HTTPClient
+	at     string
+	status api.Status
+}
+
+// findAgent returns the agent that answers at --host, else at the first
+// local socket that answers (else through the Engine, when it is not on
+// this host). When none answers the error wraps errNoAgent; a socket this
+// user may not open is skipped, said in that error, unless it is the one
+// shared with the docker group.
+func (g *globals) findAgent(ctx context.Context) (foundAgent, error) {
 	if g.host() != "" {
-		c, err := g.answering(ctx, g.host())
-		if errors.Is(err, api.ErrUnreachable) && g.host() == "unix://"+node.SocketPath(g.dataDir()) {
+		f, err := g.answering(ctx, g.host())
+		if errors.Is(err, api.ErrUnreachable) && g.host() == g.processHost() {
 			// This data dir's own socket: `dev up` may start its agent.
-			return nil, "", fmt.Errorf("%w at %s: `dev up` starts one (%v)", errNoAgent, g.host(), err)
+			return f, fmt.Errorf("%w at %s: `dev up` starts one (%v)", errNoAgent, g.host(), err)
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), err)
+			return f, fmt.Errorf("no dev agent answers at %s: point --host/DEV_HOST at a running one (%w)", g.host(), err)
 		}
-		return c, g.host(), nil
+		return f, nil
 	}
 	if dh := os.Getenv("DOCKER_HOST"); dh != "" && !strings.HasPrefix(dh, "unix://") {
 		// The agent wanted is the one next to that Engine, not one whose
 		// socket happens to be on this host.
-		if c, at, ok := g.remoteAgent(ctx); ok {
-			return c, at, nil
+		if f, ok := g.remoteAgent(ctx); ok {
+			return f, nil
 		}
-		return nil, "", fmt.Errorf("%w on the Docker Engine at %s: `dev up` starts one there", errNoAgent, dh)
+		return foundAgent{}, fmt.Errorf("%w on the Docker Engine at %s: `dev up` starts one there", errNoAgent, dh)
 	}
 	var denied []string
-	for i, sock := range g.agentSockets() {
-		h := "unix://" + sock
-		c, err := g.answering(ctx, h)
+	sockets := g.agentSockets()
+	for i, sock := range sockets {
+		f, err := g.answering(ctx, "unix://"+sock)
 		if err == nil {
-			return c, h, nil
+			return f, nil
 		}
 		if !errors.Is(err, api.ErrUnreachable) {
-			return nil, "", err
+			return f, err
 		}
 		if socketDenied(sock) {
-			if i == len(g.agentSockets())-1 { // the container's, shared with the docker group
-				return nil, "", fmt.Errorf("permission denied on the agent's socket %s: it is shared with the docker group. "+
+			if i == len(sockets)-1 { // the container's, shared with the docker group
+				return f, fmt.Errorf("permission denied on the agent's socket %s: it is shared with the docker group. "+
 					"Add your user to it with `sudo usermod -aG docker %s`, then log in again (or run `newgrp docker`)", sock, userName())
 			}
 			denied = append(denied, sock)
 		}
 	}
-	if c, at, ok := g.remoteAgent(ctx); ok {
-		return c, at, nil
+	if f, ok := g.remoteAgent(ctx); ok {
+		return f, nil
 	}
 	note := ""
 	if len(denied) > 0 {
 		note = fmt.Sprintf(" (%s is not yours to open: if root runs an agent as a process here, use `sudo dev`)", strings.Join(denied, ", "))
 	}
-	return nil, "", fmt.Errorf("%w on this host (tried %s)%s: `dev up` starts one, or point --host/DEV_HOST at a running one",
-		errNoAgent, strings.Join(g.agentSockets(), " and "), note)
+	return foundAgent{}, fmt.Errorf("%w on this host (tried %s)%s: `dev up` starts one, or point --host/DEV_HOST at a running one",
+		errNoAgent, strings.Join(sockets, " and "), note)
 }
 
-// answering returns a client for the agent at host once it answers.
-func (g *globals) answering(ctx context.Context, host string) (*api.HTTPClient, error) {
+// answering returns the agent at host once it answers.
+func (g *globals) answering(ctx context.Context, host string) (foundAgent, error) {
 	c, err := g.connect(host)
 	if err != nil {
-		return nil, err
+		return foundAgent{}, err
 	}
+	return status(ctx, c, host)
+}
+
+// status asks the agent behind c for its status, bounded.
+func status(ctx context.Context, c *api.HTTPClient, at string) (foundAgent, error) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := c.Status(sctx); err != nil {
-		return nil, err
+	st, err := c.Status(sctx)
+	if err != nil {
+		return foundAgent{}, err
 	}
-	return c, nil
+	return foundAgent{c: c, at: at, status: st}, nil
 }
 
 // remoteAgent finds the agent's container on a Docker Engine that is not on
 // this host (DOCKER_HOST, or a VM such as Docker Desktop's), reached through
 // the Engine (agentpipe.go).
-func (g *globals) remoteAgent(ctx context.Context) (*api.HTTPClient, string, bool) {
+func (g *globals) remoteAgent(ctx context.Context) (foundAgent, bool) {
 	e, err := dockerEngine(ctx)
-	if err != nil || e.remote == "" {
-		return nil, "", false
+	if err != nil {
+		return foundAgent{}, false
 	}
-	b := g.box(e.dc)
-	c := b.client()
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := c.Status(sctx); err != nil {
-		return nil, "", false
+	if e.remote == "" {
+		e.dc.Close()
+		return foundAgent{}, false
 	}
-	return c, c.Host(), true
+	c := g.box(e.dc).client() // keeps e.dc: the client's connections go through it
+	f, err := status(ctx, c, c.Host())
+	return f, err == nil
 }
 
 // socketDenied says whether connecting to the unix socket at path is
@@ -253,32 +270,31 @@ func socketDenied(path string) bool {
 // when none answers. An agent of another version is used, with a word on
 // how to upgrade it.
 func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
-	c, at, err := g.findAgent(ctx)
+	f, err := g.findAgent(ctx)
 	if errors.Is(err, errNoAgent) {
 		return g.startAgent(ctx, err, nil, nil)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := g.checkAgentKind(at); err != nil {
+	if err := g.checkAgentKind(f.at); err != nil {
 		return nil, err
 	}
-	if st, err := c.Status(ctx); err == nil && st.Version != Version {
+	if f.status.Version != Version {
 		how := "`dev agent upgrade` replaces it, keeping its pods running"
-		if at == "unix://"+node.SocketPath(g.dataDir()) {
+		if f.at == g.processHost() {
 			how = "restart it with this binary to upgrade it; its pods keep running"
 		}
-		fmt.Fprintf(os.Stderr, "note: the agent runs dev %s and this is dev %s: %s\n", st.Version, Version, how)
+		fmt.Fprintf(os.Stderr, "note: the agent runs dev %s and this is dev %s: %s\n", f.status.Version, Version, how)
 	}
-	return c, nil
+	return f.c, nil
 }
 
 // checkAgentKind refuses an agent that answers as a process when a
 // container is asked for (--agent), and the reverse.
 func (g *globals) checkAgentKind(at string) error {
-	processSock := "unix://" + node.SocketPath(g.dataDir())
 	switch want := g.v.GetString("agent"); {
-	case want == agentContainer && at == processSock:
+	case want == agentContainer && at == g.processHost():
 		return fmt.Errorf("an agent already runs here as a process (socket %s) and --agent=container asks for one in a container: "+
 			"stop it first (`sudo dev agent stop`); its pods are adopted by the next agent only if it uses the same data", node.SocketPath(g.dataDir()))
 	case want == agentProcess && at == "unix://"+g.box(nil).socket():
@@ -292,7 +308,7 @@ func (g *globals) checkAgentKind(at string) error {
 // environment, as a process or as a container (--agent), and waits until it
 // answers with a leader. unreachable is why it was needed.
 func (g *globals) startAgent(ctx context.Context, unreachable error, extra, env []string) (*api.HTTPClient, error) {
-	ownSocket := g.host() != "" && g.host() == "unix://"+node.SocketPath(g.dataDir())
+	ownSocket := g.host() != "" && g.host() == g.processHost()
 	if g.host() != "" && !ownSocket {
 		// --host names another agent: starting one here would not help.
 		if unreachable == nil {
@@ -368,7 +384,7 @@ func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra, env
 	if cur != nil {
 		// The agent's container exists but does not answer: start it again
 		// as it was made (`dev agent upgrade` changes its binary).
-		if cur.State == nil || !cur.State.Running {
+		if !isRunning(cur) {
 			if err := e.dc.ContainerStart(ctx, b.name, container.StartOptions{}); err != nil {
 				return nil, fmt.Errorf("start agent container %s: %w", b.name, err)
 			}
@@ -376,7 +392,7 @@ func (g *globals) startAgentContainer(ctx context.Context, e *engine, extra, env
 		}
 		return b.wait(ctx, ac, 60*time.Second)
 	}
-	image, err := b.agentImage(ctx, g.agentBinary())
+	image, err := b.agentImage(ctx, e, g.agentBinary())
 	if err != nil {
 		return nil, err
 	}

@@ -58,17 +58,13 @@ func NewVersionCommand(g *globals) *cobra.Command {
 			fmt.Fprintf(w, "client: dev %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			c, at, err := g.findAgent(ctx)
+			f, err := g.findAgent(ctx)
 			if err != nil {
 				fmt.Fprintf(w, "agent:  none answers (%v)\n", err)
 				return nil
 			}
-			st, err := c.Status(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "agent:  dev %s (node %s, at %s)\n", st.Version, st.Node, strings.TrimPrefix(at, "unix://"))
-			if st.Version != Version {
+			fmt.Fprintf(w, "agent:  dev %s (node %s, at %s)\n", f.status.Version, f.status.Node, strings.TrimPrefix(f.at, "unix://"))
+			if f.status.Version != Version {
 				fmt.Fprintln(w, "the agent runs another version: `dev agent upgrade` replaces an agent's container, keeping its pods running")
 			}
 			return nil
