@@ -41,7 +41,7 @@ func steady(o options, window time.Duration) ([]results.Record, error) {
 	st := r.State()
 	// The leader's controller runs throughout, with the manager's liveness
 	// as its node monitor's clock (as in an agent).
-	mgr := manager.New(r, nil, manager.Options{Node: "bench", Controller: controller.Options{NodeTimeout: time.Hour}}, log)
+	mgr := manager.New(r, manager.Options{Node: "bench", Controller: controller.Options{NodeTimeout: time.Hour}}, log)
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mgr.Run(mctx) }()

@@ -289,9 +289,6 @@ func (a *Agent) SaveImage(ctx context.Context, ref string) (io.ReadCloser, error
 	return a.d.SaveImage(ctx, ref)
 }
 
-// LoadImage loads an image into this node's engine.
-func (a *Agent) LoadImage(ctx context.Context, r io.Reader) error { return a.d.LoadImage(ctx, r) }
-
 // RemoveVolumes removes a project's named volumes on this node.
 func (a *Agent) RemoveVolumes(ctx context.Context, project string) error {
 	return a.d.RemoveVolumes(ctx, project)

@@ -18,10 +18,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,13 +52,8 @@ type Snapshot struct {
 
 // Options configures a dashboard.
 type Options struct {
-	// Addr is the listen address; a loopback address serves plain HTTP,
-	// any other address HTTPS with TLS (required then).
-	Addr string
-	// TLS is the server side for non-loopback addresses: the node's
-	// certificate; a client certificate of the cluster, if the browser
-	// presents one, logs in like the token does.
-	TLS *tls.Config
+	// Listener is where Run serves (Listen opens it).
+	Listener *Listener
 	// API serves the API routes the page's script calls under /api/ (pod
 	// logs, the watch API), without authentication of its own: requests
 	// reach it only after the dashboard's, and only GETs of allowed paths.
@@ -78,15 +71,19 @@ type Server struct {
 	page *pageTemplates
 
 	renderCost atomic.Int64 // duration of the last /live render, ns
-
-	mu     sync.Mutex
-	url    string // login link once listening
-	tlsOn  bool
-	runErr error
 }
 
 // cookieName holds the login token in the browser.
 const cookieName = "dev_dashboard"
+
+// NewToken returns a random login secret.
+func NewToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make dashboard token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
 
 // New returns a dashboard server; it starts nothing.
 func New(src Source, opts Options) (*Server, error) {
@@ -94,11 +91,11 @@ func New(src Source, opts Options) (*Server, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.Token == "" {
-		b := make([]byte, 24)
-		if _, err := rand.Read(b); err != nil {
-			return nil, fmt.Errorf("make dashboard token: %w", err)
+		tok, err := NewToken()
+		if err != nil {
+			return nil, err
 		}
-		opts.Token = hex.EncodeToString(b)
+		opts.Token = tok
 	}
 	pt, err := parseTemplates()
 	if err != nil {
@@ -107,30 +104,24 @@ func New(src Source, opts Options) (*Server, error) {
 	return &Server{src: src, opts: opts, log: opts.Log.With("component", "dashboard"), page: pt}, nil
 }
 
-// Info is the dashboard's address and login link, once it listens.
-func (s *Server) Info() (api.DashboardInfo, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.url == "" {
-		if s.runErr != nil {
-			return api.DashboardInfo{}, fmt.Errorf("dashboard is not serving: %w", s.runErr)
-		}
-		return api.DashboardInfo{}, errors.New("dashboard is not serving yet; try again in a moment")
-	}
-	u, _ := url.Parse(s.url)
-	return api.DashboardInfo{Addr: u.Host, URL: s.url + "/?token=" + s.opts.Token}, nil
+// Login is the address and login link of a dashboard at url (a Listener's)
+// whose login secret is token: what `dev dashboard` prints.
+func Login(url, token string) api.DashboardInfo {
+	return api.DashboardInfo{Addr: strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://"), URL: url + "/?token=" + token}
 }
 
-// Run listens on Options.Addr and serves until ctx ends. A listen failure
-// is returned (and reported by Info), so the caller can decide whether the
-// node goes on without a dashboard.
+// Info is the dashboard's address and login link.
+func (s *Server) Info() (api.DashboardInfo, error) {
+	if s.opts.Listener == nil {
+		return api.DashboardInfo{}, errors.New("the dashboard has no listener")
+	}
+	return Login(s.opts.Listener.URL, s.opts.Token), nil
+}
+
+// Run serves on Options.Listener until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := s.listen()
-	if err != nil {
-		s.mu.Lock()
-		s.runErr = err
-		s.mu.Unlock()
-		return err
+	if s.opts.Listener == nil {
+		return errors.New("run dashboard: no listener (dashboard.Listen opens one)")
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -141,8 +132,8 @@ func (s *Server) Run(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	s.log.Info("dashboard listening", "url", s.url)
-	err = srv.Serve(ln)
+	s.log.Info("dashboard listening", "url", s.opts.Listener.URL)
+	err := srv.Serve(s.opts.Listener)
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -150,32 +141,39 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) listen() (net.Listener, error) {
-	host, _, err := net.SplitHostPort(s.opts.Addr)
+// Listener is a dashboard's socket and its base URL. The node opens it
+// before it builds the API, whose GET /v1/dashboard gives its login link.
+type Listener struct {
+	net.Listener
+	URL string // http://127.0.0.1:7949, or https:// on other addresses
+}
+
+// Listen opens the dashboard's socket on addr: a loopback address serves
+// plain HTTP, any other address HTTPS with tlsConf (required then: the
+// node's certificate; a client certificate of the cluster, if the browser
+// presents one, logs in like the token does).
+func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("dashboard address %q: want host:port, like 127.0.0.1:7949", s.opts.Addr)
+		return nil, fmt.Errorf("dashboard address %q: want host:port, like 127.0.0.1:7949", addr)
 	}
 	loopback := host == "localhost"
 	if a, err := netip.ParseAddr(host); err == nil {
 		loopback = a.IsLoopback()
 	}
-	if !loopback && s.opts.TLS == nil {
-		return nil, fmt.Errorf("dashboard address %s is not a loopback address and no TLS certificate is set", s.opts.Addr)
+	if !loopback && tlsConf == nil {
+		return nil, fmt.Errorf("dashboard address %s is not a loopback address and no TLS certificate is set", addr)
 	}
-	ln, err := net.Listen("tcp", s.opts.Addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen dashboard on %s (pick another --dashboard-addr): %w", s.opts.Addr, err)
+		return nil, fmt.Errorf("listen dashboard on %s (pick another --dashboard-addr): %w", addr, err)
 	}
 	scheme := "http"
 	if !loopback {
-		ln = tls.NewListener(ln, s.opts.TLS)
+		ln = tls.NewListener(ln, tlsConf)
 		scheme = "https"
 	}
-	s.mu.Lock()
-	s.url = scheme + "://" + ln.Addr().String()
-	s.tlsOn = !loopback
-	s.mu.Unlock()
-	return ln, nil
+	return &Listener{Listener: ln, URL: scheme + "://" + ln.Addr().String()}, nil
 }
 
 // Handler is the dashboard's HTTP handler (exported for tests).

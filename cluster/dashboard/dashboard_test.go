@@ -286,7 +286,17 @@ func TestListen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := New(newFake(), Options{Addr: tt.addr, Token: "t"})
+			ln, err := Listen(tt.addr, nil)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Listen = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := New(newFake(), Options{Listener: ln, Token: "t"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -295,32 +305,16 @@ func TestListen(t *testing.T) {
 			go func() { errc <- d.Run(ctx) }()
 			defer func() {
 				cancel()
-				<-errc
+				if err := <-errc; err != nil {
+					t.Errorf("Run: %v", err)
+				}
 			}()
-			if tt.wantErr != "" {
-				err := <-errc
-				errc <- nil
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Run = %v, want %q", err, tt.wantErr)
-				}
-				if _, err := d.Info(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Info after failure = %v", err)
-				}
-				return
-			}
-			var info api.DashboardInfo
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				if info, err = d.Info(); err == nil || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			info, err := d.Info()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.HasPrefix(info.URL, "http://127.0.0.1:") || !strings.HasSuffix(info.URL, "/?token=t") {
-				t.Fatalf("URL = %s", info.URL)
+			if !strings.HasPrefix(info.URL, "http://127.0.0.1:") || !strings.HasSuffix(info.URL, "/?token=t") || !strings.HasPrefix(info.Addr, "127.0.0.1:") {
+				t.Fatalf("info = %+v", info)
 			}
 			jar, _ := cookiejar.New(nil)
 			c := &http.Client{Jar: jar, Timeout: 5 * time.Second}

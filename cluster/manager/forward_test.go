@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/peers"
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 )
@@ -84,8 +85,8 @@ func TestWriteFollowsLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := New(followerRaft{st: st, elected: &elected}, nil, Options{Node: "me",
-		PeerTLS: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}, slog.Default()) //nolint:gosec // a test server's own certificate
+	m := New(followerRaft{st: st, elected: &elected}, Options{Node: "me",
+		Peers: peers.New(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})}, slog.Default()) //nolint:gosec // a test server's own certificate
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

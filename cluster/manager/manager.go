@@ -1,22 +1,21 @@
-// Package manager is the control plane of a node: it serves the agent API,
-// runs the leader-only loops (controllers, scheduler, node monitor) while this
-// node leads, and allocates pod subnets.
+// Package manager is the control plane's core on every node: it runs the
+// leader-only loops (controllers, scheduler, node monitor, raft membership)
+// while this node leads, keeps the nodes' heartbeats in the leader's memory,
+// and applies writes, forwarding them to the leader from a follower. It
+// serves no HTTP: cluster/apiserver does, and calls it.
 package manager
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/controller"
+	"github.com/devhq/dev/cluster/peers"
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 )
@@ -37,91 +36,37 @@ type Raft interface {
 	WaitReady(ctx context.Context) error
 }
 
-// Local is what this node's agent offers the API: container-level work that
-// must happen on the node that runs the pod.
-type Local interface {
-	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
-	RemoveVolumes(ctx context.Context, project string) error
-	// CheckPort reports whether a published port can be served on this node:
-	// nil when it is free or already served by dev.
-	CheckPort(addr netip.AddrPort, proto string) error
-	// SaveImage and LoadImage move images between engines (no registry).
-	SaveImage(ctx context.Context, ref string) (io.ReadCloser, error)
-	LoadImage(ctx context.Context, r io.Reader) error
-	// Leave moves this node's pods away, leaves the cluster and stops the
-	// agent.
-	Leave(ctx context.Context) error
-
-	// Exec, RunOneOff and PodAction serve `dev exec`, `dev run` and `dev
-	// stop|start|restart` for pods of this node (see interactive.go).
-	Exec(ctx context.Context, pod string, req api.ExecRequest, stdio api.IO) (int, error)
-	RunOneOff(ctx context.Context, project, service string, req api.RunRequest, stdio api.IO) (int, error)
-	PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error)
-
-	// CopyFiles extracts a tar archive into directory dir of the running
-	// container of a pod of this node; RemoveFiles removes paths from it
-	// (see files.go).
-	CopyFiles(ctx context.Context, pod, dir string, archive io.Reader) error
-	RemoveFiles(ctx context.Context, pod string, paths []string) error
-}
-
 // Options configure the manager.
 type Options struct {
 	Node        string
 	ClusterCIDR string // pod network, split into one /24 per node
-	ServiceCIDR string // virtual IPs of services
-	Version     string
 	Controller  controller.Options
-	// PeerTLS is the client side of mutual TLS towards other nodes' APIs;
-	// nil on a node that cannot reach peers (writes then only work on the
-	// leader).
-	PeerTLS *tls.Config
+	// Peers reach the leader from a follower; nil on a node that cannot
+	// reach peers (writes then only work on the leader).
+	Peers *peers.Peers
 	// Membership is the gossip view the leader reconciles raft membership
 	// and node status with; nil on a node without gossip.
 	Membership Membership
 	// FailedTimeout is how long a failed member stays a raft server.
 	FailedTimeout time.Duration
-	// Events serves GET /v1/events; nil: the node records none.
-	Events Events
-	// Dashboard tells where this node serves the dashboard and how to log
-	// in (GET /v1/dashboard); nil: no dashboard.
-	Dashboard func() (api.DashboardInfo, error)
 }
 
-// Events is the node's event log (cluster/events.Recorder).
-type Events interface {
-	// List returns the events after index.
-	List(after uint64) api.EventList
-	// Wait blocks until there are events after index or ctx ends.
-	Wait(ctx context.Context, after uint64) api.EventList
-}
-
-// Manager serves the API and runs leader-only loops.
+// Manager runs the leader-only loops and applies writes.
 type Manager struct {
-	r     Raft
-	local Local
-	opts  Options
-	log   *slog.Logger
+	r    Raft
+	opts Options
+	log  *slog.Logger
 
-	allocMu sync.Mutex // serializes subnet allocation on the leader
-	live    liveness   // agents' last reports, on the leader (liveness.go)
-	peers   *peers
-	ready   atomic.Bool // the store has caught up since the start (see awaitState)
+	regMu sync.Mutex // one node report at a time on the leader (read, compare, write)
+	live  liveness   // agents' last reports, on the leader (liveness.go)
 }
 
 // New returns a manager; it starts nothing.
-func New(r Raft, local Local, opts Options, log *slog.Logger) *Manager {
+func New(r Raft, opts Options, log *slog.Logger) *Manager {
 	if opts.ClusterCIDR == "" {
 		opts.ClusterCIDR = "10.213.0.0/16"
 	}
-	if opts.ServiceCIDR == "" {
-		opts.ServiceCIDR = "10.214.0.0/16"
-	}
-	m := &Manager{r: r, local: local, opts: opts, log: log.With("component", "manager")}
-	if opts.PeerTLS != nil {
-		m.peers = newPeers(opts.PeerTLS)
-	}
-	return m
+	return &Manager{r: r, opts: opts, log: log.With("component", "manager")}
 }
 
 // Run starts the leader-only loops whenever this node leads and stops them
@@ -242,33 +187,30 @@ func retryable(err error) bool {
 
 // RegisterNode takes a node's report (its heartbeat): the leader notes it in
 // memory and writes the node's record only when it changes (its first
-// registration allocates its pod subnet).
+// registration gets a pod subnet from the state machine).
 func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
-	if !m.r.IsLeader() && m.peers != nil {
+	if !m.r.IsLeader() && m.opts.Peers != nil {
 		// One bounded attempt: the agent reports again at its next beat,
 		// to whoever leads then.
 		fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 		defer cancel()
-		return m.forwardRegister(fctx, n)
+		addr, err := m.LeaderAPI()
+		if err != nil {
+			return api.Node{}, err
+		}
+		return m.opts.Peers.Register(fctx, addr, n)
 	}
-	m.allocMu.Lock()
-	defer m.allocMu.Unlock()
+	m.regMu.Lock()
+	defer m.regMu.Unlock()
 	st := m.r.State()
-	if old, ok := st.Node(n.Name); ok {
+	old, known := st.Node(n.Name)
+	if known {
 		n.PodSubnet = old.PodSubnet
 		if n.Labels == nil {
 			n.Labels = old.Labels
 		}
 	}
-	if n.PodSubnet == "" {
-		sub, err := allocateSubnet(m.opts.ClusterCIDR, st.Nodes())
-		if err != nil {
-			return api.Node{}, err
-		}
-		n.PodSubnet = sub
-	}
 	n.Status = api.NodeReady
-	old, known := st.Node(n.Name)
 	if known && old.Status == api.NodeLeft {
 		n.Status = api.NodeLeft // draining for `dev leave`: stays out of scheduling
 	}
@@ -279,39 +221,44 @@ func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error
 		return old, nil // a heartbeat: answered from memory, nothing written
 	}
 	n.Heartbeat = now
-	if _, err := m.Apply(ctx, &state.PutNode{Node: n}); err != nil {
+	if _, err := m.Apply(ctx, &state.PutNode{Node: n, ClusterCIDR: m.opts.ClusterCIDR}); err != nil {
 		return api.Node{}, err
 	}
 	got, _ := st.Node(n.Name)
 	return got, nil
 }
 
-// allocateSubnet returns the lowest /24 of cidr that no node holds. The first
-// /24 (x.y.0.0) is skipped: it reads too much like the network itself.
-func allocateSubnet(cidr string, nodes []api.Node) (string, error) {
-	pfx, err := netip.ParsePrefix(cidr)
+// LeaderAPI returns the API address of the current leader.
+func (m *Manager) LeaderAPI() (string, error) {
+	_, id := m.r.LeaderAddr()
+	if id == "" {
+		return "", fmt.Errorf("no leader elected yet: %w", raftstore.ErrNotLeader)
+	}
+	n, ok := m.r.State().Node(id)
+	if !ok || n.APIAddr == "" {
+		return "", fmt.Errorf("leader %s has not registered its API address yet: %w", id, raftstore.ErrNotLeader)
+	}
+	return n.APIAddr, nil
+}
+
+// forward sends cmd to the leader and waits until the local replica has
+// applied it, so that the caller reads its own write.
+func (m *Manager) forward(ctx context.Context, cmd state.Command) (uint64, error) {
+	if m.opts.Peers == nil {
+		return 0, raftstore.ErrNotLeader
+	}
+	addr, err := m.LeaderAPI()
 	if err != nil {
-		return "", fmt.Errorf("parse cluster cidr %q: %w", cidr, err)
+		return 0, err
 	}
-	if !pfx.Addr().Is4() || pfx.Bits() > 23 {
-		return "", fmt.Errorf("cluster cidr %s: want an IPv4 prefix of /23 or larger", cidr)
+	idx, err := m.opts.Peers.Apply(ctx, addr, cmd)
+	if err != nil {
+		return 0, err
 	}
-	taken := map[string]bool{}
-	for _, n := range nodes {
-		taken[n.PodSubnet] = true
-	}
-	base := pfx.Masked().Addr().As4()
-	count := 1 << (24 - pfx.Bits())
-	for i := 1; i < count; i++ {
-		a := base
-		a[2] += byte(i & 0xff)
-		a[1] += byte(i >> 8)
-		sub := netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
-		if !taken[sub] {
-			return sub, nil
-		}
-	}
-	return "", errors.New("allocate pod subnet: cluster cidr exhausted")
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m.r.State().WaitIndex(wctx, idx-1)
+	return idx, nil
 }
 
 // runMembership reconciles raft membership with gossip every second while

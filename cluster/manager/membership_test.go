@@ -8,26 +8,9 @@ import (
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/raftstore/rafttest"
 	"github.com/devhq/dev/cluster/state"
 )
-
-// membersRaft is a leader ("n1") whose raft configuration the test reads
-// back, over a real state store.
-type membersRaft struct {
-	oneNodeRaft
-	servers []raftstore.Server
-	removed []string
-}
-
-func (r *membersRaft) Apply(_ context.Context, cmd state.Command) (uint64, error) {
-	idx := r.st.Index() + 1
-	return idx, r.st.Update(idx, func(tx *state.Txn) error { return tx.Apply(cmd) })
-}
-func (r *membersRaft) Servers() ([]raftstore.Server, error) { return r.servers, nil }
-func (r *membersRaft) RemoveServer(id string) error {
-	r.removed = append(r.removed, id)
-	return nil
-}
 
 func TestReconcileMembersFailedVoter(t *testing.T) {
 	now := time.Now()
@@ -44,9 +27,7 @@ func TestReconcileMembersFailedVoter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := state.New()
-			r := &membersRaft{oneNodeRaft: oneNodeRaft{st: st}, servers: []raftstore.Server{
-				{ID: "n1", Voter: true}, {ID: "n2", Voter: true}, {ID: "n3", Voter: true},
-			}}
+			r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true}, raftstore.Server{ID: "n2", Voter: true}, raftstore.Server{ID: "n3", Voter: true})
 			for _, n := range []string{"n1", "n2", "n3"} {
 				hb := now
 				if n == "n2" {
@@ -56,12 +37,13 @@ func TestReconcileMembersFailedVoter(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			m := New(r, nil, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+			m := New(r, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
 			members := []Member{{Name: "n1", Status: "alive"}, {Name: "n2", Status: "failed"}, {Name: "n3", Status: "alive"}}
 			failedSince := map[string]time.Time{"n2": failedAt}
 			m.reconcileMembers(context.Background(), members, failedSince, 30*time.Second)
-			if got := len(r.removed) == 1 && r.removed[0] == "n2"; got != tt.wantRemoved || len(r.removed) > 1 {
-				t.Errorf("removed %v, want n2 removed: %v", r.removed, tt.wantRemoved)
+			removed := r.Removed()
+			if got := len(removed) == 1 && removed[0] == "n2"; got != tt.wantRemoved || len(removed) > 1 {
+				t.Errorf("removed %v, want n2 removed: %v", removed, tt.wantRemoved)
 			}
 			if n, _ := st.Node("n2"); n.Status != tt.wantStatus {
 				t.Errorf("n2 is %s, want %s", n.Status, tt.wantStatus)
@@ -72,7 +54,7 @@ func TestReconcileMembersFailedVoter(t *testing.T) {
 
 func TestNodesCountsPodsAndReservations(t *testing.T) {
 	st := state.New()
-	r := &membersRaft{oneNodeRaft: oneNodeRaft{st: st}, servers: []raftstore.Server{{ID: "n1", Voter: true}, {ID: "n2"}}}
+	r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true}, raftstore.Server{ID: "n2"})
 	spec := func(name string, mem int64) api.ServiceSpec {
 		return api.ServiceSpec{Project: "p", Name: name, Image: "x", Replicas: 1,
 			Resources: api.Resources{Reservations: api.ResourceAmounts{MemoryBytes: mem, NanoCPUs: mem / 2}}}
@@ -92,7 +74,7 @@ func TestNodesCountsPodsAndReservations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := New(r, nil, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+	m := New(r, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
 	got := map[string]api.Node{}
 	for _, n := range m.Nodes() {
 		got[n.Name] = n

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/manager"
 	"github.com/devhq/dev/cluster/overlay"
 	"github.com/devhq/dev/cluster/raftstore"
@@ -30,6 +31,15 @@ func (m gossipMembers) Members() []manager.Member {
 	var out []manager.Member
 	for _, mb := range m.g.Members() {
 		out = append(out, manager.Member{Name: mb.Name, Status: mb.Status, Tags: mb.Tags})
+	}
+	return out
+}
+
+// apiMembers is the gossip view a join answer lists.
+func (m gossipMembers) apiMembers() []apiserver.Member {
+	var out []apiserver.Member
+	for _, mb := range m.Members() {
+		out = append(out, apiserver.Member{Status: mb.Status, Gossip: mb.Tags[manager.TagGossip]})
 	}
 	return out
 }

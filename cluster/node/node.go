@@ -25,11 +25,13 @@ import (
 
 	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/dashboard"
 	"github.com/devhq/dev/cluster/events"
 	"github.com/devhq/dev/cluster/manager"
 	"github.com/devhq/dev/cluster/overlay"
+	"github.com/devhq/dev/cluster/peers"
 	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
@@ -230,40 +232,46 @@ func (n *Node) Run(ctx context.Context) error {
 		agentOpts.MaxBackoff = 2 * time.Second
 		failedTimeout = 10 * time.Second
 	}
-	// The agent and the manager need each other: the manager serves the
-	// agent's logs, the agent registers through the manager. Break the cycle
-	// with a late-bound local.
-	local := &lateLocal{}
+	// Built in the order the data flows, nothing late-bound: the manager
+	// (writes, leadership), the agent (which writes through the manager and
+	// fetches images from peers), then the API server over both, then the
+	// dashboard, which calls the API as a read client.
 	rec := events.New(r.State(), n.log)
-	dash := &lateDashboard{}
-	mgr := manager.New(r, local, manager.Options{
-		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR,
-		Version: cfg.Version, Controller: ctrlOpts, PeerTLS: creds.id.ClientTLS(),
+	pr := peers.New(creds.id.ClientTLS())
+	mgr := manager.New(r, manager.Options{
+		Node: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, Controller: ctrlOpts, Peers: pr,
 		Membership: gossipMembers{g}, FailedTimeout: failedTimeout,
-		Events: rec, Dashboard: dash.Info,
 	}, n.log)
-	ag := agent.New(r.State(), mgr, drv, agentOpts, n.log)
+	images := peers.Images{Peers: pr, Self: cfg.Name, Nodes: r.State().Nodes, Loader: drv, Log: n.log}
+	ag := agent.New(r.State(), agentCluster{mgr, images}, drv, agentOpts, n.log)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	local.Local = nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
+	dashLn, dashInfo := n.listenDashboard(creds)
+	apiSrv := apiserver.New(r, mgr, nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
 		return n.leave(lctx, r, mgr, g, stop)
-	}}
-
-	handler := mgr.Handler()
-	if cfg.DashboardAddr != "" {
-		src := dashboardSource{st: r.State(), r: r, mgr: mgr, events: rec, node: cfg.Name}
+	}}, apiserver.Options{
+		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
+		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
+	})
+	handler := apiSrv.Handler()
+	var dash *dashboard.Server
+	if dashLn != nil {
+		src := dashboardSource{st: r.State(), r: r, mgr: mgr, api: apiSrv, events: rec, node: cfg.Name}
 		d, err := dashboard.New(src, dashboard.Options{
-			Addr: cfg.DashboardAddr, TLS: creds.id.JoinServerTLS(), Log: n.log,
+			Listener: dashLn.Listener, Token: dashLn.token, Log: n.log,
 			// The dashboard is read-only: its page calls the API as a read client.
-			API: manager.AsCaller(mgr.Routes(), manager.Caller{Name: "dashboard", Role: pki.RoleRead}),
+			API: apiserver.AsCaller(apiSrv.Routes(), apiserver.Caller{Name: "dashboard", Role: pki.RoleRead}),
 		})
 		if err != nil {
+			_ = dashLn.Close()
 			return err
 		}
-		dash.Server = d
+		dash = d
 	}
-	unixSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	apiSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// No write timeout: logs follow and blocking queries wait up to five
+	// minutes, and exec sessions hijack the connection.
+	unixSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	tcpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	eg, ctx := errgroup.WithContext(runCtx)
 	serve := func(srv *http.Server, l net.Listener, what string) func() error {
 		return func() error {
@@ -274,13 +282,13 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 	eg.Go(serve(unixSrv, ln, "api socket"))
-	eg.Go(serve(apiSrv, apiLn, "api"))
+	eg.Go(serve(tcpSrv, apiLn, "api"))
 	eg.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = unixSrv.Shutdown(sctx)
-		_ = apiSrv.Shutdown(sctx)
+		_ = tcpSrv.Shutdown(sctx)
 		return nil
 	})
 	eg.Go(func() error { return g.Run(ctx) })
@@ -296,13 +304,10 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return rec.Run(ctx)
 	})
-	if dash.Server != nil {
+	if dash != nil {
 		eg.Go(func() error {
-			// The dashboard is a window on the cluster, not part of it: a
-			// node whose dashboard port is taken goes on without one, and
-			// `dev dashboard` says why.
 			if err := dash.Run(ctx); err != nil {
-				n.log.Warn("no dashboard", "err", err)
+				n.log.Warn("dashboard stopped", "err", err)
 			}
 			return nil
 		})
@@ -360,7 +365,14 @@ func afterReady(ctx context.Context, r *raftstore.Raft, f func(context.Context) 
 	return f(ctx)
 }
 
-type lateLocal struct{ manager.Local }
+// agentCluster is what the agent needs of the cluster: writes and
+// heartbeats through the manager, images from peers.
+type agentCluster struct {
+	*manager.Manager
+	peers.Images
+}
+
+var _ agent.Cluster = agentCluster{}
 
 // nodeLocal is what the API needs of this node: the agent's container-level
 // work and the port checks.

@@ -85,9 +85,12 @@ type PodStatus struct {
 	Status api.PodStatus `json:"status"`
 }
 
-// PutNode registers or updates a node.
+// PutNode registers or updates a node. A node without a pod subnet keeps
+// the one it holds, or gets the lowest free /24 of ClusterCIDR.
 type PutNode struct {
 	Node api.Node `json:"node"`
+	// ClusterCIDR is where a new node's pod subnet comes from.
+	ClusterCIDR string `json:"cluster_cidr,omitempty"`
 }
 
 // ReleaseRC records that a controller's depends_on conditions were met.
@@ -244,7 +247,7 @@ func (tx *Txn) Apply(cmd Command) error {
 			tx.PutPod(*p)
 		}
 	case *PutNode:
-		tx.PutNode(c.Node)
+		return tx.putNode(c)
 	case *SetCluster:
 		if tx.s.cluster == nil {
 			ci := c.Cluster
@@ -410,6 +413,53 @@ func (tx *Txn) takenVIPs() map[string]bool {
 		}
 	}
 	return taken
+}
+
+// putNode registers or updates a node, allocating its pod subnet beside
+// the services' virtual IPs: in the state machine, so that every replica
+// makes the same choice and two nodes never get one subnet.
+func (tx *Txn) putNode(c *PutNode) error {
+	n := c.Node
+	if old := tx.s.nodes[n.Name]; old != nil && n.PodSubnet == "" {
+		n.PodSubnet = old.PodSubnet
+	}
+	if n.PodSubnet == "" && c.ClusterCIDR != "" {
+		sub, err := allocateSubnet(c.ClusterCIDR, tx.s.nodes)
+		if err != nil {
+			return fmt.Errorf("register node %s: %w", n.Name, err)
+		}
+		n.PodSubnet = sub
+	}
+	tx.PutNode(n)
+	return nil
+}
+
+// allocateSubnet returns the lowest /24 of cidr that no node holds. The
+// first /24 (x.y.0.0) is skipped: it reads too much like the network itself.
+func allocateSubnet(cidr string, nodes map[string]*api.Node) (string, error) {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("parse cluster cidr %q: %w", cidr, err)
+	}
+	if !pfx.Addr().Is4() || pfx.Bits() > 23 {
+		return "", fmt.Errorf("cluster cidr %s: want an IPv4 prefix of /23 or larger", cidr)
+	}
+	taken := map[string]bool{}
+	for _, n := range nodes {
+		taken[n.PodSubnet] = true
+	}
+	base := pfx.Masked().Addr().As4()
+	count := 1 << (24 - pfx.Bits())
+	for i := 1; i < count; i++ {
+		a := base
+		a[2] += byte(i & 0xff)
+		a[1] += byte(i >> 8)
+		sub := netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
+		if !taken[sub] {
+			return sub, nil
+		}
+	}
+	return "", fmt.Errorf("allocate pod subnet: cluster cidr %s is exhausted", cidr)
 }
 
 func isBroadcast(pfx netip.Prefix, a netip.Addr) bool {

@@ -607,3 +607,45 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("a failed restore wiped the store")
 	}
 }
+
+// TestPutNodeAllocatesSubnets: the state machine gives each new node the
+// lowest free /24 of the cluster CIDR, keeps a node's subnet across its
+// reports, frees nothing while the node is known, and says when the CIDR is
+// exhausted.
+func TestPutNodeAllocatesSubnets(t *testing.T) {
+	w := newWriter(t)
+	put := func(name, cidr string) (string, error) {
+		t.Helper()
+		err := w.apply(&state.PutNode{Node: api.Node{Name: name, Status: api.NodeReady}, ClusterCIDR: cidr})
+		n, _ := w.st.Node(name)
+		return n.PodSubnet, err
+	}
+	const cidr = "10.213.0.0/23" // room for one /24 (x.y.0.0 is skipped)
+	tests := []struct {
+		name, node, cidr string
+		want             string
+		wantErr          string
+	}{
+		{name: "first node", node: "n1", cidr: cidr, want: "10.213.1.0/24"},
+		{name: "a report keeps the subnet", node: "n1", cidr: cidr, want: "10.213.1.0/24"},
+		{name: "exhausted", node: "n2", cidr: cidr, wantErr: "cluster cidr 10.213.0.0/23 is exhausted"},
+		{name: "a wider cidr", node: "n2", cidr: "10.213.0.0/16", want: "10.213.2.0/24"},
+		{name: "no cidr: none allocated", node: "n3", cidr: "", want: ""},
+		{name: "not IPv4 /23 or larger", node: "n4", cidr: "10.213.0.0/24", wantErr: "want an IPv4 prefix of /23 or larger"},
+	}
+	for _, tt := range tests {
+		got, err := put(tt.node, tt.cidr)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			if _, ok := w.st.Node(tt.node); ok {
+				t.Errorf("%s: node %s recorded despite the error", tt.name, tt.node)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: subnet %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+}

@@ -37,7 +37,16 @@ var rules = []rule{
 	{"cluster/controller", []string{"cluster/api", "cluster/state", "cluster/scheduler"}, "pure plans from a view"},
 	{"cluster/agent/...", []string{"cluster/api", "cluster/state", "cluster/agent"}, "the kubelet never reaches the manager"},
 	{"cluster/pki", []string{"cluster/api"}, "certificates and tokens"},
+	{"cluster/peers", []string{"cluster/api", "cluster/state"}, "node-to-node calls, usable by the agent"},
+	{"cluster/manager", []string{"cluster/api", "cluster/state", "cluster/raftstore", "cluster/controller", "cluster/scheduler", "cluster/peers"},
+		"leadership, membership, heartbeats and writes: never the API server"},
+	{"cluster/apiserver", []string{"cluster/api", "cluster/state", "cluster/raftstore", "cluster/scheduler", "cluster/peers", "cluster/pki",
+		"cluster/manager", "cluster/controller"}, "the HTTP API calls the manager, never the agent's packages"},
 }
+
+// noHTTP are packages that must not import net/http: the manager serves
+// no routes (cluster/apiserver does) and calls peers through cluster/peers.
+var noHTTP = []string{"cluster/manager", "cluster/controller", "cluster/scheduler", "cluster/state"}
 
 // imports returns each internal package's internal imports (non-test
 // files), by path relative to the module.
@@ -126,6 +135,32 @@ func TestImportDirections(t *testing.T) {
 					continue
 				}
 				t.Errorf("%s imports %s (directly or through others): %s may import only %v (%s)", p, dep, r.pkg, r.allowed, r.why)
+			}
+		}
+	}
+}
+
+func TestNoHTTP(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	fset := token.NewFileSet()
+	for _, pkg := range noHTTP {
+		files, err := filepath.Glob(filepath.Join(root, pkg, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no Go files (%v): update noHTTP with the layout", pkg, err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range af.Imports {
+				if p, _ := strconv.Unquote(imp.Path.Value); p == "net/http" || strings.HasPrefix(p, "net/http/") {
+					t.Errorf("%s imports %s: %s serves no HTTP (cluster/apiserver does; peers are called through cluster/peers)", f, p, pkg)
+				}
 			}
 		}
 	}

@@ -1,7 +1,8 @@
-package manager
+package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -30,6 +31,14 @@ const (
 type Caller struct {
 	Name string // the certificate's name; "local" on the unix socket
 	Role string // pki.RoleNode, pki.RoleAdmin or pki.RoleRead; "" for none
+}
+
+// String says who the caller is, for errors.
+func (c Caller) String() string {
+	if c.Role == "" {
+		return "this caller has no certificate"
+	}
+	return fmt.Sprintf("%q has role %s", c.Name, c.Role)
 }
 
 type callerKey struct{}
@@ -84,12 +93,8 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := callerFrom(r.Context())
 		if !allows(role, c.Role) {
-			who := "this caller has no certificate"
-			if c.Role != "" {
-				who = fmt.Sprintf("%q has role %s", c.Name, c.Role)
-			}
 			writeError(w, &httpError{http.StatusForbidden, "forbidden",
-				fmt.Errorf("%s %s needs the %s role; %s", r.Method, r.URL.Path, role, who)})
+				fmt.Errorf("%s %s needs the %s role; %s", r.Method, r.URL.Path, role, c)})
 			return
 		}
 		if changesState(r.Method) {
@@ -142,4 +147,30 @@ func sameSite(r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+// authenticate puts the caller in the request's context: on TLS, the
+// name and role of its verified cluster certificate (none: only the join
+// route will take it); on the local unix socket (no TLS), admin, which the
+// socket's file mode guards. Each route checks the role (auth.go).
+func authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := Caller{Name: "local", Role: roleAdmin}
+		if r.TLS != nil {
+			c = Caller{}
+			if len(r.TLS.VerifiedChains) > 0 {
+				peer, err := pki.PeerOf(r.TLS.VerifiedChains[0][0])
+				if err != nil {
+					writeError(w, &httpError{http.StatusForbidden, "forbidden", err})
+					return
+				}
+				c = Caller{Name: peer.Name, Role: peer.Role}
+			} else if r.URL.Path != "/v1/join" {
+				writeError(w, &httpError{http.StatusUnauthorized, "unauthorized",
+					errors.New("a client certificate of this cluster is required (dev token --client makes one)")})
+				return
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(withCaller(r.Context(), c)))
+	})
 }

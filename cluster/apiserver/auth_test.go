@@ -1,15 +1,10 @@
-package manager
+package apiserver
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/devhq/dev/cluster/api"
-	"github.com/devhq/dev/cluster/raftstore"
 )
 
 func TestRouteRoles(t *testing.T) {
@@ -100,60 +95,5 @@ func TestAuthenticate(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if got != (Caller{}) {
 		t.Errorf("join without a certificate: caller %+v, want none (the route is public)", got)
-	}
-}
-
-// TestRetryable: a write is tried again when there is no leader or the
-// leader cannot be reached, never after the leader's own answer.
-func TestRetryable(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"no leader", fmt.Errorf("apply: %w", raftstore.ErrNotLeader), true},
-		{"leader silent", fmt.Errorf("%w: the leader did not answer within 3s", errLeaderSilent), true},
-		{"leader unreachable", fmt.Errorf("forward write: %w at tcp://10.0.0.1:7948: connection refused", api.ErrUnreachable), true},
-		{"the leader refused", &api.APIError{Status: 400, Code: "invalid", Message: "replicas must be >= 0"}, false},
-		{"applied", nil, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := retryable(tt.err); got != tt.want {
-				t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
-
-// TestSameReport: a heartbeat that changes nothing the cluster acts on is
-// not written to raft.
-func TestSameReport(t *testing.T) {
-	base := api.Node{Name: "n1", Address: "10.0.0.1", APIAddr: "10.0.0.1:7948", Status: api.NodeReady,
-		PodSubnet: "10.213.1.0/24", Labels: map[string]string{"zone": "a"},
-		Allocatable: api.ResourceAmounts{NanoCPUs: 2e9, MemoryBytes: 1 << 30}, Load: 0.3}
-	tests := []struct {
-		name   string
-		change func(n *api.Node)
-		want   bool
-	}{
-		{"only the time", func(n *api.Node) { n.Heartbeat = time.Now() }, true},
-		{"load within a quarter of the CPUs", func(n *api.Node) { n.Load = 0.7 }, true},
-		{"load moved by more", func(n *api.Node) { n.Load = 1.2 }, false},
-		{"status", func(n *api.Node) { n.Status = api.NodeLeft }, false},
-		{"address", func(n *api.Node) { n.Address = "10.0.0.2" }, false},
-		{"label value", func(n *api.Node) { n.Labels = map[string]string{"zone": "b"} }, false},
-		{"label added", func(n *api.Node) { n.Labels = map[string]string{"zone": "a", "gpu": "1"} }, false},
-		{"resources", func(n *api.Node) { n.Allocatable.MemoryBytes = 2 << 30 }, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n := base
-			n.Labels = map[string]string{"zone": "a"}
-			tt.change(&n)
-			if got := sameReport(base, n); got != tt.want {
-				t.Errorf("sameReport = %v, want %v", got, tt.want)
-			}
-		})
 	}
 }

@@ -1,4 +1,4 @@
-package manager
+package apiserver
 
 import (
 	"encoding/json"
@@ -15,24 +15,24 @@ import (
 // served by the node that runs the pod; any other node relays the request
 // there over mutual TLS, the archive streamed through.
 
-func (m *Manager) registerFiles(mux *http.ServeMux) {
-	handle(mux, "PUT /v1/pods/{name}/files", roleAdmin, m.handleCopyFiles, routeOpts{rawBody: true}) // a tar archive
-	handle(mux, "DELETE /v1/pods/{name}/files", roleAdmin, m.handleRemoveFiles)
+func (srv *Server) registerFiles(mux *http.ServeMux) {
+	handle(mux, "PUT /v1/pods/{name}/files", roleAdmin, srv.handleCopyFiles, routeOpts{rawBody: true}) // a tar archive
+	handle(mux, "DELETE /v1/pods/{name}/files", roleAdmin, srv.handleRemoveFiles)
 }
 
 // filesPod checks that the pod's container can take files and returns a
 // client for the node that runs it, or nil when this node does.
-func (m *Manager) filesPod(what, name string) (*api.HTTPClient, error) {
-	pod, err := m.placedPod(what, name)
+func (srv *Server) filesPod(what, name string) (*api.HTTPClient, error) {
+	pod, err := srv.placedPod(what, name)
 	switch {
 	case err != nil:
 		return nil, err
 	case pod.Status.State != api.PodRunning:
 		return nil, conflict("%s %s: the pod is not running (%s)", what, name, pod.Status.State)
-	case pod.Node == m.opts.Node:
+	case pod.Node == srv.opts.Node:
 		return nil, nil
 	}
-	c, err := m.nodeClient(pod.Node)
+	c, err := srv.nodeClient(pod.Node)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
@@ -47,14 +47,14 @@ func cleanAbs(p string) (string, bool) {
 	return path.Clean(p), true
 }
 
-func (m *Manager) handleCopyFiles(w http.ResponseWriter, r *http.Request) {
+func (srv *Server) handleCopyFiles(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	dir, ok := cleanAbs(r.URL.Query().Get("path"))
 	if !ok {
 		writeError(w, invalid("copy files to %s: path %q: want an absolute directory", name, r.URL.Query().Get("path")))
 		return
 	}
-	peer, err := m.filesPod("copy files to", name)
+	peer, err := srv.filesPod("copy files to", name)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -68,15 +68,15 @@ func (m *Manager) handleCopyFiles(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, res)
 		return
 	}
-	if err := m.local.CopyFiles(r.Context(), name, dir, r.Body); err != nil {
+	if err := srv.local.CopyFiles(r.Context(), name, dir, r.Body); err != nil {
 		writeError(w, err)
 		return
 	}
 	_, _ = io.Copy(io.Discard, r.Body) // tar padding the extraction did not read
-	writeJSON(w, api.FilesResult{Pod: name, Node: m.opts.Node})
+	writeJSON(w, api.FilesResult{Pod: name, Node: srv.opts.Node})
 }
 
-func (m *Manager) handleRemoveFiles(w http.ResponseWriter, r *http.Request) {
+func (srv *Server) handleRemoveFiles(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var req api.RemoveFilesRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&req); err != nil {
@@ -96,7 +96,7 @@ func (m *Manager) handleRemoveFiles(w http.ResponseWriter, r *http.Request) {
 		}
 		paths = append(paths, c)
 	}
-	peer, err := m.filesPod("remove files in", name)
+	peer, err := srv.filesPod("remove files in", name)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -110,9 +110,9 @@ func (m *Manager) handleRemoveFiles(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, res)
 		return
 	}
-	if err := m.local.RemoveFiles(r.Context(), name, paths); err != nil {
+	if err := srv.local.RemoveFiles(r.Context(), name, paths); err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, api.FilesResult{Pod: name, Node: m.opts.Node})
+	writeJSON(w, api.FilesResult{Pod: name, Node: srv.opts.Node})
 }

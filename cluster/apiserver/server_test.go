@@ -1,21 +1,20 @@
-package manager
+package apiserver
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/devhq/dev/cluster/raftstore/rafttest"
 	"github.com/devhq/dev/cluster/state"
 )
 
 // replayingRaft is a node whose raft log is still being replayed until
 // caughtUp is closed.
 type replayingRaft struct {
-	oneNodeRaft
+	*rafttest.Raft
 	caughtUp chan struct{}
 }
 
@@ -32,10 +31,10 @@ func (r replayingRaft) WaitReady(ctx context.Context) error {
 // once it has caught up with the log (a `dev down` answered from the empty
 // store said "not deployed" and did nothing); node-to-node routes pass.
 func TestAwaitState(t *testing.T) {
-	rr := replayingRaft{oneNodeRaft{state.New()}, make(chan struct{})}
-	m := New(rr, nil, Options{Node: "n1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rr := replayingRaft{rafttest.New(state.New()), make(chan struct{})}
+	srv := New(rr, nil, nil, Options{Node: "n1"})
 	var served []string
-	h := m.awaitState(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := srv.awaitState(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served = append(served, r.URL.Path)
 	}))
 	do := func(ctx context.Context, method, path string) int {

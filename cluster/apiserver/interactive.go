@@ -1,4 +1,4 @@
-package manager
+package apiserver
 
 import (
 	"bufio"
@@ -23,11 +23,11 @@ import (
 // plain JSON requests. All are served by the node that runs the pod; any
 // other node relays them there over mutual TLS (the stream byte for byte).
 
-func (m *Manager) registerInteractive(mux *http.ServeMux) {
-	handle(mux, "POST /v1/pods/{name}/exec", roleAdmin, m.handleExec)
-	handle(mux, "POST /v1/projects/{name}/services/{service}/run", roleAdmin, m.handleRun)
+func (srv *Server) registerInteractive(mux *http.ServeMux) {
+	handle(mux, "POST /v1/pods/{name}/exec", roleAdmin, srv.handleExec)
+	handle(mux, "POST /v1/projects/{name}/services/{service}/run", roleAdmin, srv.handleRun)
 	for _, action := range []string{"stop", "start", "restart"} {
-		handle(mux, "POST /v1/pods/{name}/"+action, roleAdmin, m.handlePodAction(action))
+		handle(mux, "POST /v1/pods/{name}/"+action, roleAdmin, srv.handlePodAction(action))
 	}
 }
 
@@ -54,7 +54,7 @@ func readBody(r *http.Request, v any) ([]byte, error) {
 	return b, nil
 }
 
-func (m *Manager) handleExec(w http.ResponseWriter, r *http.Request) {
+func (srv *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var req api.ExecRequest
 	body, err := readBody(r, &req)
@@ -70,21 +70,21 @@ func (m *Manager) handleExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("exec needs a connection upgrade (Connection: Upgrade, Upgrade: %s)", api.StreamProtocol))
 		return
 	}
-	pod, err := m.placedPod("exec in", name)
+	pod, err := srv.placedPod("exec in", name)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if pod.Node != m.opts.Node {
-		m.relayStream(w, r, pod.Node, body)
+	if pod.Node != srv.opts.Node {
+		srv.relayStream(w, r, pod.Node, body)
 		return
 	}
-	m.serveStream(w, r, nil, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
-		return m.local.Exec(ctx, name, req, stdio)
+	srv.serveStream(w, r, nil, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
+		return srv.local.Exec(ctx, name, req, stdio)
 	})
 }
 
-func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
+func (srv *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	project, service := r.PathValue("name"), r.PathValue("service")
 	var req api.RunRequest
 	if _, err := readBody(r, &req); err != nil {
@@ -95,13 +95,13 @@ func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("run needs a connection upgrade (Connection: Upgrade, Upgrade: %s)", api.StreamProtocol))
 		return
 	}
-	rc, ok := m.r.State().RC(api.RCKey(project, service))
+	rc, ok := srv.r.State().RC(api.RCKey(project, service))
 	if !ok {
 		writeError(w, notFound("no service %s in project %s; deploy it first (dev up)", service, project))
 		return
 	}
 	if req.Node == "" {
-		node, err := m.runNode(rc)
+		node, err := srv.runNode(rc)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -111,20 +111,20 @@ func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
 	if req.Name == "" {
 		req.Name = oneOffName(project, service)
 	}
-	if req.Node != m.opts.Node {
+	if req.Node != srv.opts.Node {
 		body, err := json.Marshal(req)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		m.relayStream(w, r, req.Node, body)
+		srv.relayStream(w, r, req.Node, body)
 		return
 	}
 	hdr := http.Header{}
 	hdr.Set(api.HeaderPod, req.Name)
-	hdr.Set(api.HeaderNode, m.opts.Node)
-	m.serveStream(w, r, hdr, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
-		return m.local.RunOneOff(ctx, project, service, req, stdio)
+	hdr.Set(api.HeaderNode, srv.opts.Node)
+	srv.serveStream(w, r, hdr, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
+		return srv.local.RunOneOff(ctx, project, service, req, stdio)
 	})
 }
 
@@ -139,8 +139,8 @@ func oneOffName(project, service string) string {
 // data if it has some, else this node when the service's placement
 // constraints allow it, else the first ready node (by name) they allow.
 // Resource reservations are not checked: a one-off pod is not scheduled.
-func (m *Manager) runNode(rc api.ReplicationController) (string, error) {
-	st := m.r.State()
+func (srv *Server) runNode(rc api.ReplicationController) (string, error) {
+	st := srv.r.State()
 	if rc.PinnedNode != "" {
 		if n, ok := st.Node(rc.PinnedNode); !ok || n.Status != api.NodeReady {
 			return "", conflict("run %s: its data lives on node %s, which is not ready", rc.Service, rc.PinnedNode)
@@ -152,7 +152,7 @@ func (m *Manager) runNode(rc api.ReplicationController) (string, error) {
 		return "", invalid("run %s: %v", rc.Service, err)
 	}
 	fits := func(n api.Node) bool {
-		if n.Status != api.NodeReady || (n.APIAddr == "" && n.Name != m.opts.Node) {
+		if n.Status != api.NodeReady || (n.APIAddr == "" && n.Name != srv.opts.Node) {
 			return false
 		}
 		for _, c := range cs {
@@ -162,7 +162,7 @@ func (m *Manager) runNode(rc api.ReplicationController) (string, error) {
 		}
 		return true
 	}
-	if self, ok := st.Node(m.opts.Node); ok && fits(self) {
+	if self, ok := st.Node(srv.opts.Node); ok && fits(self) {
 		return self.Name, nil
 	}
 	nodes := st.Nodes()
@@ -209,7 +209,7 @@ func hijack(w http.ResponseWriter, hdr http.Header) (conn net.Conn, br *bufio.Re
 // feeds stdin and resize frames to run, sends its output as frames, and ends
 // with its exit code (or its error). The client closing the connection ends
 // the session (run's context is cancelled).
-func (m *Manager) serveStream(w http.ResponseWriter, r *http.Request, hdr http.Header, withStdin, tty bool, size api.TermSize,
+func (srv *Server) serveStream(w http.ResponseWriter, r *http.Request, hdr http.Header, withStdin, tty bool, size api.TermSize,
 	run func(context.Context, api.IO) (int, error)) {
 	conn, br, ok := hijack(w, hdr)
 	if !ok {
@@ -285,8 +285,8 @@ func (m *Manager) serveStream(w http.ResponseWriter, r *http.Request, hdr http.H
 
 // relayStream forwards an interactive request to the node that serves it,
 // then relays the upgraded stream both ways, unchanged.
-func (m *Manager) relayStream(w http.ResponseWriter, r *http.Request, node string, body []byte) {
-	c, err := m.nodeClient(node)
+func (srv *Server) relayStream(w http.ResponseWriter, r *http.Request, node string, body []byte) {
+	c, err := srv.nodeClient(node)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -320,7 +320,7 @@ func (m *Manager) relayStream(w http.ResponseWriter, r *http.Request, node strin
 	}
 }
 
-func (m *Manager) handlePodAction(action string) http.HandlerFunc {
+func (srv *Server) handlePodAction(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		var req api.PodActionRequest
@@ -332,13 +332,13 @@ func (m *Manager) handlePodAction(action string) http.HandlerFunc {
 			writeError(w, invalid("%s %s: timeout must be >= 0 seconds", action, name))
 			return
 		}
-		pod, err := m.placedPod(action, name)
+		pod, err := srv.placedPod(action, name)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		if pod.Node != m.opts.Node {
-			c, err := m.nodeClient(pod.Node)
+		if pod.Node != srv.opts.Node {
+			c, err := srv.nodeClient(pod.Node)
 			if err != nil {
 				writeError(w, fmt.Errorf("%s %s: %w", action, name, err))
 				return
@@ -356,7 +356,7 @@ func (m *Manager) handlePodAction(action string) http.HandlerFunc {
 			g := time.Duration(*req.Timeout) * time.Second
 			grace = &g
 		}
-		p, err := m.local.PodAction(r.Context(), name, action, grace)
+		p, err := srv.local.PodAction(r.Context(), name, action, grace)
 		if err != nil {
 			writeError(w, err)
 			return

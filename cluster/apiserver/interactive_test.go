@@ -1,4 +1,4 @@
-package manager
+package apiserver
 
 import (
 	"bytes"
@@ -17,25 +17,11 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
-	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/manager"
+	"github.com/devhq/dev/cluster/raftstore/rafttest"
 	"github.com/devhq/dev/cluster/state"
 )
 
-// oneNodeRaft is a leader of one with a fixed store.
-type oneNodeRaft struct{ st *state.Store }
-
-func (r oneNodeRaft) Apply(context.Context, state.Command) (uint64, error) {
-	return 0, errors.New("read-only test store")
-}
-func (r oneNodeRaft) IsLeader() bool                            { return true }
-func (r oneNodeRaft) LeaderCh() <-chan bool                     { return nil }
-func (r oneNodeRaft) Leader() string                            { return "n1" }
-func (r oneNodeRaft) LeaderAddr() (string, string)              { return "127.0.0.1:1", "n1" }
-func (r oneNodeRaft) State() *state.Store                       { return r.st }
-func (r oneNodeRaft) Servers() ([]raftstore.Server, error)      { return nil, nil }
-func (r oneNodeRaft) AddServer(string, string, bool) error      { return nil }
-func (r oneNodeRaft) RemoveServer(string) error                 { return nil }
-func (r oneNodeRaft) WaitReady(context.Context) error           { return nil }
 func (l *scriptedLocal) CheckPort(netip.AddrPort, string) error { return nil }
 
 // scriptedLocal answers sessions from their command line:
@@ -77,7 +63,7 @@ func (l *scriptedLocal) PodAction(_ context.Context, pod, action string, grace *
 	return api.Pod{Name: pod, Status: api.PodStatus{State: api.PodExited, Message: fmt.Sprintf("%s %v", action, *grace)}}, nil
 }
 
-// newStreamTestAPI serves a manager of node n1 (pods shop-web-1 on n1,
+// newStreamTestAPI serves the API of node n1 (pods shop-web-1 on n1,
 // shop-far-1 on n2 which is unreachable) on a unix socket.
 func newStreamTestAPI(t *testing.T) *api.HTTPClient {
 	t.Helper()
@@ -109,19 +95,20 @@ func newStreamTestAPI(t *testing.T) *api.HTTPClient {
 	return serveTestAPI(t, st, &scriptedLocal{})
 }
 
-// serveTestAPI serves the API of a manager over st and local (a leader of
+// serveTestAPI serves the API over st and local (a leader of
 // one, node n1) on a unix socket until the test ends, and returns a client.
 func serveTestAPI(t *testing.T, st *state.Store, local Local) *api.HTTPClient {
 	t.Helper()
-	m := New(oneNodeRaft{st}, local, Options{Node: "n1"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := rafttest.New(st)
+	srv := New(r, manager.New(r, manager.Options{Node: "n1"}, slog.New(slog.DiscardHandler)), local, Options{Node: "n1"})
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
 	c, err := api.NewClient("unix://"+sock, nil)
 	if err != nil {
 		t.Fatal(err)

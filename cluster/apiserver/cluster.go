@@ -1,0 +1,147 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/pki"
+)
+
+func (srv *Server) registerCluster(mux *http.ServeMux) {
+	handle(mux, "GET /v1/token", roleAdmin, srv.handleToken)
+	handle(mux, "POST /v1/join", rolePublic, srv.handleJoin)
+	handle(mux, "GET /v1/dashboard", roleRead, srv.handleDashboard) // a login link to a read-only dashboard
+}
+
+func (srv *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, invalid("decode join request: %v", err))
+		return
+	}
+	if !srv.r.IsLeader() {
+		if srv.peers == nil {
+			writeError(w, fmt.Errorf("join: this node cannot reach the leader"))
+			return
+		}
+		addr, err := srv.mgr.LeaderAPI()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		res, err := srv.peers.Join(r.Context(), addr, req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, res)
+		return
+	}
+	// A leader just elected may still be replaying its log: admit against
+	// the whole state (the name check must see every node).
+	wctx, cancel := context.WithTimeout(r.Context(), stateWait)
+	err := srv.r.WaitReady(wctx)
+	cancel()
+	if err != nil {
+		writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable", fmt.Errorf("join: the leader's state is not ready: %w", err)})
+		return
+	}
+	res, err := srv.admit(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+// admit checks a join request against the cluster secret and signs the
+// node's certificate.
+func (srv *Server) admit(_ context.Context, req api.JoinRequest) (api.JoinResponse, error) {
+	ci, ok := srv.r.State().Cluster()
+	if !ok {
+		return api.JoinResponse{}, errors.New("join: the cluster is still starting; retry in a moment")
+	}
+	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(ci.JoinSecret)) != 1 {
+		return api.JoinResponse{}, &httpError{http.StatusForbidden, "forbidden",
+			errors.New("join refused: the token's secret is wrong; get the current one with `dev token` on a cluster node")}
+	}
+	if n, ok := srv.r.State().Node(req.Name); ok && n.Status == api.NodeReady {
+		return api.JoinResponse{}, conflict("join refused: a ready node named %s is already in the cluster; pick another --node-name", req.Name)
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	if err != nil {
+		return api.JoinResponse{}, err
+	}
+	var ips []net.IP
+	for _, s := range req.IPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			ips = append(ips, net.IP(a.AsSlice()))
+		}
+	}
+	cert, err := ca.Sign(req.CSR, req.Name, "node", ips, nil)
+	if err != nil {
+		return api.JoinResponse{}, invalid("join: %v", err)
+	}
+	var gossip []string
+	if srv.opts.Members != nil {
+		for _, mb := range srv.opts.Members() {
+			if mb.Status == "alive" && mb.Gossip != "" {
+				gossip = append(gossip, mb.Gossip)
+			}
+		}
+	}
+	sort.Strings(gossip)
+	srv.log.Info("admitted node", "node", req.Name)
+	return api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}, nil
+}
+
+// handleToken prints the join token, and with ?client=NAME a client
+// certificate bundle for a remote CLI.
+func (srv *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	ci, ok := srv.r.State().Cluster()
+	if !ok {
+		writeError(w, errors.New("token: the cluster is still starting; retry in a moment"))
+		return
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res := api.TokenResponse{Token: pki.Token{Fingerprint: ca.Fingerprint(), Secret: ci.JoinSecret}.String()}
+	if name := r.URL.Query().Get("client"); name != "" {
+		role := pki.RoleAdmin
+		if r.URL.Query().Get("role") == pki.RoleRead {
+			role = pki.RoleRead
+		}
+		if res.Bundle, err = ca.ClientBundle(name, role); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, res)
+}
+
+// handleDashboard answers GET /v1/dashboard with this node's dashboard
+// address and a login link: whoever may use the API may use the dashboard.
+func (srv *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
+	if srv.opts.Dashboard == nil {
+		writeError(w, notFound("this node serves no dashboard"))
+		return
+	}
+	info, err := srv.opts.Dashboard()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, info)
+}

@@ -1,0 +1,180 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/peers"
+	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// The node-only routes, which other nodes call through cluster/peers: a
+// forwarded write, a heartbeat, an image, a project's volumes. Routes mounts
+// them behind nodeOnly.
+func (srv *Server) registerInternal(mux *http.ServeMux) {
+	handle(mux, "POST "+peers.PathApply, roleNode, srv.handleInternalApply)
+	handle(mux, "POST "+peers.PathRegister, roleNode, srv.handleInternalRegister)
+	handle(mux, "DELETE "+peers.PathVolumes+"{project}", roleNode, srv.handleInternalVolumes)
+	handle(mux, "GET "+peers.PathImage, roleNode, srv.handleImage)
+}
+
+// nodeOnly refuses every caller but a node before a route is matched: no
+// client role may learn which node-only routes exist.
+func nodeOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, _ := callerFrom(r.Context()); c.Role != roleNode {
+			writeError(w, &httpError{http.StatusForbidden, "forbidden",
+				fmt.Errorf("%s %s is a node-to-node route; %s", r.Method, r.URL.Path, c)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// maxEntry bounds a forwarded command (a project apply is the largest).
+const maxEntry = 8 << 20
+
+// handleInternalApply applies a write a follower forwarded, if the calling
+// node may make it (mayForward).
+func (srv *Server) handleInternalApply(w http.ResponseWriter, r *http.Request) {
+	var req peers.ApplyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxEntry)).Decode(&req); err != nil {
+		writeError(w, invalid("decode forwarded command: %v", err))
+		return
+	}
+	cmd, err := state.Decode(req.Entry)
+	if err != nil {
+		writeError(w, invalid("%v", err))
+		return
+	}
+	c, _ := callerFrom(r.Context())
+	if err := mayForward(srv.r.State(), c.Name, cmd); err != nil {
+		writeError(w, err)
+		return
+	}
+	idx, err := srv.r.Apply(r.Context(), cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: idx})
+}
+
+// mayForward says whether node may forward cmd to the leader. A node
+// forwards two kinds of writes: its users' (a project applied, deleted,
+// scaled or rolled back through its API, validated there and again here),
+// and its agent's records of itself (its own pods' status, its pods that
+// are gone, its own node record). What the leader's own loops write
+// (placements, new pods, deletions, membership) no node may send: a node
+// certificate must not rewrite the cluster.
+func mayForward(st *state.Store, node string, cmd state.Command) error {
+	forbidden := func(format string, a ...any) error {
+		return &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("forwarded write from node %s: "+format, append([]any{node}, a...)...)}
+	}
+	switch c := cmd.(type) {
+	case *state.ApplyProject:
+		if err := validateProject(c.Project.Name, &c.Project); err != nil {
+			return err
+		}
+	case *state.DeleteProject, *state.Scale, *state.RollbackRC:
+		// users' writes: the state machine checks them as it applies them
+	case *state.PodStatus:
+		if c.Node != node {
+			return forbidden("status of pod %s reported for node %s", c.Name, c.Node)
+		}
+	case *state.DeletePods:
+		for _, name := range c.Names {
+			if p, ok := st.Pod(name); ok && p.Node != node {
+				return forbidden("pod %s runs on node %s", name, p.Node)
+			}
+		}
+	case *state.PutNode:
+		if c.Node.Name != node {
+			return forbidden("record of node %s", c.Node.Name)
+		}
+	default:
+		return forbidden("%T is written by the leader itself", cmd)
+	}
+	return nil
+}
+
+// handleInternalRegister takes a node's report (its heartbeat) on the
+// leader.
+func (srv *Server) handleInternalRegister(w http.ResponseWriter, r *http.Request) {
+	var n api.Node
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&n); err != nil {
+		writeError(w, invalid("decode node: %v", err))
+		return
+	}
+	// A node registers itself (its agent, through its own manager) and no
+	// other: a node certificate must not overwrite another node's record.
+	if c, _ := callerFrom(r.Context()); c.Name != n.Name {
+		writeError(w, &httpError{http.StatusForbidden, "forbidden",
+			fmt.Errorf("register node %s: the certificate of %q may register only itself", n.Name, c.Name)})
+		return
+	}
+	if !srv.r.IsLeader() {
+		writeError(w, raftstore.ErrNotLeader)
+		return
+	}
+	got, err := srv.mgr.RegisterNode(r.Context(), n)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, got)
+}
+
+func (srv *Server) handleInternalVolumes(w http.ResponseWriter, r *http.Request) {
+	if err := srv.local.RemoveVolumes(r.Context(), r.PathValue("project")); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.WriteResult{Index: srv.r.State().Index()})
+}
+
+// handleImage streams an image from this node's engine (docker save), for a
+// node that needs it and has no registry to pull from.
+func (srv *Server) handleImage(w http.ResponseWriter, r *http.Request) {
+	ref := r.URL.Query().Get("ref")
+	rc, err := srv.local.SaveImage(r.Context(), ref)
+	if err != nil {
+		writeError(w, notFound("image %s: %v", ref, err))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/x-tar")
+	_, _ = io.Copy(w, rc)
+}
+
+// nodeClient returns a client for another node's API, to relay a request
+// to the node that runs a pod.
+func (srv *Server) nodeClient(node string) (*api.HTTPClient, error) {
+	if srv.peers == nil {
+		return nil, fmt.Errorf("the pod runs on node %s, which this node cannot reach", node)
+	}
+	n, ok := srv.r.State().Node(node)
+	if !ok || n.APIAddr == "" {
+		return nil, notFound("node %s is unknown or has no API address", node)
+	}
+	return srv.peers.Client(n.APIAddr)
+}
+
+// placedPod returns a pod that exists, is not being removed and is bound to
+// a node; what names the operation in errors ("exec in", "stop").
+func (srv *Server) placedPod(what, name string) (api.Pod, error) {
+	pod, ok := srv.r.State().Pod(name)
+	switch {
+	case !ok:
+		return pod, notFound("no pod %s", name)
+	case pod.Deleting:
+		return pod, conflict("%s %s: the pod is being removed", what, name)
+	case pod.Node == "":
+		return pod, conflict("%s %s: the pod is not scheduled yet (%s)", what, name, pod.Status.Message)
+	}
+	return pod, nil
+}

@@ -1,0 +1,97 @@
+package apiserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/manager"
+	"github.com/devhq/dev/cluster/peers"
+	"github.com/devhq/dev/cluster/raftstore/rafttest"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// TestInternalApply: the leader applies a forwarded write only from a node,
+// and only what that node may write: its users' writes (validated again),
+// its own pods' status and its own record; never what the leader's loops
+// write, nor another node's records. Clients of every role get 403 on every
+// node-only route, before any route is matched.
+func TestInternalApply(t *testing.T) {
+	st := state.New()
+	r := rafttest.New(st)
+	for _, cmd := range []state.Command{
+		&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}},
+		&state.PutNode{Node: api.Node{Name: "n2", Status: api.NodeReady}},
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{{Project: "shop", Name: "web", Image: "x", Replicas: 1}}}},
+		&state.CreatePods{Pods: []api.Pod{{Name: "shop-web-1", Project: "shop", Service: "web", Labels: map[string]string{}}}},
+		&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1"}},
+	} {
+		if _, err := r.Apply(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := New(r, manager.New(r, manager.Options{Node: "n1"}, slog.New(slog.DiscardHandler)), nil, Options{Node: "n1"})
+	h := srv.Routes()
+	node := func(name string) Caller { return Caller{Name: name, Role: roleNode} }
+	project := func(replicas int) *state.ApplyProject {
+		return &state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{
+			{Project: "shop", Name: "web", Image: "x", Replicas: replicas}}}}
+	}
+	tests := []struct {
+		name   string
+		caller Caller
+		cmd    state.Command
+		want   int
+	}{
+		{"a node's own pod status", node("n1"), &state.PodStatus{Name: "shop-web-1", Node: "n1", Status: api.PodStatus{State: api.PodRunning}}, 200},
+		{"status reported for another node", node("n2"), &state.PodStatus{Name: "shop-web-1", Node: "n1"}, 403},
+		{"its own record", node("n2"), &state.PutNode{Node: api.Node{Name: "n2", Status: api.NodeReady}}, 200},
+		{"another node's record", node("n2"), &state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeDown}}, 403},
+		{"forget another node's pod", node("n2"), &state.DeletePods{Names: []string{"shop-web-1"}}, 403},
+		{"a user's scale, relayed", node("n2"), &state.Scale{Project: "shop", Replicas: map[string]int{"web": 2}}, 200},
+		{"a user's apply, validated again", node("n2"), project(-1), 400},
+		{"placements are the leader's", node("n2"), &state.AssignPods{Nodes: map[string]string{"shop-web-1": "n2"}}, 403},
+		{"node removal is the leader's", node("n2"), &state.DeleteNode{Name: "n1"}, 403},
+		{"admin client", Caller{Name: "ci", Role: roleAdmin}, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 3}}, 403},
+		{"read client", Caller{Name: "ro", Role: roleRead}, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 3}}, 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			entry, err := state.Encode(tt.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := json.Marshal(peers.ApplyRequest{Entry: entry})
+			req := httptest.NewRequest(http.MethodPost, peers.PathApply, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			before := st.Index()
+			AsCaller(h, tt.caller).ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body.String(), tt.want)
+			}
+			if applied := st.Index() > before; applied != (tt.want == 200) {
+				t.Errorf("applied: %v, want %v", applied, tt.want == 200)
+			}
+		})
+	}
+	if n, _ := st.Node("n1"); n.Status != api.NodeReady {
+		t.Errorf("n1 is %s: another node's write went through", n.Status)
+	}
+
+	// Every node-only route refuses clients, whatever the path.
+	for _, role := range []string{roleAdmin, roleRead, ""} {
+		for _, path := range []string{peers.PathRegister, peers.PathImage + "?ref=x", peers.PathVolumes + "shop", "/v1/internal/nope"} {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			rec := httptest.NewRecorder()
+			AsCaller(h, Caller{Name: "c", Role: role}).ServeHTTP(rec, req)
+			if rec.Code != http.StatusForbidden {
+				t.Errorf("GET %s as %q: %d, want 403", path, role, rec.Code)
+			}
+		}
+	}
+}

@@ -1,0 +1,198 @@
+// Package apiserver is the node's HTTP API: the public routes the CLI, remote
+// clients and the dashboard call, and the node-only routes other nodes call
+// (cluster/peers). Every route has a role, checked from the caller's
+// certificate (auth.go). Writes go to the manager, which applies them
+// through raft; reads come from the replicated state. One file per resource.
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/peers"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// Raft is the replicated store as the API reads it.
+type Raft interface {
+	// Apply applies a command on the leader (ErrNotLeader elsewhere): the
+	// node-only apply route, which must not forward again.
+	Apply(ctx context.Context, cmd state.Command) (uint64, error)
+	IsLeader() bool
+	Leader() string
+	State() *state.Store
+	// WaitReady returns once the store has caught up with the log it had
+	// when the node started (and a leader is known).
+	WaitReady(ctx context.Context) error
+}
+
+// Manager applies writes (forwarding them to the leader) and keeps the
+// nodes' heartbeats (cluster/manager).
+type Manager interface {
+	Apply(ctx context.Context, cmd state.Command) (uint64, error)
+	RegisterNode(ctx context.Context, n api.Node) (api.Node, error)
+	// Nodes lists the nodes with their raft role, pods and reservations.
+	Nodes() []api.Node
+	LeaderAPI() (string, error)
+}
+
+// Local is this node's agent as the API uses it: container-level work that
+// must happen on the node that runs the pod.
+type Local interface {
+	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
+	RemoveVolumes(ctx context.Context, project string) error
+	// CheckPort reports whether a published port can be served on this node:
+	// nil when it is free or already served by dev.
+	CheckPort(addr netip.AddrPort, proto string) error
+	// SaveImage moves an image to another engine (no registry).
+	SaveImage(ctx context.Context, ref string) (io.ReadCloser, error)
+	// Leave moves this node's pods away, leaves the cluster and stops the
+	// agent.
+	Leave(ctx context.Context) error
+
+	// Exec, RunOneOff and PodAction serve `dev exec`, `dev run` and `dev
+	// stop|start|restart` for pods of this node (see interactive.go).
+	Exec(ctx context.Context, pod string, req api.ExecRequest, stdio api.IO) (int, error)
+	RunOneOff(ctx context.Context, project, service string, req api.RunRequest, stdio api.IO) (int, error)
+	PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error)
+
+	// CopyFiles extracts a tar archive into directory dir of the running
+	// container of a pod of this node; RemoveFiles removes paths from it
+	// (see files.go).
+	CopyFiles(ctx context.Context, pod, dir string, archive io.Reader) error
+	RemoveFiles(ctx context.Context, pod string, paths []string) error
+}
+
+// Events is the node's event log (cluster/events.Recorder).
+type Events interface {
+	// List returns the events after index.
+	List(after uint64) api.EventList
+	// Wait blocks until there are events after index or ctx ends.
+	Wait(ctx context.Context, after uint64) api.EventList
+}
+
+// Member is a gossip member, as the join answer lists them.
+type Member struct {
+	Status string // alive, leaving, left, failed
+	Gossip string // its gossip address
+}
+
+// Options configure the API server.
+type Options struct {
+	Node        string
+	ServiceCIDR string // virtual IPs of services
+	Version     string
+	// Peers reach other nodes' APIs (relays, volumes, joins); nil on a node
+	// that cannot reach peers.
+	Peers *peers.Peers
+	// Members is the gossip view a join answer lists; nil: none.
+	Members func() []Member
+	// Events serves GET /v1/events; nil: the node records none.
+	Events Events
+	// Dashboard tells where this node serves the dashboard and how to log
+	// in (GET /v1/dashboard); nil: no dashboard.
+	Dashboard func() (api.DashboardInfo, error)
+	Log       *slog.Logger
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	r     Raft
+	mgr   Manager
+	local Local
+	peers *peers.Peers
+	opts  Options
+	log   *slog.Logger
+
+	ready atomic.Bool // the store has caught up since the start (see awaitState)
+}
+
+// New returns the API server; it starts nothing (the node serves Handler on
+// its listeners).
+func New(r Raft, mgr Manager, local Local, opts Options) *Server {
+	if opts.ServiceCIDR == "" {
+		opts.ServiceCIDR = "10.214.0.0/16"
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{r: r, mgr: mgr, local: local, peers: opts.Peers, opts: opts, log: opts.Log.With("component", "apiserver")}
+}
+
+// maxWait bounds blocking queries.
+const maxWait = 5 * time.Minute
+
+// Handler returns the HTTP API (see cluster/api/requests.go for the routes)
+// behind its authentication: on TLS connections, a client certificate of
+// the cluster, whose role each route checks (auth.go).
+func (srv *Server) Handler() http.Handler { return authenticate(srv.Routes()) }
+
+// Routes is the HTTP API without authentication, for a front that
+// authenticates its callers itself and says who they are (AsCaller: the
+// dashboard). A request without a caller is refused.
+//
+// Two muxes: the public one (users' routes, each with its role) and the
+// node-only one under /v1/internal/, which refuses every client role
+// before a route is even matched.
+func (srv *Server) Routes() http.Handler {
+	public := http.NewServeMux()
+	srv.registerStatus(public)      // status.go
+	srv.registerProjects(public)    // projects.go
+	srv.registerPods(public)        // pods.go
+	srv.registerNodes(public)       // nodes.go
+	srv.registerServices(public)    // services.go
+	srv.registerEvents(public)      // events.go
+	srv.registerCluster(public)     // cluster.go: token, join, dashboard link
+	srv.registerInteractive(public) // interactive.go: exec, run, stop/start/restart
+	srv.registerFiles(public)       // files.go: copy files into / remove files from pods
+
+	internal := http.NewServeMux()
+	srv.registerInternal(internal) // internal.go
+	public.Handle("/v1/internal/", nodeOnly(internal))
+	return srv.awaitState(public)
+}
+
+// passesStateWait reports the routes answered before the state caught up:
+// node-to-node routes (a starting node's raft may need them; join waits in
+// its handler, on the leader) and the status, which says what is missing.
+func passesStateWait(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/v1/internal/") || r.URL.Path == "/v1/join" ||
+		(r.Method == http.MethodGet && r.URL.Path == "/v1/status")
+}
+
+// stateWait bounds how long a request waits for a starting agent's state.
+const stateWait = 30 * time.Second
+
+// awaitState holds requests until the node's state has caught up with its
+// raft log after a start: before that, the store is empty or partly
+// replayed, and an answer from it would be wrong ("project not deployed"
+// to a `dev down` right after an agent restart, which then did nothing).
+// Node-to-node routes pass at once: a starting node's raft may need them.
+func (srv *Server) awaitState(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !srv.ready.Load() && !passesStateWait(r) {
+			ctx, cancel := context.WithTimeout(r.Context(), stateWait)
+			err := srv.r.WaitReady(ctx)
+			cancel()
+			if err != nil {
+				why := "the agent is still loading the cluster state"
+				if srv.r.Leader() == "" {
+					why = "the cluster has no leader (not enough managers reachable)"
+				}
+				writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable",
+					fmt.Errorf("%s (%v); try again in a moment, `dev nodes` or GET /v1/status tell more", why, err)})
+				return
+			}
+			srv.ready.Store(true)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
