@@ -62,7 +62,7 @@ type Agent struct {
 	workers map[string]*podWorker
 	wg      sync.WaitGroup
 
-	stops   userStops // pods stopped by `dev stop` (lifecycle.go)
+	acting  acting    // pods a start or restart is moving (lifecycle.go)
 	oneOffs oneOffSet // one-off pods running now (interactive.go)
 }
 
@@ -110,12 +110,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wg.Go(func() { a.heartbeats(ctx) })
 
 	seen := map[string]uint64{} // pod -> ModifyIndex last handed to its worker
-	a.restoreStops()
 	a.gc(ctx)
 	for {
 		changed := a.st.Changed()
 		a.syncPods(ctx, seen, false)
-		a.kickStopped()
 		select {
 		case <-ctx.Done():
 			return nil

@@ -16,14 +16,13 @@ import (
 // so its replication controller still counts it and creates no
 // replacement), start starts it again, restart stops and starts it.
 //
-// A stopped pod must stay stopped although its restart policy says
-// otherwise: the agent keeps a "stopped by user" mark per pod, which the pod
-// worker honours for an exited container. The mark holds for one container
-// and one version of the service's controller: `dev up` (which re-applies
-// every service of the project) or `dev scale` of the service lift it and
-// start the pod again, as `docker compose up` starts stopped containers. The
-// worker reports such a pod as exited with StoppedMessage; that status, kept
-// in the replicated store, is how the mark survives an agent restart.
+// A stopped pod stays stopped although its restart policy says otherwise:
+// `dev stop` sets the pod's Stopped field through raft, and the pod worker
+// keeps the container of a Stopped pod stopped (and stops it, should it run
+// again). `dev start`/`dev restart` clear the field, and so do `dev up`,
+// `dev scale` and a rollback of the service (the state machine does), as
+// `docker compose up` starts stopped containers. The field is in the
+// replicated state, so it outlives an agent restart and the pod's node.
 
 // StoppedMessage is the status message of a pod stopped by `dev stop`.
 const StoppedMessage = api.PodStoppedMessage
@@ -35,92 +34,32 @@ const (
 	ActionRestart = "restart"
 )
 
-type stopMark struct {
-	container string // ID of the container the user stopped
-	rcIndex   uint64 // ModifyIndex of the service's controller at the time
-}
-
-// userStops holds the "stopped by user" marks, by pod name.
-type userStops struct {
+// acting holds the pods whose container a start or restart is moving right
+// now: their worker leaves an exited container alone meanwhile, rather than
+// start it itself and count that as a crash restart. A mark lasts one
+// action, never longer.
+type acting struct {
 	mu sync.Mutex
-	m  map[string]stopMark
+	m  map[string]bool
 }
 
-func (s *userStops) set(pod string, m stopMark) {
+func (s *acting) set(pod string, on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[string]stopMark{}
+		s.m = map[string]bool{}
 	}
-	s.m[pod] = m
+	if on {
+		s.m[pod] = true
+	} else {
+		delete(s.m, pod)
+	}
 }
 
-func (s *userStops) clear(pod string) {
+func (s *acting) has(pod string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, pod)
-}
-
-func (s *userStops) get(pod string) (stopMark, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.m[pod]
-	return m, ok
-}
-
-func (s *userStops) snapshot() map[string]stopMark {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]stopMark, len(s.m))
-	for k, v := range s.m {
-		out[k] = v
-	}
-	return out
-}
-
-// stoppedByUser reports whether the exited container containerID of pod was
-// stopped by the user and must stay stopped. A mark that no longer applies
-// (another container, the service re-applied or scaled) is dropped.
-func (a *Agent) stoppedByUser(pod string, rc api.ReplicationController, hasRC bool, containerID string) bool {
-	m, ok := a.stops.get(pod)
-	if !ok {
-		return false
-	}
-	if !hasRC || m.container != containerID || rc.ModifyIndex != m.rcIndex {
-		a.stops.clear(pod)
-		return false
-	}
-	return true
-}
-
-// restoreStops rebuilds the marks of this node's pods from their reported
-// statuses, when the agent starts.
-func (a *Agent) restoreStops() {
-	for _, p := range a.st.Pods(state.PodFilter{Node: a.opts.Node}) {
-		if p.Deleting || p.Status.State != api.PodExited || p.Status.Message != StoppedMessage {
-			continue
-		}
-		rc, ok := a.st.RC(api.RCKey(p.Project, p.Service))
-		if !ok || rc.ModifyIndex > p.ModifyIndex {
-			continue // the service changed since the stop: it runs again
-		}
-		a.stops.set(p.Name, stopMark{container: p.Status.ContainerID, rcIndex: rc.ModifyIndex})
-	}
-}
-
-// kickStopped wakes the workers of stopped pods whose mark no longer holds
-// (the service was re-applied or scaled), so that they start them again.
-func (a *Agent) kickStopped() {
-	for pod, m := range a.stops.snapshot() {
-		p, ok := a.st.Pod(pod)
-		if !ok || p.Node != a.opts.Node {
-			a.stops.clear(pod)
-			continue
-		}
-		if rc, ok := a.st.RC(api.RCKey(p.Project, p.Service)); !ok || rc.ModifyIndex != m.rcIndex {
-			a.kick(pod)
-		}
-	}
+	return s.m[pod]
 }
 
 // PodAction stops, starts or restarts the container of a pod of this node
@@ -153,14 +92,25 @@ func (a *Agent) PodAction(ctx context.Context, pod, action string, grace *time.D
 	if grace != nil {
 		g = *grace
 	}
-	mark := stopMark{container: c.ID, rcIndex: rc.ModifyIndex}
+	setStopped := func(stopped bool) error {
+		if p.Stopped == stopped {
+			return nil
+		}
+		if _, err := a.c.Apply(ctx, &state.SetPodStopped{Name: pod, Stopped: stopped}); err != nil {
+			return fmt.Errorf("%s %s: record it: %w", action, pod, err)
+		}
+		return nil
+	}
 
 	switch action {
 	case ActionStop:
 		if missing {
 			return api.Pod{}, fmt.Errorf("stop %s: the pod has no container yet (%s); retry once it runs", pod, stateOf(p))
 		}
-		a.stops.set(pod, mark) // before the container exits: the worker must not restart it
+		// Recorded first: from then on the worker keeps it stopped.
+		if err := setStopped(true); err != nil {
+			return api.Pod{}, err
+		}
 		if c.Running() {
 			if err := a.d.Stop(ctx, c.ID, signal, g); err != nil {
 				return api.Pod{}, fmt.Errorf("stop %s: %w", pod, err)
@@ -168,28 +118,27 @@ func (a *Agent) PodAction(ctx context.Context, pod, action string, grace *time.D
 		}
 		a.kick(pod)
 		return a.awaitPod(ctx, pod, func(p api.Pod) bool {
-			return p.Status.State == api.PodExited && p.Status.Message == StoppedMessage && p.Status.ContainerID == c.ID
+			return p.Stopped && p.Status.State == api.PodExited && p.Status.ContainerID == c.ID
 		})
 	case ActionStart, ActionRestart:
-		if !missing && (action == ActionRestart || !c.Running()) {
-			// A mark meanwhile keeps the worker from starting the exited
-			// container itself (and counting that as a crash restart).
-			a.stops.set(pod, mark)
-			var err error
+		a.acting.set(pod, true)
+		err := setStopped(false)
+		if err == nil && !missing && (action == ActionRestart || !c.Running()) {
 			if action == ActionRestart && c.Running() {
 				err = a.d.Stop(ctx, c.ID, signal, g)
 			}
 			if err == nil {
 				err = a.d.Start(ctx, c.ID)
 			}
-			a.stops.clear(pod)
 			if err != nil {
-				a.kick(pod)
-				return api.Pod{}, fmt.Errorf("%s %s: %w", action, pod, err)
+				err = fmt.Errorf("%s %s: %w", action, pod, err)
 			}
 		}
-		a.stops.clear(pod)
+		a.acting.set(pod, false)
 		a.kick(pod) // no container: the worker creates one
+		if err != nil {
+			return api.Pod{}, err
+		}
 		return a.awaitPod(ctx, pod, func(p api.Pod) bool {
 			if p.Status.State != api.PodRunning {
 				return false

@@ -121,6 +121,34 @@ func TestStopMarkSurvivesAgentRestartAndUpLiftsIt(t *testing.T) {
 	})
 }
 
+// TestStoppedPodIsKeptStopped: `dev stop` is the pod's Stopped field in
+// the state, and the worker reconciles towards it: a container started
+// behind the agent's back (docker start) is stopped again.
+func TestStoppedPodIsKeptStopped(t *testing.T) {
+	e := newEnv(t)
+	name := e.deploy(spec("web", ""), 1, node) // restart: always
+	e.run()
+	c := e.waitRunning(name, 0)
+	if _, err := e.a.PodAction(context.Background(), name, agent.ActionStop, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := e.pod(name); !p.Stopped {
+		t.Fatalf("after dev stop the pod record is %+v, want Stopped", p)
+	}
+	if err := e.d.Start(context.Background(), c.ID); err != nil { // docker start, behind the agent's back
+		t.Fatal(err)
+	}
+	eventually(t, name+" stopped again", func() error {
+		if got, _ := e.d.container(name); got.State != "exited" {
+			return fmt.Errorf("container %s", got.State)
+		}
+		return nil
+	})
+	if n := e.d.count("stop", name); n != 2 {
+		t.Errorf("stops of %s: %d, want 2 (dev stop, then the worker): %v", name, n, e.d.callsFor(name))
+	}
+}
+
 func TestPodActionErrors(t *testing.T) {
 	e := newEnv(t)
 	name := e.deploy(spec("web", ""), 1, node)

@@ -150,6 +150,11 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		return true, 0, false, nil
 	}
 
+	if !exists && pod.Stopped {
+		// Stopped, and its container removed behind our back: nothing is
+		// created until the user starts it again.
+		return false, 0, false, w.report(ctx, pod, api.PodStatus{State: api.PodExited, Message: StoppedMessage, Restarts: w.restarts})
+	}
 	if !exists {
 		if !hasRC || rc.SpecHash != pod.SpecHash {
 			// The template is being replaced; the controller will delete this pod.
@@ -193,6 +198,14 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 	}
 
 	switch {
+	case c.Running() && pod.Stopped && !a.acting.has(w.name):
+		// Stopped by the user, and running again (started behind our back,
+		// or the stop reached the record before the container): stop it.
+		sig, grace := w.stopParams(pod)
+		if err := a.d.Stop(ctx, c.ID, sig, grace); err != nil {
+			return false, 0, false, fmt.Errorf("stop (dev stop): %w", err)
+		}
+		return true, 0, false, nil
 	case c.Running():
 		if !c.StartedAt.IsZero() && time.Since(c.StartedAt) > 10*time.Second {
 			w.failures = 0
@@ -202,7 +215,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			Restarts: w.restarts, StartedAt: c.StartedAt,
 		}
 		return false, w.pollInterval(), false, w.report(ctx, pod, st)
-	case c.State == "created":
+	case c.State == "created" && !pod.Stopped:
 		if err := a.d.Start(ctx, c.ID); err != nil {
 			w.backoff()
 			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{
@@ -220,10 +233,14 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			exited.Message = "out of memory"
 		}
 		// A container the user stopped (`dev stop`) stays stopped whatever
-		// the restart policy says (see lifecycle.go).
-		if a.stoppedByUser(w.name, rc, hasRC, c.ID) {
+		// the restart policy says (see lifecycle.go); one a start or
+		// restart is moving is left to it.
+		if pod.Stopped {
 			exited.Message = StoppedMessage
 			return false, 0, false, w.report(ctx, pod, exited)
+		}
+		if a.acting.has(w.name) {
+			return false, time.Second, false, nil
 		}
 		if !w.shouldRestart(pod, c.ExitCode) {
 			return false, 0, false, w.report(ctx, pod, exited)

@@ -39,7 +39,8 @@ const (
 	PodFailed  = "failed"
 )
 
-// PodStoppedMessage is the status message of a pod stopped by `dev stop`
+// PodStoppedMessage is the status message the agent reports for a pod
+// stopped by `dev stop` (Pod.Stopped says it; the message only shows it)
 // (state exited): the agent keeps it stopped, events call it Exited, not
 // Failed.
 const PodStoppedMessage = "stopped (dev stop)"
@@ -478,7 +479,12 @@ type Pod struct {
 	Node string `json:"node,omitempty"`
 	// Deleting is set when the pod is to be stopped and removed; the node
 	// agent removes the container and then deletes the pod record.
-	Deleting    bool      `json:"deleting,omitempty"`
+	Deleting bool `json:"deleting,omitempty"`
+	// Stopped is set by `dev stop`: the node agent keeps the pod's
+	// container stopped, whatever its restart policy, until `dev start` or
+	// `dev restart`, or until `dev up`, `dev scale` or a rollback of its
+	// service clears it (as `docker compose up` starts stopped containers).
+	Stopped     bool      `json:"stopped,omitempty"`
 	Status      PodStatus `json:"status"`
 	CreateIndex uint64    `json:"create_index"`
 	ModifyIndex uint64    `json:"modify_index"`

@@ -10,12 +10,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/scheduler"
+	"github.com/devhq/dev/cluster/state"
 )
 
 // The interactive API: `dev exec` and `dev run` switch the connection to the
@@ -100,16 +100,16 @@ func (srv *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no service %s in project %s; deploy it first (dev up)", service, project))
 		return
 	}
+	if req.Name == "" {
+		req.Name = oneOffName(project, service)
+	}
 	if req.Node == "" {
-		node, err := srv.runNode(rc)
+		node, err := srv.runNode(rc, req.Name)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		req.Node = node
-	}
-	if req.Name == "" {
-		req.Name = oneOffName(project, service)
 	}
 	if req.Node != srv.opts.Node {
 		body, err := json.Marshal(req)
@@ -135,44 +135,19 @@ func oneOffName(project, service string) string {
 	return fmt.Sprintf("%s-%s-run-%s", project, service, hex.EncodeToString(b))
 }
 
-// runNode picks the node of a one-off pod: the node holding the service's
-// data if it has some, else this node when the service's placement
-// constraints allow it, else the first ready node (by name) they allow.
-// Resource reservations are not checked: a one-off pod is not scheduled.
-func (srv *Server) runNode(rc api.ReplicationController) (string, error) {
+// runNode places a one-off pod (`dev run`) with the scheduler, as a pod of
+// its service: on a ready node that fits its reservations and placement
+// constraints, the node holding the service's data if it has some, spread
+// like the service's replicas. Nothing is written: a one-off pod is not a
+// replica, and the node runs it at once.
+func (srv *Server) runNode(rc api.ReplicationController, name string) (string, error) {
 	st := srv.r.State()
-	if rc.PinnedNode != "" {
-		if n, ok := st.Node(rc.PinnedNode); !ok || n.Status != api.NodeReady {
-			return "", conflict("run %s: its data lives on node %s, which is not ready", rc.Service, rc.PinnedNode)
-		}
-		return rc.PinnedNode, nil
+	pod := api.Pod{Name: name, Project: rc.Project, Service: rc.Service, Labels: map[string]string{}}
+	plan := scheduler.Schedule(st.Nodes(), append(st.Pods(state.PodFilter{}), pod), st.RC)
+	if node, ok := plan.Assign[name]; ok {
+		return node, nil
 	}
-	cs, err := scheduler.ParsePlacement(rc.Template.Placement)
-	if err != nil {
-		return "", invalid("run %s: %v", rc.Service, err)
-	}
-	fits := func(n api.Node) bool {
-		if n.Status != api.NodeReady || (n.APIAddr == "" && n.Name != srv.opts.Node) {
-			return false
-		}
-		for _, c := range cs {
-			if !c.Matches(n) {
-				return false
-			}
-		}
-		return true
-	}
-	if self, ok := st.Node(srv.opts.Node); ok && fits(self) {
-		return self.Name, nil
-	}
-	nodes := st.Nodes()
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	for _, n := range nodes {
-		if fits(n) {
-			return n.Name, nil
-		}
-	}
-	return "", conflict("run %s: no ready node satisfies its placement constraints %v", rc.Service, rc.Template.Placement.Constraints)
+	return "", conflict("run %s: %s", rc.Service, plan.Unschedulable[name])
 }
 
 // hijack takes over the client's connection and answers 101 with hdr. When

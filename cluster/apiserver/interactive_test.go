@@ -220,7 +220,7 @@ func TestExecStream(t *testing.T) {
 		{"run: placement fits no node", func() error {
 			_, _, err := c.Run(ctx, "shop", "nowhere", api.RunRequest{})
 			return err
-		}, http.StatusConflict, "placement constraints"},
+		}, http.StatusConflict, "constraint node.hostname==n9 not met"},
 		{"run: unknown service", func() error {
 			_, _, err := c.Run(ctx, "shop", "nope", api.RunRequest{})
 			return err
@@ -259,5 +259,47 @@ func TestRunStreamAndPodAction(t *testing.T) {
 	res, err := c.PodAction(ctx, "shop-web-1", "stop", api.PodActionRequest{Timeout: &timeout})
 	if err != nil || res.Pod.Status.Message != "stop 4s" {
 		t.Fatalf("stop: %+v, %v", res, err)
+	}
+}
+
+// TestRunNodeUsesTheScheduler: a one-off pod goes where the scheduler puts
+// a pod of its service: a node with room for its reservations, not simply
+// the node that took the request.
+func TestRunNodeUsesTheScheduler(t *testing.T) {
+	st := state.New()
+	r := rafttest.New(st)
+	web := api.ServiceSpec{Project: "shop", Name: "web", Image: "x", Replicas: 1,
+		Resources: api.Resources{Reservations: api.ResourceAmounts{MemoryBytes: 1 << 30}}}
+	for _, cmd := range []state.Command{
+		&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, APIAddr: "127.0.0.1:1", Allocatable: api.ResourceAmounts{MemoryBytes: 512 << 20}}},
+		&state.PutNode{Node: api.Node{Name: "n2", Status: api.NodeReady, APIAddr: "127.0.0.1:2", Allocatable: api.ResourceAmounts{MemoryBytes: 4 << 30}}},
+		&state.PutNode{Node: api.Node{Name: "n3", Status: api.NodeDown, APIAddr: "127.0.0.1:3", Allocatable: api.ResourceAmounts{MemoryBytes: 8 << 30}}},
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}},
+	} {
+		if _, err := r.Apply(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := New(r, nil, nil, Options{Node: "n1"})
+	rc, _ := st.RC(api.RCKey("shop", "web"))
+	node, err := srv.runNode(rc, "shop-web-run-1")
+	if err != nil || node != "n2" {
+		t.Fatalf("runNode = %q, %v; want n2 (n1 lacks the memory, n3 is down)", node, err)
+	}
+	// Room nowhere: the scheduler's reason.
+	st2 := state.New()
+	r2 := rafttest.New(st2)
+	for _, n := range st.Nodes() {
+		if _, err := r2.Apply(t.Context(), &state.PutNode{Node: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web.Resources.Reservations.MemoryBytes = 16 << 30
+	if _, err := r2.Apply(t.Context(), &state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}}); err != nil {
+		t.Fatal(err)
+	}
+	rc, _ = st2.RC(api.RCKey("shop", "web"))
+	if _, err := New(r2, nil, nil, Options{Node: "n1"}).runNode(rc, "shop-web-run-2"); err == nil || !strings.Contains(err.Error(), "memory") {
+		t.Errorf("runNode with no room anywhere = %v, want the scheduler's reason", err)
 	}
 }

@@ -67,8 +67,8 @@ func (srv *Server) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 // mayForward says whether node may forward cmd to the leader. A node
 // forwards two kinds of writes: its users' (a project applied, deleted,
 // scaled or rolled back through its API, validated there and again here),
-// and its agent's records of itself (its own pods' status, its pods that
-// are gone, its own node record). What the leader's own loops write
+// and its agent's records of itself (its own pods' status and `dev stop`,
+// its pods that are gone, its own node record). What the leader's own loops write
 // (placements, new pods, deletions, membership) no node may send: a node
 // certificate must not rewrite the cluster.
 func mayForward(st *state.Store, node string, cmd state.Command) error {
@@ -82,6 +82,10 @@ func mayForward(st *state.Store, node string, cmd state.Command) error {
 		}
 	case *state.DeleteProject, *state.Scale, *state.RollbackRC:
 		// users' writes: the state machine checks them as it applies them
+	case *state.SetPodStopped:
+		if p, ok := st.Pod(c.Name); ok && p.Node != node {
+			return forbidden("pod %s runs on node %s (dev stop is applied by the node that runs the pod)", c.Name, p.Node)
+		}
 	case *state.PodStatus:
 		if c.Node != node {
 			return forbidden("status of pod %s reported for node %s", c.Name, c.Node)

@@ -188,7 +188,7 @@ func (d *differ) pod(p api.Pod, had bool, c api.Pod) {
 		switch {
 		case cs.State == api.PodFailed:
 			d.add(true, api.EventFailed, kindPod, c.Name, c.Node, "%s failed%s", short, suffix(cs.Message))
-		case cs.Message == api.PodStoppedMessage:
+		case c.Stopped:
 			d.add(false, api.EventExited, kindPod, c.Name, c.Node, "%s %s", short, cs.Message)
 		case cs.ExitCode != 0:
 			d.add(true, api.EventFailed, kindPod, c.Name, c.Node, "%s exited with code %d%s", short, cs.ExitCode, suffix(cs.Message))

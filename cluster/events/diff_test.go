@@ -272,7 +272,7 @@ func diffTests() []diffTest {
 		{
 			name: "pod stopped by the user",
 			prev: []any{h1, svc, web(1, "h1", running("c1", 0))},
-			cur:  []any{h1, svc, web(1, "h1", exited("c1", 143, api.PodStoppedMessage))},
+			cur:  []any{h1, svc, with(web(1, "h1", exited("c1", 143, api.PodStoppedMessage)), func(p *api.Pod) { p.Stopped = true })},
 			want: []api.Event{ev(api.EventExited, "pod", "hello-web-1", "h1", "web-1 stopped (dev stop)")},
 		},
 		{

@@ -29,6 +29,7 @@ const (
 	CmdDeleteNode
 	CmdRollbackRC
 	CmdSetUpdate
+	CmdSetPodStopped
 )
 
 // Command is one state change, replicated through the raft log.
@@ -124,6 +125,14 @@ type SetUpdate struct {
 	Hash string `json:"hash"`
 }
 
+// SetPodStopped records that the user stopped a pod (`dev stop`) or
+// started it again (`dev start`, `dev restart`).
+type SetPodStopped struct {
+	Name    string `json:"name"`
+	Stopped bool   `json:"stopped"`
+}
+
+func (SetPodStopped) Type() CommandType    { return CmdSetPodStopped }
 func (RollbackRC) Type() CommandType       { return CmdRollbackRC }
 func (SetUpdate) Type() CommandType        { return CmdSetUpdate }
 func (SetCluster) Type() CommandType       { return CmdSetCluster }
@@ -173,6 +182,8 @@ func Decode(b []byte) (Command, error) {
 		c = &PodStatus{}
 	case CmdPutNode:
 		c = &PutNode{}
+	case CmdSetPodStopped:
+		c = &SetPodStopped{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -248,6 +259,11 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 	case *PutNode:
 		return tx.putNode(c)
+	case *SetPodStopped:
+		if p := tx.Pod(c.Name); p != nil && !p.Deleting && p.Stopped != c.Stopped {
+			p.Stopped = c.Stopped
+			tx.PutPod(*p)
+		}
 	case *SetCluster:
 		if tx.s.cluster == nil {
 			ci := c.Cluster
@@ -269,6 +285,7 @@ func (tx *Txn) Apply(cmd Command) error {
 		rc.SpecHash = rc.Template.Hash()
 		rc.Update = &api.UpdateStatus{State: api.UpdateRollingBack, Message: c.Reason}
 		tx.PutRC(*rc)
+		tx.startStopped(rc.Project, rc.Service)
 	case *SetUpdate:
 		if rc := tx.RC(c.Key); rc != nil && rc.SpecHash == c.Hash {
 			st := c.Status
@@ -320,6 +337,7 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 			rc.VIP = vip
 		}
 		tx.PutRC(*rc)
+		tx.startStopped(p.Name, svc.Name)
 	}
 	for key, rc := range tx.s.rcs {
 		if rc.Project == p.Name && !want[rc.Service] {
@@ -370,8 +388,21 @@ func (tx *Txn) scale(c *Scale) error {
 		rc.Replicas = n
 		rc.Template.Replicas = n
 		tx.PutRC(*rc)
+		tx.startStopped(c.Project, svc)
 	}
 	return nil
+}
+
+// startStopped clears the `dev stop` of a service's pods: `dev up`, `dev
+// scale` and a rollback of the service start them again, as `docker compose
+// up` starts stopped containers.
+func (tx *Txn) startStopped(project, service string) {
+	for _, name := range tx.PodNames(project) {
+		if p := tx.Pod(name); p.Service == service && p.Stopped {
+			p.Stopped = false
+			tx.PutPod(*p)
+		}
+	}
 }
 
 // allocateVIP returns the lowest address of cidr that no controller holds

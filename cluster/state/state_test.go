@@ -83,6 +83,11 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.PodStatus{}, 8},
 		{state.PutNode{}, 9},
 		{state.ReleaseRC{}, 10},
+		{state.SetCluster{}, 11},
+		{state.DeleteNode{}, 12},
+		{state.RollbackRC{}, 13},
+		{state.SetUpdate{}, 14},
+		{state.SetPodStopped{}, 15},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -647,5 +652,49 @@ func TestPutNodeAllocatesSubnets(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("%s: subnet %q, %v; want %q", tt.name, got, err, tt.want)
 		}
+	}
+}
+
+// TestSetPodStopped: `dev stop` is a field of the pod, kept through the
+// log; `dev up` of the project and `dev scale` of the service clear it, a
+// stop of another service's pod is left alone, a deleting pod is not
+// marked.
+func TestSetPodStopped(t *testing.T) {
+	w := newWriter(t)
+	svc := func(name string) api.ServiceSpec {
+		return api.ServiceSpec{Project: "shop", Name: name, Image: "x", Replicas: 1}
+	}
+	project := &state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{svc("web"), svc("db")}}}
+	w.must(project)
+	w.must(&state.CreatePods{Pods: []api.Pod{
+		{Name: "shop-web-1", Project: "shop", Service: "web", Labels: map[string]string{}},
+		{Name: "shop-db-1", Project: "shop", Service: "db", Labels: map[string]string{}},
+	}})
+	stopped := func(name string) bool {
+		p, _ := w.st.Pod(name)
+		return p.Stopped
+	}
+	w.must(&state.SetPodStopped{Name: "shop-web-1", Stopped: true})
+	w.must(&state.SetPodStopped{Name: "shop-db-1", Stopped: true})
+	if !stopped("shop-web-1") || !stopped("shop-db-1") {
+		t.Fatal("dev stop not recorded")
+	}
+	w.must(&state.Scale{Project: "shop", Replicas: map[string]int{"web": 2}})
+	if stopped("shop-web-1") || !stopped("shop-db-1") {
+		t.Errorf("after scaling web: web stopped %v (want false), db stopped %v (want true)", stopped("shop-web-1"), stopped("shop-db-1"))
+	}
+	w.must(project)
+	if stopped("shop-db-1") {
+		t.Errorf("dev up of the project left db stopped")
+	}
+	w.must(&state.SetPodStopped{Name: "shop-web-1", Stopped: true})
+	w.must(&state.SetPodStopped{Name: "shop-web-1", Stopped: false})
+	if stopped("shop-web-1") {
+		t.Errorf("dev start left web stopped")
+	}
+	w.must(&state.MarkPodsDeleting{Names: []string{"shop-db-1"}})
+	w.must(&state.SetPodStopped{Name: "shop-db-1", Stopped: true})
+	if stopped("shop-db-1") {
+		t.Errorf("a deleting pod was marked stopped")
 	}
 }
