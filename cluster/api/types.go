@@ -319,11 +319,7 @@ func (s ServiceSpec) ServicePorts() []PortSpec {
 		}
 	}
 	for _, p := range s.Ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
-		add(PortSpec{Name: p.Name, Target: p.Target, Protocol: proto})
+		add(PortSpec{Name: p.Name, Target: p.Target, Protocol: p.Proto()})
 	}
 	for _, e := range s.Expose {
 		num, proto, _ := strings.Cut(e, "/")
@@ -367,6 +363,15 @@ type PortSpec struct {
 	// the nodes that run the service's pods, to those pods, keeping the
 	// client's address).
 	Mode string `json:"mode,omitempty"`
+}
+
+// Proto is the port's protocol, "tcp" when unset: the one place the
+// default lives.
+func (p PortSpec) Proto() string {
+	if p.Protocol == "" {
+		return "tcp"
+	}
+	return p.Protocol
 }
 
 // PortModeHost is compose's `mode: host` of a published port.

@@ -1,6 +1,9 @@
 package api
 
-import "fmt"
+import (
+	"fmt"
+	"regexp"
+)
 
 // CheckReplicas is the one rule on a service's replica count, applied by
 // the compose loader, the CLI, the API and the state machine alike: never
@@ -13,6 +16,51 @@ func CheckReplicas(service string, replicas int, containerName string) error {
 	if containerName != "" && replicas > 1 {
 		return fmt.Errorf("service %q: container_name %q cannot be used with replicas %d; remove container_name or set replicas to 1",
 			service, containerName, replicas)
+	}
+	return nil
+}
+
+var projectNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// ValidateProject is the one check of a project to deploy, applied by the
+// CLI before it sends one, the API as it takes one, the leader on a write
+// a node forwards, and the state machine: a name compose accepts, services
+// with names, images and their project's name, replica counts
+// (CheckReplicas), placements the scheduler can read, and depends_on
+// naming services of the project.
+func ValidateProject(p *Project) error {
+	if !projectNameRE.MatchString(p.Name) {
+		return fmt.Errorf("project name %q: use lowercase letters, digits, '-' and '_'", p.Name)
+	}
+	if len(p.Services) == 0 {
+		return fmt.Errorf("project %s has no services", p.Name)
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Services {
+		switch {
+		case s.Name == "":
+			return fmt.Errorf("project %s: a service has no name", p.Name)
+		case seen[s.Name]:
+			return fmt.Errorf("project %s: service %s appears twice", p.Name, s.Name)
+		case s.Project != p.Name:
+			return fmt.Errorf("service %s: project %q, want %q", s.Name, s.Project, p.Name)
+		case s.Image == "":
+			return fmt.Errorf("service %s: no image", s.Name)
+		}
+		if err := CheckReplicas(s.Name, s.Replicas, s.ContainerName); err != nil {
+			return err
+		}
+		if _, err := ParsePlacement(s.Placement); err != nil {
+			return fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		seen[s.Name] = true
+	}
+	for _, s := range p.Services {
+		for _, d := range s.DependsOn {
+			if d.Required && !seen[d.Service] {
+				return fmt.Errorf("service %s depends on undefined service %s", s.Name, d.Service)
+			}
+		}
 	}
 	return nil
 }

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"sort"
 
 	"github.com/devhq/dev/cluster/api"
-	"github.com/devhq/dev/cluster/scheduler"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -24,44 +22,14 @@ func (srv *Server) registerProjects(mux *http.ServeMux) {
 	handle(mux, "POST /v1/projects/{name}/rollback", roleAdmin, srv.handleRollback)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-
+// validateProject checks a project sent to path name: the body's name
+// must be the path's, and the project valid (api.ValidateProject).
 func validateProject(name string, p *api.Project) error {
 	if p.Name != name {
 		return invalid("project name %q in body does not match %q in path", p.Name, name)
 	}
-	if !nameRE.MatchString(name) {
-		return invalid("project name %q: use lowercase letters, digits, '-' and '_'", name)
-	}
-	if len(p.Services) == 0 {
-		return invalid("project %s has no services", name)
-	}
-	seen := map[string]bool{}
-	for _, s := range p.Services {
-		switch {
-		case s.Name == "":
-			return invalid("project %s: a service has no name", name)
-		case seen[s.Name]:
-			return invalid("project %s: service %s appears twice", name, s.Name)
-		case s.Project != name:
-			return invalid("service %s: project %q, want %q", s.Name, s.Project, name)
-		case s.Image == "":
-			return invalid("service %s: no image", s.Name)
-		}
-		if err := api.CheckReplicas(s.Name, s.Replicas, s.ContainerName); err != nil {
-			return invalid("%v", err)
-		}
-		if _, err := scheduler.ParsePlacement(s.Placement); err != nil {
-			return invalid("service %s: %v", s.Name, err)
-		}
-		seen[s.Name] = true
-	}
-	for _, s := range p.Services {
-		for _, d := range s.DependsOn {
-			if d.Required && !seen[d.Service] {
-				return invalid("service %s depends on undefined service %s", s.Name, d.Service)
-			}
-		}
+	if err := api.ValidateProject(p); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }
@@ -211,11 +179,7 @@ func publishedPorts(s api.ServiceSpec) []published {
 		if pt.Published == 0 {
 			continue
 		}
-		proto := pt.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
-		out = append(out, published{s.Project, s.Name, pt.HostIP, pt.Published, proto})
+		out = append(out, published{s.Project, s.Name, pt.HostIP, pt.Published, pt.Proto()})
 	}
 	return out
 }

@@ -522,7 +522,7 @@ func TestDependenciesMet(t *testing.T) {
 		{name: "completed: exit 0", condition: api.ConditionCompletedSuccessfully, replicas: 1, statuses: []api.PodStatus{{State: api.PodExited}}, want: true},
 		{name: "completed: exit 1", condition: api.ConditionCompletedSuccessfully, replicas: 1, statuses: []api.PodStatus{{State: api.PodExited, ExitCode: 1}}, wantErr: true},
 		{name: "dependency scaled to 0", condition: api.ConditionHealthy, replicas: 0, want: true},
-		{name: "missing, required", condition: api.ConditionStarted, required: true, noDep: true},
+		// "missing, required" cannot be: api.ValidateProject refuses it in the state machine.
 		{name: "missing, optional", condition: api.ConditionStarted, noDep: true, want: true},
 	}
 	for _, tt := range tests {

@@ -57,7 +57,7 @@ func referenceSchedule(nodes []api.Node, pods []api.Pod, controllers scheduler.C
 			continue
 		}
 		spec := rc.Template
-		constraints, err := scheduler.ParsePlacement(spec.Placement)
+		constraints, err := api.ParsePlacement(spec.Placement)
 		if err != nil {
 			plan.Unschedulable[p.Name] = err.Error()
 			continue
@@ -117,7 +117,7 @@ func referenceSchedule(nodes []api.Node, pods []api.Pod, controllers scheduler.C
 
 // refRejectsPlacement returns why the node cannot take a pod of service key
 // under its placement rules, or "".
-func refRejectsPlacement(n api.Node, t *refTally, key, pinned string, maxPerNode int, cs []scheduler.Constraint) string {
+func refRejectsPlacement(n api.Node, t *refTally, key, pinned string, maxPerNode int, cs []api.Constraint) string {
 	if pinned != "" && n.Name != pinned {
 		return "volumes pinned to node " + pinned
 	}

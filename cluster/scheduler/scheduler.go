@@ -126,7 +126,7 @@ type service struct {
 	key         string
 	ok          bool // the controller exists
 	res         api.ResourceAmounts
-	constraints []Constraint
+	constraints []api.Constraint
 	err         error // of the placement
 	maxPerNode  int
 	hostData    bool
@@ -160,7 +160,7 @@ func newService(key string, controllers Controllers) *service {
 	spec := rc.Template
 	s.ok = true
 	s.res = spec.Resources.Reservations
-	s.constraints, s.err = ParsePlacement(spec.Placement)
+	s.constraints, s.err = api.ParsePlacement(spec.Placement)
 	s.maxPerNode = spec.Placement.MaxPerNode
 	s.maxWhy = fmt.Sprintf("max %d replicas per node reached", s.maxPerNode)
 	s.hostData = spec.HasHostData()

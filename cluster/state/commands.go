@@ -305,6 +305,9 @@ func (tx *Txn) Apply(cmd Command) error {
 
 func (tx *Txn) applyProject(c *ApplyProject) error {
 	p := c.Project
+	if err := api.ValidateProject(&p); err != nil {
+		return fmt.Errorf("apply project: %w", err)
+	}
 	if c.ServiceCIDR != "" {
 		// Fail before changing anything when the service CIDR is full.
 		if free, err := tx.freeVIPs(c.ServiceCIDR, len(p.Services)); err != nil {

@@ -453,10 +453,7 @@ func healthConfig(h *api.Healthcheck) *container.HealthConfig {
 func exposedPorts(spec *api.ServiceSpec) (nat.PortSet, error) {
 	set := nat.PortSet{}
 	for _, p := range spec.Ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
+		proto := p.Proto()
 		port, err := nat.NewPort(proto, strconv.Itoa(int(p.Target)))
 		if err != nil {
 			return nil, fmt.Errorf("parse port %d/%s: %w", p.Target, proto, err)

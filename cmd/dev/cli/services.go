@@ -63,10 +63,7 @@ func vipPorts(declared []api.PortSpec) string {
 func portList(ports []api.PortSpec, published bool) string {
 	parts := make([]string, 0, len(ports))
 	for _, p := range ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
+		proto := p.Proto()
 		if published {
 			host := ""
 			if p.HostIP != "" {

@@ -66,6 +66,10 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 			return err
 		}
 	}
+	// The API's own check, here before anything is built or sent.
+	if err := api.ValidateProject(p); err != nil {
+		return err
+	}
 	e, err := dockerEngine(ctx)
 	if err != nil {
 		return err

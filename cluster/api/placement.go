@@ -1,10 +1,8 @@
-package scheduler
+package api
 
 import (
 	"fmt"
 	"strings"
-
-	"github.com/devhq/dev/cluster/api"
 )
 
 // Constraint is one `deploy.placement.constraints` entry: a node attribute
@@ -47,7 +45,7 @@ func ParseConstraint(s string) (Constraint, error) {
 }
 
 // Matches reports whether node n satisfies the constraint.
-func (c Constraint) Matches(n api.Node) bool {
+func (c Constraint) Matches(n Node) bool {
 	var got string
 	var has bool
 	switch {
@@ -63,7 +61,7 @@ func (c Constraint) Matches(n api.Node) bool {
 }
 
 // ParsePlacement checks every constraint and preference of a placement.
-func ParsePlacement(p api.Placement) ([]Constraint, error) {
+func ParsePlacement(p Placement) ([]Constraint, error) {
 	var out []Constraint
 	for _, s := range p.Constraints {
 		c, err := ParseConstraint(s)
