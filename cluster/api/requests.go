@@ -3,8 +3,9 @@ package api
 import "time"
 
 // Requests and responses of the agent HTTP API (version prefix /v1), with
-// the role each route needs (cluster/manager/auth.go checks it from the
-// caller's certificate; the local unix socket is admin). read: read, admin
+// the role each route needs. cluster/apiserver serves them and checks the
+// role from the caller's certificate (auth.go); the local unix socket is
+// admin; its TestRouteTable holds the code to this table. read: read, admin
 // and node certificates; admin: admin and node (nodes relay users'
 // requests); node: node certificates only; public: anyone (join).
 // State-changing requests with a body must send application/json (but the
@@ -31,7 +32,7 @@ import "time"
 //	admin  GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
 //	admin  POST   /v1/leave                               -> WriteResult
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
-//	node   POST   /v1/internal/apply                      a raft command, forwarded to the leader
+//	node   POST   /v1/internal/apply                      a raft command the caller may write, forwarded to the leader
 //	node   POST   /v1/internal/register                   Node (the caller's own record) -> Node
 //	node   DELETE /v1/internal/volumes/{project}          -> WriteResult
 //	node   GET    /v1/internal/image?ref=R                -> image tarball
@@ -93,8 +94,8 @@ type ServiceInfo struct {
 	Ports     []PortSpec `json:"ports"`     // served on the VIP
 	Published []PortSpec `json:"published"` // served on every node
 	Desired   int        `json:"desired"`
-	Ready     int        `json:"ready"`
-	Endpoints []string   `json:"endpoints"` // ready pod IPs
+	Ready     int        `json:"ready"`     // ready pods of the current template
+	Endpoints []string   `json:"endpoints"` // ready pod IPs, any template: what the VIP serves
 }
 
 // JoinRequest is what a joining node sends to POST /v1/join (over TLS pinned

@@ -30,10 +30,16 @@ func (srv *Server) Services(project string) []api.ServiceInfo {
 				info.Published = append(info.Published, pt)
 			}
 		}
+		// Endpoints are what the data path serves (cluster/node's
+		// discovery): every ready pod, old template or new during an
+		// update. Ready counts the pods of the current template.
 		for _, p := range st.Pods(state.PodFilter{Selector: rc.Selector()}) {
-			if p.Ready() && p.SpecHash == rc.SpecHash {
+			if !p.Ready() {
+				continue
+			}
+			info.Endpoints = append(info.Endpoints, p.Status.IP)
+			if p.SpecHash == rc.SpecHash {
 				info.Ready++
-				info.Endpoints = append(info.Endpoints, p.Status.IP)
 			}
 		}
 		out = append(out, info)
