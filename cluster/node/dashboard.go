@@ -16,7 +16,7 @@ import (
 )
 
 // dashboardSource is the dashboard's view of this node: the replicated
-// state, the manager's read models and the node's event log.
+// state, the manager's and the API server's read models and the node's event log.
 type dashboardSource struct {
 	st     *state.Store
 	r      *raftstore.Raft

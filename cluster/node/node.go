@@ -1,5 +1,5 @@
 // Package node is the composition root of `dev agent`: it wires the raft
-// store, the manager (API and leader loops) and the node agent with its
+// store, the manager (leader loops, writes), the API server and the node agent with its
 // Docker driver, and supervises them with one errgroup.
 package node
 
