@@ -107,11 +107,22 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 					writeError(w, &httpError{http.StatusUnsupportedMediaType, "unsupported_media_type", err})
 					return
 				}
+				if r.ContentLength > maxJSONBody {
+					writeError(w, &httpError{http.StatusRequestEntityTooLarge, "too_large",
+						fmt.Errorf("%s %s: a body of %d bytes is over the %d MiB limit; nothing was changed", r.Method, r.URL.Path, r.ContentLength, maxJSONBody>>20)})
+					return
+				}
+				// A body without a length is cut at the limit: its decoding fails.
+				r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
 			}
 		}
 		h(w, r)
 	}))
 }
+
+// maxJSONBody bounds a JSON request body: a project apply is the largest,
+// and a real one is a few hundred KiB.
+const maxJSONBody = 8 << 20
 
 func changesState(method string) bool {
 	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions

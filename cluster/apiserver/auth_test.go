@@ -46,6 +46,8 @@ func TestRouteRoles(t *testing.T) {
 			headers: map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://api.test"}, want: 204},
 		{name: "foreign origin refused", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin",
 			headers: map[string]string{"Origin": "https://evil.example"}, want: 403},
+		{name: "body over the limit", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin", body: `"` + strings.Repeat("x", maxJSONBody) + `"`,
+			ctype: "application/json", want: 413},
 		{name: "cross-site read allowed", caller: Caller{"r", roleRead}, method: "GET", path: "/read",
 			headers: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: 204},
 	}
