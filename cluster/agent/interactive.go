@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -54,15 +51,6 @@ func stateOf(p api.Pod) string {
 	return p.Status.State
 }
 
-var runNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
-// OneOffName returns a new one-off pod name: <project>-<service>-run-<hex>.
-func OneOffName(project, service string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%s-run-%s", project, service, hex.EncodeToString(b))
-}
-
 // RunOneOff runs a one-off pod of a service on this node, as `docker compose
 // run` does: a container from the service's template (with the request's
 // command, environment, user...), attached to stdio, on the pod network with
@@ -77,12 +65,12 @@ func (a *Agent) RunOneOff(ctx context.Context, project, service string, req api.
 	}
 	name := req.Name
 	if name == "" {
-		name = OneOffName(project, service)
+		name = api.OneOffName(project, service)
 	}
 	// The name must be a one-off's: creating the container replaces any
 	// container of that name.
-	if prefix := project + "-" + service + "-run-"; !strings.HasPrefix(name, prefix) || !runNameRE.MatchString(name) {
-		return 0, fmt.Errorf("run %s: invalid one-off pod name %q, want %s<suffix>", service, name, prefix)
+	if err := api.CheckOneOffName(project, service, name); err != nil {
+		return 0, fmt.Errorf("run %s: %w", service, err)
 	}
 	spec := rc.Template
 	spec.Environment = withDiscoveryEnv(a.st, spec)

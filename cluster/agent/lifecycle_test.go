@@ -220,7 +220,7 @@ func TestRunOneOffIsNoReplicaAndIsCleanedUp(t *testing.T) {
 	}
 
 	// --rm=false: kept while the project exists, even across resyncs...
-	keep := agent.OneOffName("shop", "web")
+	keep := api.OneOffName("shop", "web")
 	if _, err := e.a.RunOneOff(ctx, "shop", "web", api.RunRequest{Name: keep, Cmd: []string{"x"}}, stdio); err != nil {
 		t.Fatal(err)
 	}

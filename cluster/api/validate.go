@@ -1,8 +1,11 @@
 package api
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // CheckReplicas is the one rule on a service's replica count, applied by
@@ -61,6 +64,26 @@ func ValidateProject(p *Project) error {
 				return fmt.Errorf("service %s depends on undefined service %s", s.Name, d.Service)
 			}
 		}
+	}
+	return nil
+}
+
+var oneOffNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// OneOffName returns a new one-off pod name (`dev run`):
+// <project>-<service>-run-<8 hex digits>.
+func OneOffName(project, service string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%s-run-%s", project, service, hex.EncodeToString(b))
+}
+
+// CheckOneOffName says whether name may be a one-off pod of the service:
+// <project>-<service>-run-<suffix>. Creating its container replaces any
+// container of that name, so it must not be a replica's.
+func CheckOneOffName(project, service, name string) error {
+	if prefix := project + "-" + service + "-run-"; !strings.HasPrefix(name, prefix) || len(name) == len(prefix) || !oneOffNameRE.MatchString(name) {
+		return fmt.Errorf("invalid one-off pod name %q, want %s<suffix>", name, prefix)
 	}
 	return nil
 }

@@ -3,8 +3,6 @@ package apiserver
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -101,7 +99,7 @@ func (srv *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Name == "" {
-		req.Name = oneOffName(project, service)
+		req.Name = api.OneOffName(project, service)
 	}
 	if req.Node == "" {
 		node, err := srv.runNode(rc, req.Name)
@@ -126,13 +124,6 @@ func (srv *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	srv.serveStream(w, r, hdr, req.Stdin, req.Tty, req.Size, func(ctx context.Context, stdio api.IO) (int, error) {
 		return srv.local.RunOneOff(ctx, project, service, req, stdio)
 	})
-}
-
-// oneOffName is <project>-<service>-run-<8 hex digits>.
-func oneOffName(project, service string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%s-run-%s", project, service, hex.EncodeToString(b))
 }
 
 // runNode places a one-off pod (`dev run`) with the scheduler, as a pod of
