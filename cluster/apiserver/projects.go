@@ -45,26 +45,7 @@ func (srv *Server) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	st := srv.r.State()
-	var res api.ApplyResult
-	want := map[string]bool{}
-	for _, s := range p.Services {
-		want[s.Name] = true
-		rc, ok := st.RC(api.RCKey(name, s.Name))
-		switch {
-		case !ok:
-			res.Created = append(res.Created, s.Name)
-		case rc.SpecHash != s.Hash() || rc.Replicas != s.Replicas:
-			res.Updated = append(res.Updated, s.Name)
-		default:
-			res.Unchanged = append(res.Unchanged, s.Name)
-		}
-	}
-	for _, rc := range st.RCs(name) {
-		if !want[rc.Service] {
-			res.Removed = append(res.Removed, rc.Service)
-		}
-	}
+	res := srv.r.State().DiffProject(p)
 	if err := srv.checkPublishedPorts(&p); err != nil {
 		writeError(w, err)
 		return

@@ -303,6 +303,39 @@ func (tx *Txn) Apply(cmd Command) error {
 	return nil
 }
 
+// templateChanged is the rule of a rolling update: a deployed service
+// whose template differs from the one it runs.
+func templateChanged(rc *api.ReplicationController, svc api.ServiceSpec) bool {
+	return rc.SpecHash != "" && rc.SpecHash != svc.Hash()
+}
+
+// DiffProject says what applying p would do to each of its services: create
+// it, update it (a new template, rolled out, or another replica count),
+// leave it, or remove it (deployed, no longer in p). The API answers a
+// project apply with it; the state machine applies the same rule.
+func (s *Store) DiffProject(p api.Project) api.ApplyResult {
+	var res api.ApplyResult
+	want := map[string]bool{}
+	for _, svc := range p.Services {
+		want[svc.Name] = true
+		rc, ok := s.RC(api.RCKey(p.Name, svc.Name))
+		switch {
+		case !ok:
+			res.Created = append(res.Created, svc.Name)
+		case templateChanged(&rc, svc) || rc.Replicas != svc.Replicas:
+			res.Updated = append(res.Updated, svc.Name)
+		default:
+			res.Unchanged = append(res.Unchanged, svc.Name)
+		}
+	}
+	for _, rc := range s.RCs(p.Name) {
+		if !want[rc.Service] {
+			res.Removed = append(res.Removed, rc.Service)
+		}
+	}
+	return res
+}
+
 func (tx *Txn) applyProject(c *ApplyProject) error {
 	p := c.Project
 	if err := api.ValidateProject(&p); err != nil {
@@ -325,7 +358,7 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 			rc = &api.ReplicationController{Project: p.Name, Service: svc.Name}
 		}
 		rc.Replicas = svc.Replicas
-		if hash := svc.Hash(); rc.SpecHash != "" && rc.SpecHash != hash {
+		if templateChanged(rc, svc) {
 			prev := rc.Template
 			rc.Previous = &prev
 			rc.Update = &api.UpdateStatus{State: api.UpdateUpdating}

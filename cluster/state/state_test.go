@@ -698,3 +698,20 @@ func TestSetPodStopped(t *testing.T) {
 		t.Errorf("a deleting pod was marked stopped")
 	}
 }
+
+// TestDiffProject: what an apply would do to each service, by the rule
+// the state machine applies.
+func TestDiffProject(t *testing.T) {
+	w := newWriter(t)
+	svc := func(name, image string, replicas int) api.ServiceSpec {
+		return api.ServiceSpec{Project: "shop", Name: name, Image: image, Replicas: replicas}
+	}
+	w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{
+		svc("web", "web:1", 1), svc("db", "db:1", 1), svc("cache", "cache:1", 1), svc("old", "old:1", 1)}}})
+	got := w.st.DiffProject(api.Project{Name: "shop", Services: []api.ServiceSpec{
+		svc("web", "web:2", 1), svc("db", "db:1", 3), svc("cache", "cache:1", 1), svc("new", "new:1", 1)}})
+	want := api.ApplyResult{Created: []string{"new"}, Updated: []string{"web", "db"}, Unchanged: []string{"cache"}, Removed: []string{"old"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DiffProject = %+v, want %+v", got, want)
+	}
+}
