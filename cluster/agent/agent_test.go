@@ -239,6 +239,21 @@ func TestAgentRecreatesVanishedContainer(t *testing.T) {
 	}
 }
 
+// TestAgentRecreatesPodWhoseInfraDied: an app container running on after
+// its pod's infra container died has lost the pod's network: the worker
+// replaces it (and Create makes the infra container again).
+func TestAgentRecreatesPodWhoseInfraDied(t *testing.T) {
+	e := newEnv(t)
+	name := e.deploy(spec("web", ""), 1, node)
+	e.run()
+	before := e.waitRunning(name, 0)
+	e.d.infraDies(name)
+	after := e.waitRunning(name, 1)
+	if after.ID == before.ID || e.d.count("remove", name) != 1 {
+		t.Errorf("after the infra container died: container %s (was %s), calls %v; want it removed and made again", after.ID, before.ID, e.d.callsFor(name))
+	}
+}
+
 func TestAgentRestartPolicy(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -319,6 +334,7 @@ func TestAgentRemovesDeletingPod(t *testing.T) {
 		{Op: "start", Pod: name},
 		{Op: "stop", Pod: name, Signal: "SIGINT", Grace: 3 * time.Second},
 		{Op: "remove", Pod: name},
+		{Op: "remove-infra", Pod: name}, // after the app container, before the record goes
 	}
 	if got := e.d.callsFor(name); !reflect.DeepEqual(got, want) {
 		t.Errorf("calls = %+v, want %+v", got, want)

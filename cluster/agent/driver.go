@@ -16,7 +16,10 @@ type Driver interface {
 	// owning subnet (CIDR, e.g. "10.213.1.0/24"). Idempotent.
 	EnsureNetwork(ctx context.Context, subnet string) error
 	// Create creates, without starting, the container of pod from spec, and
-	// returns its ID. Any leftover container with the same name is replaced.
+	// returns its ID. The container joins the pod's infra container, which
+	// holds the pod's network and IPC namespaces and is made and started
+	// first when missing; Start starts it again when it is stopped. Any
+	// leftover container with the same name is replaced.
 	// Errors: ErrImageNotFound when the image is missing locally.
 	Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error)
 	// Start starts a created or exited container.
@@ -27,6 +30,9 @@ type Driver interface {
 	// Remove force-removes the container and its anonymous volumes, and the
 	// pod's secret files. A missing container is not an error.
 	Remove(ctx context.Context, id string) error
+	// RemoveInfra removes the pod's infra container (once its app
+	// containers are gone). A missing one is not an error.
+	RemoveInfra(ctx context.Context, pod string) error
 	// Inspect returns the container's state; ErrNotFound if it does not exist.
 	Inspect(ctx context.Context, id string) (Container, error)
 	// List returns every container dev manages on this engine (label
@@ -82,10 +88,19 @@ type Container struct {
 	OOMKilled  bool
 	Error      string
 	Health     string // healthy, unhealthy, starting, or empty
-	IP         string // address on the pod network
+	IP         string // address on the pod network (its pod's, held by the infra container)
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// InfraState is the state of the pod's infra container, whose
+	// namespaces the container joins: Docker's states, or InfraMissing;
+	// empty for a container with a network namespace of its own (one-off
+	// pods, and pods created before infra containers).
+	InfraState string
 }
+
+// InfraMissing is the InfraState of a container whose infra container is
+// gone.
+const InfraMissing = "missing"
 
 // Running reports whether the container's process is up.
 func (c Container) Running() bool { return c.State == "running" || c.State == "restarting" }

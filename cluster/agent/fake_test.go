@@ -107,7 +107,7 @@ func (f *fakeDriver) Create(_ context.Context, pod *api.Pod, spec *api.ServiceSp
 	labels[api.LabelSpec] = pod.SpecHash
 	f.containers[pod.Name] = &agent.Container{
 		ID: fmt.Sprintf("c%03d", f.nextID), Name: pod.Name, Pod: pod.Name, Project: pod.Project,
-		SpecHash: pod.SpecHash, Labels: labels, State: "created",
+		SpecHash: pod.SpecHash, Labels: labels, State: "created", InfraState: "running", // Create makes the infra container
 	}
 	f.notify(pod.Name)
 	return f.containers[pod.Name].ID, nil
@@ -155,6 +155,13 @@ func (f *fakeDriver) Remove(_ context.Context, id string) error {
 	f.calls = append(f.calls, call{Op: "remove", Pod: c.Pod})
 	delete(f.containers, c.Name)
 	f.notify(c.Pod)
+	return nil
+}
+
+func (f *fakeDriver) RemoveInfra(_ context.Context, pod string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{Op: "remove-infra", Pod: pod})
 	return nil
 }
 
@@ -233,6 +240,19 @@ func (f *fakeDriver) vanish(pod string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.containers, pod)
+	f.notify(pod)
+}
+
+// infraDies stops the infra container of a pod behind the agent's back:
+// its app container runs on, without the pod's network.
+func (f *fakeDriver) infraDies(pod string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[pod]
+	if c == nil {
+		panic("infraDies: no container for " + pod)
+	}
+	c.InfraState, c.IP = "exited", ""
 	f.notify(pod)
 }
 

@@ -133,6 +133,11 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			}
 			return true, 0, false, nil
 		}
+		// The app container is gone: then the infra container, which held
+		// the pod's address until now.
+		if err := a.d.RemoveInfra(ctx, w.name); err != nil {
+			return false, 0, false, err
+		}
 		if ok && mine {
 			if _, err := a.c.Apply(ctx, &state.DeletePods{Names: []string{w.name}}); err != nil {
 				return false, 0, false, fmt.Errorf("forget pod: %w", err)
@@ -198,6 +203,15 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 	}
 
 	switch {
+	case c.Running() && c.InfraState != "" && c.InfraState != "running":
+		// The pod's infra container is gone or stopped under a running
+		// app container, which has lost the pod's network: the pod starts
+		// afresh (as Kubernetes does when a sandbox dies).
+		w.log.Warn("the pod's infra container is not running; recreating the pod's container", "infra", c.InfraState)
+		if err := a.d.Remove(ctx, c.ID); err != nil {
+			return false, 0, false, fmt.Errorf("remove container of a dead pod sandbox: %w", err)
+		}
+		return true, 0, false, nil // the next step makes it again, counted as a restart
 	case c.Running() && pod.Stopped && !a.acting.has(w.name):
 		// Stopped by the user, and running again (started behind our back,
 		// or the stop reached the record before the container): stop it.

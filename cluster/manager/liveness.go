@@ -16,9 +16,10 @@ import (
 type liveness struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
+	load map[string]float64 // the load each node last reported
 }
 
-// mark records a report from node at t.
+// mark records that node was heard of at t.
 func (l *liveness) mark(node string, t time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -26,6 +27,25 @@ func (l *liveness) mark(node string, t time.Time) {
 		l.seen = map[string]time.Time{}
 	}
 	l.seen[node] = t
+}
+
+// report records a node's report at t, with its load.
+func (l *liveness) report(node string, t time.Time, load float64) {
+	l.mark(node, t)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.load == nil {
+		l.load = map[string]float64{}
+	}
+	l.load[node] = load
+}
+
+// lastLoad is the load the node last reported to this leader.
+func (l *liveness) lastLoad(node string) (float64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.load[node]
+	return v, ok
 }
 
 // get is the node's last report this leader saw; zero for none.
@@ -42,6 +62,7 @@ func (l *liveness) reset(nodes []api.Node, t time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seen = map[string]time.Time{}
+	l.load = map[string]float64{}
 	for _, n := range nodes {
 		l.seen[n.Name] = t
 	}
@@ -56,8 +77,10 @@ func (m *Manager) lastSeen(n api.Node) time.Time {
 
 // sameReport says whether a node's report changes nothing the cluster
 // acts on, so that it need not be written: the same status, addresses,
-// subnet, labels and resources, and a load within a quarter of its CPUs
-// (the dashboard's load bar).
+// subnet, labels and resources. The load is not among them: it moves all
+// the time (a load average decays by half a CPU in ten seconds after a busy
+// minute), so the leader keeps it in memory and serves it from there
+// (Nodes), and the record holds the load of its last change.
 func sameReport(old, n api.Node) bool {
 	if old.Name != n.Name || old.Address != n.Address || old.APIAddr != n.APIAddr || old.Status != n.Status ||
 		old.PodSubnet != n.PodSubnet || old.Allocatable != n.Allocatable || !old.DownSince.Equal(n.DownSince) ||
@@ -69,7 +92,5 @@ func sameReport(old, n api.Node) bool {
 			return false
 		}
 	}
-	cpus := max(float64(n.Allocatable.NanoCPUs)/1e9, 1)
-	d := n.Load - old.Load
-	return d <= cpus/4 && d >= -cpus/4
+	return true
 }

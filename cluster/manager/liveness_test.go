@@ -2,11 +2,14 @@ package manager
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/raftstore/rafttest"
+	"github.com/devhq/dev/cluster/state"
 )
 
 // TestRetryable: a write is tried again when there is no leader or the
@@ -44,8 +47,8 @@ func TestSameReport(t *testing.T) {
 		want   bool
 	}{
 		{"only the time", func(n *api.Node) { n.Heartbeat = time.Now() }, true},
-		{"load within a quarter of the CPUs", func(n *api.Node) { n.Load = 0.7 }, true},
-		{"load moved by more", func(n *api.Node) { n.Load = 1.2 }, false},
+		{"load moved a little", func(n *api.Node) { n.Load = 0.7 }, true},
+		{"load moved a lot: kept in memory, not written", func(n *api.Node) { n.Load = 1.9 }, true},
 		{"status", func(n *api.Node) { n.Status = api.NodeLeft }, false},
 		{"address", func(n *api.Node) { n.Address = "10.0.0.2" }, false},
 		{"label value", func(n *api.Node) { n.Labels = map[string]string{"zone": "b"} }, false},
@@ -61,5 +64,28 @@ func TestSameReport(t *testing.T) {
 				t.Errorf("sameReport = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestLoadIsServedFromMemory: a report whose load moved is not written, yet
+// the leader's node list shows the latest load.
+func TestLoadIsServedFromMemory(t *testing.T) {
+	st := state.New()
+	r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true})
+	m := New(r, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+	n := api.Node{Name: "n1", Address: "10.0.0.1", Allocatable: api.ResourceAmounts{NanoCPUs: 2e9}, Load: 0.1}
+	if _, err := m.RegisterNode(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	idx := st.Index()
+	n.Load = 1.9
+	if _, err := m.RegisterNode(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	if st.Index() != idx {
+		t.Errorf("a report whose load moved was written (index %d -> %d)", idx, st.Index())
+	}
+	if got := m.Nodes(); len(got) != 1 || got[0].Load != 1.9 {
+		t.Errorf("Nodes = %+v, want n1 with load 1.9", got)
 	}
 }

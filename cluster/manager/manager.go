@@ -216,7 +216,7 @@ func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error
 	}
 	n.DownSince = time.Time{}
 	now := time.Now().UTC()
-	m.live.mark(n.Name, now)
+	m.live.report(n.Name, now, n.Load)
 	if known && sameReport(old, n) {
 		return old, nil // a heartbeat: answered from memory, nothing written
 	}

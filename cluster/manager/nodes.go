@@ -27,8 +27,12 @@ func (m *Manager) Nodes() []api.Node {
 	// One pass over the pods (not one per node): the dashboard asks at
 	// every change of the cluster.
 	byName := make(map[string]*api.Node, len(nodes))
+	leading := m.r.IsLeader()
 	for i := range nodes {
 		nodes[i].Role = roles[nodes[i].Name]
+		if load, ok := m.live.lastLoad(nodes[i].Name); ok && leading {
+			nodes[i].Load = load // the latest report, which the record need not hold
+		}
 		byName[nodes[i].Name] = &nodes[i]
 	}
 	reserved := map[string]api.ResourceAmounts{} // per service, looked up once

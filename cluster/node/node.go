@@ -189,7 +189,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 
+	self, _ := os.Executable() // the infra containers run it where no pause program is built in
 	drv := docker.New(dcli, docker.Options{
+		Binary:  self,
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
 		SecretsDir: cmp.Or(cfg.SecretsDir, filepath.Join(cfg.DataDir, "secrets")), DNSDomain: clusterDomain,
 		HostRoot: cfg.HostRoot,

@@ -14,6 +14,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == cli.PauseArg {
+		os.Exit(cli.Pause()) // a pod's infra container: nothing else to set up
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.NewRootCommand().ExecuteContext(ctx)
 	stop()

@@ -43,11 +43,33 @@ func TestIdleClusterWritesNothing(t *testing.T) {
 	const window = 10 * time.Second
 	for time.Since(at) < window {
 		if now := index(); now != start {
-			t.Fatalf("raft index moved from %d to %d %s into an idle window (heartbeats must not be written)",
-				start, now, time.Since(at).Round(100*time.Millisecond))
+			t.Fatalf("raft index moved from %d to %d %s into an idle window (heartbeats must not be written); written: %s",
+				start, now, time.Since(at).Round(100*time.Millisecond), writtenSince(t, cl, start))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("raft index stayed at %d for %s with the agent reporting every second", start, window)
 	c.mustDev("down", "-p", "e2eidle")
+}
+
+// writtenSince names the pods and nodes whose records changed after index.
+func writtenSince(t *testing.T, cl *api.HTTPClient, index uint64) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []string
+	if pods, err := cl.Pods(ctx, api.PodQuery{}); err == nil {
+		for _, p := range pods.Pods {
+			if p.ModifyIndex > index {
+				out = append(out, fmt.Sprintf("pod %s %+v", p.Name, p.Status))
+			}
+		}
+	}
+	if nodes, err := cl.Nodes(ctx); err == nil {
+		for _, n := range nodes {
+			if n.ModifyIndex > index {
+				out = append(out, fmt.Sprintf("node %s status %s load %.2f", n.Name, n.Status, n.Load))
+			}
+		}
+	}
+	return fmt.Sprint(out)
 }

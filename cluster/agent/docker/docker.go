@@ -75,6 +75,9 @@ type Options struct {
 	// DNSDomain, when set, makes containers use the cluster DNS server on the
 	// pod network's gateway, with "<project>.<DNSDomain>" as search domain.
 	DNSDomain string
+	// Binary is the dev binary, which the infra containers run on
+	// architectures without a built-in pause program (infra.go).
+	Binary string
 	// HostRoot is where the host's root file system is seen from this
 	// process: "" when the agent runs on the host, "/host" in the agent's
 	// container, which binds the host's root there. Bind mount
@@ -90,6 +93,7 @@ type Driver struct {
 	opts    Options
 	log     *slog.Logger
 	gateway atomic.Value // netip.Addr of the pod network, set by EnsureNetwork
+	pause   pauseImage   // the infra containers' image, once built (infra.go)
 }
 
 // NewClient returns a Docker client for the engine Docker's own conventions
@@ -237,12 +241,16 @@ func networkSubnets(nw network.Inspect) string {
 // are published and no Docker restart policy is set: the node proxy publishes
 // ports and the agent restarts containers.
 func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
-	return d.create(ctx, pod, spec, nil)
+	return d.create(ctx, pod, spec, true, nil)
 }
 
 // create is Create with tweak (when not nil) applied to the container's
-// config: one-off pods attach their streams (see exec.go).
-func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, tweak func(*container.Config)) (string, error) {
+// config: one-off pods attach their streams (see exec.go). With infra, the
+// container joins the pod's infra container (infra.go), made first when
+// missing; without, it has its own place on the pod network (a one-off
+// pod).
+func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, infra bool, tweak func(*container.Config)) (string, error) {
+	infraStarted := func() error { return nil }
 	image, err := d.resolveImage(ctx, spec)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
@@ -314,18 +322,39 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 	if p := spec.Resources.Limits.Pids; p > 0 {
 		hc.Resources.PidsLimit = &p
 	}
-	if gw, ok := d.gateway.Load().(netip.Addr); ok && d.opts.DNSDomain != "" {
-		hc.DNS = []string{gw.String()}
-		hc.DNSSearch = []string{project + "." + strings.TrimSuffix(d.opts.DNSDomain, ".")}
-	}
 	nc := &network.NetworkingConfig{
 		EndpointsConfig: map[string]*network.EndpointSettings{d.opts.Network: {}},
+	}
+	if infra {
+		// The network's settings are the infra container's: hostname,
+		// exposed ports, DNS and net.* sysctls go there (Docker refuses
+		// them on a container that joins another's network).
+		id, started, err := d.ensureInfra(ctx, pod, spec, project)
+		if err != nil {
+			d.removeSecrets(pod.Name)
+			return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+		}
+		infraStarted = started // it starts while the app container is made
+		cfg.Hostname, cfg.ExposedPorts = "", nil
+		hc.NetworkMode = container.NetworkMode("container:" + id)
+		hc.IpcMode = container.IpcMode("container:" + id)
+		hc.Sysctls = netSysctls(spec.Sysctls, false)
+		nc = nil
+	} else {
+		d.dns(hc, project)
 	}
 	if tweak != nil {
 		tweak(cfg)
 	}
 
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, pod.Name)
+	if serr := infraStarted(); serr != nil {
+		d.removeSecrets(pod.Name)
+		if err == nil {
+			_ = d.cli.ContainerRemove(ctx, resp.ID, container.RemoveOptions{Force: true})
+		}
+		return "", fmt.Errorf("create container %s: %w", pod.Name, serr)
+	}
 	if err != nil {
 		d.removeSecrets(pod.Name)
 		if cerrdefs.IsNotFound(err) {
@@ -339,6 +368,15 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 	}
 	d.log.Debug("created container", "pod", pod.Name, "id", resp.ID, "image", image)
 	return resp.ID, nil
+}
+
+// dns points a container that owns its network namespace at the cluster
+// DNS server on the pod network's gateway.
+func (d *Driver) dns(hc *container.HostConfig, project string) {
+	if gw, ok := d.gateway.Load().(netip.Addr); ok && d.opts.DNSDomain != "" {
+		hc.DNS = []string{gw.String()}
+		hc.DNSSearch = []string{project + "." + strings.TrimSuffix(d.opts.DNSDomain, ".")}
+	}
 }
 
 // resolveImage returns spec.ImageID when that image exists locally, else
@@ -618,7 +656,24 @@ func (d *Driver) removeSecrets(pod string) {
 
 // Start starts a created or exited container.
 func (d *Driver) Start(ctx context.Context, id string) error {
-	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+	err := d.cli.ContainerStart(ctx, id, container.StartOptions{})
+	if err == nil {
+		return nil
+	}
+	// A container in a pod joins its infra container's namespaces, which
+	// must run first (after a reboot, or a `docker stop` of the infra): start
+	// it, then try again. Asked only on a failure: the common start costs
+	// one call.
+	if c, ierr := d.cli.ContainerInspect(ctx, id); ierr == nil && c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer() {
+		infra := c.HostConfig.NetworkMode.ConnectedContainer()
+		if ic, ierr := d.cli.ContainerInspect(ctx, infra); ierr == nil && ic.State != nil && !ic.State.Running {
+			if err := d.cli.ContainerStart(ctx, infra, container.StartOptions{}); err != nil {
+				return fmt.Errorf("start container %s: start its pod's infra container: %w", id, classify(err))
+			}
+			err = d.cli.ContainerStart(ctx, id, container.StartOptions{})
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("start container %s: %w", id, classify(err))
 	}
 	return nil
@@ -715,7 +770,26 @@ func (d *Driver) Inspect(ctx context.Context, id string) (agent.Container, error
 	if err != nil {
 		return agent.Container{}, fmt.Errorf("inspect container %s: %w", id, classify(err))
 	}
-	return d.toContainer(c), nil
+	return d.withInfra(ctx, c, d.toContainer(c)), nil
+}
+
+// withInfra fills in the pod's address and the state of its infra
+// container for a container that joins one.
+func (d *Driver) withInfra(ctx context.Context, c container.InspectResponse, out agent.Container) agent.Container {
+	if c.HostConfig == nil || !c.HostConfig.NetworkMode.IsContainer() {
+		return out
+	}
+	ic, err := d.cli.ContainerInspect(ctx, c.HostConfig.NetworkMode.ConnectedContainer())
+	if err != nil {
+		out.InfraState = agent.InfraMissing
+		return out
+	}
+	infra := d.toContainer(ic)
+	out.InfraState = infra.State
+	if infra.Running() {
+		out.IP = infra.IP
+	}
+	return out
 }
 
 func (d *Driver) toContainer(c container.InspectResponse) agent.Container {
@@ -776,7 +850,7 @@ func (d *Driver) List(ctx context.Context) ([]agent.Container, error) {
 			}
 			return nil, fmt.Errorf("list containers: inspect %s: %w", s.ID, err)
 		}
-		out = append(out, d.toContainer(c))
+		out = append(out, d.withInfra(ctx, c, d.toContainer(c)))
 	}
 	return out, nil
 }

@@ -366,9 +366,28 @@ func TestPod(t *testing.T) {
 	if len(raw.HostConfig.PortBindings) != 0 || raw.HostConfig.RestartPolicy.Name != "" && raw.HostConfig.RestartPolicy.Name != "no" {
 		t.Errorf("port bindings %v, restart policy %q: want none", raw.HostConfig.PortBindings, raw.HostConfig.RestartPolicy.Name)
 	}
+	// The pod's network is its infra container's: the app container joins
+	// its network and IPC namespaces; ports are exposed there.
+	infra, err := f.cli.ContainerInspect(ctx, docker.InfraName(pod.Name))
+	if err != nil {
+		t.Fatalf("the pod's infra container: %v", err)
+	}
+	if !infra.State.Running || infra.Config.Labels[docker.LabelInfra] != "true" || infra.Config.Labels[api.LabelPod] != pod.Name ||
+		infra.Config.Labels[api.LabelProject] != "" || infra.Config.Labels["com.example"] != "" {
+		t.Errorf("infra container: running %v, labels %v; want running, labelled infra of %s and nothing of the service's", infra.State.Running, infra.Config.Labels, pod.Name)
+	}
+	if got, want := string(raw.HostConfig.NetworkMode), "container:"+infra.ID; got != want {
+		t.Errorf("network mode %q, want %q", got, want)
+	}
+	if got, want := string(raw.HostConfig.IpcMode), "container:"+infra.ID; got != want {
+		t.Errorf("ipc mode %q, want %q", got, want)
+	}
+	if ep := infra.NetworkSettings.Networks[f.network]; ep == nil || ep.IPAddress != c.IP {
+		t.Errorf("the pod's IP %s is not the infra container's (%+v)", c.IP, ep)
+	}
 	for _, p := range []string{"8080/tcp", "9000/udp", "9001/udp"} {
-		if _, ok := raw.Config.ExposedPorts[nat.Port(p)]; !ok {
-			t.Errorf("exposed ports %v lack %s", raw.Config.ExposedPorts, p)
+		if _, ok := infra.Config.ExposedPorts[nat.Port(p)]; !ok {
+			t.Errorf("exposed ports of the infra container %v lack %s", infra.Config.ExposedPorts, p)
 		}
 	}
 	if raw.Config.StopTimeout == nil || *raw.Config.StopTimeout != 2 {
@@ -470,6 +489,65 @@ func TestPod(t *testing.T) {
 	}
 	if _, err := f.cli.VolumeInspect(ctx, f.project+"_data"); !cerrdefs.IsNotFound(err) {
 		t.Errorf("volume after RemoveVolumes: %v, want not found", err)
+	}
+}
+
+// TestPodKeepsItsIP: the app container of a pod can be removed and made
+// again, or stopped and started after its infra container was stopped,
+// and the pod keeps its address; RemoveInfra then removes the infra
+// container.
+func TestPodKeepsItsIP(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	pod, spec := f.pod("web", 1), f.spec("web")
+	spec.Hostname = "web-host"
+	first := f.run(ctx, pod, spec)
+	if body := httpGet(t, ctx, first.IP, "/"); body != "hello from web-host\n" {
+		t.Errorf("GET / = %q, want the hostname web-host (the infra container's)", body)
+	}
+	if err := f.drv.Remove(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	second := f.run(ctx, pod, spec)
+	if second.ID == first.ID || second.IP != first.IP {
+		t.Errorf("recreated container %s has IP %s, want a new container with the pod's IP %s", second.ID, second.IP, first.IP)
+	}
+	// A stopped infra container (a reboot, a docker stop) is started again
+	// with the app container.
+	if err := f.drv.Stop(ctx, second.ID, "", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cli.ContainerStop(ctx, docker.InfraName(pod.Name), container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.drv.Inspect(ctx, second.ID); err != nil || c.InfraState != "exited" || c.IP != "" {
+		t.Errorf("with the infra container stopped: %+v, %v; want infra exited, no IP", c, err)
+	}
+	if err := f.drv.Start(ctx, second.ID); err != nil {
+		t.Fatalf("Start with the infra container stopped: %v", err)
+	}
+	third := f.waitState(ctx, second.ID, func(c agent.Container) error {
+		if c.State != "running" || c.InfraState != "running" || c.IP == "" {
+			return fmt.Errorf("state %s, infra %s, ip %q", c.State, c.InfraState, c.IP)
+		}
+		return nil
+	})
+	if body := httpGet(t, ctx, third.IP, "/"); body != "hello from web-host\n" {
+		t.Errorf("GET / after the restart = %q", body)
+	}
+
+	if err := f.drv.Remove(ctx, third.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.drv.RemoveInfra(ctx, pod.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cli.ContainerInspect(ctx, docker.InfraName(pod.Name)); !cerrdefs.IsNotFound(err) {
+		t.Errorf("infra container after RemoveInfra: %v, want gone", err)
+	}
+	if err := f.drv.RemoveInfra(ctx, pod.Name); err != nil {
+		t.Errorf("RemoveInfra of a missing infra container: %v, want nil", err)
 	}
 }
 

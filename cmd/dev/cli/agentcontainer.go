@@ -1,16 +1,12 @@
 package cli
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/user"
@@ -21,7 +17,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
@@ -40,11 +35,11 @@ const (
 
 // Labels of the agent's container and image.
 const (
-	labelAgent        = "dev.agent"         // "true" on the agent's container and image
-	labelAgentVersion = "dev.agent.version" // the dev version the image was built from
-	labelAgentArgs    = "dev.agent.args"    // the user's agent flags (JSON), for an upgrade
-	labelAgentEngine  = "dev.agent.engine"  // the Engine's socket on its host
-	agentImageRepo    = "dev-agent"
+	labelAgent        = docker.LabelAgent        // "true" on the agent's container and image
+	labelAgentVersion = docker.LabelAgentVersion // the dev version the image was built from
+	labelAgentArgs    = "dev.agent.args"         // the user's agent flags (JSON), for an upgrade
+	labelAgentEngine  = "dev.agent.engine"       // the Engine's socket on its host
+	agentImageRepo    = docker.AgentImageRepo
 	agentDataMount    = "/var/lib/dev" // the named volume, in the container
 	// agentHostRoot is where the container sees the host's root file system
 	// (bound there): the host's iptables and modprobe run chrooted in it.
@@ -100,57 +95,7 @@ func (b agentBox) agentImage(ctx context.Context, e *engine, exe string) (string
 	if err := checkAgentBinary(bin, e.osType, e.arch); err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(bin)
-	ref := agentImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
-	if _, err := b.dc.ImageInspect(ctx, ref); err == nil {
-		return ref, nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("inspect agent image %s: %w", ref, err)
-	}
-	tr, err := agentBuildContext(bin)
-	if err != nil {
-		return "", err
-	}
-	resp, err := b.dc.ImageBuild(ctx, tr, build.ImageBuildOptions{
-		Tags: []string{ref}, Remove: true, ForceRemove: true,
-		Labels: map[string]string{labelAgent: "true", labelAgentVersion: Version},
-	})
-	if err != nil {
-		return "", fmt.Errorf("build agent image: %w", err)
-	}
-	defer resp.Body.Close()
-	if err := readBuildStream(resp.Body); err != nil {
-		return "", fmt.Errorf("build agent image: %w", err)
-	}
-	return ref, nil
-}
-
-// agentBuildContext is the image's build context: the binary and a
-// Dockerfile that runs it FROM scratch.
-func agentBuildContext(bin []byte) (io.Reader, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	files := []struct {
-		name string
-		data []byte
-		mode int64
-	}{
-		{"Dockerfile", []byte("FROM scratch\nCOPY dev /dev-agent\nENTRYPOINT [\"/dev-agent\"]\n"), 0o644},
-		{"dev", bin, 0o755},
-	}
-	for _, f := range files {
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("agent build context: %w", err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, fmt.Errorf("agent build context: %w", err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("agent build context: %w", err)
-	}
-	return &buf, nil
+	return docker.AgentImage(ctx, b.dc, bin, Version)
 }
 
 // checkAgentBinary says why a binary cannot run FROM scratch on an engine

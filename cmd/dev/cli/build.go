@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
 
+	"github.com/devhq/dev/cluster/agent/docker"
 	"github.com/devhq/dev/cluster/api"
 )
 
@@ -83,34 +83,7 @@ func buildImage(ctx context.Context, dc *client.Client, s *api.ServiceSpec) erro
 		return fmt.Errorf("send build context %s: %w", b.Context, err)
 	}
 	defer resp.Body.Close()
-	return readBuildStream(resp.Body)
-}
-
-// readBuildStream reads the Engine's answer to a build, a stream of JSON
-// messages, to its end; an error arrives as one of them.
-func readBuildStream(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	var last string
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read build output: %w", err)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("%s (last step: %s)", msg.Error, strings.TrimSpace(last))
-		}
-		if strings.TrimSpace(msg.Stream) != "" {
-			last = msg.Stream
-		}
-	}
+	return docker.ReadBuildStream(resp.Body)
 }
 
 // tarContext writes dir as a tar stream, leaving out what .dockerignore
