@@ -123,7 +123,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.opts.Listener == nil {
 		return errors.New("run dashboard: no listener (dashboard.Listen opens one)")
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// No write timeout: the page's live view is a blocking query.
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

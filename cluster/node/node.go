@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/devhq/dev/cluster/agent"
@@ -161,10 +162,14 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	apiLn, err := tls.Listen("tcp", n.addr(cfg.APIPort), creds.id.JoinServerTLS())
+	tcpLn, err := net.Listen("tcp", n.addr(cfg.APIPort))
 	if err != nil {
 		return fmt.Errorf("listen api on %s (another agent? pick another --api-port): %w", n.addr(cfg.APIPort), err)
 	}
+	// At most maxAPIConns connections at once, counted before the TLS
+	// handshake: a flood of idle connections waits in the kernel's backlog
+	// instead of holding the agent's memory.
+	apiLn := tls.NewListener(netutil.LimitListener(tcpLn, maxAPIConns), creds.id.JoinServerTLS())
 	defer apiLn.Close()
 
 	r, err := raftstore.Open(raftstore.Config{
@@ -352,6 +357,10 @@ func (n *Node) Run(ctx context.Context) error {
 		"api", n.addr(cfg.APIPort), "raft", n.addr(cfg.RaftPort), "gossip", n.addr(cfg.GossipPort))
 	return eg.Wait()
 }
+
+// maxAPIConns caps the TCP API's connections (nodes, remote CLIs, their
+// log follows and exec sessions).
+const maxAPIConns = 512
 
 // afterReady runs f once the raft store has replayed its log (within two
 // minutes); a stop before then is no error.
