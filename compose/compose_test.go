@@ -451,7 +451,6 @@ func TestWarnings(t *testing.T) {
 				`service "app": key "logging" is not supported by dev yet and is ignored`,
 				`service "app": key "network_mode" is not supported by dev yet and is ignored`,
 				`service "app": key "privileged" is not supported by dev yet and is ignored`,
-				`service "linked": key "network_mode" is not supported by dev yet and is ignored`,
 			},
 		},
 		{
@@ -505,10 +504,14 @@ func TestWarnings(t *testing.T) {
 
 func TestImpliedDependency(t *testing.T) {
 	l := load(t, Options{WorkingDir: testdata(t, "unsupported")})
-	// network_mode: service:plain is warned about, its implied dependency kept
-	want := []api.Dependency{{Service: "plain", Condition: api.ConditionStarted, Required: true}}
-	if deps := l.Project.Service("linked").DependsOn; !reflect.DeepEqual(deps, want) {
-		t.Errorf("linked depends_on = %+v, want %+v", deps, want)
+	// network_mode: service:plain makes linked a sidecar of plain; its
+	// implied dependency on plain goes (it starts in plain's pods).
+	if l.Project.Service("linked") != nil {
+		t.Fatalf("linked is a service of its own, want it a sidecar of plain")
+	}
+	sc := l.Project.Service("plain").Sidecars
+	if len(sc) != 1 || sc[0].Name != "linked" || len(sc[0].DependsOn) != 0 {
+		t.Errorf("plain's sidecars = %+v, want linked without dependencies", sc)
 	}
 }
 

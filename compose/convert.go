@@ -35,6 +35,7 @@ func Convert(p *types.Project) (*api.Project, []Warning, error) {
 	}
 	out := &api.Project{Name: p.Name}
 	var warnings []Warning
+	var err error
 	for _, name := range p.ServiceNames() {
 		spec, w, err := convertService(p, name, p.Services[name])
 		if err != nil {
@@ -42,6 +43,9 @@ func Convert(p *types.Project) (*api.Project, []Warning, error) {
 		}
 		out.Services = append(out.Services, spec)
 		warnings = append(warnings, w...)
+	}
+	if out.Services, err = groupSidecars(p, out.Services); err != nil {
+		return nil, nil, err
 	}
 	for _, name := range p.VolumeNames() {
 		if !bool(p.Volumes[name].External) {

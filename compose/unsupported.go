@@ -259,6 +259,15 @@ func withoutDefaults(s types.ServiceConfig) types.ServiceConfig {
 		}
 		s.DependsOn = deps
 	}
+	// Sharing a service's network makes a sidecar (sidecars.go), and its
+	// IPC namespace comes with the pod. (After the implied dependencies,
+	// which read them.)
+	if main, ok := strings.CutPrefix(s.NetworkMode, types.ServicePrefix); ok {
+		s.NetworkMode = ""
+		if s.Ipc == types.ServicePrefix+main {
+			s.Ipc = ""
+		}
+	}
 	return s
 }
 

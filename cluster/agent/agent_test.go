@@ -334,7 +334,7 @@ func TestAgentRemovesDeletingPod(t *testing.T) {
 		{Op: "start", Pod: name},
 		{Op: "stop", Pod: name, Signal: "SIGINT", Grace: 3 * time.Second},
 		{Op: "remove", Pod: name},
-		{Op: "remove-infra", Pod: name}, // after the app container, before the record goes
+		{Op: "remove-pod", Pod: name}, // after the app container, before the record goes
 	}
 	if got := e.d.callsFor(name); !reflect.DeepEqual(got, want) {
 		t.Errorf("calls = %+v, want %+v", got, want)

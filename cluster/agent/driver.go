@@ -30,9 +30,14 @@ type Driver interface {
 	// Remove force-removes the container and its anonymous volumes, and the
 	// pod's secret files. A missing container is not an error.
 	Remove(ctx context.Context, id string) error
-	// RemoveInfra removes the pod's infra container (once its app
-	// containers are gone). A missing one is not an error.
-	RemoveInfra(ctx context.Context, pod string) error
+	// CreateSidecar creates, without starting, the container of a sidecar
+	// of pod (api.SidecarContainer), in the pod's namespaces, from the
+	// sidecar's spec, and returns its ID.
+	CreateSidecar(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error)
+	// RemovePod force-removes what is left of a pod once its containers
+	// were stopped: its sidecars' containers, then its infra container.
+	// Nothing left is not an error.
+	RemovePod(ctx context.Context, pod string) error
 	// Inspect returns the container's state; ErrNotFound if it does not exist.
 	Inspect(ctx context.Context, id string) (Container, error)
 	// List returns every container dev manages on this engine (label

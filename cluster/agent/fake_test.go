@@ -113,6 +113,19 @@ func (f *fakeDriver) Create(_ context.Context, pod *api.Pod, spec *api.ServiceSp
 	return f.containers[pod.Name].ID, nil
 }
 
+func (f *fakeDriver) CreateSidecar(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
+	p := *pod
+	p.Name = api.SidecarContainer(pod.Name, spec.Name)
+	id, err := f.Create(ctx, &p, spec)
+	if err == nil {
+		f.mu.Lock()
+		c := f.containers[p.Name]
+		c.Pod, c.Labels[api.LabelPod] = pod.Name, pod.Name
+		f.mu.Unlock()
+	}
+	return id, err
+}
+
 func (f *fakeDriver) Start(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -158,10 +171,10 @@ func (f *fakeDriver) Remove(_ context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeDriver) RemoveInfra(_ context.Context, pod string) error {
+func (f *fakeDriver) RemovePod(_ context.Context, pod string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, call{Op: "remove-infra", Pod: pod})
+	f.calls = append(f.calls, call{Op: "remove-pod", Pod: pod})
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type podWorker struct {
 	notUntil time.Time // no restart before this
 	// drainUntil is when a deleting pod, out of the endpoints, may be stopped.
 	drainUntil time.Time
+	sidecars   map[string]*sidecarState // by sidecar name (sidecars.go)
 }
 
 func (w *podWorker) kick() {
@@ -120,6 +122,9 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 				return false, wait, false, nil
 			}
 		}
+		if stopped, err := w.stopSidecars(ctx, w.name); err != nil || stopped {
+			return stopped, 0, false, err
+		}
 		if exists && c.Running() {
 			sig, grace := w.stopParams(pod)
 			if err := a.d.Stop(ctx, c.ID, sig, grace); err != nil {
@@ -133,9 +138,9 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			}
 			return true, 0, false, nil
 		}
-		// The app container is gone: then the infra container, which held
-		// the pod's address until now.
-		if err := a.d.RemoveInfra(ctx, w.name); err != nil {
+		// The app container is gone: then the sidecars' and the infra
+		// container, which held the pod's address until now.
+		if err := a.d.RemovePod(ctx, w.name); err != nil {
 			return false, 0, false, err
 		}
 		if ok && mine {
@@ -214,7 +219,11 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		return true, 0, false, nil // the next step makes it again, counted as a restart
 	case c.Running() && pod.Stopped && !a.acting.has(w.name):
 		// Stopped by the user, and running again (started behind our back,
-		// or the stop reached the record before the container): stop it.
+		// or the stop reached the record before the container): stop it,
+		// its sidecars first.
+		if stopped, err := w.stopSidecars(ctx, w.name); err != nil || stopped {
+			return stopped, 0, false, err
+		}
 		sig, grace := w.stopParams(pod)
 		if err := a.d.Stop(ctx, c.ID, sig, grace); err != nil {
 			return false, 0, false, fmt.Errorf("stop (dev stop): %w", err)
@@ -224,11 +233,25 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		if !c.StartedAt.IsZero() && time.Since(c.StartedAt) > 10*time.Second {
 			w.failures = 0
 		}
+		acted, sidecars, err := w.stepSidecars(ctx, pod)
+		if err != nil || acted {
+			if err != nil {
+				w.log.Warn("sidecar", "err", err)
+				return false, time.Second, false, nil
+			}
+			return true, 0, false, nil
+		}
 		st := api.PodStatus{
 			State: api.PodRunning, Health: c.Health, IP: c.IP, ContainerID: c.ID,
-			Restarts: w.restarts, StartedAt: c.StartedAt,
+			Restarts: w.restarts, StartedAt: c.StartedAt, Sidecars: sidecars,
 		}
-		return false, w.pollInterval(), false, w.report(ctx, pod, st)
+		wait := w.pollInterval()
+		for _, sc := range sidecars {
+			if sc.State != api.PodRunning {
+				wait = time.Second // a sidecar waits out its backoff
+			}
+		}
+		return false, wait, false, w.report(ctx, pod, st)
 	case c.State == "created" && !pod.Stopped:
 		if err := a.d.Start(ctx, c.ID); err != nil {
 			w.backoff()
@@ -250,6 +273,9 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		// the restart policy says (see lifecycle.go); one a start or
 		// restart is moving is left to it.
 		if pod.Stopped {
+			if stopped, err := w.stopSidecars(ctx, w.name); err != nil || stopped {
+				return stopped, 0, false, err
+			}
 			exited.Message = StoppedMessage
 			return false, 0, false, w.report(ctx, pod, exited)
 		}
@@ -278,6 +304,12 @@ func (w *podWorker) shouldRestart(pod api.Pod, exitCode int) bool {
 	if w.spec != nil {
 		policy = w.spec.RestartPolicy()
 	}
+	return restartsAfter(policy, exitCode)
+}
+
+// restartsAfter says whether a container that exited with exitCode is
+// started again under restart policy.
+func restartsAfter(policy string, exitCode int) bool {
 	switch policy {
 	case api.RestartNo:
 		return false
@@ -339,7 +371,8 @@ func (w *podWorker) report(ctx context.Context, pod api.Pod, st api.PodStatus) e
 func sameStatus(a, b api.PodStatus) bool {
 	return a.State == b.State && a.Health == b.Health && a.IP == b.IP &&
 		a.ContainerID == b.ContainerID && a.ExitCode == b.ExitCode &&
-		a.Restarts == b.Restarts && a.Message == b.Message && a.StartedAt.Equal(b.StartedAt)
+		a.Restarts == b.Restarts && a.Message == b.Message && a.StartedAt.Equal(b.StartedAt) &&
+		slices.Equal(a.Sidecars, b.Sidecars)
 }
 
 // withDiscoveryEnv returns the spec's environment plus, for every service of

@@ -168,21 +168,53 @@ type ServiceSpec struct {
 	Networks  []NetworkAttachment `json:"networks,omitempty"`
 	Tty       bool                `json:"tty,omitempty"`
 	StdinOpen bool                `json:"stdin_open,omitempty"`
+	// Sidecars are the services declared with `network_mode: service:<this
+	// service>`: one container each in every pod of this service, sharing
+	// its network and IPC namespaces (localhost) and placed, scaled,
+	// updated and removed with it. A sidecar has no pods of its own.
+	Sidecars []ServiceSpec `json:"sidecars,omitempty"`
 }
 
 // Hash is the pod template hash: it changes when anything that requires new
-// containers changes. Replicas are not part of it.
+// containers changes, a sidecar's spec included. Replicas are not part of
+// it.
 func (s ServiceSpec) Hash() string {
-	s.Replicas = 0
-	s.DependsOn = nil               // ordering only; changing it does not recreate pods
-	s.Build = nil                   // the build's output is captured by ImageID
-	s.Update, s.Rollback = nil, nil // how to roll, not what runs
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(s.hashed())
 	if err != nil {
 		panic(fmt.Sprintf("hash service spec: %v", err)) // plain data: cannot fail
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// hashed is s without what does not make new containers.
+func (s ServiceSpec) hashed() ServiceSpec {
+	s.Replicas = 0
+	s.DependsOn = nil               // ordering only; changing it does not recreate pods
+	s.Build = nil                   // the build's output is captured by ImageID
+	s.Update, s.Rollback = nil, nil // how to roll, not what runs
+	if len(s.Sidecars) > 0 {
+		sc := make([]ServiceSpec, len(s.Sidecars))
+		for i, c := range s.Sidecars {
+			sc[i] = c.hashed()
+		}
+		s.Sidecars = sc
+	}
+	return s
+}
+
+// SidecarContainer is the name of the container of sidecar in pod.
+func SidecarContainer(pod, sidecar string) string { return pod + "." + sidecar }
+
+// PodReservations is what one pod reserves: the service's reservations
+// and its sidecars'.
+func (s ServiceSpec) PodReservations() ResourceAmounts {
+	r := s.Resources.Reservations
+	for _, c := range s.Sidecars {
+		r.NanoCPUs += c.Resources.Reservations.NanoCPUs
+		r.MemoryBytes += c.Resources.Reservations.MemoryBytes
+	}
+	return r
 }
 
 // RestartPolicy returns the effective restart policy (default "always").
@@ -513,13 +545,48 @@ type PodStatus struct {
 	Restarts    int       `json:"restarts,omitempty"`
 	Message     string    `json:"message,omitempty"`
 	StartedAt   time.Time `json:"started_at,omitzero"`
+	// Sidecars are the states of the pod's sidecar containers, in the
+	// order of the template's Sidecars; the fields above are the service's
+	// own container's.
+	Sidecars []ContainerStatus `json:"sidecars,omitempty"`
 }
 
-// Ready reports whether the pod should take traffic: running, and healthy if
-// it has a healthcheck.
+// ContainerStatus is what the agent observed of one sidecar container.
+type ContainerStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"` // PodRunning, PodExited, PodPending
+	Health   string `json:"health,omitempty"`
+	ExitCode int    `json:"exit_code,omitempty"`
+	Restarts int    `json:"restarts,omitempty"`
+}
+
+// Ready reports whether the pod should take traffic: every container
+// running, and healthy where it has a healthcheck.
 func (p *Pod) Ready() bool {
-	return !p.Deleting && p.Status.State == PodRunning &&
-		(p.Status.Health == "" || p.Status.Health == HealthHealthy)
+	if p.Deleting || p.Status.State != PodRunning || (p.Status.Health != "" && p.Status.Health != HealthHealthy) {
+		return false
+	}
+	for _, c := range p.Status.Sidecars {
+		if c.State != PodRunning || (c.Health != "" && c.Health != HealthHealthy) {
+			return false
+		}
+	}
+	return true
+}
+
+// ReadyContainers counts the pod's ready containers and all those it
+// reported, as kubectl's READY column (2/2).
+func (p *Pod) ReadyContainers() (ready, total int) {
+	total = 1 + len(p.Status.Sidecars)
+	if p.Status.State == PodRunning && (p.Status.Health == "" || p.Status.Health == HealthHealthy) {
+		ready++
+	}
+	for _, c := range p.Status.Sidecars {
+		if c.State == PodRunning && (c.Health == "" || c.Health == HealthHealthy) {
+			ready++
+		}
+	}
+	return ready, total
 }
 
 // Node is a host running `dev agent`.

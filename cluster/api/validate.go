@@ -59,6 +59,21 @@ func ValidateProject(p *Project) error {
 		seen[s.Name] = true
 	}
 	for _, s := range p.Services {
+		for _, c := range s.Sidecars {
+			switch {
+			case c.Name == "" || c.Name == "infra":
+				return fmt.Errorf("service %s: a sidecar is named %q; give it a service name other than infra", s.Name, c.Name)
+			case seen[c.Name]:
+				return fmt.Errorf("service %s: sidecar %s is also a service or another sidecar", s.Name, c.Name)
+			case c.Image == "":
+				return fmt.Errorf("sidecar %s of service %s: no image", c.Name, s.Name)
+			case len(c.Sidecars) > 0:
+				return fmt.Errorf("sidecar %s of service %s has sidecars of its own", c.Name, s.Name)
+			}
+			seen[c.Name] = true
+		}
+	}
+	for _, s := range p.Services {
 		for _, d := range s.DependsOn {
 			if d.Required && !seen[d.Service] {
 				return fmt.Errorf("service %s depends on undefined service %s", s.Name, d.Service)

@@ -46,7 +46,7 @@ func (m *Manager) Nodes() []api.Node {
 		res, seen := reserved[key]
 		if !seen {
 			if rc, ok := st.RC(key); ok {
-				res = rc.Template.Resources.Reservations
+				res = rc.Template.PodReservations()
 			}
 			reserved[key] = res
 		}

@@ -91,3 +91,21 @@ func TestPlacement(t *testing.T) {
 		})
 	}
 }
+
+// TestSidecarReservations: a pod reserves its service's resources and its
+// sidecars': it goes only where both fit.
+func TestSidecarReservations(t *testing.T) {
+	spec := api.ServiceSpec{Project: "shop", Name: "web", Image: "x", Replicas: 1,
+		Resources: api.Resources{Reservations: api.ResourceAmounts{MemoryBytes: 100 << 20}},
+		Sidecars: []api.ServiceSpec{{Project: "shop", Name: "logs", Image: "y",
+			Resources: api.Resources{Reservations: api.ResourceAmounts{MemoryBytes: 100 << 20}}}}}
+	small := api.Node{Name: "small", Status: api.NodeReady, Allocatable: api.ResourceAmounts{MemoryBytes: 150 << 20}}
+	big := api.Node{Name: "big", Status: api.NodeReady, Allocatable: api.ResourceAmounts{MemoryBytes: 300 << 20}}
+	pods := []api.Pod{{Name: "shop-web-1", Project: "shop", Service: "web", Labels: map[string]string{}}}
+	if plan := scheduler.Schedule([]api.Node{small, big}, pods, rcWith(spec, "")); plan.Assign["shop-web-1"] != "big" {
+		t.Errorf("assign %v (unschedulable %v), want big: small fits web alone, not web and its sidecar", plan.Assign, plan.Unschedulable)
+	}
+	if plan := scheduler.Schedule([]api.Node{small}, pods, rcWith(spec, "")); plan.Assign["shop-web-1"] != "" || !strings.Contains(plan.Unschedulable["shop-web-1"], "memory") {
+		t.Errorf("on small alone: assign %v, unschedulable %v; want unschedulable for memory", plan.Assign, plan.Unschedulable)
+	}
+}

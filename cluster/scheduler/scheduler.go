@@ -159,7 +159,7 @@ func newService(key string, controllers Controllers) *service {
 	}
 	spec := rc.Template
 	s.ok = true
-	s.res = spec.Resources.Reservations
+	s.res = spec.PodReservations() // the sidecars' with the service's
 	s.constraints, s.err = api.ParsePlacement(spec.Placement)
 	s.maxPerNode = spec.Placement.MaxPerNode
 	s.maxWhy = fmt.Sprintf("max %d replicas per node reached", s.maxPerNode)

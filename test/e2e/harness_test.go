@@ -251,6 +251,7 @@ type podRow struct {
 	Service     string            `json:"service"`
 	Node        string            `json:"node"`
 	State       string            `json:"state"`
+	Ready       string            `json:"ready"`
 	Health      string            `json:"health"`
 	IP          string            `json:"ip"`
 	ContainerID string            `json:"container_id"`

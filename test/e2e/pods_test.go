@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,9 +33,13 @@ func TestPodKeepsItsIP(t *testing.T) {
 	}
 	web, client := pod("web"), pod("client")
 	infraID, _, infraStarted := c.lcInspect(docker.InfraName(web.Name))
-	if got, err := resolveIn(client, "tasks.web"); err != nil || len(got) != 1 || got[0] != web.IP {
-		t.Fatalf("tasks.web = %v, %v; want [%s]", got, err, web.IP)
-	}
+	// "running" is the container's state: its server may take a moment more.
+	eventually(t, 10*time.Second, "tasks.web from the client", func() error {
+		if got, err := resolveIn(client, "tasks.web"); err != nil || len(got) != 1 || got[0] != web.IP {
+			return fmt.Errorf("tasks.web = %v, %v; want [%s]", got, err, web.IP)
+		}
+		return nil
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -96,6 +102,85 @@ func TestPodKeepsItsIP(t *testing.T) {
 			Filters: filters.NewArgs(filters.Arg("label", docker.LabelInfra+"=true"), filters.Arg("name", "e2epods-"))})
 		if err != nil || len(cs) != 0 {
 			return fmt.Errorf("%d infra containers, %v", len(cs), err)
+		}
+		return nil
+	})
+}
+
+// TestSidecar: a service with `network_mode: service:web` runs as a
+// container in every pod of web: it reaches web on localhost, shares its
+// hostname, is reached on its own port through web's name, scales with
+// web, and goes with it.
+func TestSidecar(t *testing.T) {
+	c := newCluster(t)
+	compose := writeTemp(t, `name: e2eside
+services:
+  web:
+    image: `+testImage+`
+  side:
+    image: `+testImage+`
+    network_mode: service:web
+    environment: {PORT: "9090"}
+  client:
+    image: `+testImage+`
+`)
+	c.mustDev("up", "-d", "-f", compose)
+	rows := c.ps("e2eside")
+	for _, r := range rows {
+		if r.Service == "side" {
+			t.Fatalf("the sidecar has pods of its own: %v", rows)
+		}
+	}
+	web, client := running(rows, "web"), running(rows, "client")
+	if len(web) != 1 || len(client) != 1 {
+		t.Fatalf("pods %v", rows)
+	}
+	// From the client, through web's name, to the sidecar's port; the
+	// sidecar fetches web on localhost, and web answers with the pod's
+	// hostname (which the sidecar shares).
+	var body string
+	eventually(t, 30*time.Second, "client -> web:9090 (sidecar) -> localhost:8080 (web)", func() error {
+		var err error
+		body, err = inPod(client[0], "/fetch", url.Values{"url": {"http://web:9090/fetch?url=http://localhost:8080/"}})
+		if err != nil || !strings.Contains(body, "hello from "+web[0].Name) {
+			return fmt.Errorf("%q, %v", body, err)
+		}
+		return nil
+	})
+	if host, err := inPod(client[0], "/fetch", url.Values{"url": {"http://web:9090/"}}); err != nil || !strings.Contains(host, "hello from "+web[0].Name) {
+		t.Errorf("the sidecar's hostname: %q, %v; want the pod's, %s", host, err, web[0].Name)
+	}
+	eventually(t, 10*time.Second, "dev ps shows READY 2/2 for web, 1/1 for client", func() error {
+		for _, r := range c.ps("e2eside") {
+			if want := map[string]string{"web": "2/2", "client": "1/1"}[r.Service]; r.Ready != want {
+				return fmt.Errorf("%s READY %q, want %q", r.Name, r.Ready, want)
+			}
+		}
+		return nil
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c.mustDev("scale", "-p", "e2eside", "web=3")
+	eventually(t, 60*time.Second, "three pods of web, each with its sidecar", func() error {
+		pods := running(c.ps("e2eside"), "web")
+		if len(pods) != 3 {
+			return fmt.Errorf("%d web pods", len(pods))
+		}
+		for _, p := range pods {
+			ins, err := c.docker.ContainerInspect(ctx, p.Name+".side")
+			if err != nil || !ins.State.Running {
+				return fmt.Errorf("sidecar of %s: %v", p.Name, err)
+			}
+		}
+		return nil
+	})
+
+	c.mustDev("down", "-p", "e2eside")
+	eventually(t, 30*time.Second, "no container of the project left", func() error {
+		cs, err := c.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("name", "e2eside-"))})
+		if err != nil || len(cs) != 0 {
+			return fmt.Errorf("%d containers, %v", len(cs), err)
 		}
 		return nil
 	})

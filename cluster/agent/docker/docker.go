@@ -241,7 +241,15 @@ func networkSubnets(nw network.Inspect) string {
 // are published and no Docker restart policy is set: the node proxy publishes
 // ports and the agent restarts containers.
 func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
-	return d.create(ctx, pod, spec, true, nil)
+	return d.create(ctx, pod, spec, pod.Name, true, nil)
+}
+
+// CreateSidecar implements agent.Driver: the sidecar's container, named
+// api.SidecarContainer, joins the pod's infra container like the app's.
+func (d *Driver) CreateSidecar(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error) {
+	return d.create(ctx, pod, spec, api.SidecarContainer(pod.Name, spec.Name), true, func(cfg *container.Config) {
+		cfg.Labels[LabelSidecar] = spec.Name
+	})
 }
 
 // create is Create with tweak (when not nil) applied to the container's
@@ -249,14 +257,14 @@ func (d *Driver) Create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 // container joins the pod's infra container (infra.go), made first when
 // missing; without, it has its own place on the pod network (a one-off
 // pod).
-func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, infra bool, tweak func(*container.Config)) (string, error) {
+func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, name string, infra bool, tweak func(*container.Config)) (string, error) {
 	infraStarted := func() error { return nil }
 	image, err := d.resolveImage(ctx, spec)
 	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
-	if err := d.removeLeftover(ctx, pod.Name); err != nil {
-		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+	if err := d.removeLeftover(ctx, name); err != nil {
+		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
 
 	project := pod.Project
@@ -265,18 +273,18 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 	}
 	mounts, err := d.mounts(ctx, project, spec.Volumes)
 	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
-	secretMounts, err := d.writeSecrets(pod.Name, spec.Secrets)
+	secretMounts, err := d.writeSecrets(name, spec.Secrets)
 	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
 	mounts = append(mounts, secretMounts...)
 
 	exposed, err := exposedPorts(spec)
 	if err != nil {
-		d.removeSecrets(pod.Name)
-		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+		d.removeSecrets(name)
+		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
 
 	cfg := &container.Config{
@@ -293,7 +301,7 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 		Healthcheck:  healthConfig(spec.Healthcheck),
 	}
 	if cfg.Hostname == "" {
-		cfg.Hostname = pod.Name
+		cfg.Hostname = name
 	}
 	if spec.Command != nil {
 		cfg.Cmd = strslice.StrSlice(spec.Command)
@@ -331,8 +339,8 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 		// them on a container that joins another's network).
 		id, started, err := d.ensureInfra(ctx, pod, spec, project)
 		if err != nil {
-			d.removeSecrets(pod.Name)
-			return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+			d.removeSecrets(name)
+			return "", fmt.Errorf("create container %s: %w", name, err)
 		}
 		infraStarted = started // it starts while the app container is made
 		cfg.Hostname, cfg.ExposedPorts = "", nil
@@ -347,26 +355,26 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 		tweak(cfg)
 	}
 
-	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, pod.Name)
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, name)
 	if serr := infraStarted(); serr != nil {
-		d.removeSecrets(pod.Name)
+		d.removeSecrets(name)
 		if err == nil {
 			_ = d.cli.ContainerRemove(ctx, resp.ID, container.RemoveOptions{Force: true})
 		}
-		return "", fmt.Errorf("create container %s: %w", pod.Name, serr)
+		return "", fmt.Errorf("create container %s: %w", name, serr)
 	}
 	if err != nil {
-		d.removeSecrets(pod.Name)
+		d.removeSecrets(name)
 		if cerrdefs.IsNotFound(err) {
 			// The image went away between the check and the create.
-			return "", fmt.Errorf("create container %s: image %s: %w (%w)", pod.Name, spec.Image, agent.ErrImageNotFound, err)
+			return "", fmt.Errorf("create container %s: image %s: %w (%w)", name, spec.Image, agent.ErrImageNotFound, err)
 		}
-		return "", fmt.Errorf("create container %s: %w", pod.Name, err)
+		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
 	for _, w := range resp.Warnings {
-		d.log.Warn("docker warning", "pod", pod.Name, "warning", w)
+		d.log.Warn("docker warning", "pod", name, "warning", w)
 	}
-	d.log.Debug("created container", "pod", pod.Name, "id", resp.ID, "image", image)
+	d.log.Debug("created container", "pod", name, "id", resp.ID, "image", image)
 	return resp.ID, nil
 }
 
@@ -747,10 +755,10 @@ func (d *Driver) Stop(ctx context.Context, id string, signal string, grace time.
 // Remove force-removes the container, its anonymous volumes and the pod's
 // secret files. A missing container is not an error.
 func (d *Driver) Remove(ctx context.Context, id string) error {
-	pod := id // when the container is gone, id may still be the pod name
+	name := id // when the container is gone, id may still be its name
 	if c, err := d.cli.ContainerInspect(ctx, id); err == nil {
-		if c.Config != nil && c.Config.Labels[api.LabelPod] != "" {
-			pod = c.Config.Labels[api.LabelPod]
+		if c.ContainerJSONBase != nil && c.Name != "" {
+			name = strings.TrimPrefix(c.Name, "/")
 		}
 	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
@@ -759,7 +767,7 @@ func (d *Driver) Remove(ctx context.Context, id string) error {
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
-	d.removeSecrets(pod)
+	d.removeSecrets(name) // secrets are kept per container (its name)
 	return nil
 }
 

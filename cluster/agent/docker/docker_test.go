@@ -494,7 +494,7 @@ func TestPod(t *testing.T) {
 
 // TestPodKeepsItsIP: the app container of a pod can be removed and made
 // again, or stopped and started after its infra container was stopped,
-// and the pod keeps its address; RemoveInfra then removes the infra
+// and the pod keeps its address; RemovePod then removes the infra
 // container.
 func TestPodKeepsItsIP(t *testing.T) {
 	f := newFixture(t)
@@ -540,14 +540,14 @@ func TestPodKeepsItsIP(t *testing.T) {
 	if err := f.drv.Remove(ctx, third.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.drv.RemoveInfra(ctx, pod.Name); err != nil {
+	if err := f.drv.RemovePod(ctx, pod.Name); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.cli.ContainerInspect(ctx, docker.InfraName(pod.Name)); !cerrdefs.IsNotFound(err) {
-		t.Errorf("infra container after RemoveInfra: %v, want gone", err)
+		t.Errorf("infra container after RemovePod: %v, want gone", err)
 	}
-	if err := f.drv.RemoveInfra(ctx, pod.Name); err != nil {
-		t.Errorf("RemoveInfra of a missing infra container: %v, want nil", err)
+	if err := f.drv.RemovePod(ctx, pod.Name); err != nil {
+		t.Errorf("RemovePod of a missing infra container: %v, want nil", err)
 	}
 }
 

@@ -71,7 +71,7 @@ func (d *Driver) Exec(ctx context.Context, id string, req api.ExecRequest, stdio
 // the process's), attach, start, copy, wait.
 func (d *Driver) RunAttached(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec, tty bool, stdio api.IO) (int, error) {
 	withStdin := stdio.Stdin != nil
-	id, err := d.create(ctx, pod, spec, false, func(cfg *container.Config) {
+	id, err := d.create(ctx, pod, spec, pod.Name, false, func(cfg *container.Config) {
 		cfg.Tty = tty
 		cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = withStdin, withStdin, withStdin
 		cfg.AttachStdout, cfg.AttachStderr = true, true

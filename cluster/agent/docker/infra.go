@@ -10,6 +10,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
@@ -129,15 +130,28 @@ func (d *Driver) ensureInfra(ctx context.Context, pod *api.Pod, spec *api.Servic
 	return resp.ID, start(resp.ID), nil
 }
 
-// RemoveInfra implements agent.Driver: it removes the pod's infra container,
-// once its app containers are gone. A missing one is not an error.
-func (d *Driver) RemoveInfra(ctx context.Context, pod string) error {
-	err := d.cli.ContainerRemove(ctx, InfraName(pod), container.RemoveOptions{Force: true})
+// RemovePod implements agent.Driver: it force-removes the pod's sidecar
+// containers, then its infra container. Nothing left is not an error.
+func (d *Driver) RemovePod(ctx context.Context, pod string) error {
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", api.LabelPod+"="+pod), filters.Arg("label", LabelSidecar))})
+	if err != nil {
+		return fmt.Errorf("remove pod %s: list its sidecars: %w", pod, err)
+	}
+	for _, c := range cs {
+		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove pod %s: %w", pod, err)
+		}
+	}
+	err = d.cli.ContainerRemove(ctx, InfraName(pod), container.RemoveOptions{Force: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove infra container of %s: %w", pod, err)
 	}
 	return nil
 }
+
+// LabelSidecar names, on a sidecar's container, the sidecar it runs.
+const LabelSidecar = "dev.sidecar"
 
 // netSysctls returns the sysctls of the network namespace (net.*) when net
 // is true, the others otherwise: the former are set on the infra

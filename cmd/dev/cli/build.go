@@ -24,8 +24,14 @@ import (
 // a rebuilt image changes the pod template. Nothing is deployed when an image
 // is missing and cannot be built.
 func resolveImages(ctx context.Context, dc *client.Client, p *api.Project, forceBuild bool, prog progress) error {
+	var specs []*api.ServiceSpec // services and their sidecars
 	for i := range p.Services {
-		s := &p.Services[i]
+		specs = append(specs, &p.Services[i])
+		for j := range p.Services[i].Sidecars {
+			specs = append(specs, &p.Services[i].Sidecars[j])
+		}
+	}
+	for _, s := range specs {
 		id := "service " + s.Name
 		inspect, err := dc.ImageInspect(ctx, s.Image)
 		missing := err != nil && cerrdefs.IsNotFound(err)

@@ -23,12 +23,15 @@ type psRow struct {
 	Service     string            `json:"service"`
 	Node        string            `json:"node"`
 	State       string            `json:"state"`
+	Ready       string            `json:"ready"` // ready containers / all, as kubectl's READY
 	Health      string            `json:"health"`
 	IP          string            `json:"ip"`
 	ContainerID string            `json:"container_id"`
 	Restarts    int               `json:"restarts"`
 	Message     string            `json:"message,omitempty"`
 	Labels      map[string]string `json:"labels"`
+	// Sidecars are the states of the pod's sidecar containers.
+	Sidecars []api.ContainerStatus `json:"sidecars,omitempty"`
 }
 
 // NewPsCommand is `dev ps`.
@@ -87,18 +90,19 @@ func toRow(p api.Pod) psRow {
 	if len(cid) > 12 {
 		cid = cid[:12]
 	}
+	ready, total := p.ReadyContainers()
 	return psRow{
 		Name: p.Name, Project: p.Project, Service: p.Service, Node: p.Node,
-		State: state, Health: p.Status.Health, IP: p.Status.IP, ContainerID: cid,
-		Restarts: p.Status.Restarts, Message: p.Status.Message, Labels: p.Labels,
+		State: state, Ready: fmt.Sprintf("%d/%d", ready, total), Health: p.Status.Health, IP: p.Status.IP, ContainerID: cid,
+		Restarts: p.Status.Restarts, Message: p.Status.Message, Labels: p.Labels, Sidecars: p.Status.Sidecars,
 	}
 }
 
 func printPods(w io.Writer, rows []psRow) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tSTATE\tHEALTH\tIP\tRESTARTS\tMESSAGE")
+	fmt.Fprintln(tw, "NAME\tSERVICE\tNODE\tREADY\tSTATE\tHEALTH\tIP\tRESTARTS\tMESSAGE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Service, r.Node, r.State, r.Health, r.IP, r.Restarts, r.Message)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Service, r.Node, r.Ready, r.State, r.Health, r.IP, r.Restarts, r.Message)
 	}
 	tw.Flush()
 }
