@@ -267,7 +267,7 @@ func (a *Agent) gc(ctx context.Context) {
 }
 
 // Logs streams the logs of a pod running on this node.
-func (a *Agent) Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error) {
+func (a *Agent) Logs(ctx context.Context, pod, container string, follow bool, tail int) (io.ReadCloser, error) {
 	p, ok := a.st.Pod(pod)
 	if !ok {
 		return nil, fmt.Errorf("logs of %s: no such pod", pod)
@@ -275,7 +275,11 @@ func (a *Agent) Logs(ctx context.Context, pod string, follow bool, tail int) (io
 	if p.Node != a.opts.Node {
 		return nil, fmt.Errorf("logs of %s: pod runs on node %s, not %s", pod, p.Node, a.opts.Node)
 	}
-	rc, err := a.d.Logs(ctx, pod, follow, tail)
+	name, err := a.containerOf(p, container)
+	if err != nil {
+		return nil, fmt.Errorf("logs of %s: %w", pod, err)
+	}
+	rc, err := a.d.Logs(ctx, name, follow, tail)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("logs of %s: no container yet", pod)
 	}

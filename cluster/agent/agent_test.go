@@ -489,7 +489,7 @@ func TestAgentLogs(t *testing.T) {
 	e.run()
 	e.waitRunning(name, 0)
 
-	rc, err := e.a.Logs(context.Background(), name, false, -1)
+	rc, err := e.a.Logs(context.Background(), name, "", false, -1)
 	if err != nil {
 		t.Fatalf("Logs(%s): %v", name, err)
 	}
@@ -506,7 +506,7 @@ func TestAgentLogs(t *testing.T) {
 		{other, "node n2"},
 	}
 	for _, tt := range tests {
-		if _, err := e.a.Logs(context.Background(), tt.pod, false, -1); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+		if _, err := e.a.Logs(context.Background(), tt.pod, "", false, -1); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("Logs(%s) = %v, want error mentioning %q", tt.pod, err, tt.wantErr)
 		}
 	}

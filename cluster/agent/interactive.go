@@ -31,9 +31,13 @@ func (a *Agent) Exec(ctx context.Context, pod string, req api.ExecRequest, stdio
 	if p.Node != a.opts.Node {
 		return 0, fmt.Errorf("exec in %s: pod runs on node %s, not %s", pod, p.Node, a.opts.Node)
 	}
-	c, err := a.d.Inspect(ctx, pod)
+	name, err := a.containerOf(p, req.Container)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", pod, err)
+	}
+	c, err := a.d.Inspect(ctx, name)
 	if errors.Is(err, ErrNotFound) {
-		return 0, fmt.Errorf("exec in %s: the pod has no container yet (%s)", pod, stateOf(p))
+		return 0, fmt.Errorf("exec in %s: the pod has no container %s yet (%s)", pod, name, stateOf(p))
 	}
 	if err != nil {
 		return 0, fmt.Errorf("exec in %s: %w", pod, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -153,4 +154,22 @@ func imageRef(spec api.ServiceSpec) string {
 		return spec.ImageID
 	}
 	return spec.Image
+}
+
+// containerOf is the Docker container of a pod's container named container:
+// the service's own for "" or the service's name, else a sidecar's.
+func (a *Agent) containerOf(p api.Pod, container string) (string, error) {
+	if container == "" || container == p.Service {
+		return p.Name, nil
+	}
+	names := []string{p.Service}
+	if rc, ok := a.st.RC(api.RCKey(p.Project, p.Service)); ok {
+		for _, sc := range rc.Template.Sidecars {
+			if sc.Name == container {
+				return api.SidecarContainer(p.Name, container), nil
+			}
+			names = append(names, sc.Name)
+		}
+	}
+	return "", fmt.Errorf("the pod has no container %s; its containers: %s", container, strings.Join(names, ", "))
 }

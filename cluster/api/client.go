@@ -25,7 +25,9 @@ type Client interface {
 	DeleteVolumes(ctx context.Context, project string) error
 	Scale(ctx context.Context, project string, replicas map[string]int) (WriteResult, error)
 	Pods(ctx context.Context, q PodQuery) (PodList, error)
-	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
+	// Logs streams the logs of a pod's container: its service's, or a
+	// sidecar's (container names it).
+	Logs(ctx context.Context, pod, container string, follow bool, tail int) (io.ReadCloser, error)
 	Nodes(ctx context.Context) ([]Node, error)
 	Services(ctx context.Context, project string) ([]ServiceInfo, error)
 	// Token returns the join token and, for a client name, a certificate
@@ -253,8 +255,11 @@ func (c *HTTPClient) Pods(ctx context.Context, q PodQuery) (PodList, error) {
 }
 
 // Logs implements Client. The caller closes the stream.
-func (c *HTTPClient) Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error) {
+func (c *HTTPClient) Logs(ctx context.Context, pod, container string, follow bool, tail int) (io.ReadCloser, error) {
 	v := url.Values{}
+	if container != "" {
+		v.Set("container", container)
+	}
 	if follow {
 		v.Set("follow", "1")
 	}

@@ -20,7 +20,7 @@ import "time"
 //	admin  POST   /v1/projects/{name}/rollback            {"service": S} -> WriteResult
 //	admin  POST   /v1/projects/{name}/services/{service}/run  RunRequest -> stream (Upgrade)
 //	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
-//	read   GET    /v1/pods/{name}/logs?follow=1&tail=N    -> raw log stream
+//	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
 //	admin  POST   /v1/pods/{name}/stop|start|restart      -> WriteResult
 //	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult
@@ -139,7 +139,10 @@ type TokenResponse struct {
 
 // ExecRequest runs a command in a pod's running container (`dev exec`).
 type ExecRequest struct {
-	Cmd        []string `json:"cmd"`
+	Cmd []string `json:"cmd"`
+	// Container picks a sidecar's container (its service name); empty, or
+	// the pod's service, is the service's own.
+	Container  string   `json:"container,omitempty"`
 	Tty        bool     `json:"tty,omitempty"`
 	Stdin      bool     `json:"stdin,omitempty"` // the client sends input
 	Env        []string `json:"env,omitempty"`   // KEY=VALUE

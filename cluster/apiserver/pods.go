@@ -82,7 +82,7 @@ func (srv *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 		srv.forwardLogs(w, r, pod)
 		return
 	}
-	rc, err := srv.local.Logs(r.Context(), name, q.Get("follow") == "1", tail)
+	rc, err := srv.local.Logs(r.Context(), name, q.Get("container"), q.Get("follow") == "1", tail)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -47,7 +47,7 @@ type Manager interface {
 // Local is this node's agent as the API uses it: container-level work that
 // must happen on the node that runs the pod.
 type Local interface {
-	Logs(ctx context.Context, pod string, follow bool, tail int) (io.ReadCloser, error)
+	Logs(ctx context.Context, pod, container string, follow bool, tail int) (io.ReadCloser, error)
 	RemoveVolumes(ctx context.Context, project string) error
 	// CheckPort reports whether a published port can be served on this node:
 	// nil when it is free or already served by dev.

@@ -159,6 +159,20 @@ services:
 		return nil
 	})
 
+	// -c picks the sidecar's container for logs and exec.
+	if out := c.mustDev("logs", "-p", "e2eside", "-c", "side", "web"); !strings.Contains(out, "listening on :9090") || strings.Contains(out, ":8080") {
+		t.Errorf("dev logs -c side web:\n%s\nwant the sidecar's log only (listening on :9090)", out)
+	}
+	if out := c.mustDev("logs", "-p", "e2eside", "web"); !strings.Contains(out, "listening on :8080") {
+		t.Errorf("dev logs web:\n%s\nwant web's own log", out)
+	}
+	if out := c.mustDev("exec", "-p", "e2eside", "-c", "side", "web", "/app", "cat", "/proc/1/environ"); !strings.Contains(out, "PORT=9090") {
+		t.Errorf("dev exec -c side web: %q, want the sidecar's environment", out)
+	}
+	if out, err := c.dev("exec", "-p", "e2eside", "-c", "nope", "web", "/app", "exit", "0"); err == nil || !strings.Contains(out, "its containers: web, side") {
+		t.Errorf("dev exec -c nope: %v %q, want the pod's containers named", err, out)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c.mustDev("scale", "-p", "e2eside", "web=3")

@@ -7,8 +7,9 @@ import (
 )
 
 type execOptions struct {
-	project projectFlags
-	session sessionFlags
+	project   projectFlags
+	session   sessionFlags
+	container string
 }
 
 // NewExecCommand is `dev exec`.
@@ -36,7 +37,7 @@ func NewExecCommand(g *globals) *cobra.Command {
 			}
 			lt := localTerm{in: cmd.InOrStdin(), out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
 			req := api.ExecRequest{
-				Cmd: args[1:], Tty: o.session.tty, Stdin: o.session.stdin,
+				Cmd: args[1:], Container: o.container, Tty: o.session.tty, Stdin: o.session.stdin,
 				Env: o.session.env, User: o.session.user, WorkingDir: o.session.workdir,
 			}
 			if ts, ok := lt.size(); ok && o.session.tty {
@@ -52,5 +53,6 @@ func NewExecCommand(g *globals) *cobra.Command {
 	cmd.Flags().SetInterspersed(false) // flags after SERVICE belong to the command
 	o.project.register(cmd)
 	o.session.register(cmd.Flags())
+	cmd.Flags().StringVarP(&o.container, "container", "c", "", "a sidecar's container of the pod, by its service name (default: the service's own)")
 	return cmd
 }

@@ -16,10 +16,11 @@ import (
 )
 
 type logsOptions struct {
-	project  projectFlags
-	follow   bool
-	tail     string
-	services []string
+	project   projectFlags
+	follow    bool
+	tail      string
+	container string
+	services  []string
 }
 
 // NewLogsCommand is `dev logs`.
@@ -40,12 +41,13 @@ func NewLogsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return streamLogs(cmd.Context(), c, name, o.services, o.follow, tail, cmd.OutOrStdout())
+			return streamLogs(cmd.Context(), c, name, o.services, o.container, o.follow, tail, cmd.OutOrStdout())
 		},
 	}
 	o.project.registerFile(cmd, "")
 	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "follow log output, including pods started later")
 	cmd.Flags().StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each pod's log")
+	cmd.Flags().StringVarP(&o.container, "container", "c", "", "a sidecar's container of each pod, by its service name (default: the service's own)")
 	return cmd
 }
 
@@ -96,7 +98,7 @@ func (lp *logPrinter) line(prefix, text string) {
 // streamLogs prints the logs of the project's pods (of services, if any).
 // With follow it keeps going until ctx ends, picking up pods and containers
 // that start later.
-func streamLogs(ctx context.Context, c api.Client, project string, services []string, follow bool, tail int, w io.Writer) error {
+func streamLogs(ctx context.Context, c api.Client, project string, services []string, container string, follow bool, tail int, w io.Writer) error {
 	want := map[string]bool{}
 	for _, s := range services {
 		want[s] = true
@@ -150,10 +152,10 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 			wg.Add(1)
 			go func(p api.Pod, tail int) {
 				defer wg.Done()
-				rc, err := c.Logs(ctx, p.Name, follow, tail)
+				rc, err := c.Logs(ctx, p.Name, container, follow, tail)
 				if err != nil {
 					if ctx.Err() == nil {
-						lp.line(p.ShortName(), fmt.Sprintf("(logs unavailable: %v)", err))
+						lp.line(logPrefix(p, container), fmt.Sprintf("(logs unavailable: %v)", err))
 					}
 					return
 				}
@@ -161,7 +163,7 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 				sc := bufio.NewScanner(rc)
 				sc.Buffer(make([]byte, 64*1024), 1024*1024)
 				for sc.Scan() {
-					lp.line(p.ShortName(), sc.Text())
+					lp.line(logPrefix(p, container), sc.Text())
 				}
 			}(p, t)
 		}
@@ -173,4 +175,13 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 			return nil
 		}
 	}
+}
+
+// logPrefix is a pod's line prefix: service-n, and /container for a
+// sidecar's.
+func logPrefix(p api.Pod, container string) string {
+	if container == "" || container == p.Service {
+		return p.ShortName()
+	}
+	return p.ShortName() + "/" + container
 }

@@ -115,7 +115,7 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 	}
 	// Attached: stream logs until Ctrl-C, then stop the project.
 	fmt.Fprintf(stderr, "Attaching to %s; press Ctrl-C to stop the project\n", p.Name)
-	if err := streamLogs(ctx, c, p.Name, nil, true, -1, stdout); err != nil && ctx.Err() == nil {
+	if err := streamLogs(ctx, c, p.Name, nil, "", true, -1, stdout); err != nil && ctx.Err() == nil {
 		return err
 	}
 	return stopProject(g, c, p.Name, stdout)

@@ -135,7 +135,7 @@ func upWatch(ctx context.Context, g *globals, c *api.HTTPClient, dc *client.Clie
 	var werr, lerr error
 	var wg sync.WaitGroup
 	wg.Go(func() { werr = w.run(rctx); cancel() })
-	wg.Go(func() { lerr = streamLogs(rctx, c, p.Name, nil, true, -1, stdout); cancel() })
+	wg.Go(func() { lerr = streamLogs(rctx, c, p.Name, nil, "", true, -1, stdout); cancel() })
 	wg.Wait()
 	if ctx.Err() == nil {
 		if err := errors.Join(werr, lerr); err != nil {
