@@ -112,11 +112,8 @@ func (a *Agent) RunOneOff(ctx context.Context, project, service string, req api.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		if c, err := a.d.Inspect(cctx, name); err == nil && c.Running() {
-			grace := defaultGrace
-			if spec.StopGracePeriod != nil {
-				grace = time.Duration(*spec.StopGracePeriod)
-			}
-			if err := a.d.Stop(cctx, c.ID, spec.StopSignal, grace); err != nil {
+			signal, grace := stopOf(spec)
+			if err := a.d.Stop(cctx, c.ID, signal, grace); err != nil {
 				a.log.Warn("stop one-off container", "pod", name, "err", err)
 			}
 		}
@@ -128,10 +125,7 @@ func (a *Agent) RunOneOff(ctx context.Context, project, service string, req api.
 	}()
 	code, err := a.d.RunAttached(ctx, pod, &spec, req.Tty, stdio)
 	if errors.Is(err, ErrImageNotFound) {
-		ref := spec.ImageID
-		if ref == "" {
-			ref = spec.Image
-		}
+		ref := imageRef(spec)
 		if ferr := a.c.FetchImage(ctx, ref); ferr == nil {
 			code, err = a.d.RunAttached(ctx, pod, &spec, req.Tty, stdio)
 		} else {

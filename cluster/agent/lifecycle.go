@@ -85,10 +85,7 @@ func (a *Agent) PodAction(ctx context.Context, pod, action string, grace *time.D
 	if err != nil && !missing {
 		return api.Pod{}, fmt.Errorf("%s %s: %w", action, pod, err)
 	}
-	signal, g := rc.Template.StopSignal, defaultGrace
-	if rc.Template.StopGracePeriod != nil {
-		g = time.Duration(*rc.Template.StopGracePeriod)
-	}
+	signal, g := stopOf(rc.Template)
 	if grace != nil {
 		g = *grace
 	}

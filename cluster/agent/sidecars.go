@@ -19,8 +19,7 @@ import (
 // sidecarState is the pod worker's memory of one sidecar container.
 type sidecarState struct {
 	restarts int
-	failures int
-	notUntil time.Time
+	backoff
 }
 
 func (w *podWorker) sidecarSpecs() []api.ServiceSpec {
@@ -79,7 +78,7 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 				err = a.d.Start(ctx, id)
 			}
 			if err != nil {
-				w.backoffSidecar(s)
+				s.fail(w.a.opts.MaxBackoff)
 				w.log.Warn("sidecar not made", "sidecar", spec.Name, "err", err)
 				st.State = api.PodFailed
 				states = append(states, st)
@@ -96,7 +95,7 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 			restart := c.State == "created" || restartsAfter(spec.RestartPolicy(), c.ExitCode)
 			if restart && time.Until(s.notUntil) <= 0 {
 				if err := a.d.Start(ctx, c.ID); err != nil {
-					w.backoffSidecar(s)
+					s.fail(w.a.opts.MaxBackoff)
 					w.log.Warn("sidecar not started", "sidecar", spec.Name, "err", err)
 					st.State = api.PodFailed
 					states = append(states, st)
@@ -104,7 +103,7 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 				}
 				if c.State != "created" {
 					s.restarts++
-					w.backoffSidecar(s)
+					s.fail(w.a.opts.MaxBackoff)
 				}
 				return true, nil, nil
 			}
@@ -129,22 +128,13 @@ func (w *podWorker) stopSidecars(ctx context.Context, pod string) (bool, error) 
 		if !c.Running() {
 			continue
 		}
-		grace := defaultGrace
-		if spec.StopGracePeriod != nil {
-			grace = time.Duration(*spec.StopGracePeriod)
-		}
-		if err := w.a.d.Stop(ctx, c.ID, spec.StopSignal, grace); err != nil {
+		signal, grace := stopOf(spec)
+		if err := w.a.d.Stop(ctx, c.ID, signal, grace); err != nil {
 			return false, fmt.Errorf("stop sidecar %s: %w", spec.Name, err)
 		}
 		return true, nil
 	}
 	return false, nil
-}
-
-func (w *podWorker) backoffSidecar(s *sidecarState) {
-	d := min(100*time.Millisecond<<min(s.failures, 10), w.a.opts.MaxBackoff)
-	s.failures++
-	s.notUntil = time.Now().Add(d)
 }
 
 // imageRef is the image a container is made from: the resolved ID when

@@ -33,8 +33,7 @@ type podWorker struct {
 
 	spec     *api.ServiceSpec // template the container was made from, when known
 	restarts int
-	failures int       // consecutive quick exits, for backoff
-	notUntil time.Time // no restart before this
+	backoff  // of the service's container's restarts
 	// drainUntil is when a deleting pod, out of the endpoints, may be stopped.
 	drainUntil time.Time
 	sidecars   map[string]*sidecarState // by sidecar name (sidecars.go)
@@ -181,10 +180,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		_, err := a.d.Create(ctx, &pod, &spec)
 		if errors.Is(err, ErrImageNotFound) {
 			// No registry: copy the image from a node that has it.
-			ref := spec.ImageID
-			if ref == "" {
-				ref = spec.Image
-			}
+			ref := imageRef(spec)
 			if ferr := a.c.FetchImage(ctx, ref); ferr == nil {
 				_, err = a.d.Create(ctx, &pod, &spec)
 			} else {
@@ -192,7 +188,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			}
 		}
 		if err != nil {
-			w.backoff()
+			w.fail(w.a.opts.MaxBackoff)
 			msg := err.Error()
 			if errors.Is(err, ErrImageNotFound) {
 				msg = fmt.Sprintf("image %s not found on node %s: build or load it (dev up --build)", spec.Image, a.opts.Node)
@@ -254,7 +250,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		return false, wait, false, w.report(ctx, pod, st)
 	case c.State == "created" && !pod.Stopped:
 		if err := a.d.Start(ctx, c.ID); err != nil {
-			w.backoff()
+			w.fail(w.a.opts.MaxBackoff)
 			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{
 				State: api.PodFailed, ContainerID: c.ID, Restarts: w.restarts,
 				Message: fmt.Sprintf("start container: %v", err),
@@ -289,11 +285,11 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 			return false, wait, false, w.report(ctx, pod, exited)
 		}
 		if err := a.d.Start(ctx, c.ID); err != nil {
-			w.backoff()
+			w.fail(w.a.opts.MaxBackoff)
 			return false, time.Until(w.notUntil), false, fmt.Errorf("restart: %w", err)
 		}
 		w.restarts++
-		w.backoff()
+		w.fail(w.a.opts.MaxBackoff)
 		w.log.Info("restarted container", "exit_code", c.ExitCode, "restarts", w.restarts)
 		return true, 0, false, nil
 	}
@@ -320,14 +316,16 @@ func restartsAfter(policy string, exitCode int) bool {
 	}
 }
 
-// backoff doubles the delay before the next restart, up to MaxBackoff.
-func (w *podWorker) backoff() {
-	d := 100 * time.Millisecond << min(w.failures, 10)
-	if d > w.a.opts.MaxBackoff {
-		d = w.a.opts.MaxBackoff
-	}
-	w.failures++
-	w.notUntil = time.Now().Add(d)
+// backoff spaces the restarts of a container that keeps failing.
+type backoff struct {
+	failures int       // consecutive quick exits
+	notUntil time.Time // no restart before this
+}
+
+// fail doubles the delay before the next restart, from 100 ms up to limit.
+func (b *backoff) fail(limit time.Duration) {
+	b.notUntil = time.Now().Add(min(100*time.Millisecond<<min(b.failures, 10), limit))
+	b.failures++
 }
 
 // pollInterval is how often a running pod is looked at without events: its
@@ -349,7 +347,13 @@ func (w *podWorker) stopParams(pod api.Pod) (string, time.Duration) {
 	if spec == nil {
 		return "", defaultGrace
 	}
-	grace := defaultGrace
+	return stopOf(*spec)
+}
+
+// stopOf is how a container of spec is stopped: its stop signal (empty:
+// the image's) and its grace period (stop_grace_period, else 10 s).
+func stopOf(spec api.ServiceSpec) (signal string, grace time.Duration) {
+	grace = defaultGrace
 	if spec.StopGracePeriod != nil {
 		grace = time.Duration(*spec.StopGracePeriod)
 	}

@@ -563,26 +563,23 @@ type ContainerStatus struct {
 // Ready reports whether the pod should take traffic: every container
 // running, and healthy where it has a healthcheck.
 func (p *Pod) Ready() bool {
-	if p.Deleting || p.Status.State != PodRunning || (p.Status.Health != "" && p.Status.Health != HealthHealthy) {
-		return false
-	}
-	for _, c := range p.Status.Sidecars {
-		if c.State != PodRunning || (c.Health != "" && c.Health != HealthHealthy) {
-			return false
-		}
-	}
-	return true
+	ready, total := p.ReadyContainers()
+	return !p.Deleting && ready == total
 }
 
-// ReadyContainers counts the pod's ready containers and all those it
-// reported, as kubectl's READY column (2/2).
+// ReadyContainers counts the pod's ready containers (running, and healthy
+// where they have a healthcheck) and all those it reported, as kubectl's
+// READY column (2/2).
 func (p *Pod) ReadyContainers() (ready, total int) {
+	up := func(state, health string) bool {
+		return state == PodRunning && (health == "" || health == HealthHealthy)
+	}
 	total = 1 + len(p.Status.Sidecars)
-	if p.Status.State == PodRunning && (p.Status.Health == "" || p.Status.Health == HealthHealthy) {
+	if up(p.Status.State, p.Status.Health) {
 		ready++
 	}
 	for _, c := range p.Status.Sidecars {
-		if c.State == PodRunning && (c.Health == "" || c.Health == HealthHealthy) {
+		if up(c.State, c.Health) {
 			ready++
 		}
 	}

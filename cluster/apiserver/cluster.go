@@ -29,7 +29,7 @@ func (srv *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !srv.r.IsLeader() {
-		if srv.peers == nil {
+		if srv.opts.Peers == nil {
 			writeError(w, fmt.Errorf("join: this node cannot reach the leader"))
 			return
 		}
@@ -38,7 +38,7 @@ func (srv *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
-		res, err := srv.peers.Join(r.Context(), addr, req)
+		res, err := srv.opts.Peers.Join(r.Context(), addr, req)
 		if err != nil {
 			writeError(w, err)
 			return

@@ -35,14 +35,11 @@ func nodeOnly(next http.Handler) http.Handler {
 	})
 }
 
-// maxEntry bounds a forwarded command (a project apply is the largest).
-const maxEntry = 8 << 20
-
 // handleInternalApply applies a write a follower forwarded, if the calling
 // node may make it (mayForward).
 func (srv *Server) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	var req peers.ApplyRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxEntry)).Decode(&req); err != nil {
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil { // capped by handle (maxJSONBody)
 		writeError(w, invalid("decode forwarded command: %v", err))
 		return
 	}
@@ -158,14 +155,14 @@ func (srv *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 // nodeClient returns a client for another node's API, to relay a request
 // to the node that runs a pod.
 func (srv *Server) nodeClient(node string) (*api.HTTPClient, error) {
-	if srv.peers == nil {
+	if srv.opts.Peers == nil {
 		return nil, fmt.Errorf("the pod runs on node %s, which this node cannot reach", node)
 	}
 	n, ok := srv.r.State().Node(node)
 	if !ok || n.APIAddr == "" {
 		return nil, notFound("node %s is unknown or has no API address", node)
 	}
-	return srv.peers.Client(n.APIAddr)
+	return srv.opts.Peers.Client(n.APIAddr)
 }
 
 // placedPod returns a pod that exists, is not being removed and is bound to

@@ -250,10 +250,10 @@ func (srv *Server) removeVolumesEverywhere(ctx context.Context, project string) 
 			errs = append(errs, srv.local.RemoveVolumes(ctx, project))
 			continue
 		}
-		if n.Status != api.NodeReady || n.APIAddr == "" || srv.peers == nil {
+		if n.Status != api.NodeReady || n.APIAddr == "" || srv.opts.Peers == nil {
 			continue
 		}
-		errs = append(errs, srv.peers.RemoveVolumes(ctx, n.APIAddr, project))
+		errs = append(errs, srv.opts.Peers.RemoveVolumes(ctx, n.APIAddr, project))
 	}
 	return errors.Join(errs...)
 }

@@ -108,7 +108,6 @@ type Server struct {
 	r     Raft
 	mgr   Manager
 	local Local
-	peers *peers.Peers
 	opts  Options
 	log   *slog.Logger
 
@@ -124,7 +123,7 @@ func New(r Raft, mgr Manager, local Local, opts Options) *Server {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{r: r, mgr: mgr, local: local, peers: opts.Peers, opts: opts, log: opts.Log.With("component", "apiserver")}
+	return &Server{r: r, mgr: mgr, local: local, opts: opts, log: opts.Log.With("component", "apiserver")}
 }
 
 // maxWait bounds blocking queries.
