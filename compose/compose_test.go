@@ -472,7 +472,6 @@ func TestWarnings(t *testing.T) {
 				`service "more": key "links" is not supported by dev yet and is ignored`,
 				`service "more": key "logging" is not supported by dev yet and is ignored`,
 				`service "more": key "oom_score_adj" is not supported by dev yet and is ignored`,
-				`service "more": key "pid" is not supported by dev yet and is ignored`,
 				`service "more": key "platform" is not supported by dev yet and is ignored`,
 				`service "more": key "post_start" is not supported by dev yet and is ignored`,
 				`service "more": key "pull_policy" is not supported by dev yet and is ignored`,

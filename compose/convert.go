@@ -138,6 +138,9 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 	}
 	spec.DependsOn = convertDependsOn(s.DependsOn)
 	spec.Networks = convertNetworks(s.Networks)
+	if err := convertNamespaces(name, s, &spec, w); err != nil {
+		return api.ServiceSpec{}, nil, err
+	}
 
 	unsupported(s, w)
 	return spec, w.sorted(), nil

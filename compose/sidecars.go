@@ -74,6 +74,17 @@ func groupSidecars(p *types.Project, specs []api.ServiceSpec) ([]api.ServiceSpec
 		}
 		c := *spec
 		c.Replicas, c.Placement, c.Networks, c.Expose = 0, api.Placement{}, nil, nil
+		if c.PID == api.PIDPod {
+			// Compose puts the sidecar in its service's PID namespace. In
+			// a pod that namespace is the pod's, which the service's
+			// container joins too; its host's, if it runs in that.
+			switch mainSpec.PID {
+			case api.PIDHost:
+				c.PID = api.PIDHost
+			default:
+				mainSpec.PID = api.PIDPod
+			}
+		}
 		c.DependsOn = without(c.DependsOn, main)
 		mainSpec.Sidecars = append(mainSpec.Sidecars, c)
 		mainSpec.Expose = append(mainSpec.Expose, spec.Expose...) // the pod's ports

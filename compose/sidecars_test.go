@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
 func loadYAML(t *testing.T, yaml string) (*Loaded, error) {
@@ -100,6 +102,13 @@ func TestSidecarErrors(t *testing.T) {
   web: {image: web}
   infra: {image: a, network_mode: "service:web"}
 `, `cannot be named infra`},
+		{"pid of another pod", `services:
+  web: {image: web}
+  a: {image: a, pid: "service:web"}
+`, `service "a": pid: service:web needs network_mode: service:web as well`},
+		{"pid of a container", `services:
+  a: {image: a, pid: "container:abc"}
+`, `pid: container:abc is not supported; use pid: host, or pid: service:NAME`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,5 +117,62 @@ func TestSidecarErrors(t *testing.T) {
 				t.Errorf("Load = %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestNamespaces: pid: service:X in a sidecar of X puts both containers in
+// the pod's PID namespace; pid: host and network_mode: host are the node's;
+// a host-network pod serves its ports' targets on its node, published
+// ports being dropped with a warning, as Docker does.
+func TestNamespaces(t *testing.T) {
+	l, err := loadYAML(t, `name: shop
+services:
+  web:
+    image: web
+  debug:
+    image: busybox
+    network_mode: service:web
+    pid: service:web
+  plain:
+    image: busybox
+    network_mode: service:web
+  agent:
+    image: agent
+    network_mode: host
+    pid: host
+    ports: ["9100", "8080:80"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := l.Project.Service("web")
+	if web.PID != api.PIDPod || len(web.Sidecars) != 2 {
+		t.Fatalf("web: pid %q with %d sidecars, want %q and 2", web.PID, len(web.Sidecars), api.PIDPod)
+	}
+	for _, c := range web.Sidecars {
+		want := map[string]string{"debug": api.PIDPod, "plain": ""}[c.Name]
+		if c.PID != want {
+			t.Errorf("sidecar %s: pid %q, want %q", c.Name, c.PID, want)
+		}
+	}
+	agent := l.Project.Service("agent")
+	if !agent.HostNetwork || agent.PID != api.PIDHost || web.HostNetwork {
+		t.Errorf("agent: host network %v, pid %q; web host network %v", agent.HostNetwork, agent.PID, web.HostNetwork)
+	}
+	if got := strings.Join(agent.HostPorts(), ","); got != "9100/tcp,80/tcp" {
+		t.Errorf("agent's host ports %s, want 9100/tcp,80/tcp", got)
+	}
+	for _, p := range agent.Ports {
+		if p.Published != 0 {
+			t.Errorf("agent publishes %d", p.Published)
+		}
+	}
+	var warned []string
+	for _, w := range l.Warnings {
+		warned = append(warned, w.String())
+	}
+	if got := strings.Join(warned, "\n"); !strings.Contains(got, "published port 8080 is discarded with network_mode: host") ||
+		strings.Contains(got, `"pid"`) || strings.Contains(got, `"network_mode"`) {
+		t.Errorf("warnings:\n%s", got)
 	}
 }

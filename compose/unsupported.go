@@ -267,6 +267,16 @@ func withoutDefaults(s types.ServiceConfig) types.ServiceConfig {
 		if s.Ipc == types.ServicePrefix+main {
 			s.Ipc = ""
 		}
+		if s.Pid == types.ServicePrefix+main {
+			s.Pid = ""
+		}
+	}
+	// The host's namespaces (namespaces.go).
+	if s.NetworkMode == "host" {
+		s.NetworkMode = ""
+	}
+	if s.Pid == "host" {
+		s.Pid = ""
 	}
 	return s
 }

@@ -173,7 +173,25 @@ type ServiceSpec struct {
 	// its network and IPC namespaces (localhost) and placed, scaled,
 	// updated and removed with it. A sidecar has no pods of its own.
 	Sidecars []ServiceSpec `json:"sidecars,omitempty"`
+	// HostNetwork is compose `network_mode: host`: the pod runs in its
+	// node's network namespace, its IP is the node's, and the ports it
+	// serves (ServicePorts) are the node's (HostPorts).
+	HostNetwork bool `json:"host_network,omitempty"`
+	// PID is the PID namespace the container runs in: "" its own, PIDPod
+	// the pod's (held by its infra container), PIDHost the node's.
+	PID string `json:"pid,omitempty"`
 }
+
+// PID namespace modes of ServiceSpec.PID.
+const (
+	// PIDPod is the pod's shared PID namespace: compose `pid: service:X`
+	// in a sidecar of X puts the sidecar and X's container in it, so each
+	// sees the other's processes; the infra container's pause is its PID 1
+	// and reaps orphans.
+	PIDPod = "pod"
+	// PIDHost is compose `pid: host`.
+	PIDHost = "host"
+)
 
 // Hash is the pod template hash: it changes when anything that requires new
 // containers changes, a sidecar's spec included. Replicas are not part of
@@ -371,6 +389,22 @@ func (s ServiceSpec) ServicePorts() []PortSpec {
 		for n := first; n <= last; n++ {
 			add(PortSpec{Target: uint16(n), Protocol: proto})
 		}
+	}
+	return out
+}
+
+// HostPorts are the node ports one pod of the service takes, as
+// "80/tcp": every port it serves when it runs in the node's network
+// (HostNetwork), none otherwise. The scheduler places no two pods that
+// take one port on the same node.
+func (s ServiceSpec) HostPorts() []string {
+	if !s.HostNetwork {
+		return nil
+	}
+	ports := s.ServicePorts()
+	out := make([]string, len(ports))
+	for i, p := range ports {
+		out[i] = fmt.Sprintf("%d/%s", p.Target, p.Protocol)
 	}
 	return out
 }

@@ -56,6 +56,9 @@ func ValidateProject(p *Project) error {
 		if _, err := ParsePlacement(s.Placement); err != nil {
 			return fmt.Errorf("service %s: %w", s.Name, err)
 		}
+		if err := checkPID(s.Name, s.PID); err != nil {
+			return err
+		}
 		seen[s.Name] = true
 	}
 	for _, s := range p.Services {
@@ -69,6 +72,11 @@ func ValidateProject(p *Project) error {
 				return fmt.Errorf("sidecar %s of service %s: no image", c.Name, s.Name)
 			case len(c.Sidecars) > 0:
 				return fmt.Errorf("sidecar %s of service %s has sidecars of its own", c.Name, s.Name)
+			case c.HostNetwork:
+				return fmt.Errorf("sidecar %s of service %s: a sidecar has its pod's network; set network_mode: host on %s instead", c.Name, s.Name, s.Name)
+			}
+			if err := checkPID(c.Name, c.PID); err != nil {
+				return err
 			}
 			seen[c.Name] = true
 		}
@@ -81,6 +89,15 @@ func ValidateProject(p *Project) error {
 		}
 	}
 	return nil
+}
+
+// checkPID checks a ServiceSpec.PID.
+func checkPID(service, pid string) error {
+	switch pid {
+	case "", PIDPod, PIDHost:
+		return nil
+	}
+	return fmt.Errorf("service %s: pid %q: want %q, %q or none", service, pid, PIDPod, PIDHost)
 }
 
 var oneOffNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)

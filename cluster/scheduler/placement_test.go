@@ -109,3 +109,43 @@ func TestSidecarReservations(t *testing.T) {
 		t.Errorf("on small alone: assign %v, unschedulable %v; want unschedulable for memory", plan.Assign, plan.Unschedulable)
 	}
 }
+
+// TestHostNetworkPorts: two host-network pods that serve one port never
+// share a node, whichever services they belong to; a pod that fits
+// nowhere stays pending with the port as the reason. Pods on the pod
+// network take no node port.
+func TestHostNetworkPorts(t *testing.T) {
+	specs := map[string]api.ServiceSpec{}
+	for _, s := range []api.ServiceSpec{
+		{Project: "p", Name: "agent", HostNetwork: true, Expose: []string{"9100"}},
+		{Project: "p", Name: "other", HostNetwork: true, Ports: []api.PortSpec{{Target: 9100, Protocol: "tcp"}}},
+		{Project: "p", Name: "udp", HostNetwork: true, Expose: []string{"9100/udp"}},
+		{Project: "p", Name: "web", Expose: []string{"9100"}},
+	} {
+		specs[api.RCKey(s.Project, s.Name)] = s
+	}
+	controllers := func(key string) (api.ReplicationController, bool) {
+		s, ok := specs[key]
+		return api.ReplicationController{Project: s.Project, Service: s.Name, Template: s}, ok
+	}
+	nodes := []api.Node{labelled("a", nil), labelled("b", nil)}
+	// other's pod already runs on a.
+	pods := append([]api.Pod{{Name: "p-other-1", Project: "p", Service: "other", Node: "a"}}, pendingPods("agent", 2)...)
+	pods = append(pods, pendingPods("udp", 2)...)
+	pods = append(pods, pendingPods("web", 3)...)
+	plan := scheduler.Schedule(nodes, pods, controllers)
+	if got := plan.Assign["p-agent-1"]; got != "b" {
+		t.Errorf("agent-1 on %q, want b (a's 9100/tcp is other's)", got)
+	}
+	if why := plan.Unschedulable["p-agent-2"]; why != "0/2 nodes available: 2 host port 9100/tcp in use" {
+		t.Errorf("agent-2: assigned %q, reason %q; want pending for the port", plan.Assign["p-agent-2"], why)
+	}
+	if a, b := plan.Assign["p-udp-1"], plan.Assign["p-udp-2"]; a == "" || b == "" || a == b {
+		t.Errorf("udp pods on %q and %q, want one on each node (9100/udp is another port)", a, b)
+	}
+	for i := 1; i <= 3; i++ {
+		if plan.Assign[api.PodName("p", "web", i)] == "" {
+			t.Errorf("web-%d not placed: %v", i, plan.Unschedulable)
+		}
+	}
+}

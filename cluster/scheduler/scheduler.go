@@ -31,7 +31,8 @@ type Controllers func(rcKey string) (api.ReplicationController, bool)
 // reserved resources and the spread of their service.
 //
 // Filters: node ready, resource reservations, placement constraints, max
-// replicas per node, and the pinned node of services with host data. Scores,
+// replicas per node, the pinned node of services with host data, and the
+// node ports of host-network pods. Scores,
 // in order: spread preferences over node labels, then spread of the
 // service's replicas over nodes, then least allocated, then fewest pods, then
 // the node name.
@@ -69,7 +70,7 @@ func Schedule(nodes []api.Node, pods []api.Pod, controllers Controllers) Plan {
 			continue
 		}
 		if t, ok := byName[p.Node]; ok {
-			t.add(p, lookup(api.RCKey(p.Project, p.Service)).res)
+			t.add(p, lookup(api.RCKey(p.Project, p.Service)))
 		}
 	}
 	state.SortPods(pending)
@@ -130,6 +131,7 @@ type service struct {
 	err         error // of the placement
 	maxPerNode  int
 	hostData    bool
+	hostPorts   []string // node ports each pod takes (host network)
 	prefs       []string // spread preferences: node label keys
 
 	// pinned is the node the service's pods must go to ("" for any): the
@@ -140,6 +142,7 @@ type service struct {
 	pinnedWhy     string
 	constraintWhy []string
 	maxWhy        string
+	hostPortWhy   []string
 
 	// Filled in by countPods before the service's first pending pod:
 	// onNode[i] is the number of its pods on nodes[i]; spread[k][v] the
@@ -164,6 +167,10 @@ func newService(key string, controllers Controllers) *service {
 	s.maxPerNode = spec.Placement.MaxPerNode
 	s.maxWhy = fmt.Sprintf("max %d replicas per node reached", s.maxPerNode)
 	s.hostData = spec.HasHostData()
+	s.hostPorts = spec.HostPorts()
+	for _, p := range s.hostPorts {
+		s.hostPortWhy = append(s.hostPortWhy, "host port "+p+" in use")
+	}
 	for _, c := range s.constraints {
 		s.constraintWhy = append(s.constraintWhy, "constraint "+c.String()+" not met")
 	}
@@ -209,7 +216,7 @@ func (s *service) countPods(tallies []*tally) {
 
 // place records a pod of the service on t.
 func (s *service) place(p api.Pod, t *tally) {
-	t.add(p, s.res)
+	t.add(p, s)
 	s.onNode[t.index]++
 	for k := range s.prefs {
 		s.spread[k][s.group[k][t.index]]++
@@ -231,6 +238,11 @@ func (s *service) rejects(t *tally) string {
 	}
 	if s.maxPerNode > 0 && s.onNode[t.index] >= s.maxPerNode {
 		return s.maxWhy
+	}
+	for k, p := range s.hostPorts {
+		if t.hostPorts[p] {
+			return s.hostPortWhy[k]
+		}
 	}
 	return ""
 }
@@ -266,9 +278,18 @@ type tally struct {
 	// 1/1000, kept by add rather than divided out at every comparison.
 	load       int64
 	perService map[string]int
+	hostPorts  map[string]bool // taken by host-network pods, as "80/tcp"
 }
 
-func (t *tally) add(p api.Pod, res api.ResourceAmounts) {
+// add records a pod of service s on the node.
+func (t *tally) add(p api.Pod, s *service) {
+	res := s.res
+	for _, port := range s.hostPorts {
+		if t.hostPorts == nil {
+			t.hostPorts = map[string]bool{}
+		}
+		t.hostPorts[port] = true
+	}
 	t.cpu += res.NanoCPUs
 	t.mem += res.MemoryBytes
 	t.pods++

@@ -133,6 +133,22 @@ func serve() error {
 	mux.HandleFunc("/resolve", handleResolve)
 	mux.HandleFunc("/fetch", handleFetch)
 	mux.HandleFunc("/udp", handleUDP)
+	mux.HandleFunc("/procs", func(w http.ResponseWriter, r *http.Request) {
+		// The processes this container sees: "PID COMMAND" per line.
+		dirs, err := os.ReadDir("/proc")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for _, d := range dirs {
+			if _, err := strconv.Atoi(d.Name()); err != nil {
+				continue
+			}
+			if comm, err := os.ReadFile("/proc/" + d.Name() + "/comm"); err == nil {
+				fmt.Fprintf(w, "%s %s", d.Name(), comm)
+			}
+		}
+	})
 	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(r.URL.Query().Get("path"))
 		if err != nil {

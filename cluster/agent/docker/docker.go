@@ -348,8 +348,17 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 		hc.IpcMode = container.IpcMode("container:" + id)
 		hc.Sysctls = netSysctls(spec.Sysctls, false)
 		nc = nil
+		if spec.PID == api.PIDPod {
+			hc.PidMode = container.PidMode("container:" + id)
+		}
+	} else if spec.HostNetwork {
+		cfg.Hostname, cfg.ExposedPorts = "", nil
+		hc.NetworkMode, nc = network.NetworkHost, nil
 	} else {
 		d.dns(hc, project)
+	}
+	if spec.PID == api.PIDHost {
+		hc.PidMode = container.PidMode(api.PIDHost)
 	}
 	if tweak != nil {
 		tweak(cfg)
@@ -796,6 +805,14 @@ func (d *Driver) withInfra(ctx context.Context, c container.InspectResponse, out
 	out.InfraState = infra.State
 	if infra.Running() {
 		out.IP = infra.IP
+		if ic.HostConfig != nil && ic.HostConfig.NetworkMode.IsHost() {
+			// The pod is in the node's network: the node's address on
+			// the pod network (the gateway) reaches it from every pod,
+			// on this node and across the overlay, as a pod IP does.
+			if gw, ok := d.gateway.Load().(netip.Addr); ok {
+				out.IP = gw.String()
+			}
+		}
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,18 @@ func (f *fixture) cleanup() {
 	}
 	for _, c := range cs {
 		if err := f.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			f.t.Errorf("cleanup: remove container %s: %v", c.ID, err)
+		}
+	}
+	// Infra containers carry no project label; those of host-network pods
+	// are on no network either.
+	infras, err := f.cli.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("name", "^/?"+f.project+"-"), filters.Arg("label", docker.LabelInfra))})
+	if err != nil {
+		f.t.Errorf("cleanup: list infra containers: %v", err)
+	}
+	for _, c := range infras {
+		if err := f.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			f.t.Errorf("cleanup: remove container %s: %v", c.ID, err)
 		}
 	}
@@ -548,6 +561,85 @@ func TestPodKeepsItsIP(t *testing.T) {
 	}
 	if err := f.drv.RemovePod(ctx, pod.Name); err != nil {
 		t.Errorf("RemovePod of a missing infra container: %v, want nil", err)
+	}
+}
+
+// TestPodNamespaces: with PIDPod the service's container and a sidecar
+// share the pod's PID namespace, held by pause (PID 1), and see each
+// other's processes; a sidecar without it sees only its own. A
+// HostNetwork pod runs in the node's network namespace, with the node's
+// address as its IP.
+func TestPodNamespaces(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	pod, spec := f.pod("web", 1), f.spec("web")
+	spec.PID = api.PIDPod
+	shared := api.ServiceSpec{Project: f.project, Name: "debug", Image: testImage, PID: api.PIDPod,
+		Environment: map[string]string{"PORT": "8081"}}
+	own := api.ServiceSpec{Project: f.project, Name: "plain", Image: testImage,
+		Environment: map[string]string{"PORT": "8082"}}
+	web := f.run(ctx, pod, spec)
+	for _, sc := range []api.ServiceSpec{shared, own} {
+		id, err := f.drv.CreateSidecar(ctx, pod, &sc)
+		if err != nil {
+			t.Fatalf("CreateSidecar %s: %v", sc.Name, err)
+		}
+		if err := f.drv.Start(ctx, id); err != nil {
+			t.Fatalf("start sidecar %s: %v", sc.Name, err)
+		}
+	}
+	procs := func(port string) string {
+		var body string
+		eventually(t, ctx, 15*time.Second, func() (err error) {
+			_, body, err = get("http://" + net.JoinHostPort(web.IP, port) + "/procs")
+			return err
+		})
+		return body
+	}
+	// testapp's process is called app; pause is PID 1 of the shared namespace.
+	count := func(s, comm string) int { return strings.Count("\n"+s, " "+comm+"\n") }
+	if got := procs("8080"); count(got, "app") != 2 || !strings.HasPrefix(got, "1 pause\n") {
+		t.Errorf("web sees:\n%swant pause as PID 1, its own app and the debug sidecar's", got)
+	}
+	if got := procs("8081"); count(got, "app") != 2 {
+		t.Errorf("the debug sidecar (pid: service:web) sees:\n%swant web's app and its own", got)
+	}
+	if got := procs("8082"); count(got, "app") != 1 || strings.Contains(got, "pause") {
+		t.Errorf("the plain sidecar sees:\n%swant only its own app", got)
+	}
+
+	// Host network: the node's namespace and address.
+	hostPod, hostSpec := f.pod("agent", 1), f.spec("agent")
+	hostSpec.HostNetwork = true
+	hostSpec.Environment = map[string]string{"PORT": strconv.Itoa(20000 + mrand.IntN(20000))}
+	hostSpec.Hostname = "ignored" // a host-network pod has the node's name
+	id, err := f.drv.Create(ctx, hostPod, hostSpec)
+	if err != nil {
+		t.Fatalf("Create with host network: %v", err)
+	}
+	if err := f.drv.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.drv.Inspect(ctx, id)
+	if ip, perr := netip.ParseAddr(c.IP); err != nil || perr != nil || !f.subnet.Contains(ip) {
+		t.Fatalf("Inspect of the host-network pod: IP %q, %v; want the node's address on the pod network %s", c.IP, err, f.subnet)
+	}
+	infra, err := f.cli.ContainerInspect(ctx, docker.InfraName(hostPod.Name))
+	if err != nil || !infra.HostConfig.NetworkMode.IsHost() {
+		t.Fatalf("infra container of the host-network pod: %v, %v", err, infra.HostConfig)
+	}
+	// It serves on the node's addresses, as a process of the node would:
+	// its address on the pod network and its loopback.
+	host, _ := os.Hostname()
+	for _, ip := range []string{c.IP, "127.0.0.1"} {
+		eventually(t, ctx, 15*time.Second, func() error {
+			_, body, err := get("http://" + net.JoinHostPort(ip, hostSpec.Environment["PORT"]) + "/")
+			if err != nil || body != "hello from "+host+"\n" {
+				return fmt.Errorf("GET / on %s = %q, %v; want the node's hostname %s", ip, body, err, host)
+			}
+			return nil
+		})
 	}
 }
 

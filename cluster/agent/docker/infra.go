@@ -101,7 +101,7 @@ func (d *Driver) ensureInfra(ctx context.Context, pod *api.Pod, spec *api.Servic
 	if err != nil {
 		return "", nil, err
 	}
-	noGrace := 0 // pause ignores SIGTERM as PID 1: stop means kill
+	noGrace := 0 // the pod's containers are stopped first: nothing is left to wait for
 	cfg := &container.Config{
 		Image:        image,
 		Hostname:     spec.Hostname,
@@ -121,8 +121,14 @@ func (d *Driver) ensureInfra(ctx context.Context, pod *api.Pod, spec *api.Servic
 		IpcMode:     container.IPCModeShareable,
 		Sysctls:     netSysctls(spec.Sysctls, true),
 	}
-	d.dns(hc, project)
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{d.opts.Network: {}}}
+	if spec.HostNetwork {
+		// The node's network: its name, ports, resolver and sysctls.
+		cfg.Hostname, cfg.ExposedPorts = "", nil
+		hc.NetworkMode, hc.Sysctls, nc = network.NetworkHost, nil, nil
+	} else {
+		d.dns(hc, project)
+	}
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, name)
 	if err != nil {
 		return "", nil, fmt.Errorf("create infra container %s: %w", name, err)

@@ -28,7 +28,7 @@ func NewLogsCommand(g *globals) *cobra.Command {
 	var o logsOptions
 	cmd := &cobra.Command{
 		Use:   "logs [SERVICE...]",
-		Short: "Show the logs of a project's pods, prefixed with service-n",
+		Short: "Show the logs of a project's pods, prefixed with service-n (service-n/sidecar for a sidecar's)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
 			tail := -1
@@ -47,7 +47,7 @@ func NewLogsCommand(g *globals) *cobra.Command {
 	o.project.registerFile(cmd, "")
 	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "follow log output, including pods started later")
 	cmd.Flags().StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each pod's log")
-	cmd.Flags().StringVarP(&o.container, "container", "c", "", "a sidecar's container of each pod, by its service name (default: the service's own)")
+	cmd.Flags().StringVarP(&o.container, "container", "c", "", "one container of each pod: the service's own or a sidecar's, by its service name (default: every container)")
 	return cmd
 }
 
@@ -137,35 +137,37 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 			if (len(want) > 0 && !want[p.Service]) || p.Node == "" || p.Status.ContainerID == "" {
 				continue
 			}
-			key := p.Name + "/" + p.Status.ContainerID + "/" + p.Status.StartedAt.String()
-			if started[key] {
-				continue
-			}
-			started[key] = true
-			t := tail
-			if !first {
-				t = 0 // a restarted container: only what it writes from now on
-				if p.Status.State != api.PodRunning {
-					t = -1
+			for _, src := range logSources(p, container) {
+				if started[src.key] {
+					continue
 				}
-			}
-			wg.Add(1)
-			go func(p api.Pod, tail int) {
-				defer wg.Done()
-				rc, err := c.Logs(ctx, p.Name, container, follow, tail)
-				if err != nil {
-					if ctx.Err() == nil {
-						lp.line(logPrefix(p, container), fmt.Sprintf("(logs unavailable: %v)", err))
+				started[src.key] = true
+				t := tail
+				if !first {
+					t = 0 // a restarted container: only what it writes from now on
+					if !src.running {
+						t = -1
 					}
-					return
 				}
-				defer rc.Close()
-				sc := bufio.NewScanner(rc)
-				sc.Buffer(make([]byte, 64*1024), 1024*1024)
-				for sc.Scan() {
-					lp.line(logPrefix(p, container), sc.Text())
-				}
-			}(p, t)
+				wg.Add(1)
+				go func(p api.Pod, container string, tail int) {
+					defer wg.Done()
+					prefix := logPrefix(p, container)
+					rc, err := c.Logs(ctx, p.Name, container, follow, tail)
+					if err != nil {
+						if ctx.Err() == nil {
+							lp.line(prefix, fmt.Sprintf("(logs unavailable: %v)", err))
+						}
+						return
+					}
+					defer rc.Close()
+					sc := bufio.NewScanner(rc)
+					sc.Buffer(make([]byte, 64*1024), 1024*1024)
+					for sc.Scan() {
+						lp.line(prefix, sc.Text())
+					}
+				}(p, src.container, t)
+			}
 		}
 		first = false
 		if !follow {
@@ -175,6 +177,44 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 			return nil
 		}
 	}
+}
+
+// logSource is one container's log in a pod: key names one run of it (a
+// new key after a restart starts a new stream).
+type logSource struct {
+	container string // "" for the service's own
+	key       string
+	running   bool
+}
+
+// logSources are the containers of p whose logs are shown: the one named
+// container (the service's own when it is "" or the service's name), or
+// with container "" every container of the pod, sidecars included.
+func logSources(p api.Pod, container string) []logSource {
+	own := logSource{key: p.Name + "//" + p.Status.ContainerID + "/" + p.Status.StartedAt.String(), running: p.Status.State == api.PodRunning}
+	if container == p.Service {
+		container = ""
+	}
+	if container != "" {
+		for _, sc := range p.Status.Sidecars {
+			if sc.Name == container {
+				return []logSource{sidecarSource(p, sc)}
+			}
+		}
+		// Not (yet) reported: the agent answers with the pod's containers.
+		return []logSource{{container: container, key: p.Name + "/" + container}}
+	}
+	out := []logSource{own}
+	for _, sc := range p.Status.Sidecars {
+		if sc.State != api.PodPending {
+			out = append(out, sidecarSource(p, sc))
+		}
+	}
+	return out
+}
+
+func sidecarSource(p api.Pod, sc api.ContainerStatus) logSource {
+	return logSource{container: sc.Name, key: fmt.Sprintf("%s/%s/%d", p.Name, sc.Name, sc.Restarts), running: sc.State == api.PodRunning}
 }
 
 // logPrefix is a pod's line prefix: service-n, and /container for a
