@@ -3,7 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +125,11 @@ services:
     image: `+testImage+`
     network_mode: service:web
     environment: {PORT: "9090"}
+  debug:
+    image: `+testImage+`
+    network_mode: service:web
+    pid: service:web
+    environment: {PORT: "9091"}
   client:
     image: `+testImage+`
 `)
@@ -150,9 +159,25 @@ services:
 	if host, err := inPod(client[0], "/fetch", url.Values{"url": {"http://web:9090/"}}); err != nil || !strings.Contains(host, "hello from "+web[0].Name) {
 		t.Errorf("the sidecar's hostname: %q, %v; want the pod's, %s", host, err, web[0].Name)
 	}
-	eventually(t, 10*time.Second, "dev ps shows READY 2/2 for web, 1/1 for client", func() error {
+	// pid: service:web: debug sees web's processes (and pause, the PID 1
+	// of the pod's namespace); side, without it, only its own.
+	procs := func(port string) string {
+		out, err := inPod(client[0], "/fetch", url.Values{"url": {"http://web:" + port + "/procs"}})
+		if err != nil {
+			t.Errorf("processes seen on port %s: %v", port, err)
+		}
+		return out
+	}
+	apps := func(s string) int { return strings.Count(s, " app\n") }
+	if got := procs("9091"); apps(got) != 2 || !strings.Contains(got, "1 pause\n") {
+		t.Errorf("debug (pid: service:web) sees:\n%swant web's app, its own and pause as PID 1", got)
+	}
+	if got := procs("9090"); apps(got) != 1 {
+		t.Errorf("side sees:\n%swant its own process only", got)
+	}
+	eventually(t, 10*time.Second, "dev ps shows READY 3/3 for web, 1/1 for client", func() error {
 		for _, r := range c.ps("e2eside") {
-			if want := map[string]string{"web": "2/2", "client": "1/1"}[r.Service]; r.Ready != want {
+			if want := map[string]string{"web": "3/3", "client": "1/1"}[r.Service]; r.Ready != want {
 				return fmt.Errorf("%s READY %q, want %q", r.Name, r.Ready, want)
 			}
 		}
@@ -163,14 +188,37 @@ services:
 	if out := c.mustDev("logs", "-p", "e2eside", "-c", "side", "web"); !strings.Contains(out, "listening on :9090") || strings.Contains(out, ":8080") {
 		t.Errorf("dev logs -c side web:\n%s\nwant the sidecar's log only (listening on :9090)", out)
 	}
-	if out := c.mustDev("logs", "-p", "e2eside", "web"); !strings.Contains(out, "listening on :8080") {
-		t.Errorf("dev logs web:\n%s\nwant web's own log", out)
+	// Without -c: every container of the pods, each with its prefix.
+	if out := c.mustDev("logs", "-p", "e2eside", "web"); !regexp.MustCompile(`(?m)^web-1 +\| .*listening on :8080 `).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^web-1/side +\| .*listening on :9090 `).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^web-1/debug +\| .*listening on :9091 `).MatchString(out) {
+		t.Errorf("dev logs web:\n%s\nwant the logs of web-1, web-1/side and web-1/debug", out)
 	}
 	if out := c.mustDev("exec", "-p", "e2eside", "-c", "side", "web", "/app", "cat", "/proc/1/environ"); !strings.Contains(out, "PORT=9090") {
 		t.Errorf("dev exec -c side web: %q, want the sidecar's environment", out)
 	}
-	if out, err := c.dev("exec", "-p", "e2eside", "-c", "nope", "web", "/app", "exit", "0"); err == nil || !strings.Contains(out, "its containers: web, side") {
+	if out, err := c.dev("exec", "-p", "e2eside", "-c", "nope", "web", "/app", "exit", "0"); err == nil || !strings.Contains(out, "its containers: web, debug, side") {
 		t.Errorf("dev exec -c nope: %v %q, want the pod's containers named", err, out)
+	}
+
+	// An agent restart adopts the pod's containers, sidecars included,
+	// without restarting any.
+	names := []string{web[0].Name, web[0].Name + ".side", web[0].Name + ".debug", docker.InfraName(web[0].Name)}
+	before := map[string][2]string{}
+	for _, n := range names {
+		id, _, started := c.lcInspect(n)
+		before[n] = [2]string{id, started}
+	}
+	c.stopAgent()
+	c.startAgent()
+	eventually(t, 30*time.Second, "the agent answers again", func() error {
+		_, err := c.dev("ps", "-p", "e2eside")
+		return err
+	})
+	for _, n := range names {
+		if id, state, started := c.lcInspect(n); id != before[n][0] || state != "running" || started != before[n][1] {
+			t.Errorf("%s after an agent restart: %s %s started %s; want %s running since %s", n, id, state, started, before[n][0], before[n][1])
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -182,9 +230,11 @@ services:
 			return fmt.Errorf("%d web pods", len(pods))
 		}
 		for _, p := range pods {
-			ins, err := c.docker.ContainerInspect(ctx, p.Name+".side")
-			if err != nil || !ins.State.Running {
-				return fmt.Errorf("sidecar of %s: %v", p.Name, err)
+			for _, sc := range []string{"side", "debug"} {
+				ins, err := c.docker.ContainerInspect(ctx, p.Name+"."+sc)
+				if err != nil || !ins.State.Running {
+					return fmt.Errorf("sidecar %s of %s: %v", sc, p.Name, err)
+				}
 			}
 		}
 		return nil
@@ -198,4 +248,68 @@ services:
 		}
 		return nil
 	})
+}
+
+// TestHostNetwork: a service with network_mode: host runs in the node's
+// network: other pods reach it by its name (the VIP) and tasks.<name>
+// gives the node's address on the pod network; a second pod that serves
+// the same port stays pending with the reason, as nothing else could bind
+// it on the one node.
+func TestHostNetwork(t *testing.T) {
+	c := newCluster(t)
+	port := strconv.Itoa(freeTCPPort(t))
+	compose := writeTemp(t, `name: e2ehost
+services:
+  agent:
+    image: `+testImage+`
+    network_mode: host
+    environment: {PORT: "`+port+`"}
+    expose: ["`+port+`"]
+    deploy: {replicas: 2}
+  client:
+    image: `+testImage+`
+`)
+	// agent-2 never fits: up deploys everything and times out waiting.
+	if out, err := c.dev("up", "-d", "-f", compose, "--timeout", "15s"); err == nil || !strings.Contains(out, "did not converge") {
+		t.Fatalf("dev up: %v\n%s\nwant a time-out (agent-2 cannot be placed)", err, out)
+	}
+	defer c.dev("down", "-p", "e2ehost") //nolint:errcheck // best effort on failure
+	var agent podRow
+	eventually(t, 30*time.Second, "one agent pod running, the other pending on its port", func() error {
+		rows := c.ps("e2ehost")
+		run := running(rows, "agent")
+		if len(run) != 1 || len(running(rows, "client")) != 1 {
+			return fmt.Errorf("pods %v", rows)
+		}
+		agent = run[0]
+		for _, r := range rows {
+			if r.Service == "agent" && r.Name != agent.Name && !strings.Contains(r.Message, "host port "+port+"/tcp in use") {
+				return fmt.Errorf("%s: %s %q, want pending for host port %s/tcp", r.Name, r.State, r.Message, port)
+			}
+		}
+		return nil
+	})
+	client := running(c.ps("e2ehost"), "client")[0]
+	host, _ := os.Hostname()
+	eventually(t, 30*time.Second, "client -> agent (VIP) -> the node's network", func() error {
+		body, err := inPod(client, "/fetch", url.Values{"url": {"http://agent:" + port + "/"}})
+		if err != nil || !strings.Contains(body, "hello from "+host) {
+			return fmt.Errorf("%q, %v; want the node's hostname %s", body, err, host)
+		}
+		return nil
+	})
+	if got, err := resolveIn(client, "tasks.agent"); err != nil || len(got) != 1 || got[0] != agent.IP {
+		t.Errorf("tasks.agent = %v, %v; want [%s]", got, err, agent.IP)
+	}
+}
+
+// freeTCPPort is a TCP port nothing listens on now.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

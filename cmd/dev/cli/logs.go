@@ -68,12 +68,14 @@ func newLogPrinter(w io.Writer) *logPrinter {
 	return &logPrinter{w: w, color: color, width: 8, hues: map[string]int{}}
 }
 
-// fit widens the prefix column for pods' short names.
-func (lp *logPrinter) fit(pods []api.Pod) {
+// fit widens the prefix column for the prefixes of pods' containers.
+func (lp *logPrinter) fit(pods []api.Pod, container string) {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	for _, p := range pods {
-		lp.width = max(lp.width, len(p.ShortName()))
+		for _, src := range logSources(p, container) {
+			lp.width = max(lp.width, len(logPrefix(p, src.container)))
+		}
 	}
 }
 
@@ -132,7 +134,7 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 			}
 		}
 		index = list.Index
-		lp.fit(list.Pods)
+		lp.fit(list.Pods, container)
 		for _, p := range list.Pods {
 			if (len(want) > 0 && !want[p.Service]) || p.Node == "" || p.Status.ContainerID == "" {
 				continue
