@@ -224,6 +224,27 @@ func (a *Agent) ensureWorker(ctx context.Context, name string) *podWorker {
 	return w
 }
 
+// WaitIdle returns once no pod has a worker on this node: every pod bound
+// here is gone from the state and its containers removed (a node that
+// leaves waits for it), or when ctx ends.
+func (a *Agent) WaitIdle(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a.mu.Lock()
+		n := len(a.workers)
+		a.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d pods still being removed: %w", n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // kick wakes the worker of a pod, if it has one. It never blocks.
 func (a *Agent) kick(name string) {
 	a.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/manager"
@@ -249,7 +250,7 @@ func defaultAdvertiseAddr() string {
 // leave drains this node (its pods are recreated elsewhere), hands over
 // raft leadership, leaves gossip (the leader then removes it from raft) and
 // stops the agent.
-func (n *Node) leave(ctx context.Context, r *raftstore.Raft, mgr *manager.Manager, g *gossip.Gossip, stop context.CancelFunc) error {
+func (n *Node) leave(ctx context.Context, r *raftstore.Raft, mgr *manager.Manager, g *gossip.Gossip, ag *agent.Agent, stop context.CancelFunc) error {
 	st := r.State()
 	self, ok := st.Node(n.cfg.Name)
 	if !ok {
@@ -273,6 +274,11 @@ func (n *Node) leave(ctx context.Context, r *raftstore.Raft, mgr *manager.Manage
 			case <-st.Changed():
 			case <-time.After(500 * time.Millisecond):
 			}
+		}
+		// Forgotten by the cluster is not yet stopped: the pods' workers
+		// are still removing their containers.
+		if err := ag.WaitIdle(ctx); err != nil {
+			return fmt.Errorf("leave: %w", err)
 		}
 		if r.IsLeader() {
 			if err := r.TransferLeadership(); err != nil {

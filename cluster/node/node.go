@@ -255,7 +255,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
 	apiSrv := apiserver.New(r, mgr, nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
-		return n.leave(lctx, r, mgr, g, stop)
+		return n.leave(lctx, r, mgr, g, ag, stop)
 	}}, apiserver.Options{
 		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,

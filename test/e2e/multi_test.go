@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+
+	"github.com/devhq/dev/cluster/agent/docker"
 )
 
 // member is one cluster node: a test host running `dev agent`.
@@ -186,6 +189,13 @@ func joinMember(t *testing.T, first, m *member, args []string) {
 // runningOn counts a project's running containers on each host's engine.
 func runningOn(t *testing.T, hosts []*testHost, project, service string) map[string]int {
 	t.Helper()
+	return containersOn(t, hosts, project, service, "")
+}
+
+// containersOn counts per host the running containers of a service's
+// pods: its own (sidecar "") or those of one of its sidecars.
+func containersOn(t *testing.T, hosts []*testHost, project, service, sidecar string) map[string]int {
+	t.Helper()
 	out := map[string]int{}
 	for _, h := range hosts {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -193,7 +203,29 @@ func runningOn(t *testing.T, hosts []*testHost, project, service string) map[str
 			filters.Arg("label", "dev.project="+project), filters.Arg("label", "dev.service="+service))})
 		cancel()
 		if err == nil {
-			out[h.Name] = len(cs)
+			for _, c := range cs {
+				if c.Labels[docker.LabelSidecar] == sidecar {
+					out[h.Name]++
+				}
+			}
+		}
+	}
+	return out
+}
+
+// containerNames lists per host the names of a project's running
+// containers, for failure messages.
+func containerNames(t *testing.T, hosts []*testHost, project string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cs, err := h.Docker.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("name", project))})
+		cancel()
+		if err == nil {
+			for _, c := range cs {
+				out[h.Name] = append(out[h.Name], strings.Join(c.Names, ","))
+			}
 		}
 	}
 	return out
@@ -482,7 +514,7 @@ func TestMultiHostCluster(t *testing.T) {
 			}
 			per := runningOn(t, all, "e2emulti", "web")
 			if per["h4"] != 0 || sum(per) != 8 {
-				return fmt.Errorf("web per host %v", per)
+				return fmt.Errorf("web per host %v: %v", per, containerNames(t, all, "e2emulti"))
 			}
 			return nil
 		})
@@ -534,10 +566,14 @@ func TestMultiHostCluster(t *testing.T) {
 				victim.Restore(t)
 			}
 		}()
-		eventually(t, 60*time.Second, "6 web pods running on the other nodes and the service answering", func() error {
+		eventually(t, 60*time.Second, "6 whole web pods running on the other nodes and the service answering", func() error {
 			per := runningOn(t, survivors, "e2emulti", "web")
 			if sum(per) != 6 {
 				return fmt.Errorf("running on the survivors: %v", per)
+			}
+			// Each with its sidecar, on the same node.
+			if logs := containersOn(t, survivors, "e2emulti", "web", "logs"); !maps.Equal(logs, per) {
+				return fmt.Errorf("web's sidecar logs runs %v, web %v", logs, per)
 			}
 			c := http.Client{Timeout: 2 * time.Second}
 			resp, err := c.Get("http://" + hosts[0].IP + ":18080/")
@@ -557,7 +593,7 @@ func TestMultiHostCluster(t *testing.T) {
 				return fmt.Errorf("%s is %s", victim.Name, nodes[victim.Name].Status)
 			}
 			if per := runningOn(t, hosts, "e2emulti", "web"); sum(per) != 6 {
-				return fmt.Errorf("web containers running per host %v, want 6 in all", per)
+				return fmt.Errorf("web containers running per host %v, want 6 in all: %v", per, containerNames(t, hosts, "e2emulti"))
 			}
 			return nil
 		})
