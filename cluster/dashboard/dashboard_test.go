@@ -40,7 +40,8 @@ func newFake() *fakeSource {
 			Desired: 2, Ready: 1}},
 		Pods: []api.Pod{
 			{Name: "shop-web-1", Project: "shop", Service: "web", Index: 1, Node: "h1",
-				Status: api.PodStatus{State: api.PodRunning, IP: "10.213.1.2"}},
+				Status: api.PodStatus{State: api.PodRunning, IP: "10.213.1.2", Sidecars: []api.ContainerStatus{
+					{Name: "logs", State: api.PodExited, ExitCode: 1, Restarts: 3}}}},
 			{Name: "shop-web-2", Project: "shop", Service: "web", Index: 2,
 				Status: api.PodStatus{Message: "no node has 4 CPUs free"}},
 		},
@@ -165,6 +166,10 @@ func TestPageRendersCluster(t *testing.T) {
 		"10.214.0.2", "8080:80",
 		`data-column="h1"`,
 		`data-pod="shop-web-1"`,
+		"running · 1/2 · 10.213.1.2", // READY: web runs, its sidecar does not
+		// Each container of a pod with sidecars, its logs a click away.
+		`<span class="ctr running" data-container="web" title="logs of web">web <i>running</i></span>`,
+		`<span class="ctr exited" data-container="logs" title="logs of logs">logs <i>exited · 3 restarts</i></span>`,
 		`data-column="not placed"`, // the unscheduled pod
 		`data-pod="shop-web-2"`,
 		"no events since this agent started",
@@ -175,7 +180,7 @@ func TestPageRendersCluster(t *testing.T) {
 		}
 	}
 	code, js, _ := get(t, c, ts.URL+"/static/app.js")
-	if code != http.StatusOK || !strings.Contains(js, "/live?index=") {
+	if code != http.StatusOK || !strings.Contains(js, "/live?index=") || !strings.Contains(js, "&container=") {
 		t.Errorf("app.js: %d, watches /live: %v", code, strings.Contains(js, "/live?index="))
 	}
 }

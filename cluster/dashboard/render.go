@@ -31,6 +31,11 @@ func parseTemplates() (*pageTemplates, error) {
 		"loadPct":  loadPercent,
 		"clock":    func(t time.Time) string { return t.Local().Format("15:04:05") },
 		"podState": podState,
+		"ready": func(p api.Pod) string {
+			ready, total := p.ReadyContainers()
+			return fmt.Sprintf("%d/%d", ready, total)
+		},
+		"containers": podContainers,
 	}).ParseFS(webFS, "web/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse dashboard templates: %w", err)
@@ -183,17 +188,40 @@ func loadPercent(n api.Node) int {
 	return min(100, int(n.Load/cpus*100+0.5))
 }
 
+// containerView is one container of a pod on the page.
+type containerView struct {
+	Name     string // the service's name, or the sidecar's
+	State    string // as podState words it
+	Restarts int
+}
+
+// podContainers lists the service's container of p and its sidecars'.
+func podContainers(p api.Pod) []containerView {
+	out := []containerView{{Name: p.Service, State: podState(p), Restarts: p.Status.Restarts}}
+	for _, sc := range p.Status.Sidecars {
+		out = append(out, containerView{Name: sc.Name, State: containerState(sc.State, sc.Health), Restarts: sc.Restarts})
+	}
+	return out
+}
+
 // podState is a pod's state as a word for the page and its CSS class.
 func podState(p api.Pod) string {
 	switch {
 	case p.Deleting:
 		return "stopping"
-	case p.Status.State == api.PodRunning && p.Status.Health == api.HealthUnhealthy:
+	}
+	return containerState(p.Status.State, p.Status.Health)
+}
+
+// containerState words a container's state and health.
+func containerState(state, health string) string {
+	switch {
+	case state == api.PodRunning && health == api.HealthUnhealthy:
 		return "unhealthy"
-	case p.Status.State == api.PodRunning && p.Status.Health == api.HealthStarting:
+	case state == api.PodRunning && health == api.HealthStarting:
 		return "starting"
-	case p.Status.State == "":
+	case state == "":
 		return api.PodPending
 	}
-	return p.Status.State
+	return state
 }

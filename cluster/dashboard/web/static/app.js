@@ -44,18 +44,20 @@
     }
   }
 
-  // follow streams a pod's logs (the API's logs?follow=1) into the panel.
-  async function follow(pod) {
+  // follow streams the logs of a pod's container (the API's
+  // logs?follow=1; the service's own when container is empty) into the panel.
+  async function follow(pod, container) {
     if (logsAbort) logsAbort.abort();
     chosen = pod;
     markChosen();
     const out = document.getElementById("logs");
-    document.getElementById("logs-pod").textContent = pod;
+    document.getElementById("logs-pod").textContent = container ? pod + "/" + container : pod;
     out.textContent = "";
     const ctrl = new AbortController();
     logsAbort = ctrl;
     try {
-      const res = await fetch("/api/v1/pods/" + encodeURIComponent(pod) + "/logs?follow=1&tail=200",
+      const which = container ? "&container=" + encodeURIComponent(container) : "";
+      const res = await fetch("/api/v1/pods/" + encodeURIComponent(pod) + "/logs?follow=1&tail=200" + which,
         { signal: ctrl.signal, cache: "no-store" });
       if (!res.ok) {
         out.textContent = "logs of " + pod + ": " + (await res.text());
@@ -79,7 +81,8 @@
 
   document.addEventListener("click", function (ev) {
     const el = ev.target.closest(".pod");
-    if (el && el.dataset.pod) follow(el.dataset.pod);
+    const ctr = ev.target.closest(".ctr"); // one container of a pod with sidecars
+    if (el && el.dataset.pod) follow(el.dataset.pod, ctr ? ctr.dataset.container : "");
   });
 
   setLive("", "connecting…");
