@@ -9,8 +9,8 @@ LDFLAGS  := -s -w -X github.com/devhq/dev/cmd/dev/cli.Version=$(VERSION)
 TIMEOUT  ?= 20m
 
 # Example services: each one is compiled into its own build context
-# (examples/hello/<svc>/<svc>) and COPYed into a FROM scratch image.
-EXAMPLE_SERVICES := examples/hello/web examples/hello/backend
+# (examples/<example>/<svc>/<svc>) and COPYed into a FROM scratch image.
+EXAMPLE_SERVICES := examples/hello/web examples/hello/backend examples/sidecar/app examples/sidecar/ambassador
 EXAMPLE_BINS     := $(foreach d,$(EXAMPLE_SERVICES),$(d)/$(notdir $(d)))
 EXAMPLE_COMPOSE  := examples/hello/compose.yaml
 

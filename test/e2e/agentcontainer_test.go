@@ -120,18 +120,18 @@ func readableDev(t *testing.T, dir, version string) string {
 	return out
 }
 
-// exampleCopy copies examples/hello into dir/hello with its services'
+// exampleCopy copies examples/<name> into dir/<name> with its services'
 // binaries built (what `make example-bins` does), readable by every user.
-func exampleCopy(t *testing.T, dir string) string {
+func exampleCopy(t *testing.T, dir, name string, services ...string) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	dst := filepath.Join(dir, "hello")
-	if out, err := exec.Command("cp", "-r", filepath.Join(root, "examples", "hello"), dst).CombinedOutput(); err != nil {
+	dst := filepath.Join(dir, name)
+	if out, err := exec.Command("cp", "-r", filepath.Join(root, "examples", name), dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy example: %v: %s", err, out)
 	}
-	for _, svc := range []string{"web", "backend"} {
-		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dst, svc, svc), "./examples/hello/"+svc)
+	for _, svc := range services {
+		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dst, svc, svc), "./examples/"+name+"/"+svc)
 		build.Dir = root
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := build.CombinedOutput(); err != nil {
@@ -153,7 +153,7 @@ func TestNonRootUser(t *testing.T) {
 	dc := testimage.Docker(t)
 	dir := sharedTempDir(t, "dev-e2e-nonroot")
 	dev := readableDev(t, dir, "e2e-one")
-	project := exampleCopy(t, dir)
+	project := exampleCopy(t, dir, "hello", "web", "backend")
 
 	agentName := "deve2e-agent"
 	node := fmt.Sprintf("e2e-nonroot-%d", time.Now().UnixNano()%1e6)

@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -312,4 +315,49 @@ func freeTCPPort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSidecarExample runs examples/sidecar as its README says: the
+// published port is served by each pod's ambassador, which forwards to the
+// app on the pod's loopback; both containers of a pod are ready; the
+// ambassador sees the app's process (pid: service:app).
+func TestSidecarExample(t *testing.T) {
+	c := newCluster(t)
+	dir := exampleCopy(t, t.TempDir(), "sidecar", "app", "ambassador")
+	c.mustDev("up", "-d", "--build", "-f", filepath.Join(dir, "compose.yaml"))
+	defer c.dev("down", "-p", "sidecar") //nolint:errcheck // best effort on failure
+	pods := running(c.ps("sidecar"), "app")
+	if len(pods) != 2 {
+		t.Fatalf("app pods %v, want 2", pods)
+	}
+	for _, p := range pods {
+		if p.Ready != "2/2" {
+			t.Errorf("%s READY %s, want 2/2", p.Name, p.Ready)
+		}
+	}
+	seen := map[string]bool{}
+	eventually(t, 30*time.Second, "both pods answer on the published port through their ambassador", func() error {
+		resp, err := http.Get("http://127.0.0.1:8088/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		amb := resp.Header.Get("X-Ambassador")
+		if resp.StatusCode != http.StatusOK || amb == "" || string(b) != "Hello from app in pod "+amb+"\n" {
+			return fmt.Errorf("%s, ambassador %q: %q", resp.Status, amb, b)
+		}
+		seen[amb] = true
+		if len(seen) < 2 {
+			return fmt.Errorf("answered by %v so far", seen)
+		}
+		return nil
+	})
+	if out := c.mustDev("exec", "-p", "sidecar", "-c", "ambassador", "app", "/ambassador", "-health"); out != "" {
+		t.Errorf("dev exec -c ambassador app /ambassador -health: %q", out)
+	}
+	if out := c.mustDev("logs", "-p", "sidecar", "app"); !strings.Contains(out, "/ambassador | ") || !strings.Contains(out, "GET / from") ||
+		!strings.Contains(out, "app "+pods[0].Name+" listening on 127.0.0.1:8081") {
+		t.Errorf("dev logs app:\n%s\nwant both containers' logs, the ambassador's requests among them", out)
+	}
 }
