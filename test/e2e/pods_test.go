@@ -336,8 +336,9 @@ func TestSidecarExample(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
+	fresh := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}} // a new connection, a new pick
 	eventually(t, 30*time.Second, "both pods answer on the published port through their ambassador", func() error {
-		resp, err := http.Get("http://127.0.0.1:8088/")
+		resp, err := fresh.Get("http://127.0.0.1:8088/")
 		if err != nil {
 			return err
 		}

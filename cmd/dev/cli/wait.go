@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -74,11 +75,40 @@ func serviceState(s api.ServiceSpec, pods []api.Pod) (done bool, err error) {
 			if hc := s.Healthcheck; hc != nil && !hc.Disable && st.Health != api.HealthHealthy {
 				return false, nil
 			}
+			if !sidecarsUp(s, st) {
+				return false, nil
+			}
 		default:
 			return false, nil
 		}
 	}
 	return current == s.Replicas, nil
+}
+
+// sidecarsUp reports whether every sidecar of s runs in a pod with status
+// st (and is healthy where it has a healthcheck), or has completed as its
+// restart policy allows.
+func sidecarsUp(s api.ServiceSpec, st api.PodStatus) bool {
+	for _, sc := range s.Sidecars {
+		i := slices.IndexFunc(st.Sidecars, func(c api.ContainerStatus) bool { return c.Name == sc.Name })
+		if i < 0 {
+			return false
+		}
+		c := st.Sidecars[i]
+		switch c.State {
+		case api.PodRunning:
+			if hc := sc.Healthcheck; hc != nil && !hc.Disable && c.Health != api.HealthHealthy {
+				return false
+			}
+		case api.PodExited:
+			if policy := sc.RestartPolicy(); c.ExitCode != 0 || (policy != api.RestartNo && policy != api.RestartOnFailure) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // waitProject blocks until every service of p has converged, showing each
