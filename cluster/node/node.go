@@ -6,7 +6,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -168,8 +167,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	// At most maxAPIConns connections at once, counted before the TLS
 	// handshake: a flood of idle connections waits in the kernel's backlog
-	// instead of holding the agent's memory.
-	apiLn := tls.NewListener(netutil.LimitListener(tcpLn, maxAPIConns), creds.id.JoinServerTLS())
+	// instead of holding the agent's memory. One address holds at most
+	// maxAPIConnsPerIP, and a handshake gets 10 s.
+	apiLn := pki.NewHandshakeListener(netutil.LimitListener(tcpLn, maxAPIConns), creds.id.JoinServerTLS(),
+		pki.HandshakeLimits{MaxPending: maxAPIConns, MaxPerIP: maxAPIConnsPerIP}, n.log.With("component", "apiserver"))
 	defer apiLn.Close()
 
 	r, err := raftstore.Open(raftstore.Config{
@@ -362,6 +363,10 @@ func (n *Node) Run(ctx context.Context) error {
 // log follows and exec sessions).
 const maxAPIConns = 512
 
+// maxAPIConnsPerIP caps one address's share of them: a remote `dev logs
+// -f` holds a connection per container it follows.
+const maxAPIConnsPerIP = 128
+
 // afterReady runs f once the raft store has replayed its log (within two
 // minutes); a stop before then is no error.
 func afterReady(ctx context.Context, r *raftstore.Raft, f func(context.Context) error) error {
@@ -474,8 +479,13 @@ func (n *Node) runDNS(ctx context.Context, st *state.Store, r dns.Resolver) erro
 	if n.cfg.DNSAddr != "" {
 		addrs = append(addrs, n.cfg.DNSAddr)
 	}
+	cidr, err := netip.ParsePrefix(n.cfg.ClusterCIDR)
+	if err != nil {
+		return fmt.Errorf("parse cluster cidr %q: %w", n.cfg.ClusterCIDR, err)
+	}
+	sources := newDNSSources(cidr, st)
 	for {
-		srv := dns.New(dns.Config{Addrs: addrs, Domain: clusterDomain, Log: n.log}, r)
+		srv := dns.New(dns.Config{Addrs: addrs, Domain: clusterDomain, Allow: sources.Allow, Log: n.log}, r)
 		err := srv.Run(ctx)
 		if ctx.Err() != nil {
 			return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	Bootstrap bool
 	// ServerTLS and ClientTLS, when set, carry raft over mutual TLS.
 	ServerTLS, ClientTLS *tls.Config
+	// Handshake bounds the unauthenticated side of the TLS listener
+	// (defaults: pki.HandshakeLimits).
+	Handshake pki.HandshakeLimits
 	// Fast shortens raft timers for tests.
 	Fast bool
 	Log  *slog.Logger
@@ -78,7 +82,7 @@ func Open(cfg Config) (*Raft, error) {
 	}
 	var transport *raft.NetworkTransport
 	if cfg.ServerTLS != nil {
-		layer, err := newTLSStreamLayer(cfg.BindAddr, advAddr, cfg.ServerTLS, cfg.ClientTLS)
+		layer, err := newTLSStreamLayer(cfg.BindAddr, advAddr, cfg.ServerTLS, cfg.ClientTLS, cfg.Handshake, cfg.Log.With("component", "raft"))
 		if err != nil {
 			bolt.Close()
 			return nil, fmt.Errorf("%w (is another agent running? pick another --raft-addr)", err)

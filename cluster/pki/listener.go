@@ -1,0 +1,191 @@
+package pki
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// HandshakeLimits bound what peers that have not proven who they are can
+// hold on a TLS listener: how long a handshake may take, how many may be
+// in flight, and how many connections one source address may have open.
+type HandshakeLimits struct {
+	// Timeout is the deadline of a handshake (default 10s).
+	Timeout time.Duration
+	// MaxPending is the number of handshakes in flight (default 256);
+	// connections beyond it are closed at once.
+	MaxPending int
+	// MaxPerIP is the number of connections one source address may hold,
+	// in handshake or accepted (default 32).
+	MaxPerIP int
+}
+
+func (l HandshakeLimits) withDefaults() HandshakeLimits {
+	if l.Timeout <= 0 {
+		l.Timeout = 10 * time.Second
+	}
+	if l.MaxPending <= 0 {
+		l.MaxPending = 256
+	}
+	if l.MaxPerIP <= 0 {
+		l.MaxPerIP = 32
+	}
+	return l
+}
+
+// HandshakeListener is a TLS listener whose Accept returns only
+// connections that completed the handshake (and so its certificate
+// checks) within the limits. What the server above it allocates per
+// connection (hashicorp/raft: a goroutine and 256 KiB of buffers, held
+// until the peer speaks) is spent on authenticated peers only.
+type HandshakeListener struct {
+	inner net.Listener
+	cfg   *tls.Config
+	lim   HandshakeLimits
+	log   *slog.Logger
+
+	ready   chan net.Conn
+	pending chan struct{} // a slot per handshake in flight
+	ctx     context.Context
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	mu    sync.Mutex
+	perIP map[netip.Addr]int
+}
+
+var _ net.Listener = (*HandshakeListener)(nil)
+
+// NewHandshakeListener wraps inner, whose connections are served TLS with
+// cfg, and starts accepting from it; Close stops it.
+func NewHandshakeListener(inner net.Listener, cfg *tls.Config, lim HandshakeLimits, log *slog.Logger) *HandshakeListener {
+	lim = lim.withDefaults()
+	ctx, stop := context.WithCancel(context.Background())
+	l := &HandshakeListener{
+		inner: inner, cfg: cfg, lim: lim, log: log,
+		ready:   make(chan net.Conn),
+		pending: make(chan struct{}, lim.MaxPending),
+		ctx:     ctx, stop: stop, done: make(chan struct{}),
+		perIP: map[netip.Addr]int{},
+	}
+	go l.acceptLoop()
+	return l
+}
+
+func (l *HandshakeListener) acceptLoop() {
+	defer close(l.done)
+	var backoff time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			if l.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: shed load, then retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept", "err", err, "retry_in", backoff)
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		ip := sourceIP(c)
+		if !l.take(ip) {
+			c.Close() // this address holds its share already
+			continue
+		}
+		select {
+		case l.pending <- struct{}{}:
+		default:
+			l.release(ip)
+			c.Close() // too many handshakes in flight
+			continue
+		}
+		go l.handshake(&trackedConn{Conn: c, release: func() { l.release(ip) }})
+	}
+}
+
+// handshake completes the TLS handshake of c within the deadline and
+// hands the connection to Accept, or closes it.
+func (l *HandshakeListener) handshake(c *trackedConn) {
+	tc := tls.Server(c, l.cfg)
+	ctx, cancel := context.WithTimeout(l.ctx, l.lim.Timeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	<-l.pending
+	if err != nil {
+		tc.Close()
+		return
+	}
+	select {
+	case l.ready <- tc:
+	case <-l.ctx.Done():
+		tc.Close()
+	}
+}
+
+func (l *HandshakeListener) take(ip netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perIP[ip] >= l.lim.MaxPerIP {
+		return false
+	}
+	l.perIP[ip]++
+	return true
+}
+
+func (l *HandshakeListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+// Accept returns the next connection whose handshake succeeded.
+func (l *HandshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; connections already accepted stay open.
+func (l *HandshakeListener) Close() error {
+	l.stop()
+	err := l.inner.Close()
+	<-l.done
+	return err
+}
+
+// Addr is the inner listener's address.
+func (l *HandshakeListener) Addr() net.Addr { return l.inner.Addr() }
+
+// trackedConn gives its source address's share back when closed.
+type trackedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+func sourceIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,127 @@
+package pki
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+// closedSoon reports whether the server closes c within d (a read ends
+// rather than times out).
+func closedSoon(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.Read(make([]byte, 1))
+	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// TestHandshakeListener: Accept yields only connections whose handshake
+// passed the certificate checks; one address holds at most MaxPerIP
+// connections and gets its share back as they close; handshakes beyond
+// MaxPending are refused at once; a silent one is closed at the deadline.
+func TestHandshakeListener(t *testing.T) {
+	ca := newTestCA(t, "c1")
+	node := issue(t, ca, "n1", RoleNode, time.Time{}, time.Time{})
+	admin := issue(t, ca, "me", RoleAdmin, time.Time{}, time.Time{})
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := NewHandshakeListener(tcp, node.NodeServerTLS(), HandshakeLimits{Timeout: time.Second, MaxPending: 4, MaxPerIP: 3}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer ln.Close()
+	addr := ln.Addr().String()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	from := func(ip string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	// A node's handshake is accepted; an admin's (wrong role) is not.
+	good := tls.Client(from("127.0.0.1"), node.ClientTLS())
+	if err := good.Handshake(); err != nil {
+		t.Fatalf("node handshake: %v", err)
+	}
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the node's connection was not accepted")
+	}
+	bad := tls.Client(from("127.0.0.1"), insecureWithCert(admin))
+	if err := bad.Handshake(); err == nil {
+		if _, err := bad.Read(make([]byte, 1)); err == nil {
+			t.Error("an admin certificate got through a node-only listener")
+		}
+	}
+	select {
+	case c := <-accepted:
+		t.Errorf("accepted %v with an admin certificate", c.RemoteAddr())
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// 127.0.0.2 may hold 3: the 4th is closed at once.
+	var held []net.Conn
+	for range 3 {
+		held = append(held, from("127.0.0.2"))
+	}
+	if c := from("127.0.0.2"); !closedSoon(c, 500*time.Millisecond) {
+		t.Error("a 4th connection from one address was kept")
+	}
+	// 4 handshakes in flight at most: one more, from elsewhere, goes.
+	other := from("127.0.0.3")
+	if c := from("127.0.0.4"); !closedSoon(c, 500*time.Millisecond) {
+		t.Error("a 5th pending handshake was kept")
+	}
+	// Silent ones are closed at the deadline, which frees their shares.
+	for _, c := range append(held, other) {
+		if !closedSoon(c, 3*time.Second) {
+			t.Fatal("a silent connection outlived the handshake deadline")
+		}
+	}
+	eventually := time.Now().Add(3 * time.Second)
+	for {
+		ln.mu.Lock()
+		n := ln.perIP[netipOf(t, "127.0.0.2")]
+		ln.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatalf("127.0.0.2 still holds %d after its connections closed", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := tls.Client(from("127.0.0.2"), node.ClientTLS()); c.Handshake() != nil {
+		t.Error("127.0.0.2 did not get its share back")
+	}
+}
+
+func netipOf(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
