@@ -687,3 +687,40 @@ func (r *recorder) Close() error        { return nil }
 func (r *recorder) TsigStatus() error   { return nil }
 func (r *recorder) TsigTimersOnly(bool) {}
 func (r *recorder) Hijack()             {}
+
+// TestAllowAndForwardCap: a source Allow refuses gets REFUSED for cluster
+// and outside names alike (the server is no one else's resolver); with
+// MaxForwards queries waiting on a silent upstream, the next gets SERVFAIL
+// at once instead of another wait.
+func TestAllowAndForwardCap(t *testing.T) {
+	member := netip.MustParseAddr("127.0.0.1")
+	allow := func(a netip.Addr) bool { return a == member }
+	srv, addr := runServer(t, Config{Upstreams: []string{silentUpstream(t)}, Timeout: 2 * time.Second, Allow: allow, MaxForwards: 1}, newFakeResolver())
+	stranger := netip.MustParseAddr("127.0.0.9")
+	for _, name := range []string{"web.hello.dev.", "example.com."} {
+		for _, network := range []string{"udp", "tcp"} {
+			if r, _ := exchange(t, addr, query{network: network, from: stranger, name: name, qtype: dns.TypeA}); r.Rcode != dns.RcodeRefused {
+				t.Errorf("%s from a stranger over %s: %s, want REFUSED", name, network, dns.RcodeToString[r.Rcode])
+			}
+		}
+	}
+	if r, _ := exchange(t, addr, query{from: member, name: "web.hello.dev.", qtype: dns.TypeA}); len(r.Answer) != 1 {
+		t.Errorf("web.hello.dev. from a member: %v", r)
+	}
+	// One query waits on the silent upstream; the next fails at once.
+	waiting := make(chan struct{})
+	go func() {
+		defer close(waiting)
+		exchange(t, addr, query{from: member, name: "slow.example.", qtype: dns.TypeA})
+	}()
+	for deadline := time.Now().Add(2 * time.Second); len(srv.forwards) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first query never reached the upstream")
+		}
+	}
+	r, took := exchange(t, addr, query{from: member, name: "example.com.", qtype: dns.TypeA})
+	if r.Rcode != dns.RcodeServerFailure || took > time.Second {
+		t.Errorf("a query beyond MaxForwards: %s after %v, want SERVFAIL at once", dns.RcodeToString[r.Rcode], took)
+	}
+	<-waiting
+}

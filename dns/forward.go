@@ -13,9 +13,18 @@ import (
 
 var errMismatch = errors.New("answer does not match the question")
 
-// forward answers req from the upstreams, SERVFAIL when none answers.
+// forward answers req from the upstreams, SERVFAIL when none answers or
+// Config.MaxForwards queries are waiting on them already.
 func (h *handler) forward(w dns.ResponseWriter, req *dns.Msg, reqOpt *dns.OPT) {
-	resp := h.queryUpstreams(req, reqOpt)
+	var resp *dns.Msg
+	select {
+	case h.s.forwards <- struct{}{}:
+		resp = h.queryUpstreams(req, reqOpt)
+		<-h.s.forwards
+	default:
+		// As many queries wait on the upstreams as are allowed: fail this
+		// one now rather than hold another goroutine and socket.
+	}
 	if resp == nil {
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeServerFailure)

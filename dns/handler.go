@@ -41,6 +41,11 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 
 	q := req.Question[0]
 	client := clientAddr(w.RemoteAddr())
+	if allow := h.s.cfg.Allow; allow != nil && !allow(client) {
+		m.SetRcode(req, dns.RcodeRefused)
+		h.write(w, m, reqOpt)
+		return
+	}
 	name := strings.ToLower(q.Name) // no allocation when already lowercase
 
 	if h.inDomain(name) {

@@ -47,7 +47,14 @@ type Config struct {
 	Upstreams  []string      // "ip:port"; nil = the nameservers of ResolvConf
 	ResolvConf string        // default /etc/resolv.conf
 	Timeout    time.Duration // per-upstream timeout, default 2s
-	Log        *slog.Logger
+	// Allow, when set, says which sources are answered (the node's pods,
+	// the node itself, its peers); others get REFUSED, so that the server
+	// is nobody else's resolver.
+	Allow func(netip.Addr) bool
+	// MaxForwards caps the queries waiting on an upstream at once (default
+	// 256); beyond it a query is answered SERVFAIL at once.
+	MaxForwards int
+	Log         *slog.Logger
 }
 
 const (
@@ -55,6 +62,7 @@ const (
 	defaultTTL        = 2
 	defaultResolvConf = "/etc/resolv.conf"
 	defaultTimeout    = 2 * time.Second
+	defaultForwards   = 256
 
 	// systemdResolvConf lists the real upstreams when /etc/resolv.conf only
 	// points at the systemd-resolved stub (127.0.0.53), which we skip.
@@ -81,6 +89,8 @@ type Server struct {
 	loadUpstreamsOnce sync.Once
 	resolvMod         time.Time // ResolvConf modification time of the loaded list
 
+	forwards chan struct{} // a slot per query waiting on an upstream
+
 	running atomic.Bool
 	ready   chan struct{}
 	mu      sync.Mutex
@@ -104,6 +114,9 @@ func New(cfg Config, r Resolver) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxForwards <= 0 {
+		cfg.MaxForwards = defaultForwards
+	}
 	domain := strings.ToLower(dns.Fqdn(strings.TrimPrefix(cfg.Domain, ".")))
 	s := &Server{
 		cfg:    cfg,
@@ -112,6 +125,8 @@ func New(cfg Config, r Resolver) *Server {
 		domain: domain,
 		suffix: "." + domain,
 		ready:  make(chan struct{}),
+
+		forwards: make(chan struct{}, cfg.MaxForwards),
 	}
 	s.soa = &dns.SOA{
 		Hdr:     dns.RR_Header{Name: domain, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: cfg.TTL},
