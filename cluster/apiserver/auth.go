@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/devhq/dev/cluster/pki"
 )
@@ -114,6 +115,12 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 				}
 				// A body without a length is cut at the limit: its decoding fails.
 				r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
+				// And it must arrive in time: a client that trickles it
+				// (slowloris) is cut off, where the server's own timeouts
+				// cannot be set for streaming routes.
+				if r.Body != http.NoBody {
+					_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(jsonBodyTimeout))
+				}
 			}
 		}
 		h(w, r)
@@ -123,6 +130,9 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 // maxJSONBody bounds a JSON request body: a project apply is the largest,
 // and a real one is a few hundred KiB.
 const maxJSONBody = 8 << 20
+
+// jsonBodyTimeout bounds how long a JSON request body may take to arrive.
+var jsonBodyTimeout = 30 * time.Second
 
 func changesState(method string) bool {
 	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions

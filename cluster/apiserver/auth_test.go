@@ -1,10 +1,14 @@
 package apiserver
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRouteRoles(t *testing.T) {
@@ -97,5 +101,51 @@ func TestAuthenticate(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if got != (Caller{}) {
 		t.Errorf("join without a certificate: caller %+v, want none (the route is public)", got)
+	}
+}
+
+// TestSlowBodyIsCutOff: a client that trickles a JSON body (slowloris)
+// loses its connection at the body deadline instead of holding a handler
+// for as long as it likes.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	defer func(d time.Duration) { jsonBodyTimeout = d }(jsonBodyTimeout)
+	jsonBodyTimeout = 500 * time.Millisecond
+	mux := http.NewServeMux()
+	handle(mux, "POST /admin", roleAdmin, func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(AsCaller(mux, Caller{"a", roleAdmin}))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /admin HTTP/1.1\r\nHost: api.test\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(c) // ends when the server closes
+		done <- err
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("cut off after %v, want about the %v body deadline", took, jsonBodyTimeout)
+			}
+			return
+		case <-tick.C:
+			if time.Since(start) > 10*time.Second {
+				t.Fatal("a trickled body held the connection for 10s")
+			}
+			_, _ = c.Write([]byte(" ")) // one byte at a time
+		}
 	}
 }
