@@ -55,10 +55,11 @@ type Driver interface {
 	// Resources reports what the engine offers: CPUs and memory.
 	Resources(ctx context.Context) (api.ResourceAmounts, error)
 	// SaveImage streams an image as a tar archive (docker save); LoadImage
-	// loads one (docker load). Together they move images between nodes
-	// without a registry.
+	// loads one (docker load) that must hold exactly the image want and
+	// nothing else. Together they move images between nodes without a
+	// registry.
 	SaveImage(ctx context.Context, ref string) (io.ReadCloser, error)
-	LoadImage(ctx context.Context, r io.Reader) error
+	LoadImage(ctx context.Context, r io.Reader, want string) error
 
 	// Exec runs req.Cmd in the running container id with the process's
 	// streams connected to stdio (stdin only when stdio.Stdin is set; a TTY

@@ -374,7 +374,7 @@ func (f *fakeDriver) SaveImage(context.Context, string) (io.ReadCloser, error) {
 	return nil, agent.ErrImageNotFound
 }
 
-func (f *fakeDriver) LoadImage(context.Context, io.Reader) error { return nil }
+func (f *fakeDriver) LoadImage(context.Context, io.Reader, string) error { return nil }
 
 // FetchImage: no peers in these tests.
 func (c *fakeCluster) FetchImage(context.Context, string) error {

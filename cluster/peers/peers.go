@@ -113,9 +113,10 @@ func (p *Peers) Image(ctx context.Context, addr, ref string) (io.ReadCloser, err
 	return c.Stream(ctx, http.MethodGet, PathImage+"?ref="+url.QueryEscape(ref))
 }
 
-// ImageLoader loads an image archive into this node's engine.
+// ImageLoader loads an image archive into this node's engine, refusing
+// one that is not exactly the image want.
 type ImageLoader interface {
-	LoadImage(ctx context.Context, r io.Reader) error
+	LoadImage(ctx context.Context, r io.Reader, want string) error
 }
 
 // Images fetches images this node lacks from the nodes that have them:
@@ -146,7 +147,7 @@ func (im Images) FetchImage(ctx context.Context, ref string) error {
 			errs = append(errs, err)
 			continue
 		}
-		err = im.Loader.LoadImage(ctx, body)
+		err = im.Loader.LoadImage(ctx, body, ref)
 		body.Close()
 		if err == nil {
 			if im.Log != nil {

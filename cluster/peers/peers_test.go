@@ -14,7 +14,7 @@ import (
 
 type loader struct{ got []string }
 
-func (l *loader) LoadImage(_ context.Context, r io.Reader) error {
+func (l *loader) LoadImage(_ context.Context, r io.Reader, _ string) error {
 	b, err := io.ReadAll(r)
 	l.got = append(l.got, string(b))
 	return err

@@ -3,7 +3,6 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +77,9 @@ type Options struct {
 	// Binary is the dev binary, which the infra containers run on
 	// architectures without a built-in pause program (infra.go).
 	Binary string
+	// MaxImageBytes caps an image archive from a peer (default
+	// DefaultMaxImageBytes).
+	MaxImageBytes int64
 	// HostRoot is where the host's root file system is seen from this
 	// process: "" when the agent runs on the host, "/host" in the agent's
 	// container, which binds the host's root there. Bind mount
@@ -1009,18 +1011,4 @@ func (d *Driver) SaveImage(ctx context.Context, ref string) (io.ReadCloser, erro
 		return nil, fmt.Errorf("save image %s: %w", ref, err)
 	}
 	return rc, nil
-}
-
-// LoadImage implements agent.Driver: docker load of a tar archive.
-func (d *Driver) LoadImage(ctx context.Context, r io.Reader) error {
-	resp, err := d.cli.ImageLoad(ctx, r)
-	if err != nil {
-		return fmt.Errorf("load image: %w", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if bytes.Contains(b, []byte(`"error"`)) {
-		return fmt.Errorf("load image: %s", strings.TrimSpace(string(b)))
-	}
-	return nil
 }

@@ -1,0 +1,145 @@
+package docker
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/docker/docker/api/types/image"
+)
+
+// An image another node sends (docker save of what this node asked for)
+// is checked before the engine sees it: it must be that one image and no
+// other, carry no tag but the one asked for, and stay under a size; once
+// loaded, the engine must hold it under the asked ID. A peer can then not
+// slip in a different image, nor re-point a tag this node uses.
+
+// DefaultMaxImageBytes caps an image archive from a peer.
+const DefaultMaxImageBytes = 8 << 30
+
+// ErrImageRefused is returned (wrapped) for an archive that is not the
+// image asked for.
+var ErrImageRefused = errors.New("image archive refused")
+
+// imageManifest is one entry of a docker save archive's manifest.json.
+type imageManifest struct {
+	Config   string   `json:"Config"` // "<hex>.json" or "blobs/sha256/<hex>"
+	RepoTags []string `json:"RepoTags"`
+}
+
+// LoadImage implements agent.Driver: docker load of an archive that must
+// hold exactly the image want (an ID "sha256:...", or a tag), checked
+// before and after loading.
+func (d *Driver) LoadImage(ctx context.Context, r io.Reader, want string) error {
+	f, err := os.CreateTemp("", "dev-image-*.tar")
+	if err != nil {
+		return fmt.Errorf("load image %s: %w", want, err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	limit := d.opts.MaxImageBytes
+	if limit <= 0 {
+		limit = DefaultMaxImageBytes
+	}
+	n, err := io.Copy(f, io.LimitReader(r, limit+1))
+	if err != nil {
+		return fmt.Errorf("load image %s: receive: %w", want, err)
+	}
+	if n > limit {
+		return fmt.Errorf("load image %s: %w: over %d MiB", want, ErrImageRefused, limit>>20)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("load image %s: %w", want, err)
+	}
+	id, err := checkImageArchive(f, want)
+	if err != nil {
+		return fmt.Errorf("load image %s: %w", want, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("load image %s: %w", want, err)
+	}
+	resp, err := d.cli.ImageLoad(ctx, f)
+	if err != nil {
+		return fmt.Errorf("load image %s: %w", want, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if strings.Contains(string(b), `"error"`) {
+		return fmt.Errorf("load image %s: %s", want, strings.TrimSpace(string(b)))
+	}
+	got, err := d.cli.ImageInspect(ctx, want)
+	if err != nil || got.ID != id {
+		if err == nil {
+			// Not what the archive said: take out what came in.
+			_, _ = d.cli.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true})
+		}
+		return fmt.Errorf("load image %s: %w: the engine holds %q after loading %s (%v)", want, ErrImageRefused, got.ID, id, err)
+	}
+	return nil
+}
+
+// checkImageArchive reads a docker save archive and returns the ID of the
+// one image in it, or why it is not exactly want.
+func checkImageArchive(r io.Reader, want string) (string, error) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return "", fmt.Errorf("%w: no manifest.json", ErrImageRefused)
+		}
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrImageRefused, err)
+		}
+		if path.Clean(h.Name) != "manifest.json" {
+			continue
+		}
+		var ms []imageManifest
+		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&ms); err != nil {
+			return "", fmt.Errorf("%w: manifest.json: %v", ErrImageRefused, err)
+		}
+		if len(ms) != 1 {
+			return "", fmt.Errorf("%w: %d images in it, want 1", ErrImageRefused, len(ms))
+		}
+		m := ms[0]
+		hex := strings.TrimSuffix(path.Base(m.Config), ".json")
+		if len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+			return "", fmt.Errorf("%w: config %q is not an image ID", ErrImageRefused, m.Config)
+		}
+		id := "sha256:" + hex
+		if isID(want) {
+			if id != want {
+				return "", fmt.Errorf("%w: it holds image %s", ErrImageRefused, id)
+			}
+			if len(m.RepoTags) > 0 {
+				return "", fmt.Errorf("%w: it would tag %s", ErrImageRefused, strings.Join(m.RepoTags, ", "))
+			}
+			return id, nil
+		}
+		if len(m.RepoTags) != 1 || !sameTag(m.RepoTags[0], want) {
+			return "", fmt.Errorf("%w: it is tagged %v, not %s", ErrImageRefused, m.RepoTags, want)
+		}
+		return id, nil
+	}
+}
+
+func isID(ref string) bool {
+	hex, ok := strings.CutPrefix(ref, "sha256:")
+	return ok && len(hex) == 64
+}
+
+// sameTag compares tags as docker save writes them (":latest" spelled out).
+func sameTag(a, b string) bool {
+	norm := func(s string) string {
+		if i := strings.LastIndexByte(s, ':'); i < 0 || strings.Contains(s[i:], "/") {
+			return s + ":latest"
+		}
+		return s
+	}
+	return norm(a) == norm(b)
+}
