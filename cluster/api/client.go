@@ -35,6 +35,12 @@ type Client interface {
 	Token(ctx context.Context, client, role string) (TokenResponse, error)
 	Rollback(ctx context.Context, project, service string) (WriteResult, error)
 	Leave(ctx context.Context) error
+	// RemoveNode forgets a node that is gone for good and revokes its
+	// certificate; a ready node only with force.
+	RemoveNode(ctx context.Context, name string, force bool) (WriteResult, error)
+	// RevokeClient revokes every client bundle issued to name so far.
+	RevokeClient(ctx context.Context, name string) (WriteResult, error)
+	Revocations(ctx context.Context) ([]Revocation, error)
 }
 
 // PodQuery filters a pod listing; Index > 0 makes it a blocking query that
@@ -319,6 +325,31 @@ func (c *HTTPClient) Token(ctx context.Context, client, role string) (TokenRespo
 func (c *HTTPClient) Leave(ctx context.Context) error {
 	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/leave", nil, &WriteResult{})
 	return err
+}
+
+// RemoveNode implements Client.
+func (c *HTTPClient) RemoveNode(ctx context.Context, name string, force bool) (WriteResult, error) {
+	var r WriteResult
+	path := "/v1/nodes/" + url.PathEscape(name)
+	if force {
+		path += "?force=1"
+	}
+	err := c.Do(ctx, http.MethodDelete, path, nil, &r)
+	return r, err
+}
+
+// RevokeClient implements Client.
+func (c *HTTPClient) RevokeClient(ctx context.Context, name string) (WriteResult, error) {
+	var r WriteResult
+	err := c.Do(ctx, http.MethodDelete, "/v1/clients/"+url.PathEscape(name), nil, &r)
+	return r, err
+}
+
+// Revocations implements Client.
+func (c *HTTPClient) Revocations(ctx context.Context) ([]Revocation, error) {
+	var r []Revocation
+	err := c.Do(ctx, http.MethodGet, "/v1/revocations", nil, &r)
+	return r, err
 }
 
 // Rollback implements Client.

@@ -31,6 +31,9 @@ import "time"
 //	read   GET    /v1/dashboard                           -> DashboardInfo (a read-only dashboard)
 //	admin  GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
 //	admin  POST   /v1/leave                               -> WriteResult
+//	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
+//	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
+//	read   GET    /v1/revocations                         -> []Revocation
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
 //	node   POST   /v1/internal/apply                      a raft command the caller may write, forwarded to the leader
 //	node   POST   /v1/internal/register                   Node (the caller's own record) -> Node

@@ -689,3 +689,19 @@ func ParseSelector(s string) (Selector, error) {
 	}
 	return sel, nil
 }
+
+// Kinds of certificate a revocation names: a node's, or a client bundle's
+// (admin or read).
+const (
+	CertNode   = "node"
+	CertClient = "client"
+)
+
+// Revocation says that no certificate of Kind issued to Name before At is
+// accepted any more, on any port of any node. A certificate issued later
+// (a node that joins again, a new bundle) is.
+type Revocation struct {
+	Kind string    `json:"kind"`
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}

@@ -173,16 +173,24 @@ func sameSite(r *http.Request) error {
 // authenticate puts the caller in the request's context: on TLS, the
 // name and role of its verified cluster certificate (none: only the join
 // route will take it); on the local unix socket (no TLS), admin, which the
-// socket's file mode guards. Each route checks the role (auth.go).
-func authenticate(next http.Handler) http.Handler {
+// socket's file mode guards. Each route checks the role (auth.go). A
+// certificate revoked since its connection's handshake (revoked may be
+// nil) is refused on the connection's next request.
+func authenticate(next http.Handler, revoked pki.RevokedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := Caller{Name: "local", Role: roleAdmin}
 		if r.TLS != nil {
 			c = Caller{}
 			if len(r.TLS.VerifiedChains) > 0 {
-				peer, err := pki.PeerOf(r.TLS.VerifiedChains[0][0])
+				leaf := r.TLS.VerifiedChains[0][0]
+				peer, err := pki.PeerOf(leaf)
 				if err != nil {
 					writeError(w, &httpError{http.StatusForbidden, "forbidden", err})
+					return
+				}
+				if revoked != nil && revoked(peer.Kind(), peer.Name, pki.IssuedAt(leaf)) {
+					writeError(w, &httpError{http.StatusUnauthorized, "unauthorized",
+						fmt.Errorf("the certificate of %s %q is revoked", peer.Kind(), peer.Name)})
 					return
 				}
 				c = Caller{Name: peer.Name, Role: peer.Role}

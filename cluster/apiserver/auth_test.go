@@ -84,7 +84,7 @@ func TestAuthenticate(t *testing.T) {
 	var got Caller
 	h := authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, _ = callerFrom(r.Context())
-	}))
+	}), nil)
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/pods", nil))
 	if got.Role != roleAdmin {
 		t.Errorf("unix socket caller %+v, want admin", got)

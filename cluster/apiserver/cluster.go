@@ -11,13 +11,17 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/pki"
+	"github.com/devhq/dev/cluster/state"
 )
 
 func (srv *Server) registerCluster(mux *http.ServeMux) {
 	handle(mux, "GET /v1/token", roleAdmin, srv.handleToken)
+	handle(mux, "DELETE /v1/clients/{name}", roleAdmin, srv.handleRevokeClient)
+	handle(mux, "GET /v1/revocations", roleRead, srv.handleRevocations)
 	handle(mux, "POST /v1/join", rolePublic, srv.handleJoin)
 	handle(mux, "GET /v1/dashboard", roleRead, srv.handleDashboard) // a login link to a read-only dashboard
 }
@@ -65,7 +69,7 @@ func (srv *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 
 // admit checks a join request against the cluster secret and signs the
 // node's certificate.
-func (srv *Server) admit(_ context.Context, req api.JoinRequest) (api.JoinResponse, error) {
+func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResponse, error) {
 	ci, ok := srv.r.State().Cluster()
 	if !ok {
 		return api.JoinResponse{}, errors.New("join: the cluster is still starting; retry in a moment")
@@ -91,6 +95,11 @@ func (srv *Server) admit(_ context.Context, req api.JoinRequest) (api.JoinRespon
 	if err != nil {
 		return api.JoinResponse{}, invalid("join: %v", err)
 	}
+	// Admitted: it may become a raft member (the leader's own write; this
+	// runs on the leader).
+	if _, err := srv.r.Apply(ctx, &state.Admit{Name: req.Name, At: time.Now().UTC()}); err != nil {
+		return api.JoinResponse{}, fmt.Errorf("join: record the admission: %w", err)
+	}
 	var gossip []string
 	if srv.opts.Members != nil {
 		for _, mb := range srv.opts.Members() {
@@ -102,6 +111,24 @@ func (srv *Server) admit(_ context.Context, req api.JoinRequest) (api.JoinRespon
 	sort.Strings(gossip)
 	srv.log.Info("admitted node", "node", req.Name)
 	return api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}, nil
+}
+
+// handleRevokeClient is `dev token --revoke NAME`: every client bundle
+// issued to name so far is refused from now on, on every node.
+func (srv *Server) handleRevokeClient(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	idx, err := srv.mgr.Apply(r.Context(), &state.Revoke{Revocation: api.Revocation{Kind: api.CertClient, Name: name, At: time.Now().UTC()}})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	srv.log.Info("revoked client bundles", "client", name)
+	writeJSON(w, api.WriteResult{Index: idx})
+}
+
+// handleRevocations lists the revocation list.
+func (srv *Server) handleRevocations(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, srv.r.State().Revocations())
 }
 
 // handleToken prints the join token, and with ?client=NAME a client

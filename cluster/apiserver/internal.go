@@ -77,8 +77,9 @@ func mayForward(st *state.Store, node string, cmd state.Command) error {
 		if err := validateProject(c.Project.Name, &c.Project); err != nil {
 			return err
 		}
-	case *state.DeleteProject, *state.Scale, *state.RollbackRC:
+	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke:
 		// users' writes: the state machine checks them as it applies them
+
 	case *state.SetPodStopped:
 		if p, ok := st.Pod(c.Name); ok && p.Node != node {
 			return forbidden("pod %s runs on node %s (dev stop is applied by the node that runs the pod)", c.Name, p.Node)

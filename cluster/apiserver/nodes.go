@@ -2,13 +2,47 @@ package apiserver
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
 )
 
 func (srv *Server) registerNodes(mux *http.ServeMux) {
 	handle(mux, "GET /v1/nodes", roleRead, srv.handleNodes)
 	handle(mux, "POST /v1/leave", roleAdmin, srv.handleLeave)
+	handle(mux, "DELETE /v1/nodes/{name}", roleAdmin, srv.handleNodeRemove)
+}
+
+// handleNodeRemove is `dev node rm`: a node gone for good has its
+// certificate revoked and is then forgotten by the leader (its pods are
+// made again elsewhere, it leaves raft), so that it is refused on every port if it comes
+// back. A node that still answers is removed only with force: `dev leave`
+// on it moves its pods first.
+func (srv *Server) handleNodeRemove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	force := r.URL.Query().Get("force") == "1"
+	n, ok := srv.r.State().Node(name)
+	switch {
+	case !ok:
+		writeError(w, notFound("no node %s in the cluster (see dev nodes)", name))
+		return
+	case name == srv.opts.Node:
+		writeError(w, conflict("node %s is the one answering this request: run dev leave on it, or dev node rm from another node", name))
+		return
+	case n.Status == api.NodeReady && !force:
+		writeError(w, conflict("node %s is ready: run dev leave on it to move its pods away first, or stop it; --force removes it as it is", name))
+		return
+	}
+	// The revocation is the user's write; forgetting the node is the
+	// leader's, which follows it (manager.forgetRevoked).
+	idx, err := srv.mgr.Apply(r.Context(), &state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: name, At: time.Now().UTC()}})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	srv.log.Info("removed node", "node", name, "was", n.Status)
+	writeJSON(w, api.WriteResult{Index: idx})
 }
 
 func (srv *Server) handleLeave(w http.ResponseWriter, r *http.Request) {

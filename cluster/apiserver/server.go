@@ -132,7 +132,7 @@ const maxWait = 5 * time.Minute
 // Handler returns the HTTP API (see cluster/api/requests.go for the routes)
 // behind its authentication: on TLS connections, a client certificate of
 // the cluster, whose role each route checks (auth.go).
-func (srv *Server) Handler() http.Handler { return authenticate(srv.Routes()) }
+func (srv *Server) Handler() http.Handler { return authenticate(srv.Routes(), srv.r.State().Revoked) }
 
 // Routes is the HTTP API without authentication, for a front that
 // authenticates its callers itself and says who they are (AsCaller: the

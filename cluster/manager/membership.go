@@ -84,7 +84,10 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 				m.live.mark(n.Name, now.UTC())
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
-			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] {
+			// Only a node that joined with a certificate becomes a raft
+			// member: a gossip member the leader did not admit, or whose
+			// certificate was revoked since, is ignored.
+			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] || !st.MayJoinRaft(mb.Name) {
 				continue
 			}
 			voter := voters < target
@@ -138,6 +141,7 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 			}
 		}
 	}
+	m.forgetRevoked(ctx, st, inRaft, leaderID)
 	// Promote non-voters while the cluster is short of voters (after a
 	// failed voter was removed, or as it grows).
 	if voters < target {
@@ -156,6 +160,28 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 				}
 			}
 		}
+	}
+}
+
+// forgetRevoked forgets the nodes whose certificate was revoked (dev node
+// rm, dev leave) since they were last heard of: their record goes, so the
+// controllers make their pods again elsewhere, and so does their raft
+// membership. A node that joined again since has a newer certificate and
+// heartbeats after the revocation: it stays.
+func (m *Manager) forgetRevoked(ctx context.Context, st *state.Store, inRaft map[string]bool, leaderID string) {
+	for _, n := range st.Nodes() {
+		r, ok := st.Revocation(api.CertNode, n.Name)
+		if !ok || m.lastSeen(n).After(r.At) || n.Name == leaderID || n.Status == api.NodeLeft {
+			continue // a node that left keeps its record; membership removes it from raft
+		}
+		if inRaft[n.Name] {
+			if err := m.r.RemoveServer(n.Name); err != nil {
+				m.log.Warn("remove revoked raft member", "node", n.Name, "err", err)
+				continue
+			}
+		}
+		m.applyLogged(ctx, &state.DeleteNode{Name: n.Name})
+		m.log.Info("forgot revoked node", "node", n.Name)
 	}
 }
 

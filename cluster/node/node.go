@@ -181,6 +181,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// From here on every handshake of this node's TLS configs (raft, API,
+	// peers), made before or after, checks the replicated revocation list.
+	creds.id.SetRevoked(r.State().Revoked)
 	defer r.Close()
 
 	g, err := gossip.New(gossip.Config{

@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
 // Identity is a node's (or a remote CLI's) certificate, key and cluster CA.
@@ -23,6 +26,40 @@ type Identity struct {
 	Name string
 	// Role is RoleNode, RoleAdmin or RoleRead.
 	Role string
+
+	revoked atomic.Pointer[RevokedFunc] // see SetRevoked
+}
+
+// RevokedFunc reports whether the certificate of kind (api.CertNode or
+// api.CertClient) that name was issued at issued is revoked.
+type RevokedFunc func(kind, name string, issued time.Time) bool
+
+// SetRevoked makes every TLS config of this identity, made before or
+// after, refuse a peer whose certificate f says is revoked: on each
+// handshake, as a server and as a client, and in VerifyPeer.
+func (id *Identity) SetRevoked(f RevokedFunc) { id.revoked.Store(&f) }
+
+// checkRevoked returns an error when leaf, whose holder is peer, is on
+// the revocation list.
+func (id *Identity) checkRevoked(peer Peer, leaf *x509.Certificate) error {
+	f := id.revoked.Load()
+	if f == nil || !(*f)(peer.Kind(), peer.Name, IssuedAt(leaf)) {
+		return nil
+	}
+	return fmt.Errorf("the certificate of %s %q is revoked: it was removed from the cluster (dev node rm, dev leave or dev token --revoke); join again, or ask for a new bundle", peer.Kind(), peer.Name)
+}
+
+// IssuedAt is when the CA signed cert: NotBefore is backdated by the
+// allowance for clock skew.
+func IssuedAt(cert *x509.Certificate) time.Time { return cert.NotBefore.Add(clockSkew) }
+
+// Kind is the kind of certificate the peer holds, as a revocation names
+// it: api.CertNode, or api.CertClient for admin and read bundles.
+func (p Peer) Kind() string {
+	if p.Role == RoleNode {
+		return api.CertNode
+	}
+	return api.CertClient
 }
 
 // LoadIdentity reads node.crt, node.key and ca.crt from dir and checks that
@@ -124,7 +161,20 @@ func (id *Identity) VerifyPeer(cs *tls.ConnectionState) (Peer, error) {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return Peer{}, ErrNoCertificate
 	}
-	return verifyLeaf(cs.PeerCertificates[0], id.CAPool, time.Now(), x509.ExtKeyUsageAny)
+	return id.verifyPeerLeaf(cs.PeerCertificates[0], x509.ExtKeyUsageAny)
+}
+
+// verifyPeerLeaf is verifyLeaf against this identity's CA, now, and its
+// revocation list.
+func (id *Identity) verifyPeerLeaf(leaf *x509.Certificate, usage x509.ExtKeyUsage) (Peer, error) {
+	peer, err := verifyLeaf(leaf, id.CAPool, time.Now(), usage)
+	if err != nil {
+		return Peer{}, err
+	}
+	if err := id.checkRevoked(peer, leaf); err != nil {
+		return Peer{}, err
+	}
+	return peer, nil
 }
 
 // ErrNoCertificate is returned by VerifyPeer when the peer presented no

@@ -47,7 +47,7 @@ func (id *Identity) serverTLS(auth tls.ClientAuthType, roles ...string) *tls.Con
 				}
 				return nil
 			}
-			peer, err := verifyLeaf(cs.VerifiedChains[0][0], id.CAPool, time.Now(), x509.ExtKeyUsageClientAuth)
+			peer, err := id.verifyPeerLeaf(cs.VerifiedChains[0][0], x509.ExtKeyUsageClientAuth)
 			if err != nil {
 				return fmt.Errorf("verify client certificate: %w", err)
 			}
@@ -78,7 +78,7 @@ func (id *Identity) ClientTLS() *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("verify server certificate: the server presented none")
 			}
-			peer, err := verifyLeaf(cs.PeerCertificates[0], id.CAPool, time.Now(), x509.ExtKeyUsageServerAuth)
+			peer, err := id.verifyPeerLeaf(cs.PeerCertificates[0], x509.ExtKeyUsageServerAuth)
 			if err != nil {
 				return fmt.Errorf("verify server certificate: %w; check the address", err)
 			}

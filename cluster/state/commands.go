@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 )
@@ -30,6 +31,8 @@ const (
 	CmdRollbackRC
 	CmdSetUpdate
 	CmdSetPodStopped
+	CmdRevoke
+	CmdAdmit
 )
 
 // Command is one state change, replicated through the raft log.
@@ -132,6 +135,21 @@ type SetPodStopped struct {
 	Stopped bool   `json:"stopped"`
 }
 
+// Revoke puts certificates on the revocation list every TLS listener
+// checks (`dev node rm`, `dev leave`, `dev token --revoke`).
+type Revoke struct {
+	Revocation api.Revocation `json:"revocation"`
+}
+
+// Admit records that the leader signed a node certificate for Name at At
+// (dev join): only admitted nodes become raft members.
+type Admit struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+func (Admit) Type() CommandType            { return CmdAdmit }
+func (Revoke) Type() CommandType           { return CmdRevoke }
 func (SetPodStopped) Type() CommandType    { return CmdSetPodStopped }
 func (RollbackRC) Type() CommandType       { return CmdRollbackRC }
 func (SetUpdate) Type() CommandType        { return CmdSetUpdate }
@@ -184,6 +202,10 @@ func Decode(b []byte) (Command, error) {
 		c = &PutNode{}
 	case CmdSetPodStopped:
 		c = &SetPodStopped{}
+	case CmdRevoke:
+		c = &Revoke{}
+	case CmdAdmit:
+		c = &Admit{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -271,6 +293,16 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 	case *DeleteNode:
 		delete(tx.s.nodes, c.Name)
+	case *Admit:
+		if c.At.After(tx.s.admitted[c.Name]) {
+			tx.s.admitted[c.Name] = c.At
+		}
+	case *Revoke:
+		r := c.Revocation
+		key := revocationKey(r.Kind, r.Name)
+		if prev, ok := tx.s.revoked[key]; !ok || r.At.After(prev.At) {
+			tx.s.revoked[key] = r
+		}
 	case *RollbackRC:
 		rc := tx.RC(c.Key)
 		if rc == nil {

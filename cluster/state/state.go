@@ -10,6 +10,7 @@ import (
 	"maps"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 )
@@ -43,7 +44,9 @@ type Store struct {
 	pods     map[string]*api.Pod
 	nodes    map[string]*api.Node
 	cluster  *ClusterInfo
-	changed  chan struct{} // closed and replaced at every Update
+	revoked  map[string]api.Revocation // by revocationKey
+	admitted map[string]time.Time      // node -> when its certificate was signed
+	changed  chan struct{}             // closed and replaced at every Update
 }
 
 // New returns an empty store.
@@ -53,8 +56,57 @@ func New() *Store {
 		rcs:      map[string]*api.ReplicationController{},
 		pods:     map[string]*api.Pod{},
 		nodes:    map[string]*api.Node{},
+		revoked:  map[string]api.Revocation{},
+		admitted: map[string]time.Time{},
 		changed:  make(chan struct{}),
 	}
+}
+
+func revocationKey(kind, name string) string { return kind + "/" + name }
+
+// Revoked reports whether a certificate of kind issued to name at issued
+// is revoked. It is called on every TLS handshake: a map lookup.
+func (s *Store) Revoked(kind, name string, issued time.Time) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.revoked[revocationKey(kind, name)]
+	return ok && !issued.After(r.At)
+}
+
+// MayJoinRaft reports whether the node called name may be a raft member:
+// it was admitted (its certificate signed by the leader, or its record
+// written by its agent through the API), and not revoked since.
+func (s *Store) MayJoinRaft(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	at, admitted := s.admitted[name]
+	if !admitted {
+		_, admitted = s.nodes[name]
+	}
+	r, revoked := s.revoked[revocationKey(api.CertNode, name)]
+	return admitted && (!revoked || at.After(r.At))
+}
+
+// Revocation returns the revocation of kind and name, if any.
+func (s *Store) Revocation(kind, name string) (api.Revocation, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.revoked[revocationKey(kind, name)]
+	return r, ok
+}
+
+// Revocations lists the revocation list, by kind and name.
+func (s *Store) Revocations() []api.Revocation {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]api.Revocation, 0, len(s.revoked))
+	for _, r := range s.revoked {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return revocationKey(out[i].Kind, out[i].Name) < revocationKey(out[j].Kind, out[j].Name)
+	})
+	return out
 }
 
 // Index is the raft index of the last applied update.
@@ -411,6 +463,8 @@ type snapshot struct {
 	Pods     []api.Pod                   `json:"pods"`
 	Nodes    []api.Node                  `json:"nodes"`
 	Cluster  *ClusterInfo                `json:"cluster,omitempty"`
+	Revoked  []api.Revocation            `json:"revoked,omitempty"`
+	Admitted map[string]time.Time        `json:"admitted,omitempty"`
 }
 
 // MarshalSnapshot serializes the whole store.
@@ -421,6 +475,15 @@ func (s *Store) MarshalSnapshot() ([]byte, error) {
 		RCs:      s.RCs(""),
 		Pods:     s.Pods(PodFilter{}),
 		Nodes:    s.Nodes(),
+		Revoked:  s.Revocations(),
+	}
+	s.mu.RLock()
+	if len(s.admitted) > 0 {
+		snap.Admitted = maps.Clone(s.admitted)
+	}
+	s.mu.RUnlock()
+	if len(snap.Revoked) == 0 {
+		snap.Revoked = nil
 	}
 	if c, ok := s.Cluster(); ok {
 		snap.Cluster = &c
@@ -445,6 +508,12 @@ func (s *Store) RestoreSnapshot(b []byte) error {
 	s.rcs = map[string]*api.ReplicationController{}
 	s.pods = map[string]*api.Pod{}
 	s.nodes = map[string]*api.Node{}
+	s.admitted = map[string]time.Time{}
+	maps.Copy(s.admitted, snap.Admitted)
+	s.revoked = map[string]api.Revocation{}
+	for _, r := range snap.Revoked {
+		s.revoked[revocationKey(r.Kind, r.Name)] = r
+	}
 	s.cluster = snap.Cluster
 	for i := range snap.Projects {
 		s.projects[snap.Projects[i].Name] = &snap.Projects[i]

@@ -88,6 +88,8 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.RollbackRC{}, 13},
 		{state.SetUpdate{}, 14},
 		{state.SetPodStopped{}, 15},
+		{state.Revoke{}, 16},
+		{state.Admit{}, 17},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -564,6 +566,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1"}},
 		&state.PodStatus{Name: "shop-web-1", Node: "n1", Status: api.PodStatus{State: api.PodRunning, IP: "10.213.1.2", StartedAt: when}},
 		&state.MarkPodsDeleting{Names: []string{"shop-web-2"}},
+		&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "n9", At: when}},
 	)
 	b, err := w.st.MarshalSnapshot()
 	if err != nil {
@@ -713,5 +716,70 @@ func TestDiffProject(t *testing.T) {
 	want := api.ApplyResult{Created: []string{"new"}, Updated: []string{"web", "db"}, Unchanged: []string{"cache"}, Removed: []string{"old"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DiffProject = %+v, want %+v", got, want)
+	}
+}
+
+// TestRevoke: a revocation refuses the certificates of its kind and name
+// issued up to its time, not later ones nor another kind's; a later
+// revocation of the same name moves the time forward, an older one does
+// not move it back; the list survives a snapshot.
+func TestRevoke(t *testing.T) {
+	w := newWriter(t)
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0}})
+	for _, tt := range []struct {
+		kind, name string
+		issued     time.Time
+		want       bool
+	}{
+		{api.CertNode, "h3", t0.Add(-time.Hour), true},
+		{api.CertNode, "h3", t0, true},
+		{api.CertNode, "h3", t0.Add(time.Second), false}, // joined again since
+		{api.CertClient, "h3", t0.Add(-time.Hour), false},
+		{api.CertNode, "h2", t0.Add(-time.Hour), false},
+	} {
+		if got := w.st.Revoked(tt.kind, tt.name, tt.issued); got != tt.want {
+			t.Errorf("Revoked(%s, %s, %v) = %v, want %v", tt.kind, tt.name, tt.issued, got, tt.want)
+		}
+	}
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0.Add(time.Hour)}},
+		&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0}})
+	if !w.st.Revoked(api.CertNode, "h3", t0.Add(time.Minute)) {
+		t.Error("a later revocation did not take")
+	}
+	b, err := w.st.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	if err := restored.RestoreSnapshot(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.Revocations(); len(got) != 1 || !got[0].At.Equal(t0.Add(time.Hour)) {
+		t.Errorf("restored revocations %+v", got)
+	}
+}
+
+// TestMayJoinRaft: a node may become a raft member once admitted (or
+// registered), and not after its certificate was revoked, unless it was
+// admitted again since.
+func TestMayJoinRaft(t *testing.T) {
+	w := newWriter(t)
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	if w.st.MayJoinRaft("h2") {
+		t.Error("a gossip member never admitted may join raft")
+	}
+	w.must(&state.Admit{Name: "h2", At: t0}, &state.PutNode{Node: api.Node{Name: "h1", Status: api.NodeReady}})
+	if !w.st.MayJoinRaft("h2") || !w.st.MayJoinRaft("h1") {
+		t.Error("an admitted or registered node may not join raft")
+	}
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h2", At: t0.Add(time.Minute)}},
+		&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h1", At: t0}})
+	if w.st.MayJoinRaft("h2") || w.st.MayJoinRaft("h1") {
+		t.Error("a revoked node may join raft")
+	}
+	w.must(&state.Admit{Name: "h2", At: t0.Add(time.Hour)})
+	if !w.st.MayJoinRaft("h2") {
+		t.Error("a node admitted again after its revocation may not join raft")
 	}
 }

@@ -16,8 +16,7 @@ import (
 
 // NewTokenCommand is `dev token`.
 func NewTokenCommand(g *globals) *cobra.Command {
-	var client string
-	var out string
+	var client, out, revoke string
 	var read bool
 	cmd := &cobra.Command{
 		Use:   "token",
@@ -28,6 +27,16 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			c, err := g.client(ctx)
 			if err != nil {
 				return err
+			}
+			if revoke != "" {
+				if client != "" || read || out != "" {
+					return fmt.Errorf("token: --revoke takes no other flag")
+				}
+				if _, err := c.RevokeClient(ctx, revoke); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked every client bundle of %s issued so far: every node refuses them now\n", revoke)
+				return nil
 			}
 			if read && client == "" {
 				return fmt.Errorf("token: --read makes a client bundle: give it a name with --client NAME")
@@ -57,6 +66,7 @@ func NewTokenCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI (role admin: everything a user can do)")
 	cmd.Flags().BoolVar(&read, "read", false, "with --client: role read (ps, logs, nodes, services, events, dashboard; no changes, no exec, no tokens)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the client bundle (default <name>.pem)")
+	cmd.Flags().StringVar(&revoke, "revoke", "", "revoke every client bundle issued to this name so far (a new --client bundle of the name works again)")
 	return cmd
 }
 
@@ -133,6 +143,38 @@ func NewNodesCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+// NewNodeCommand is `dev node`: verbs on one node.
+func NewNodeCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Manage one node of the cluster (rm)",
+	}
+	var force bool
+	rm := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Forget a node that is gone for good: its pods run elsewhere, its certificate is revoked",
+		Long: "Forget a node that is gone for good: its pods are made again on the other nodes, it leaves raft, and its\n" +
+			"certificate is revoked, so that every node refuses it on every port should it come back (it may join again\n" +
+			"with a new token). A node that is still ready is refused unless --force: run `dev leave` on it instead.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := c.RemoveNode(ctx, args[0], force); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed node %s; its certificate is revoked\n", args[0])
+			return nil
+		},
+	}
+	rm.Flags().BoolVar(&force, "force", false, "remove the node even though it is ready")
+	cmd.AddCommand(rm)
 	return cmd
 }
 

@@ -95,6 +95,7 @@ func NewRootCommand() *cobra.Command {
 		NewTokenCommand(g),
 		NewJoinCommand(g),
 		NewNodesCommand(g),
+		NewNodeCommand(g),
 		NewLeaveCommand(g),
 		NewExecCommand(g), NewRunCommand(g), // interactive sessions: exec.go, run.go
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
