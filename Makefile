@@ -14,7 +14,7 @@ EXAMPLE_SERVICES := examples/hello/web examples/hello/backend examples/sidecar/a
 EXAMPLE_BINS     := $(foreach d,$(EXAMPLE_SERVICES),$(d)/$(notdir $(d)))
 EXAMPLE_COMPOSE  := examples/hello/compose.yaml
 
-.PHONY: all build example-bins example deps test vet bench bench-quick clean
+.PHONY: all build example-bins example deps test vet fuzz bench bench-quick clean
 
 all: build
 
@@ -43,8 +43,19 @@ deps:
 	bash test/deps.sh
 
 # -p 1: packages that share the Docker Engine (test/e2e, agent/docker) never run concurrently.
-test: deps vet
+test: deps vet fuzz
 	$(GO) test -count=1 -p 1 -timeout $(TIMEOUT) ./...
+
+# Each fuzz target for a few seconds: what peers and clients send (a join
+# token, a raft entry, an image archive, a dev cp archive).
+FUZZ_TARGETS := FuzzParseToken:./cluster/pki FuzzDecode:./cluster/state \
+	FuzzCheckImageArchive:./cluster/agent/docker FuzzRebase:./cluster/agent/docker
+FUZZ_TIME ?= 5s
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "$(GO) test -run '^$$' -fuzz '^$${t%%:*}$$' -fuzztime $(FUZZ_TIME) $${t#*:}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZ_TIME) $${t#*:}; \
+	done
 
 # Benchmarks against real peers (docker-compose, the raw Engine API, swarm
 # mode), the data path, the control plane at scale and failover on three
