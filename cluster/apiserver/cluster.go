@@ -91,6 +91,9 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 			ips = append(ips, net.IP(a.AsSlice()))
 		}
 	}
+	if err := srv.waitPastRevocation(ctx, api.CertNode, req.Name); err != nil {
+		return api.JoinResponse{}, fmt.Errorf("join: %w", err)
+	}
 	cert, err := ca.Sign(req.CSR, req.Name, "node", ips, nil)
 	if err != nil {
 		return api.JoinResponse{}, invalid("join: %v", err)
@@ -111,6 +114,30 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 	sort.Strings(gossip)
 	srv.log.Info("admitted node", "node", req.Name)
 	return api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}, nil
+}
+
+// waitPastRevocation holds an issuer until a certificate of kind for name
+// signed now is past name's revocation, if any: certificates carry whole
+// seconds (state.Store.RevokedUntil), so this is at most a second, unless
+// the revoking node's clock is ahead of this one's.
+func (srv *Server) waitPastRevocation(ctx context.Context, kind, name string) error {
+	until, ok := srv.r.State().RevokedUntil(kind, name)
+	if !ok {
+		return nil
+	}
+	d := time.Until(until)
+	switch {
+	case d <= 0:
+		return nil
+	case d > 5*time.Second:
+		return fmt.Errorf("%s %s was revoked at %s, %s ahead of this node's clock: check the nodes' clocks", kind, name, until.Format(time.RFC3339), d.Round(time.Second))
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // handleRevokeClient is `dev token --revoke NAME`: every client bundle
@@ -149,6 +176,10 @@ func (srv *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		role := pki.RoleAdmin
 		if r.URL.Query().Get("role") == pki.RoleRead {
 			role = pki.RoleRead
+		}
+		if err := srv.waitPastRevocation(r.Context(), api.CertClient, name); err != nil {
+			writeError(w, err)
+			return
 		}
 		if res.Bundle, err = ca.ClientBundle(name, role); err != nil {
 			writeError(w, err)

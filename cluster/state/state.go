@@ -67,10 +67,22 @@ func revocationKey(kind, name string) string { return kind + "/" + name }
 // Revoked reports whether a certificate of kind issued to name at issued
 // is revoked. It is called on every TLS handshake: a map lookup.
 func (s *Store) Revoked(kind, name string, issued time.Time) bool {
+	until, ok := s.RevokedUntil(kind, name)
+	return ok && issued.Before(until)
+}
+
+// RevokedUntil is the first issuance time a revocation of kind and name
+// lets through: the second after it, since certificates carry whole
+// seconds (one issued in the second of the revocation cannot be told
+// from one issued just before it). An issuer waits for it.
+func (s *Store) RevokedUntil(kind, name string) (time.Time, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r, ok := s.revoked[revocationKey(kind, name)]
-	return ok && !issued.After(r.At)
+	if !ok {
+		return time.Time{}, false
+	}
+	return r.At.Truncate(time.Second).Add(time.Second), true
 }
 
 // MayJoinRaft reports whether the node called name may be a raft member:
@@ -84,7 +96,7 @@ func (s *Store) MayJoinRaft(name string) bool {
 		_, admitted = s.nodes[name]
 	}
 	r, revoked := s.revoked[revocationKey(api.CertNode, name)]
-	return admitted && (!revoked || at.After(r.At))
+	return admitted && (!revoked || !at.Before(r.At.Truncate(time.Second).Add(time.Second)))
 }
 
 // Revocation returns the revocation of kind and name, if any.

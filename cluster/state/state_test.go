@@ -734,7 +734,8 @@ func TestRevoke(t *testing.T) {
 	}{
 		{api.CertNode, "h3", t0.Add(-time.Hour), true},
 		{api.CertNode, "h3", t0, true},
-		{api.CertNode, "h3", t0.Add(time.Second), false}, // joined again since
+		{api.CertNode, "h3", t0.Add(999 * time.Millisecond), true}, // the same second: cannot be told apart
+		{api.CertNode, "h3", t0.Add(time.Second), false},           // joined again since
 		{api.CertClient, "h3", t0.Add(-time.Hour), false},
 		{api.CertNode, "h2", t0.Add(-time.Hour), false},
 	} {
