@@ -41,6 +41,8 @@ type Client interface {
 	// RevokeClient revokes every client bundle issued to name so far.
 	RevokeClient(ctx context.Context, name string) (WriteResult, error)
 	Revocations(ctx context.Context) ([]Revocation, error)
+	// RotateToken makes a new join secret and returns the new token.
+	RotateToken(ctx context.Context) (TokenResponse, error)
 }
 
 // PodQuery filters a pod listing; Index > 0 makes it a blocking query that
@@ -342,6 +344,13 @@ func (c *HTTPClient) RemoveNode(ctx context.Context, name string, force bool) (W
 func (c *HTTPClient) RevokeClient(ctx context.Context, name string) (WriteResult, error) {
 	var r WriteResult
 	err := c.Do(ctx, http.MethodDelete, "/v1/clients/"+url.PathEscape(name), nil, &r)
+	return r, err
+}
+
+// RotateToken implements Client.
+func (c *HTTPClient) RotateToken(ctx context.Context) (TokenResponse, error) {
+	var r TokenResponse
+	err := c.Do(ctx, http.MethodPost, "/v1/token/rotate", nil, &r)
 	return r, err
 }
 

@@ -21,6 +21,7 @@ import (
 func (srv *Server) registerCluster(mux *http.ServeMux) {
 	handle(mux, "GET /v1/token", roleAdmin, srv.handleToken)
 	handle(mux, "DELETE /v1/clients/{name}", roleAdmin, srv.handleRevokeClient)
+	handle(mux, "POST /v1/token/rotate", roleAdmin, srv.handleRotateToken)
 	handle(mux, "GET /v1/revocations", roleRead, srv.handleRevocations)
 	handle(mux, "POST /v1/join", rolePublic, srv.handleJoin)
 	handle(mux, "GET /v1/dashboard", roleRead, srv.handleDashboard) // a login link to a read-only dashboard
@@ -151,6 +152,33 @@ func (srv *Server) handleRevokeClient(w http.ResponseWriter, r *http.Request) {
 	}
 	srv.log.Info("revoked client bundles", "client", name)
 	writeJSON(w, api.WriteResult{Index: idx})
+}
+
+// handleRotateToken is `dev token --rotate`: a new join secret, so that
+// tokens handed out before no longer admit anyone. Nodes that joined keep
+// their certificates.
+func (srv *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
+	ci, ok := srv.r.State().Cluster()
+	if !ok {
+		writeError(w, errors.New("token: the cluster is still starting; retry in a moment"))
+		return
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	secret, err := pki.NewSecret()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := srv.mgr.Apply(r.Context(), &state.RotateJoinSecret{Secret: secret}); err != nil {
+		writeError(w, err)
+		return
+	}
+	srv.log.Info("rotated the join secret")
+	writeJSON(w, api.TokenResponse{Token: pki.Token{Fingerprint: ca.Fingerprint(), Secret: secret}.String()})
 }
 
 // handleRevocations lists the revocation list.

@@ -33,6 +33,7 @@ const (
 	CmdSetPodStopped
 	CmdRevoke
 	CmdAdmit
+	CmdRotateJoinSecret
 )
 
 // Command is one state change, replicated through the raft log.
@@ -148,6 +149,13 @@ type Admit struct {
 	At   time.Time `json:"at"`
 }
 
+// RotateJoinSecret replaces the join token's secret (dev token --rotate):
+// tokens with the old one stop working.
+type RotateJoinSecret struct {
+	Secret string `json:"secret"`
+}
+
+func (RotateJoinSecret) Type() CommandType { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType            { return CmdAdmit }
 func (Revoke) Type() CommandType           { return CmdRevoke }
 func (SetPodStopped) Type() CommandType    { return CmdSetPodStopped }
@@ -206,6 +214,8 @@ func Decode(b []byte) (Command, error) {
 		c = &Revoke{}
 	case CmdAdmit:
 		c = &Admit{}
+	case CmdRotateJoinSecret:
+		c = &RotateJoinSecret{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -293,6 +303,16 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 	case *DeleteNode:
 		delete(tx.s.nodes, c.Name)
+	case *RotateJoinSecret:
+		if tx.s.cluster == nil {
+			return fmt.Errorf("rotate the join secret: the cluster is not set up yet")
+		}
+		if c.Secret == "" {
+			return fmt.Errorf("rotate the join secret: empty secret")
+		}
+		ci := *tx.s.cluster
+		ci.JoinSecret = c.Secret
+		tx.s.cluster = &ci
 	case *Admit:
 		if c.At.After(tx.s.admitted[c.Name]) {
 			tx.s.admitted[c.Name] = c.At

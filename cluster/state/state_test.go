@@ -90,6 +90,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.SetPodStopped{}, 15},
 		{state.Revoke{}, 16},
 		{state.Admit{}, 17},
+		{state.RotateJoinSecret{}, 18},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,8 @@ import (
 )
 
 // TestRevocation on two hosts: a revoked client bundle is refused while a
-// new one of the same name works; `dev node rm` refuses a ready node
+// new one of the same name works; after dev token --rotate the old join
+// token admits no one; `dev node rm` refuses a ready node
 // without --force, and with it the node is forgotten and its certificate
 // refused on the raft and API ports of the other node, at the handshake.
 func TestRevocation(t *testing.T) {
@@ -45,6 +47,35 @@ func TestRevocation(t *testing.T) {
 	ms[1].mustDev(t, "token", "--client", "ops", "-o", fresh)
 	if out, err := remote(fresh); err != nil {
 		t.Errorf("a bundle of the same name issued after the revocation: %v\n%s", err, out)
+	}
+
+	// dev token --rotate: the old token's secret no longer admits, the
+	// new one's does (this join then fails on its empty CSR instead).
+	oldToken := strings.TrimSpace(ms[0].mustDev(t, "token"))
+	newToken, _, _ := strings.Cut(ms[0].mustDev(t, "token", "--rotate"), "\n") // then a note on stderr
+	if newToken == oldToken || !strings.HasPrefix(newToken, "DEVTKN-") {
+		t.Fatalf("dev token --rotate printed %q (was %q)", newToken, oldToken)
+	}
+	join := func(token string) int {
+		tok, err := pki.ParseToken(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := hosts[1].HTTPClient(10 * time.Second)
+		c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // no certificate yet, as a joining node
+		body := `{"name":"h9","secret":"` + tok.Secret + `"}`
+		resp, err := c.Post("https://"+hosts[0].IP+":7948/v1/join", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := join(oldToken); code != http.StatusForbidden {
+		t.Errorf("a join with the token from before --rotate: %d, want 403", code)
+	}
+	if code := join(newToken); code != http.StatusBadRequest {
+		t.Errorf("a join with the rotated token (and no CSR): %d, want 400 (admitted, then the CSR refused)", code)
 	}
 
 	// h2's own certificate, as a thief would hold it.

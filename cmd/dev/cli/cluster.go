@@ -17,7 +17,7 @@ import (
 // NewTokenCommand is `dev token`.
 func NewTokenCommand(g *globals) *cobra.Command {
 	var client, out, revoke string
-	var read bool
+	var read, rotate bool
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Print the join token of the cluster (or, with --client, write a client certificate bundle)",
@@ -27,6 +27,18 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			c, err := g.client(ctx)
 			if err != nil {
 				return err
+			}
+			if rotate {
+				if client != "" || read || revoke != "" {
+					return fmt.Errorf("token: --rotate takes no other flag")
+				}
+				res, err := c.RotateToken(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), res.Token)
+				fmt.Fprintln(cmd.ErrOrStderr(), "the previous join token no longer admits anyone; joined nodes are not affected")
+				return nil
 			}
 			if revoke != "" {
 				if client != "" || read || out != "" {
@@ -66,6 +78,7 @@ func NewTokenCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI (role admin: everything a user can do)")
 	cmd.Flags().BoolVar(&read, "read", false, "with --client: role read (ps, logs, nodes, services, events, dashboard; no changes, no exec, no tokens)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the client bundle (default <name>.pem)")
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "make a new join secret and print the new token: the old token stops working")
 	cmd.Flags().StringVar(&revoke, "revoke", "", "revoke every client bundle issued to this name so far (a new --client bundle of the name works again)")
 	return cmd
 }
