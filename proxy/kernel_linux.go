@@ -213,7 +213,8 @@ func (k *NFTables) sets(t *nftables.Table) (vips, hairpin, serviceIPs, nodePorts
 // skeleton replaces the table with its fixed part: sets, maps, base chains
 // and the dispatch and reject chains.
 //
-//	chain nat-prerouting  { type nat hook prerouting priority -110; jump services }
+//	chain nat-prerouting  { type nat hook prerouting priority -110
+//		ip daddr SERVICES ip saddr != CLUSTER drop; jump services }
 //	chain nat-output      { type nat hook output priority -110; jump services }
 //	chain services {
 //		meta l4proto tcp ip daddr vmap @service-ips
@@ -274,7 +275,16 @@ func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
 		cmpEq(1, binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)),
 		loadL4Proto(1), loadDport(9), vmap(1, nodePorts))
 
-	add(base("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, -110), jump(chainServices))
+	natPre := base("nat-prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, -110)
+	// VIPs serve the cluster: a packet to the service range from outside
+	// the pod network (a LAN host that routes the range to this node) is
+	// dropped before it is translated. The node's own connections to VIPs
+	// take the output hook; published ports are not in the range.
+	if svc, cluster := k.cfg.ServiceCIDR.Masked(), k.cfg.ClusterCIDR.Masked(); svc.IsValid() && cluster.IsValid() {
+		add(natPre, rule(matchPrefix(loadDaddr(1), svc, expr.CmpOpEq), matchPrefix(loadSaddr(1), cluster, expr.CmpOpNeq),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
+	}
+	add(natPre, jump(chainServices))
 	add(base("nat-output", nftables.ChainTypeNAT, nftables.ChainHookOutput, -110), jump(chainServices))
 
 	// What reaches the service range without being translated has no

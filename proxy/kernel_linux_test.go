@@ -274,6 +274,13 @@ func TestNFTablesDataPath(t *testing.T) {
 			t.Fatalf("client -> host:8081/udp = %s from %s, %v", name, from, err)
 		}
 	})
+	t.Run("a client outside that routes the service range to the host gets nothing", func(t *testing.T) {
+		run(t, "ip", "-n", ktClient, "route", "add", ktServices.String(), "via", ktHostUp)
+		defer run(t, "ip", "-n", ktClient, "route", "del", ktServices.String(), "via", ktHostUp)
+		if name, from, err := hello(ktClient, ktVIP+":7001"); err == nil {
+			t.Fatalf("client -> VIP = %s seeing %s: the VIP answered outside the cluster", name, from)
+		}
+	})
 	t.Run("published port on localhost and the host's address, from the host", func(t *testing.T) {
 		for _, addr := range []string{"127.0.0.1:8080", ktHostUp + ":8080", "127.0.0.1:8082"} {
 			if name, _, err := hello(ktHost, addr); err != nil || name != "pod1" {
