@@ -71,9 +71,9 @@ func (srv *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 // admit checks a join request against the cluster secret and signs the
 // node's certificate.
 func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResponse, error) {
-	ci, ok := srv.r.State().Cluster()
-	if !ok {
-		return api.JoinResponse{}, errors.New("join: the cluster is still starting; retry in a moment")
+	ci, ca, err := srv.clusterCA("join")
+	if err != nil {
+		return api.JoinResponse{}, err
 	}
 	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(ci.JoinSecret)) != 1 {
 		return api.JoinResponse{}, &httpError{http.StatusForbidden, "forbidden",
@@ -81,10 +81,6 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 	}
 	if n, ok := srv.r.State().Node(req.Name); ok && n.Status == api.NodeReady {
 		return api.JoinResponse{}, conflict("join refused: a ready node named %s is already in the cluster; pick another --node-name", req.Name)
-	}
-	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
-	if err != nil {
-		return api.JoinResponse{}, err
 	}
 	var ips []net.IP
 	for _, s := range req.IPs {
@@ -115,6 +111,20 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 	sort.Strings(gossip)
 	srv.log.Info("admitted node", "node", req.Name)
 	return api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}, nil
+}
+
+// clusterCA is the cluster's record and its CA; what names the caller in
+// the error.
+func (srv *Server) clusterCA(what string) (state.ClusterInfo, *pki.CA, error) {
+	ci, ok := srv.r.State().Cluster()
+	if !ok {
+		return ci, nil, fmt.Errorf("%s: the cluster is still starting; retry in a moment", what)
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	if err != nil {
+		return ci, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return ci, ca, nil
 }
 
 // waitPastRevocation holds an issuer until a certificate of kind for name
@@ -158,12 +168,7 @@ func (srv *Server) handleRevokeClient(w http.ResponseWriter, r *http.Request) {
 // tokens handed out before no longer admit anyone. Nodes that joined keep
 // their certificates.
 func (srv *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
-	ci, ok := srv.r.State().Cluster()
-	if !ok {
-		writeError(w, errors.New("token: the cluster is still starting; retry in a moment"))
-		return
-	}
-	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	_, ca, err := srv.clusterCA("token")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -189,12 +194,7 @@ func (srv *Server) handleRevocations(w http.ResponseWriter, _ *http.Request) {
 // handleToken prints the join token, and with ?client=NAME a client
 // certificate bundle for a remote CLI.
 func (srv *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	ci, ok := srv.r.State().Cluster()
-	if !ok {
-		writeError(w, errors.New("token: the cluster is still starting; retry in a moment"))
-		return
-	}
-	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	ci, ca, err := srv.clusterCA("token")
 	if err != nil {
 		writeError(w, err)
 		return
