@@ -40,6 +40,7 @@ import "time"
 //	node   POST   /v1/internal/register                   Node (the caller's own record) -> Node
 //	node   DELETE /v1/internal/volumes/{project}          -> WriteResult
 //	node   GET    /v1/internal/image?ref=R                -> image tarball
+//	node   POST   /v1/internal/renew                      RenewRequest -> RenewResponse (a new certificate for the caller)
 
 // Status answers GET /v1/status.
 type Status struct {
@@ -119,6 +120,17 @@ type JoinResponse struct {
 	CA        []byte   `json:"ca"`   // PEM
 	GossipKey []byte   `json:"gossip_key"`
 	Gossip    []string `json:"gossip"` // addresses of live members
+}
+
+// RenewRequest asks for a new certificate for the calling node, for the
+// key of CSR (PEM).
+type RenewRequest struct {
+	CSR []byte `json:"csr"`
+}
+
+// RenewResponse carries the new certificate (PEM).
+type RenewResponse struct {
+	Cert []byte `json:"cert"`
 }
 
 // TokenResponse answers GET /v1/token.

@@ -91,7 +91,7 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 	if err := srv.waitPastRevocation(ctx, api.CertNode, req.Name); err != nil {
 		return api.JoinResponse{}, fmt.Errorf("join: %w", err)
 	}
-	cert, err := ca.Sign(req.CSR, req.Name, "node", ips, nil)
+	cert, err := ca.SignFor(req.CSR, req.Name, pki.RoleNode, ips, nil, srv.certLifetime())
 	if err != nil {
 		return api.JoinResponse{}, invalid("join: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/peers"
+	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 )
@@ -20,6 +21,36 @@ func (srv *Server) registerInternal(mux *http.ServeMux) {
 	handle(mux, "POST "+peers.PathRegister, roleNode, srv.handleInternalRegister)
 	handle(mux, "DELETE "+peers.PathVolumes+"{project}", roleNode, srv.handleInternalVolumes)
 	handle(mux, "GET "+peers.PathImage, roleNode, srv.handleImage)
+	handle(mux, "POST "+peers.PathRenew, roleNode, srv.handleRenew)
+}
+
+// handleRenew signs a new certificate for the calling node: its name and
+// addresses are the certificate's it calls with, whose handshake passed the
+// revocation list (a removed node gets none), and its life the cluster's.
+func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
+	var req api.RenewRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, invalid("decode renew request: %v", err))
+		return
+	}
+	c, _ := callerFrom(r.Context())
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		writeError(w, invalid("renew: a node renews over TLS with the certificate it renews"))
+		return
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	_, ca, err := srv.clusterCA("renew")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cert, err := ca.SignFor(req.CSR, c.Name, pki.RoleNode, leaf.IPAddresses, nil, srv.certLifetime())
+	if err != nil {
+		writeError(w, invalid("renew: %v", err))
+		return
+	}
+	srv.log.Info("renewed node certificate", "node", c.Name)
+	writeJSON(w, api.RenewResponse{Cert: cert})
 }
 
 // nodeOnly refuses every caller but a node before a route is matched: no

@@ -18,6 +18,7 @@ import (
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/peers"
+	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -100,7 +101,17 @@ type Options struct {
 	// Dashboard tells where this node serves the dashboard and how to log
 	// in (GET /v1/dashboard); nil: no dashboard.
 	Dashboard func() (api.DashboardInfo, error)
-	Log       *slog.Logger
+	// CertLifetime is how long the node certificates this node signs last
+	// (join, renewal); 0: pki.DefaultNodeCertLifetime.
+	CertLifetime time.Duration
+	Log          *slog.Logger
+}
+
+func (srv *Server) certLifetime() time.Duration {
+	if srv.opts.CertLifetime > 0 {
+		return srv.opts.CertLifetime
+	}
+	return pki.DefaultNodeCertLifetime
 }
 
 // Server is the HTTP API of one node.

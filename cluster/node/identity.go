@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/manager"
+	"github.com/devhq/dev/cluster/peers"
 	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
 )
@@ -112,7 +114,7 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := ca.Sign(csrPEM, n.cfg.Name, "node", n.certIPs(), nil)
+	certPEM, err := ca.SignFor(csrPEM, n.cfg.Name, pki.RoleNode, n.certIPs(), nil, n.certLifetime())
 	if err != nil {
 		return nil, err
 	}
@@ -233,4 +235,55 @@ func postJoin(ctx context.Context, hc *http.Client, addr string, body []byte) (a
 		return res, fmt.Errorf("decode join answer: %w", err)
 	}
 	return res, nil
+}
+
+func (n *Node) certLifetime() time.Duration {
+	if n.cfg.CertLifetime > 0 {
+		return n.cfg.CertLifetime
+	}
+	return pki.DefaultNodeCertLifetime
+}
+
+// renewCertificate renews this node's certificate at 2/3 of its life, from
+// the leader (whose handshake checks the revocation list: a removed node
+// gets none), saves it in the data dir and puts it in place in the
+// running TLS configs. A failed renewal is retried every renewRetry until
+// ctx ends.
+func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *manager.Manager, pr *peers.Peers) error {
+	const renewRetry = 10 * time.Second
+	dir := filepath.Join(n.cfg.DataDir, pkiDir)
+	wait := time.Until(id.RenewAt())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(max(wait, 0)):
+		}
+		wait = renewRetry
+		addr, err := mgr.LeaderAPI()
+		if err != nil {
+			n.log.Warn("renew certificate: no leader", "err", err)
+			continue
+		}
+		keyPEM, csrPEM, err := pki.NewKeyAndCSR(n.cfg.Name)
+		if err != nil {
+			n.log.Warn("renew certificate", "err", err)
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		certPEM, err := pr.Renew(rctx, addr, csrPEM)
+		cancel()
+		if err == nil {
+			err = pki.SaveIdentity(dir, certPEM, keyPEM, pki.EncodeCertPEM(id.CACert))
+		}
+		if err == nil {
+			err = id.Reload(certPEM, keyPEM)
+		}
+		if err != nil {
+			n.log.Warn("renew certificate", "err", err, "expires", id.Certificate().Leaf.NotAfter)
+			continue
+		}
+		n.log.Info("renewed certificate", "expires", id.Certificate().Leaf.NotAfter)
+		wait = time.Until(id.RenewAt())
+	}
 }

@@ -83,6 +83,10 @@ type Config struct {
 	// NodeGrace is how long a node may be down before its pods are
 	// recreated elsewhere (default 10s).
 	NodeGrace time.Duration
+	// CertLifetime is how long the node certificates this node signs last
+	// (default pki.DefaultNodeCertLifetime); every node renews its own at
+	// 2/3 of its life.
+	CertLifetime time.Duration
 	// Fast shortens timers (tests).
 	Fast bool
 }
@@ -263,6 +267,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}}, apiserver.Options{
 		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
+		CertLifetime: cfg.CertLifetime,
 	})
 	handler := apiSrv.Handler()
 	var dash *dashboard.Server
@@ -340,6 +345,7 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
+	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	defer func() {
 		if n.left.Load() {

@@ -25,6 +25,7 @@ const (
 	PathRegister = "/v1/internal/register"
 	PathImage    = "/v1/internal/image"
 	PathVolumes  = "/v1/internal/volumes/"
+	PathRenew    = "/v1/internal/renew"
 )
 
 // ApplyRequest is a command forwarded to the leader: the raft entry bytes
@@ -90,6 +91,16 @@ func (p *Peers) Register(ctx context.Context, addr string, n api.Node) (api.Node
 		return api.Node{}, fmt.Errorf("register with leader %s: %w", addr, err)
 	}
 	return out, nil
+}
+
+// Renew asks the node at addr to sign a new certificate for the calling
+// node (its name from the certificate it calls with) for the key of csr.
+func (p *Peers) Renew(ctx context.Context, addr string, csr []byte) ([]byte, error) {
+	var res api.RenewResponse
+	if err := p.do(ctx, http.MethodPost, addr, PathRenew, api.RenewRequest{CSR: csr}, &res); err != nil {
+		return nil, fmt.Errorf("renew certificate at %s: %w", addr, err)
+	}
+	return res.Cert, nil
 }
 
 // Join relays a join request to the leader at addr.

@@ -192,8 +192,17 @@ func NewKeyAndCSR(nodeName string) (keyPEM, csrPEM []byte, err error) {
 // role RoleAdmin or RoleRead: CN = "client:" + name, SANs = ips + dnsNames;
 // client auth only, so it can never act as a cluster server.
 func (ca *CA) Sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []string) (certPEM []byte, err error) {
+	return ca.SignFor(csrPEM, name, role, ips, dnsNames, certValidity)
+}
+
+// DefaultNodeCertLifetime is how long a node certificate lasts unless the
+// cluster says otherwise (--cert-lifetime); nodes renew theirs at 2/3 of it.
+const DefaultNodeCertLifetime = 90 * 24 * time.Hour
+
+// SignFor is Sign with a lifetime (never beyond the CA's).
+func (ca *CA) SignFor(csrPEM []byte, name, role string, ips []net.IP, dnsNames []string, lifetime time.Duration) (certPEM []byte, err error) {
 	now := time.Now()
-	notAfter := now.Add(certValidity)
+	notAfter := now.Add(lifetime)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
@@ -367,6 +376,9 @@ func parseKeyPEM(data []byte) (crypto.Signer, error) {
 		return signer, nil
 	}
 }
+
+// EncodeCertPEM is cert as PEM.
+func EncodeCertPEM(cert *x509.Certificate) []byte { return encodeCertPEM(cert.Raw) }
 
 func encodeCertPEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})

@@ -27,7 +27,40 @@ type Identity struct {
 	// Role is RoleNode, RoleAdmin or RoleRead.
 	Role string
 
-	revoked atomic.Pointer[RevokedFunc] // see SetRevoked
+	revoked atomic.Pointer[RevokedFunc]     // see SetRevoked
+	current atomic.Pointer[tls.Certificate] // a renewed Cert (Reload); nil: Cert
+}
+
+// Certificate is the identity's current certificate chain: Cert, or the
+// one Reload put in its place. The TLS configs present it on every
+// handshake, so a renewal needs no listener restarted.
+func (id *Identity) Certificate() *tls.Certificate {
+	if c := id.current.Load(); c != nil {
+		return c
+	}
+	return &id.Cert
+}
+
+// Reload puts a renewed certificate (and its key) in place of the current
+// one: it must be of the same CA, name and role, and valid now.
+func (id *Identity) Reload(certPEM, keyPEM []byte) error {
+	next, err := newIdentity(certPEM, keyPEM, encodeCertPEM(id.CACert.Raw), time.Now())
+	if err != nil {
+		return fmt.Errorf("reload certificate: %w", err)
+	}
+	if next.Name != id.Name || next.Role != id.Role {
+		return fmt.Errorf("reload certificate: it is %s %q's, not %s %q's", next.Role, next.Name, id.Role, id.Name)
+	}
+	id.current.Store(&next.Cert)
+	return nil
+}
+
+// RenewAt is when the current certificate should be renewed: at 2/3 of
+// its life.
+func (id *Identity) RenewAt() time.Time {
+	leaf := id.Certificate().Leaf
+	issued := IssuedAt(leaf)
+	return issued.Add(leaf.NotAfter.Sub(issued) * 2 / 3)
 }
 
 // RevokedFunc reports whether the certificate of kind (api.CertNode or

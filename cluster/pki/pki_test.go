@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -599,7 +598,7 @@ func TestTLS(t *testing.T) {
 		}},
 	}
 	noCert := n2.ClientTLS()
-	noCert.Certificates = nil
+	noCert.GetClientCertificate = nil
 	hexFP := strings.TrimPrefix(caA.Fingerprint(), "sha256:")
 
 	tests := []struct {
@@ -827,10 +826,16 @@ func TestHTTPJoinServer(t *testing.T) {
 		}
 		io.WriteString(w, peer.Role+":"+peer.Name)
 	})
-	srv := httptest.NewUnstartedServer(mux)
-	srv.TLS = n1.JoinServerTLS()
-	srv.StartTLS()
-	defer srv.Close()
+	// Not httptest's StartTLS: it would add a certificate of its own,
+	// which a handshake without SNI would get instead of the node's.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(tls.NewListener(ln, n1.JoinServerTLS())) }()
+	defer hs.Close()
+	srv := struct{ URL string }{"https://" + ln.Addr().String()}
 
 	get := func(cfg *tls.Config, path string) (int, string) {
 		t.Helper()
@@ -862,5 +867,57 @@ func TestHTTPJoinServer(t *testing.T) {
 				t.Errorf("GET %s = %d %q, want %d %q", tt.path, code, body, tt.wantCode, tt.wantBody)
 			}
 		})
+	}
+}
+
+// TestReload: a renewed certificate takes the old one's place in the TLS
+// configs made before (server and client side), without a restart; one
+// of another name or CA is refused; RenewAt is at 2/3 of the life.
+func TestReload(t *testing.T) {
+	ca := newTestCA(t, "a")
+	n1 := issue(t, ca, "n1", RoleNode, time.Time{}, time.Time{})
+	n2 := issue(t, ca, "n2", RoleNode, time.Time{}, time.Time{})
+	server, client := n1.NodeServerTLS(), n1.ClientTLS()
+	first := n1.Certificate().Leaf.SerialNumber
+
+	keyPEM, csrPEM, err := NewKeyAndCSR("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.SignFor(csrPEM, "n1", RoleNode, nil, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Reload(certPEM, keyPEM); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	renewed := n1.Certificate().Leaf
+	if renewed.SerialNumber.Cmp(first) == 0 {
+		t.Fatal("Reload kept the old certificate")
+	}
+	// The server made before presents the new one; the client made before
+	// presents the new one too (its peer sees it).
+	res := handshake(t, server, n2.ClientTLS())
+	if res.clientErr != nil || res.clientState.PeerCertificates[0].SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+		t.Errorf("server after Reload: %v, presented %v; want the renewed certificate", res.clientErr, res.clientState.PeerCertificates)
+	}
+	res = handshake(t, n2.NodeServerTLS(), client)
+	if res.serverErr != nil || res.serverState.PeerCertificates[0].SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+		t.Errorf("client after Reload: %v; want the renewed certificate presented", res.serverErr)
+	}
+	if want := IssuedAt(renewed).Add(40 * time.Minute); !n1.RenewAt().Equal(want) {
+		t.Errorf("RenewAt = %v, want %v (2/3 of an hour after issue)", n1.RenewAt(), want)
+	}
+
+	other, otherCSR, _ := NewKeyAndCSR("n2")
+	otherCert, _ := ca.SignFor(otherCSR, "n2", RoleNode, nil, nil, time.Hour)
+	if err := n1.Reload(otherCert, other); err == nil {
+		t.Error("Reload took another node's certificate")
+	}
+	foreign := newTestCA(t, "b")
+	fk, fcsr, _ := NewKeyAndCSR("n1")
+	fcert, _ := foreign.SignFor(fcsr, "n1", RoleNode, nil, nil, time.Hour)
+	if err := n1.Reload(fcert, fk); err == nil {
+		t.Error("Reload took a certificate of another CA")
 	}
 }

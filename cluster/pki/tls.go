@@ -34,10 +34,12 @@ func (id *Identity) JoinServerTLS() *tls.Config {
 
 func (id *Identity) serverTLS(auth tls.ClientAuthType, roles ...string) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
-		ClientAuth:   auth,
-		ClientCAs:    id.CAPool,
+		MinVersion: tls.VersionTLS13,
+		// The current certificate at each handshake: renewals take effect
+		// without a restart.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.Certificate(), nil },
+		ClientAuth:     auth,
+		ClientCAs:      id.CAPool,
 		// The stack has verified the chain (ClientCAs, client auth usage,
 		// validity) before this runs; it adds the role check.
 		VerifyConnection: func(cs tls.ConnectionState) error {
@@ -68,8 +70,8 @@ func (id *Identity) serverTLS(auth tls.ClientAuthType, roles ...string) *tls.Con
 // checked (nodes dial each other by IP), so ServerName may be left empty.
 func (id *Identity) ClientTLS() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.Certificate(), nil },
 		// The standard verification would check the host name; it is replaced,
 		// not dropped, by the explicit chain check in VerifyConnection, which
 		// runs on every handshake, resumed ones included.

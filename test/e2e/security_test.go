@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -125,5 +126,60 @@ func TestRevocation(t *testing.T) {
 	})
 	if out := ms[0].mustDev(t, "nodes"); !strings.Contains(out, "h1") || strings.Contains(out, "h2") {
 		t.Errorf("dev nodes after dev node rm h2:\n%s", out)
+	}
+}
+
+// TestCertRenewal on two hosts whose node certificates last 45 s: each
+// node renews its own at 2/3 of its life, without a restart, and the
+// cluster goes on working past two lifetimes: heartbeats and forwarded
+// writes (mutual TLS between the nodes) and a remote CLI's calls to the
+// first node (its server certificate).
+func TestCertRenewal(t *testing.T) {
+	const lifetime = 45 * time.Second
+	hosts := newHosts(t, 2)
+	ms := newMultiClusterWith(t, hosts, nil, func(h *testHost) []string {
+		return append(agentArgs(h, h.Name), "--cert-lifetime", lifetime.String())
+	})
+	leaf := func(m *member) *x509.Certificate {
+		t.Helper()
+		id, err := pki.LoadIdentity(filepath.Join(m.dir, "pki"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.Certificate().Leaf
+	}
+	first := map[string]*x509.Certificate{}
+	for _, m := range ms {
+		first[m.name] = leaf(m)
+		if life := first[m.name].NotAfter.Sub(pki.IssuedAt(first[m.name])); life > lifetime+time.Second {
+			t.Fatalf("%s's certificate lasts %s, want %s", m.name, life, lifetime)
+		}
+	}
+	bundle := filepath.Join(t.TempDir(), "ops.pem")
+	ms[0].mustDev(t, "token", "--client", "ops", "-o", bundle)
+	compose := writeTemp(t, "name: e2erenew\nservices:\n  web:\n    image: "+testImage+"\n    command: [\"serve\"]\n")
+	ms[1].mustDev(t, "up", "-d", "-f", compose)
+
+	end := time.Now().Add(2*lifetime + 10*time.Second)
+	for time.Now().Before(end) {
+		nodes := ms[0].nodes(t)
+		if nodes["h1"].Status != "ready" || nodes["h2"].Status != "ready" {
+			t.Fatalf("nodes %v at %s", nodes, time.Now().Format(time.TimeOnly))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := hosts[1].CommandContext(ctx, nil, devBin, "--host", "tcp://"+hosts[0].IP+":7948", "--tls-bundle", bundle, "ps", "-p", "e2erenew").CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("a remote CLI at %s: %v\n%s", time.Now().Format(time.TimeOnly), err, out)
+		}
+		time.Sleep(5 * time.Second)
+	}
+	// A forwarded write from the follower, past two lifetimes.
+	ms[1].mustDev(t, "scale", "-p", "e2erenew", "web=2")
+	for _, m := range ms {
+		now := leaf(m)
+		if now.SerialNumber.Cmp(first[m.name].SerialNumber) == 0 || !now.NotAfter.After(first[m.name].NotAfter.Add(lifetime/2)) {
+			t.Errorf("%s's certificate was not renewed: %s until %s (first until %s)", m.name, now.SerialNumber, now.NotAfter, first[m.name].NotAfter)
+		}
 	}
 }

@@ -53,6 +53,7 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.String("bridge", "dev0", "bridge device of the node's pod network")
 	f.String("vxlan-device", "devvx0", "VXLAN device of the overlay")
 	f.Duration("node-grace", 0, "how long a node may be down before its pods are recreated elsewhere (default 10s)")
+	f.Duration("cert-lifetime", 0, "how long the node certificates this node signs last (default 90 days); nodes renew theirs at 2/3 of it")
 	f.Bool("fast", false, "short timers, for tests")
 	f.Bool("debug", false, "debug logging")
 	f.String("join", "", "")
@@ -71,7 +72,7 @@ func addAgentFlags(cmd *cobra.Command) {
 
 // agentFlagNames are forwarded to an agent started in the background.
 var agentFlagNames = []string{"node-name", "advertise-addr", "gossip-port", "raft-port", "api-port",
-	"cluster-cidr", "service-cidr", "dns-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "fast", "debug"}
+	"cluster-cidr", "service-cidr", "dns-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "cert-lifetime", "fast", "debug"}
 
 func (g *globals) nodeConfig() (node.Config, error) {
 	v := g.v
@@ -106,6 +107,7 @@ func (g *globals) nodeConfig() (node.Config, error) {
 		SecretsDir:        v.GetString("secrets-dir"),
 		HostRoot:          v.GetString("host-root"),
 		NodeGrace:         v.GetDuration("node-grace"),
+		CertLifetime:      v.GetDuration("cert-lifetime"),
 		Fast:              v.GetBool("fast"),
 	}, nil
 }
