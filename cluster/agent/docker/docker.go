@@ -434,6 +434,9 @@ func (d *Driver) removeLeftover(ctx context.Context, name string) error {
 	if strings.TrimPrefix(c.Name, "/") != name {
 		return nil // an ID-prefix match, not our name
 	}
+	if c.Config == nil || !d.mine(c.Config.Labels) {
+		return fmt.Errorf("a container named %s that this cluster's dev did not make is in the way: remove or rename it (docker rm -f %s)", name, name)
+	}
 	d.log.Info("removing leftover container", "name", name, "id", c.ID)
 	err = d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -464,6 +467,18 @@ func containerLabels(pod *api.Pod, spec *api.ServiceSpec, project, node string) 
 }
 
 // withCluster adds the cluster label when the driver has one.
+// mine reports whether a container with these labels is one this
+// cluster's dev made, and so one it may remove: labelled managed, and of
+// this cluster (a container made before the cluster label existed has
+// none).
+func (d *Driver) mine(labels map[string]string) bool {
+	if labels[api.LabelManaged] != "true" {
+		return false
+	}
+	cl, ok := labels[api.LabelCluster]
+	return !ok || d.opts.Cluster == "" || cl == d.opts.Cluster
+}
+
 func (d *Driver) withCluster(labels map[string]string) map[string]string {
 	if d.opts.Cluster != "" {
 		labels[api.LabelCluster] = d.opts.Cluster

@@ -860,3 +860,33 @@ func TestErrors(t *testing.T) {
 		t.Errorf("Resources = %+v, %v", res, err)
 	}
 }
+
+// TestForeignContainersAreLeftAlone: a container dev did not make (no dev
+// labels) that holds a pod's name, or its infra container's, is never
+// removed nor joined: Create fails saying what is in the way, and
+// RemovePod leaves it.
+func TestForeignContainersAreLeftAlone(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct{ pod, name string }{
+		{"web", api.PodName(f.project, "web", 1)},
+		{"api", docker.InfraName(api.PodName(f.project, "api", 1))},
+	} {
+		foreign, err := f.cli.ContainerCreate(ctx, &container.Config{Image: testImage, Labels: map[string]string{api.LabelProject: f.project}},
+			nil, nil, nil, tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := f.pod(tc.pod, 1)
+		if _, err := f.drv.Create(ctx, pod, f.spec(tc.pod)); err == nil || !strings.Contains(err.Error(), "did not make is in the way") {
+			t.Errorf("Create over a foreign %s: %v, want refused", tc.name, err)
+		}
+		if err := f.drv.RemovePod(ctx, pod.Name); err != nil {
+			t.Errorf("RemovePod: %v", err)
+		}
+		if _, err := f.cli.ContainerInspect(ctx, foreign.ID); err != nil {
+			t.Errorf("the foreign container %s is gone: %v", tc.name, err)
+		}
+	}
+}

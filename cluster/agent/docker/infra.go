@@ -86,6 +86,8 @@ func (d *Driver) ensureInfra(ctx context.Context, pod *api.Pod, spec *api.Servic
 	}
 	c, err := d.cli.ContainerInspect(ctx, name)
 	switch {
+	case err == nil && (c.Config == nil || c.Config.Labels[LabelInfra] != "true" || !d.mine(c.Config.Labels)):
+		return "", nil, fmt.Errorf("a container named %s that this cluster's dev did not make is in the way: remove or rename it (docker rm -f %s)", name, name)
 	case err == nil && c.State != nil && c.State.Running:
 		return c.ID, func() error { return nil }, nil
 	case err == nil:
@@ -145,11 +147,23 @@ func (d *Driver) RemovePod(ctx context.Context, pod string) error {
 		return fmt.Errorf("remove pod %s: list its sidecars: %w", pod, err)
 	}
 	for _, c := range cs {
+		if !d.mine(c.Labels) {
+			continue // another cluster's, on a shared engine
+		}
 		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("remove pod %s: %w", pod, err)
 		}
 	}
-	err = d.cli.ContainerRemove(ctx, InfraName(pod), container.RemoveOptions{Force: true})
+	infra, err := d.cli.ContainerInspect(ctx, InfraName(pod))
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("remove infra container of %s: %w", pod, err)
+	case infra.Config == nil || infra.Config.Labels[LabelInfra] != "true" || !d.mine(infra.Config.Labels):
+		return nil // not ours: never removed
+	}
+	err = d.cli.ContainerRemove(ctx, infra.ID, container.RemoveOptions{Force: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove infra container of %s: %w", pod, err)
 	}
