@@ -177,12 +177,20 @@ func (n *Node) Run(ctx context.Context) error {
 		pki.HandshakeLimits{MaxPending: maxAPIConns, MaxPerIP: maxAPIConnsPerIP}, n.log.With("component", "apiserver"))
 	defer apiLn.Close()
 
+	raftTCP, err := net.Listen("tcp", n.addr(cfg.RaftPort))
+	if err != nil {
+		return fmt.Errorf("listen raft on %s (is another agent running? pick another --raft-port): %w", n.addr(cfg.RaftPort), err)
+	}
+	// Raft sees a connection only once its handshake proved a node
+	// certificate (pki.HandshakeLimits' defaults).
+	raftLn := pki.NewHandshakeListener(raftTCP, creds.id.NodeServerTLS(), pki.HandshakeLimits{}, n.log.With("component", "raft"))
 	r, err := raftstore.Open(raftstore.Config{
 		DataDir: cfg.DataDir, NodeID: cfg.Name, BindAddr: n.addr(cfg.RaftPort),
 		Bootstrap: creds.pending != nil, Fast: cfg.Fast, Log: n.log,
-		ServerTLS: creds.id.NodeServerTLS(), ClientTLS: creds.id.ClientTLS(),
+		Listener: raftLn, ClientTLS: creds.id.ClientTLS(),
 	})
 	if err != nil {
+		raftLn.Close()
 		return err
 	}
 	// From here on every handshake of this node's TLS configs (raft, API,

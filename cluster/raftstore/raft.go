@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -30,11 +29,14 @@ type Config struct {
 	AdvertiseAddr string
 	// Bootstrap makes this node a one-voter cluster when it has no state.
 	Bootstrap bool
-	// ServerTLS and ClientTLS, when set, carry raft over mutual TLS.
-	ServerTLS, ClientTLS *tls.Config
-	// Handshake bounds the unauthenticated side of the TLS listener
-	// (defaults: pki.HandshakeLimits).
-	Handshake pki.HandshakeLimits
+	// Listener and ClientTLS, when set, carry raft over mutual TLS: raft
+	// accepts from Listener, whose connections must have completed their
+	// TLS handshake already (pki.HandshakeListener: hashicorp/raft gives
+	// each connection a goroutine and 256 KiB of buffers before reading a
+	// byte, so nothing unauthenticated may reach it), and dials with
+	// ClientTLS. Without them raft listens on BindAddr in plain TCP (tests).
+	Listener  net.Listener
+	ClientTLS *tls.Config
 	// Fast shortens raft timers for tests.
 	Fast bool
 	Log  *slog.Logger
@@ -81,12 +83,8 @@ func Open(cfg Config) (*Raft, error) {
 		return nil, fmt.Errorf("resolve raft address %s: %w", adv, err)
 	}
 	var transport *raft.NetworkTransport
-	if cfg.ServerTLS != nil {
-		layer, err := newTLSStreamLayer(cfg.BindAddr, advAddr, cfg.ServerTLS, cfg.ClientTLS, cfg.Handshake, cfg.Log.With("component", "raft"))
-		if err != nil {
-			bolt.Close()
-			return nil, fmt.Errorf("%w (is another agent running? pick another --raft-addr)", err)
-		}
+	if cfg.Listener != nil {
+		layer := newTLSStreamLayer(cfg.Listener, advAddr, cfg.ClientTLS)
 		transport = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, raftLogger())
 	} else {
 		transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, raftLogger())

@@ -3,20 +3,15 @@ package raftstore
 import (
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/devhq/dev/cluster/pki"
 )
 
-// tlsStreamLayer carries raft RPCs over mutual TLS: the listener requires a
-// client certificate of the cluster CA and dials present this node's.
-// hashicorp/raft gives each accepted connection a goroutine and 256 KiB of
-// buffers until the peer speaks, so the listener hands it only connections
-// that completed the handshake, within pki.HandshakeLimits.
+// tlsStreamLayer carries raft RPCs over mutual TLS: it accepts from a
+// listener whose connections completed their handshake (requiring a node
+// certificate of the cluster CA), and dials presenting this node's.
 type tlsStreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
@@ -25,16 +20,11 @@ type tlsStreamLayer struct {
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
 
-func newTLSStreamLayer(bind string, advertise net.Addr, server, client *tls.Config, lim pki.HandshakeLimits, log *slog.Logger) (*tlsStreamLayer, error) {
-	tcp, err := net.Listen("tcp", bind)
-	if err != nil {
-		return nil, fmt.Errorf("listen raft on %s: %w", bind, err)
-	}
-	ln := pki.NewHandshakeListener(tcp, server, lim, log)
+func newTLSStreamLayer(ln net.Listener, advertise net.Addr, client *tls.Config) *tlsStreamLayer {
 	if advertise == nil {
 		advertise = ln.Addr()
 	}
-	return &tlsStreamLayer{ln: ln, advertise: advertise, client: client}, nil
+	return &tlsStreamLayer{ln: ln, advertise: advertise, client: client}
 }
 
 func (l *tlsStreamLayer) Accept() (net.Conn, error) { return l.ln.Accept() }

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -68,8 +69,13 @@ func TestRaftPortHoldsNoIdleConnection(t *testing.T) {
 	id := nodeIdentity(t, ca, "n1")
 	addr := "127.0.0.1:" + freePort(t)
 	const deadline = 2 * time.Second
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := pki.NewHandshakeListener(tcp, id.NodeServerTLS(), pki.HandshakeLimits{Timeout: deadline}, slog.New(slog.DiscardHandler))
 	r, err := Open(Config{DataDir: t.TempDir(), NodeID: "n1", BindAddr: addr, Bootstrap: true, Fast: true,
-		ServerTLS: id.NodeServerTLS(), ClientTLS: id.ClientTLS(), Handshake: pki.HandshakeLimits{Timeout: deadline}})
+		Listener: ln, ClientTLS: id.ClientTLS()})
 	if err != nil {
 		t.Fatal(err)
 	}
