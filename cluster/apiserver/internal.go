@@ -39,6 +39,12 @@ func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	leaf := r.TLS.VerifiedChains[0][0]
+	// Checked at the handshake, and again now: the node may have been
+	// revoked while its request came in.
+	if srv.r.State().Revoked(api.CertNode, c.Name, pki.IssuedAt(leaf)) {
+		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the certificate of node %s is revoked", c.Name)})
+		return
+	}
 	_, ca, err := srv.clusterCA("renew")
 	if err != nil {
 		writeError(w, err)

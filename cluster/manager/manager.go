@@ -31,6 +31,7 @@ type Raft interface {
 	Servers() ([]raftstore.Server, error)
 	AddServer(id, addr string, voter bool) error
 	RemoveServer(id string) error
+	TransferLeadership() error
 	// WaitReady returns once the store has caught up with the log it had
 	// when the node started (and a leader is known).
 	WaitReady(ctx context.Context) error

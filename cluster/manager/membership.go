@@ -77,6 +77,9 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		switch mb.Status {
 		case "alive":
 			delete(failedSince, mb.Name)
+			if !st.MayJoinRaft(mb.Name) {
+				continue // revoked (or never admitted): gossip's word counts for nothing
+			}
 			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeDown {
 				// Alive again: gossip is fresher than the last agent heartbeat,
 				// which the node monitor would otherwise find stale at once.
@@ -164,15 +167,21 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 }
 
 // forgetRevoked forgets the nodes whose certificate was revoked (dev node
-// rm, dev leave) since they were last heard of: their record goes, so the
-// controllers make their pods again elsewhere, and so does their raft
-// membership. A node that joined again since has a newer certificate and
-// heartbeats after the revocation: it stays.
+// rm, dev leave) and that were not admitted again since: their record
+// goes, so the controllers make their pods again elsewhere, and so does
+// their raft membership. The decision is the state's (admission against
+// revocation), not liveness, which a new leader or gossip may refresh.
+// A revoked leader hands leadership over first.
 func (m *Manager) forgetRevoked(ctx context.Context, st *state.Store, inRaft map[string]bool, leaderID string) {
 	for _, n := range st.Nodes() {
-		r, ok := st.Revocation(api.CertNode, n.Name)
-		if !ok || m.lastSeen(n).After(r.At) || n.Name == leaderID || n.Status == api.NodeLeft {
+		if _, revoked := st.Revocation(api.CertNode, n.Name); !revoked || st.MayJoinRaft(n.Name) || n.Status == api.NodeLeft {
 			continue // a node that left keeps its record; membership removes it from raft
+		}
+		if n.Name == leaderID {
+			if err := m.r.TransferLeadership(); err != nil {
+				m.log.Warn("hand over leadership from a revoked node", "node", n.Name, "err", err)
+			}
+			return
 		}
 		if inRaft[n.Name] {
 			if err := m.r.RemoveServer(n.Name); err != nil {

@@ -85,47 +85,128 @@ func (d *Driver) LoadImage(ctx context.Context, r io.Reader, want string) error 
 }
 
 // checkImageArchive reads a docker save archive and returns the ID of the
-// one image in it, or why it is not exactly want.
+// one image in it, or why it is not exactly want. Every file the engine
+// reads tags or images from is checked: manifest.json, the legacy
+// repositories file, and an OCI index.json (newer engines); each may
+// appear once, under any spelling of its path.
 func checkImageArchive(r io.Reader, want string) (string, error) {
 	tr := tar.NewReader(r)
+	seen := map[string]bool{}
+	var id string
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return "", fmt.Errorf("%w: no manifest.json", ErrImageRefused)
+			break
 		}
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", ErrImageRefused, err)
 		}
-		if path.Clean(h.Name) != "manifest.json" {
+		name := path.Clean("/" + h.Name)[1:] // "/manifest.json", "./x/../manifest.json": manifest.json
+		switch name {
+		case "manifest.json", "repositories", "index.json":
+		default:
 			continue
 		}
-		var ms []imageManifest
-		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&ms); err != nil {
-			return "", fmt.Errorf("%w: manifest.json: %v", ErrImageRefused, err)
+		if seen[name] {
+			return "", fmt.Errorf("%w: %s appears twice", ErrImageRefused, name)
 		}
-		if len(ms) != 1 {
-			return "", fmt.Errorf("%w: %d images in it, want 1", ErrImageRefused, len(ms))
-		}
-		m := ms[0]
-		hex := strings.TrimSuffix(path.Base(m.Config), ".json")
-		if len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
-			return "", fmt.Errorf("%w: config %q is not an image ID", ErrImageRefused, m.Config)
-		}
-		id := "sha256:" + hex
-		if isID(want) {
-			if id != want {
-				return "", fmt.Errorf("%w: it holds image %s", ErrImageRefused, id)
+		seen[name] = true
+		body := io.LimitReader(tr, 1<<20)
+		switch name {
+		case "manifest.json":
+			if id, err = checkManifest(body, want); err != nil {
+				return "", err
 			}
-			if len(m.RepoTags) > 0 {
-				return "", fmt.Errorf("%w: it would tag %s", ErrImageRefused, strings.Join(m.RepoTags, ", "))
+		case "repositories":
+			if err := checkRepositories(body, want); err != nil {
+				return "", err
 			}
-			return id, nil
+		case "index.json":
+			if err := checkIndex(body, want); err != nil {
+				return "", err
+			}
 		}
-		if len(m.RepoTags) != 1 || !sameTag(m.RepoTags[0], want) {
-			return "", fmt.Errorf("%w: it is tagged %v, not %s", ErrImageRefused, m.RepoTags, want)
-		}
-		return id, nil
 	}
+	if id == "" {
+		return "", fmt.Errorf("%w: no manifest.json", ErrImageRefused)
+	}
+	return id, nil
+}
+
+// checkManifest checks manifest.json: one image, the asked ID, no tag but
+// the asked one.
+func checkManifest(r io.Reader, want string) (string, error) {
+	var ms []imageManifest
+	if err := json.NewDecoder(r).Decode(&ms); err != nil {
+		return "", fmt.Errorf("%w: manifest.json: %v", ErrImageRefused, err)
+	}
+	if len(ms) != 1 {
+		return "", fmt.Errorf("%w: %d images in it, want 1", ErrImageRefused, len(ms))
+	}
+	m := ms[0]
+	hex := strings.TrimSuffix(path.Base(m.Config), ".json")
+	if len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%w: config %q is not an image ID", ErrImageRefused, m.Config)
+	}
+	id := "sha256:" + hex
+	if isID(want) && id != want {
+		return "", fmt.Errorf("%w: it holds image %s", ErrImageRefused, id)
+	}
+	if !isID(want) && len(m.RepoTags) != 1 {
+		return "", fmt.Errorf("%w: it is tagged %v, not %s", ErrImageRefused, m.RepoTags, want)
+	}
+	if err := checkTags(m.RepoTags, want); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// checkRepositories checks the legacy {"repo": {"tag": "id"}} file.
+func checkRepositories(r io.Reader, want string) error {
+	var repos map[string]map[string]string
+	if err := json.NewDecoder(r).Decode(&repos); err != nil {
+		return fmt.Errorf("%w: repositories: %v", ErrImageRefused, err)
+	}
+	var tags []string
+	for repo, ts := range repos {
+		for tag := range ts {
+			tags = append(tags, repo+":"+tag)
+		}
+	}
+	return checkTags(tags, want)
+}
+
+// checkIndex checks an OCI index.json: the names it would tag.
+func checkIndex(r io.Reader, want string) error {
+	var idx struct {
+		Manifests []struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	if err := json.NewDecoder(r).Decode(&idx); err != nil {
+		return fmt.Errorf("%w: index.json: %v", ErrImageRefused, err)
+	}
+	if len(idx.Manifests) > 1 {
+		return fmt.Errorf("%w: index.json lists %d images, want 1", ErrImageRefused, len(idx.Manifests))
+	}
+	var tags []string
+	for _, m := range idx.Manifests {
+		if n := m.Annotations["io.containerd.image.name"]; n != "" {
+			tags = append(tags, n)
+		}
+	}
+	return checkTags(tags, want)
+}
+
+// checkTags allows no tag for an ID asked for, and only the asked one for
+// a tag.
+func checkTags(tags []string, want string) error {
+	for _, t := range tags {
+		if isID(want) || !sameTag(t, want) {
+			return fmt.Errorf("%w: it would tag %s (asked for %s)", ErrImageRefused, t, want)
+		}
+	}
+	return nil
 }
 
 func isID(ref string) bool {
@@ -136,6 +217,7 @@ func isID(ref string) bool {
 // sameTag compares tags as docker save writes them (":latest" spelled out).
 func sameTag(a, b string) bool {
 	norm := func(s string) string {
+		s = strings.TrimPrefix(strings.TrimPrefix(s, "docker.io/"), "library/") // as newer engines spell Docker Hub's
 		if i := strings.LastIndexByte(s, ':'); i < 0 || strings.Contains(s[i:], "/") {
 			return s + ":latest"
 		}

@@ -5,6 +5,7 @@ package rafttest
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/devhq/dev/cluster/raftstore"
@@ -55,6 +56,10 @@ func (r *Raft) AddServer(id, _ string, voter bool) error {
 	r.servers = append(r.servers, raftstore.Server{ID: id, Voter: voter})
 	return nil
 }
+
+// TransferLeadership implements manager.Raft: a raft of one has no one
+// to hand leadership to.
+func (r *Raft) TransferLeadership() error { return errors.New("rafttest: no other server") }
 
 func (r *Raft) RemoveServer(id string) error {
 	r.mu.Lock()
