@@ -86,9 +86,7 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 			}
 			return true, nil, nil
 		case c.Running():
-			if !c.StartedAt.IsZero() && time.Since(c.StartedAt) > 10*time.Second {
-				s.failures = 0
-			}
+			s.ran(c.StartedAt)
 			st.State, st.Health = api.PodRunning, c.Health
 		default: // created, exited or dead
 			st.State, st.ExitCode = api.PodExited, c.ExitCode

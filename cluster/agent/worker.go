@@ -226,9 +226,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		}
 		return true, 0, false, nil
 	case c.Running():
-		if !c.StartedAt.IsZero() && time.Since(c.StartedAt) > 10*time.Second {
-			w.failures = 0
-		}
+		w.ran(c.StartedAt)
 		acted, sidecars, err := w.stepSidecars(ctx, pod)
 		if err != nil || acted {
 			if err != nil {
@@ -320,6 +318,14 @@ func restartsAfter(policy string, exitCode int) bool {
 type backoff struct {
 	failures int       // consecutive quick exits
 	notUntil time.Time // no restart before this
+}
+
+// ran forgets the failures of a container that has run for 10 s since
+// started: it is no longer failing quickly.
+func (b *backoff) ran(started time.Time) {
+	if !started.IsZero() && time.Since(started) > 10*time.Second {
+		b.failures = 0
+	}
 }
 
 // fail doubles the delay before the next restart, from 100 ms up to limit.

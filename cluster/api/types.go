@@ -174,7 +174,8 @@ type ServiceSpec struct {
 	// updated and removed with it. A sidecar has no pods of its own.
 	Sidecars []ServiceSpec `json:"sidecars,omitempty"`
 	// HostNetwork is compose `network_mode: host`: the pod runs in its
-	// node's network namespace, its IP is the node's, and the ports it
+	// node's network namespace, its IP is the node's address on the pod
+	// network (the gateway), and the ports it
 	// serves (ServicePorts) are the node's (HostPorts).
 	HostNetwork bool `json:"host_network,omitempty"`
 	// PID is the PID namespace the container runs in: "" its own, PIDPod
@@ -599,6 +600,12 @@ type ContainerStatus struct {
 func (p *Pod) Ready() bool {
 	ready, total := p.ReadyContainers()
 	return !p.Deleting && ready == total
+}
+
+// ReadyColumn is ReadyContainers as kubectl's READY column writes it: "2/2".
+func (p *Pod) ReadyColumn() string {
+	ready, total := p.ReadyContainers()
+	return fmt.Sprintf("%d/%d", ready, total)
 }
 
 // ReadyContainers counts the pod's ready containers (running, and healthy

@@ -188,7 +188,7 @@ func authenticate(next http.Handler, revoked pki.RevokedFunc) http.Handler {
 					writeError(w, &httpError{http.StatusForbidden, "forbidden", err})
 					return
 				}
-				if revoked != nil && revoked(peer.Kind(), peer.Name, pki.IssuedAt(leaf)) {
+				if revoked.Of(peer, leaf) {
 					writeError(w, &httpError{http.StatusUnauthorized, "unauthorized",
 						fmt.Errorf("the certificate of %s %q is revoked", peer.Kind(), peer.Name)})
 					return

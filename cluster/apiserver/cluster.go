@@ -155,7 +155,7 @@ func (srv *Server) waitPastRevocation(ctx context.Context, kind, name string) er
 // issued to name so far is refused from now on, on every node.
 func (srv *Server) handleRevokeClient(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	idx, err := srv.mgr.Apply(r.Context(), &state.Revoke{Revocation: api.Revocation{Kind: api.CertClient, Name: name, At: time.Now().UTC()}})
+	idx, err := srv.mgr.Apply(r.Context(), state.RevokeNow(api.CertClient, name))
 	if err != nil {
 		writeError(w, err)
 		return

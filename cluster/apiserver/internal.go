@@ -41,7 +41,7 @@ func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 	leaf := r.TLS.VerifiedChains[0][0]
 	// Checked at the handshake, and again now: the node may have been
 	// revoked while its request came in.
-	if srv.r.State().Revoked(api.CertNode, c.Name, pki.IssuedAt(leaf)) {
+	if pki.RevokedFunc(srv.r.State().Revoked).Of(pki.Peer{Name: c.Name, Role: pki.RoleNode}, leaf) {
 		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the certificate of node %s is revoked", c.Name)})
 		return
 	}

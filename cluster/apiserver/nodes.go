@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/state"
@@ -36,7 +35,7 @@ func (srv *Server) handleNodeRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	// The revocation is the user's write; forgetting the node is the
 	// leader's, which follows it (manager.forgetRevoked).
-	idx, err := srv.mgr.Apply(r.Context(), &state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: name, At: time.Now().UTC()}})
+	idx, err := srv.mgr.Apply(r.Context(), state.RevokeNow(api.CertNode, name))
 	if err != nil {
 		writeError(w, err)
 		return

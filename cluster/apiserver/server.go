@@ -107,12 +107,7 @@ type Options struct {
 	Log          *slog.Logger
 }
 
-func (srv *Server) certLifetime() time.Duration {
-	if srv.opts.CertLifetime > 0 {
-		return srv.opts.CertLifetime
-	}
-	return pki.DefaultNodeCertLifetime
-}
+func (srv *Server) certLifetime() time.Duration { return pki.NodeCertLifetime(srv.opts.CertLifetime) }
 
 // Server is the HTTP API of one node.
 type Server struct {

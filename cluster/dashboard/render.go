@@ -26,15 +26,12 @@ type pageTemplates struct{ t *template.Template }
 
 func parseTemplates() (*pageTemplates, error) {
 	t, err := template.New("").Funcs(template.FuncMap{
-		"ports":    formatPorts,
-		"cpus":     func(nano int64) string { return strconv.FormatFloat(float64(nano)/1e9, 'f', -1, 64) },
-		"loadPct":  loadPercent,
-		"clock":    func(t time.Time) string { return t.Local().Format("15:04:05") },
-		"podState": podState,
-		"ready": func(p api.Pod) string {
-			ready, total := p.ReadyContainers()
-			return fmt.Sprintf("%d/%d", ready, total)
-		},
+		"ports":      formatPorts,
+		"cpus":       func(nano int64) string { return strconv.FormatFloat(float64(nano)/1e9, 'f', -1, 64) },
+		"loadPct":    loadPercent,
+		"clock":      func(t time.Time) string { return t.Local().Format("15:04:05") },
+		"podState":   podState,
+		"ready":      func(p api.Pod) string { return p.ReadyColumn() },
 		"containers": podContainers,
 	}).ParseFS(webFS, "web/*.html")
 	if err != nil {

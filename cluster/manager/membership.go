@@ -77,8 +77,11 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		switch mb.Status {
 		case "alive":
 			delete(failedSince, mb.Name)
+			// Only a node that joined with a certificate counts: a gossip
+			// member the leader did not admit, or whose certificate was
+			// revoked since, is neither made ready nor a raft member.
 			if !st.MayJoinRaft(mb.Name) {
-				continue // revoked (or never admitted): gossip's word counts for nothing
+				continue
 			}
 			if n, ok := st.Node(mb.Name); ok && n.Status == api.NodeDown {
 				// Alive again: gossip is fresher than the last agent heartbeat,
@@ -87,10 +90,7 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 				m.live.mark(n.Name, now.UTC())
 				m.applyLogged(ctx, &state.PutNode{Node: n})
 			}
-			// Only a node that joined with a certificate becomes a raft
-			// member: a gossip member the leader did not admit, or whose
-			// certificate was revoked since, is ignored.
-			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] || !st.MayJoinRaft(mb.Name) {
+			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] {
 				continue
 			}
 			voter := voters < target
@@ -174,7 +174,9 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 // A revoked leader hands leadership over first.
 func (m *Manager) forgetRevoked(ctx context.Context, st *state.Store, inRaft map[string]bool, leaderID string) {
 	for _, n := range st.Nodes() {
-		if _, revoked := st.Revocation(api.CertNode, n.Name); !revoked || st.MayJoinRaft(n.Name) || n.Status == api.NodeLeft {
+		// A node with a record may stay unless it was revoked and not
+		// admitted again since.
+		if st.MayJoinRaft(n.Name) || n.Status == api.NodeLeft {
 			continue // a node that left keeps its record; membership removes it from raft
 		}
 		if n.Name == leaderID {

@@ -114,7 +114,7 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := ca.SignFor(csrPEM, n.cfg.Name, pki.RoleNode, n.certIPs(), nil, n.certLifetime())
+	certPEM, err := ca.SignFor(csrPEM, n.cfg.Name, pki.RoleNode, n.certIPs(), nil, pki.NodeCertLifetime(n.cfg.CertLifetime))
 	if err != nil {
 		return nil, err
 	}
@@ -235,13 +235,6 @@ func postJoin(ctx context.Context, hc *http.Client, addr string, body []byte) (a
 		return res, fmt.Errorf("decode join answer: %w", err)
 	}
 	return res, nil
-}
-
-func (n *Node) certLifetime() time.Duration {
-	if n.cfg.CertLifetime > 0 {
-		return n.cfg.CertLifetime
-	}
-	return pki.DefaultNodeCertLifetime
 }
 
 // renewCertificate renews this node's certificate at 2/3 of its life, from

@@ -288,7 +288,7 @@ func (n *Node) leave(ctx context.Context, r *raftstore.Raft, mgr *manager.Manage
 		// The last write with this node's certificate revokes it: should
 		// the node come back as it was, every port refuses it (it may
 		// join again, and get a new one).
-		if _, err := mgr.Apply(ctx, &state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: n.cfg.Name, At: time.Now().UTC()}}); err != nil {
+		if _, err := mgr.Apply(ctx, state.RevokeNow(api.CertNode, n.cfg.Name)); err != nil {
 			n.log.Warn("leave: revoke this node's certificate", "err", err)
 		}
 		if err := g.Leave(); err != nil {

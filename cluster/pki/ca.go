@@ -199,6 +199,15 @@ func (ca *CA) Sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []st
 // cluster says otherwise (--cert-lifetime); nodes renew theirs at 2/3 of it.
 const DefaultNodeCertLifetime = 90 * 24 * time.Hour
 
+// NodeCertLifetime is the configured node certificate lifetime, or the
+// default for none.
+func NodeCertLifetime(configured time.Duration) time.Duration {
+	if configured > 0 {
+		return configured
+	}
+	return DefaultNodeCertLifetime
+}
+
 // SignFor is Sign with a lifetime (never beyond the CA's).
 func (ca *CA) SignFor(csrPEM []byte, name, role string, ips []net.IP, dnsNames []string, lifetime time.Duration) (certPEM []byte, err error) {
 	now := time.Now()

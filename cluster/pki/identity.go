@@ -67,6 +67,12 @@ func (id *Identity) RenewAt() time.Time {
 // api.CertClient) that name was issued at issued is revoked.
 type RevokedFunc func(kind, name string, issued time.Time) bool
 
+// Of reports whether leaf, which peer holds, is revoked; a nil f revokes
+// nothing.
+func (f RevokedFunc) Of(peer Peer, leaf *x509.Certificate) bool {
+	return f != nil && f(peer.Kind(), peer.Name, IssuedAt(leaf))
+}
+
 // SetRevoked makes every TLS config of this identity, made before or
 // after, refuse a peer whose certificate f says is revoked: on each
 // handshake, as a server and as a client, and in VerifyPeer.
@@ -75,8 +81,7 @@ func (id *Identity) SetRevoked(f RevokedFunc) { id.revoked.Store(&f) }
 // checkRevoked returns an error when leaf, whose holder is peer, is on
 // the revocation list.
 func (id *Identity) checkRevoked(peer Peer, leaf *x509.Certificate) error {
-	f := id.revoked.Load()
-	if f == nil || !(*f)(peer.Kind(), peer.Name, IssuedAt(leaf)) {
+	if f := id.revoked.Load(); f == nil || !f.Of(peer, leaf) {
 		return nil
 	}
 	return fmt.Errorf("the certificate of %s %q is revoked: it was removed from the cluster (dev node rm, dev leave or dev token --revoke); join again, or ask for a new bundle", peer.Kind(), peer.Name)

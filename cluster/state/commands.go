@@ -142,6 +142,11 @@ type Revoke struct {
 	Revocation api.Revocation `json:"revocation"`
 }
 
+// RevokeNow revokes the certificates of kind issued to name until now.
+func RevokeNow(kind, name string) *Revoke {
+	return &Revoke{Revocation: api.Revocation{Kind: kind, Name: name, At: time.Now().UTC()}}
+}
+
 // Admit records that the leader signed a node certificate for Name at At
 // (dev join): only admitted nodes become raft members.
 type Admit struct {

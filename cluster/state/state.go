@@ -82,8 +82,11 @@ func (s *Store) RevokedUntil(kind, name string) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	return r.At.Truncate(time.Second).Add(time.Second), true
+	return lifted(r), true
 }
+
+// lifted is the first issuance time r lets through (see RevokedUntil).
+func lifted(r api.Revocation) time.Time { return r.At.Truncate(time.Second).Add(time.Second) }
 
 // MayJoinRaft reports whether the node called name may be a raft member:
 // it was admitted (its certificate signed by the leader, or its record
@@ -96,15 +99,7 @@ func (s *Store) MayJoinRaft(name string) bool {
 		_, admitted = s.nodes[name]
 	}
 	r, revoked := s.revoked[revocationKey(api.CertNode, name)]
-	return admitted && (!revoked || !at.Before(r.At.Truncate(time.Second).Add(time.Second)))
-}
-
-// Revocation returns the revocation of kind and name, if any.
-func (s *Store) Revocation(kind, name string) (api.Revocation, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	r, ok := s.revoked[revocationKey(kind, name)]
-	return r, ok
+	return admitted && (!revoked || !at.Before(lifted(r)))
 }
 
 // Revocations lists the revocation list, by kind and name.

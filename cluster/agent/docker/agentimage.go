@@ -18,8 +18,8 @@ import (
 
 // The agent's image: the dev binary FROM scratch, built on the spot (there
 // is no registry). The CLI runs the agent in a container of it for a user
-// who is not root; every agent runs its pods' infra containers from it
-// (`dev-agent pause`, infra.go).
+// who is not root. The infra containers' image (infra.go) is built by the
+// same scratchImage.
 const (
 	AgentImageRepo    = "dev-agent"
 	LabelAgent        = "dev.agent"         // "true" on the agent's container and image

@@ -435,7 +435,7 @@ func (d *Driver) removeLeftover(ctx context.Context, name string) error {
 		return nil // an ID-prefix match, not our name
 	}
 	if c.Config == nil || !d.mine(c.Config.Labels) {
-		return fmt.Errorf("a container named %s that this cluster's dev did not make is in the way: remove or rename it (docker rm -f %s)", name, name)
+		return inTheWay(name)
 	}
 	d.log.Info("removing leftover container", "name", name, "id", c.ID)
 	err = d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
@@ -466,7 +466,6 @@ func containerLabels(pod *api.Pod, spec *api.ServiceSpec, project, node string) 
 	return labels
 }
 
-// withCluster adds the cluster label when the driver has one.
 // mine reports whether a container with these labels is one this
 // cluster's dev made, and so one it may remove: labelled managed, and of
 // this cluster (a container made before the cluster label existed has
@@ -479,6 +478,13 @@ func (d *Driver) mine(labels map[string]string) bool {
 	return !ok || d.opts.Cluster == "" || cl == d.opts.Cluster
 }
 
+// inTheWay is the error for a container dev did not make that holds a
+// name dev needs: never removed, never joined.
+func inTheWay(name string) error {
+	return fmt.Errorf("a container named %s that this cluster's dev did not make is in the way: remove or rename it (docker rm -f %s)", name, name)
+}
+
+// withCluster adds the cluster label when the driver has one.
 func (d *Driver) withCluster(labels map[string]string) map[string]string {
 	if d.opts.Cluster != "" {
 		labels[api.LabelCluster] = d.opts.Cluster

@@ -568,7 +568,7 @@ func TestPodKeepsItsIP(t *testing.T) {
 // share the pod's PID namespace, held by pause (PID 1), and see each
 // other's processes; a sidecar without it sees only its own. A
 // HostNetwork pod runs in the node's network namespace, with the node's
-// address as its IP.
+// address on the pod network (the gateway) as its IP.
 func TestPodNamespaces(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

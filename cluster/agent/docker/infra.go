@@ -36,7 +36,7 @@ const PauseImageRepo = "dev-pause"
 func InfraName(pod string) string { return pod + ".infra" }
 
 // pauseImage builds the infra containers' image unless the engine has it:
-// the 129-byte pause program on amd64, the dev binary's own `pause`
+// the pause program of pauseELF on amd64, the dev binary's own `pause`
 // elsewhere (Options.Binary).
 type pauseImage struct {
 	mu  sync.Mutex
@@ -86,8 +86,8 @@ func (d *Driver) ensureInfra(ctx context.Context, pod *api.Pod, spec *api.Servic
 	}
 	c, err := d.cli.ContainerInspect(ctx, name)
 	switch {
-	case err == nil && (c.Config == nil || c.Config.Labels[LabelInfra] != "true" || !d.mine(c.Config.Labels)):
-		return "", nil, fmt.Errorf("a container named %s that this cluster's dev did not make is in the way: remove or rename it (docker rm -f %s)", name, name)
+	case err == nil && !d.mineInfra(c):
+		return "", nil, inTheWay(name)
 	case err == nil && c.State != nil && c.State.Running:
 		return c.ID, func() error { return nil }, nil
 	case err == nil:
@@ -160,7 +160,7 @@ func (d *Driver) RemovePod(ctx context.Context, pod string) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("remove infra container of %s: %w", pod, err)
-	case infra.Config == nil || infra.Config.Labels[LabelInfra] != "true" || !d.mine(infra.Config.Labels):
+	case !d.mineInfra(infra):
 		return nil // not ours: never removed
 	}
 	err = d.cli.ContainerRemove(ctx, infra.ID, container.RemoveOptions{Force: true})
@@ -168,6 +168,11 @@ func (d *Driver) RemovePod(ctx context.Context, pod string) error {
 		return fmt.Errorf("remove infra container of %s: %w", pod, err)
 	}
 	return nil
+}
+
+// mineInfra reports whether c is an infra container this cluster's dev made.
+func (d *Driver) mineInfra(c container.InspectResponse) bool {
+	return c.Config != nil && c.Config.Labels[LabelInfra] == "true" && d.mine(c.Config.Labels)
 }
 
 // LabelSidecar names, on a sidecar's container, the sidecar it runs.

@@ -193,7 +193,6 @@ type logSource struct {
 // container (the service's own when it is "" or the service's name), or
 // with container "" every container of the pod, sidecars included.
 func logSources(p api.Pod, container string) []logSource {
-	own := logSource{key: p.Name + "//" + p.Status.ContainerID + "/" + p.Status.StartedAt.String(), running: p.Status.State == api.PodRunning}
 	if container == p.Service {
 		container = ""
 	}
@@ -206,7 +205,7 @@ func logSources(p api.Pod, container string) []logSource {
 		// Not (yet) reported: the agent answers with the pod's containers.
 		return []logSource{{container: container, key: p.Name + "/" + container}}
 	}
-	out := []logSource{own}
+	out := []logSource{{key: p.Name + "//" + p.Status.ContainerID + "/" + p.Status.StartedAt.String(), running: p.Status.State == api.PodRunning}}
 	for _, sc := range p.Status.Sidecars {
 		if sc.State != api.PodPending {
 			out = append(out, sidecarSource(p, sc))

@@ -90,10 +90,9 @@ func toRow(p api.Pod) psRow {
 	if len(cid) > 12 {
 		cid = cid[:12]
 	}
-	ready, total := p.ReadyContainers()
 	return psRow{
 		Name: p.Name, Project: p.Project, Service: p.Service, Node: p.Node,
-		State: state, Ready: fmt.Sprintf("%d/%d", ready, total), Health: p.Status.Health, IP: p.Status.IP, ContainerID: cid,
+		State: state, Ready: p.ReadyColumn(), Health: p.Status.Health, IP: p.Status.IP, ContainerID: cid,
 		Restarts: p.Status.Restarts, Message: p.Status.Message, Labels: p.Labels, Sidecars: p.Status.Sidecars,
 	}
 }
