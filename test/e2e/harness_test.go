@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,13 +126,46 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
+// freeAddr is a loopback address whose port nothing uses now, for TCP and UDP.
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeTCPPort(t)))
+}
+
+// nextPort walks the ports handed to agents, from a random start in
+// [firstPort, lastPort]. That range lies below the kernel's ephemeral range
+// (32768-60999): a port picked by listening on :0 comes from the ephemeral
+// range, and an outgoing connection may take it before the agent binds it.
+var nextPort atomic.Int32
+
+const firstPort, lastPort = 20000, 29999
+
+// freeTCPPort is a port that no test of this run was given before and that
+// nothing uses now, for TCP and UDP (gossip binds both).
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	nextPort.CompareAndSwap(0, int32(firstPort+rand.IntN(lastPort-firstPort)))
+	for range lastPort - firstPort {
+		p := int(nextPort.Add(1))
+		if p > lastPort {
+			nextPort.Store(firstPort)
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port in %d-%d", firstPort, lastPort)
+	return 0
 }
 
 func (c *cluster) env() []string {

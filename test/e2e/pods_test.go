@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -304,17 +303,6 @@ services:
 	if got, err := resolveIn(client, "tasks.agent"); err != nil || len(got) != 1 || got[0] != agent.IP {
 		t.Errorf("tasks.agent = %v, %v; want [%s]", got, err, agent.IP)
 	}
-}
-
-// freeTCPPort is a TCP port nothing listens on now.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestSidecarExample runs examples/sidecar as its README says: the
