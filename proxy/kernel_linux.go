@@ -227,6 +227,8 @@ func (k *NFTables) sets(t *nftables.Table) (vips, hairpin, serviceIPs, nodePorts
 //		ct status dnat ip saddr 127.0.0.0/8 masquerade                # localhost:PORT
 //		ct status dnat ip daddr CLUSTER ip saddr != CLUSTER oifname != BRIDGE masquerade
 //	}
+//	chain filter-forward    { type filter hook forward priority -10
+//		ip daddr CLUSTER ip saddr != CLUSTER ct state new ct status & dnat == 0 drop }
 //	chain filter-input      { type filter hook input priority -10
 //		iifname != "lo" ip daddr 127.0.0.0/8 ct state new drop }
 //	chain filter-prerouting { type filter hook prerouting priority -90
@@ -327,6 +329,25 @@ func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(k.cfg.Bridge)})
 	}
 	add(post, append(mesh, &expr.Masq{})...)
+
+	// Pods serve the cluster too: a new connection to a pod address from
+	// outside the pod network (a LAN host that routes the cluster range to
+	// this node, a container on another Docker network) is dropped unless it
+	// was translated (a published port). Docker's own FORWARD rules do not
+	// stop it on a host where forwarding was on before dockerd started (its
+	// FORWARD policy then stays ACCEPT). Other nodes reach pods from their
+	// VXLAN address, inside the range.
+	if cluster.IsValid() {
+		notDNATted := []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+		}
+		add(base("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward, -10), rule(
+			matchPrefix(loadDaddr(1), cluster, expr.CmpOpEq), matchPrefix(loadSaddr(1), cluster, expr.CmpOpNeq),
+			isNew, notDNATted, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
+	}
 
 	input := base("filter-input", nftables.ChainTypeFilter, nftables.ChainHookInput, -10)
 	// route_localnet lets 127.0.0.0/8 be routed to pods; never let a packet

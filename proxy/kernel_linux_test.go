@@ -281,6 +281,37 @@ func TestNFTablesDataPath(t *testing.T) {
 			t.Fatalf("client -> VIP = %s seeing %s: the VIP answered outside the cluster", name, from)
 		}
 	})
+	t.Run("a client outside that routes the pod range to the host gets nothing", func(t *testing.T) {
+		run(t, "ip", "-n", ktClient, "route", "add", ktCluster.String(), "via", ktHostUp)
+		defer run(t, "ip", "-n", ktClient, "route", "del", ktCluster.String(), "via", ktHostUp)
+		if name, from, err := hello(ktClient, ktPod1IP+":7001"); err == nil {
+			t.Fatalf("client -> pod1's IP = %s seeing %s: a pod answered outside the cluster", name, from)
+		}
+		// What its published port serves still answers, and the pod's own
+		// connections out still get their replies.
+		if name, _, err := hello(ktClient, ktHostUp+":8080"); err != nil || name != "pod1" {
+			t.Fatalf("client -> host:8080 = %s, %v; want pod1", name, err)
+		}
+		if err := inNS(ktClient, func() error {
+			ln, err := net.Listen("tcp4", ktCliIP+":7003")
+			if err != nil {
+				return err
+			}
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					fmt.Fprintln(c, "client", c.RemoteAddr())
+					c.Close()
+				}
+			}()
+			t.Cleanup(func() { ln.Close() })
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if name, _, err := hello(ktPod1, ktCliIP+":7003"); err != nil || name != "client" {
+			t.Fatalf("pod1 -> client = %s, %v; want the client's greeting", name, err)
+		}
+	})
 	t.Run("published port on localhost and the host's address, from the host", func(t *testing.T) {
 		for _, addr := range []string{"127.0.0.1:8080", ktHostUp + ":8080", "127.0.0.1:8082"} {
 			if name, _, err := hello(ktHost, addr); err != nil || name != "pod1" {
