@@ -162,7 +162,7 @@ func (n *Node) runOverlay(ctx context.Context, g *gossip.Gossip, st *state.Store
 			}
 		}
 		if ov != nil {
-			peers := overlayPeers(members, n.cfg.Name)
+			peers := overlayPeers(members, n.cfg.Name, st)
 			// Re-applied now and then even unchanged: Apply also puts the
 			// iptables rules back in front of Docker's.
 			if key := fmt.Sprint(peers); key != applied || time.Since(appliedAt) > 10*time.Second {
@@ -215,11 +215,27 @@ func (n *Node) setupOverlay(g *gossip.Gossip, self api.Node) (*overlay.VXLAN, er
 	return ov, nil
 }
 
-// overlayPeers turns the alive members' tags into overlay peers.
-func overlayPeers(members []gossip.Member, self string) []overlay.Peer {
+// memberView is what overlayPeers reads of the cluster state.
+type memberView interface {
+	Node(name string) (api.Node, bool)
+	MayJoinRaft(name string) bool
+}
+
+var _ memberView = (*state.Store)(nil)
+
+// overlayPeers turns the alive members' tags into overlay peers: only
+// nodes of the cluster (admitted with a certificate, not revoked), and only
+// for the pod subnet and address the state holds for them. A gossip member
+// without a certificate, or one claiming another node's subnet, gets no
+// VXLAN entry and its packets are dropped at the VXLAN port.
+func overlayPeers(members []gossip.Member, self string, st memberView) []overlay.Peer {
 	var peers []overlay.Peer
 	for _, m := range members {
-		if m.Name == self || m.Status != gossip.StatusAlive {
+		if m.Name == self || m.Status != gossip.StatusAlive || !st.MayJoinRaft(m.Name) {
+			continue
+		}
+		node, ok := st.Node(m.Name)
+		if !ok || node.PodSubnet == "" || node.PodSubnet != m.Tags[manager.TagSubnet] || node.Address != m.Tags[manager.TagIP] {
 			continue
 		}
 		ip, err1 := netip.ParseAddr(m.Tags[manager.TagIP])

@@ -19,8 +19,9 @@ import (
 
 // VXLAN is the Linux Overlay: a flannel-style VXLAN device programmed with
 // netlink (static FDB and neighbour entries, onlink routes; no learning, no
-// multicast) plus two iptables rules, all in the network namespace of the
-// calling thread.
+// multicast) plus two iptables rules and an nftables table that lets only
+// the peers' VXLAN packets in (filter_linux.go), all in the network
+// namespace of the calling thread.
 //
 // The iptables rules, tagged with RuleComment:
 //
@@ -216,6 +217,9 @@ func (v *VXLAN) Apply(peers []Peer) error {
 	if err := v.ensureRules(); err != nil {
 		errs = append(errs, fmt.Errorf("ensure iptables rules: %w", err))
 	}
+	if err := v.ensureFilter(plan); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("apply overlay peers: %w", err)
 	}
@@ -358,6 +362,9 @@ func (v *VXLAN) Teardown() error {
 		if err := removeRules(r); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := v.removeFilter(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down overlay: %w", err)

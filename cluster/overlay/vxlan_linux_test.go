@@ -130,6 +130,7 @@ func snapshot(t *testing.T, host string) string {
 		{"bridge", "-n", host, "fdb", "show", "dev", "devvx0"},
 		{"ip", "netns", "exec", host, "iptables", "-w", "-S", "DOCKER-USER"},
 		{"ip", "netns", "exec", host, "iptables", "-w", "-t", "nat", "-S", "POSTROUTING"},
+		{"ip", "netns", "exec", host, "nft", "list", "set", "ip", "devvx0", "peers"},
 	} {
 		fmt.Fprintf(&b, "$ %s\n%s", strings.Join(args, " "), mustRun(t, args...))
 	}
@@ -283,6 +284,39 @@ func checkNoNAT(t *testing.T, fromPod, fromIP, toPod, toIP string) {
 	})
 }
 
+// udpSink counts the datagrams that reach addr in namespace ns.
+func udpSink(t *testing.T, ns, addr string) *atomic.Int64 {
+	t.Helper()
+	var pc net.PacketConn
+	if err := inNS(ns, func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var n atomic.Int64
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	}()
+	return &n
+}
+
+// vxlanDrops is the packet count of the VXLAN filter's drop rule in host.
+func vxlanDrops(t *testing.T, host string) int {
+	t.Helper()
+	out := mustRun(t, "ip", "netns", "exec", host, "nft", "list", "chain", "ip", "devvx0", "input")
+	_, after, ok := strings.Cut(out, "counter packets ")
+	var n int
+	if _, err := fmt.Sscan(after, &n); !ok || err != nil {
+		t.Fatalf("no counter in the VXLAN filter:\n%s", out)
+	}
+	return n
+}
+
 func TestVXLANTwoHosts(t *testing.T) {
 	needRootVXLAN(t)
 	start := time.Now()
@@ -376,6 +410,32 @@ func TestVXLANTwoHosts(t *testing.T) {
 	if err := ping(nsPodA, podBIP); err == nil {
 		t.Fatal("pod A still reaches pod B after Apply(nil)")
 	}
+	// B still knows A, but A forgot B: B's VXLAN packets are dropped at A's
+	// port, before the driver would hand their frames to A's pods.
+	if out := mustRun(t, "ip", "netns", "exec", nsHostA, "nft", "list", "set", "ip", "devvx0", "peers"); strings.Contains(out, "10.98.0.2") {
+		t.Fatalf("host A's VXLAN filter still lets B in:\n%s", out)
+	}
+	got := udpSink(t, nsPodA, podAIP+":7010")
+	eventually(t, 5*time.Second, "host A drops B's VXLAN packets", func() error {
+		if err := inNS(nsPodB, func() error {
+			c, err := net.Dial("udp4", podAIP+":7010")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("from B"))
+			return err
+		}); err != nil {
+			return err
+		}
+		if n := vxlanDrops(t, nsHostA); n == 0 {
+			return errors.New("no VXLAN packet dropped yet")
+		}
+		return nil
+	})
+	if n := got.Load(); n > 0 {
+		t.Fatalf("pod A received %d datagrams from pod B though host A forgot B", n)
+	}
 
 	// Teardown removes device and rules, and is idempotent.
 	for _, h := range []struct {
@@ -397,6 +457,9 @@ func TestVXLANTwoHosts(t *testing.T) {
 		}
 		if !strings.Contains(rules, "MASQUERADE") {
 			t.Fatalf("%s: Teardown removed Docker's rule too:\n%s", h.host, rules)
+		}
+		if out, err := cmdOut("ip", "netns", "exec", h.host, "nft", "list", "table", "ip", "devvx0"); err == nil {
+			t.Fatalf("%s: the VXLAN filter table is left after Teardown:\n%s", h.host, out)
 		}
 	}
 	if err := inNS(nsHostA, func() error { return a.Apply(both) }); err == nil {
