@@ -659,3 +659,51 @@ func TestRun(t *testing.T) {
 }
 
 var _ io.Writer = (*logWriter)(nil)
+
+// TestKeyRotation: members that move to a new key in SetKeys' three steps
+// stay alive throughout, and then a member holding only the old key can no
+// longer join while one with the new key can.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	names := []string{"a", "b", "c"}
+	nodes := startCluster(t, names, nil)
+	newKey := DeriveKey("the next gossip key")
+	for _, step := range [][][]byte{{testKey, newKey}, {newKey, testKey}, {newKey}} {
+		for _, n := range nodes {
+			if err := n.g.SetKeys(step); err != nil {
+				t.Fatalf("%s: SetKeys: %v", n.name, err)
+			}
+		}
+		// A round of gossip under the step's keys: a tag change reaches all.
+		tag := fmt.Sprintf("step-%d", len(step))
+		if err := nodes[0].g.SetTags(map[string]string{"role": tag}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			eventually(t, 5*time.Second, func() error {
+				if m, _ := n.member("a"); m.Tags["role"] != tag {
+					return fmt.Errorf("%s sees a's role %q, want %q", n.name, m.Tags["role"], tag)
+				}
+				return wantStatuses(n, names, StatusAlive)
+			})
+		}
+	}
+	join := func(name string, key []byte) error {
+		cfg := testConfig(name)
+		cfg.Key = key
+		x := startNode(t, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := x.g.Join(ctx, []string{nodes[1].addr()})
+		return err
+	}
+	if err := join("old", testKey); err == nil {
+		t.Error("a member with the old key joined after the rotation")
+	}
+	if err := join("new", newKey); err != nil {
+		t.Errorf("a member with the new key: %v", err)
+	}
+	if err := nodes[0].g.SetKeys(nil); err == nil {
+		t.Error("SetKeys(nil) succeeded")
+	}
+}

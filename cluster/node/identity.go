@@ -26,8 +26,9 @@ import (
 
 // credentials is what a node keeps on disk to take part in the cluster.
 type credentials struct {
-	id        *pki.Identity
-	gossipKey []byte
+	id              *pki.Identity
+	gossipKey       []byte
+	otherGossipKeys [][]byte // accepted too: a rotation was under way
 	// pending is the cluster identity a bootstrapping node still has to
 	// record in raft (nil once recorded, and on joined nodes).
 	pending *state.ClusterInfo
@@ -49,11 +50,11 @@ const (
 func (n *Node) credentials(ctx context.Context) (*credentials, error) {
 	dir := filepath.Join(n.cfg.DataDir, pkiDir)
 	if id, err := pki.LoadIdentity(dir); err == nil {
-		key, err := os.ReadFile(filepath.Join(dir, gossipKeyFile))
+		key, others, err := readGossipKeys(filepath.Join(dir, gossipKeyFile))
 		if err != nil {
-			return nil, fmt.Errorf("read gossip key: %w", err)
+			return nil, err
 		}
-		c := &credentials{id: id, gossipKey: key}
+		c := &credentials{id: id, gossipKey: key, otherGossipKeys: others}
 		if b, err := os.ReadFile(filepath.Join(dir, bootstrapFile)); err == nil {
 			var ci state.ClusterInfo
 			if err := json.Unmarshal(b, &ci); err != nil {

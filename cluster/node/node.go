@@ -200,7 +200,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	g, err := gossip.New(gossip.Config{
 		NodeName: cfg.Name, BindAddr: cfg.AdvertiseAddr, BindPort: cfg.GossipPort,
-		Key: creds.gossipKey, Fast: cfg.Fast, Log: n.log,
+		Key: creds.gossipKey, OtherKeys: creds.otherGossipKeys, Fast: cfg.Fast, Log: n.log,
 		Tags: map[string]string{
 			manager.TagRaft: n.addr(cfg.RaftPort), manager.TagAPI: n.addr(cfg.APIPort),
 			manager.TagIP: cfg.AdvertiseAddr, manager.TagGossip: n.addr(cfg.GossipPort),
@@ -355,6 +355,10 @@ func (n *Node) Run(ctx context.Context) error {
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
+	eg.Go(func() error {
+		have := append([][]byte{creds.gossipKey}, creds.otherGossipKeys...)
+		return n.followGossipKeys(ctx, g, r.State(), filepath.Join(cfg.DataDir, pkiDir, gossipKeyFile), have)
+	})
 	defer func() {
 		if n.left.Load() {
 			// No longer a member: forget the cluster so that the data dir can

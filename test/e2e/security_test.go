@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,13 +17,16 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/pki"
+	"github.com/devhq/dev/gossip"
 )
 
 // TestRevocation on two hosts: a revoked client bundle is refused while a
 // new one of the same name works; after dev token --rotate the old join
 // token admits no one; `dev node rm` refuses a ready node
 // without --force, and with it the node is forgotten and its certificate
-// refused on the raft and API ports of the other node, at the handshake.
+// refused on the raft and API ports of the other node, at the handshake,
+// and its gossip key, which admitted a stranger before, admits no one
+// once the key is rotated.
 func TestRevocation(t *testing.T) {
 	hosts := newHosts(t, 2)
 	ms := newMultiCluster(t, hosts, nil)
@@ -109,6 +115,15 @@ func TestRevocation(t *testing.T) {
 		}
 	}
 
+	// h2's gossip key, as a thief would hold it, admits a gossip member now.
+	stolenKey, err := os.ReadFile(filepath.Join(ms[1].dir, "pki", "gossip.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gossipJoin(t, "thief-1", stolenKey, hosts[0].IP); err != nil {
+		t.Fatalf("before any removal, h2's gossip key did not admit: %v", err)
+	}
+
 	if out, err := ms[0].dev(t, "node", "rm", "h2"); err == nil || !strings.Contains(out, "is ready") {
 		t.Errorf("dev node rm of a ready node: %v\n%s\nwant refused (dev leave, or --force)", err, out)
 	}
@@ -127,6 +142,50 @@ func TestRevocation(t *testing.T) {
 	if out := ms[0].mustDev(t, "nodes"); !strings.Contains(out, "h1") || strings.Contains(out, "h2") {
 		t.Errorf("dev nodes after dev node rm h2:\n%s", out)
 	}
+	// The gossip key is rotated after the removal: h2's no longer admits.
+	eventually(t, 60*time.Second, "h2's gossip key refused", func() error {
+		if err := gossipJoin(t, "thief-2", stolenKey, hosts[0].IP); err == nil {
+			return errors.New("h2's gossip key still admits a member")
+		}
+		return nil
+	})
+	if key, err := os.ReadFile(filepath.Join(ms[0].dir, "pki", "gossip.key")); err != nil || len(key) != 32 || bytes.Equal(key, stolenKey) {
+		t.Errorf("h1's gossip key file after the rotation: %d bytes, %v (want one new 32-byte key)", len(key), err)
+	}
+	if nodes := ms[0].nodes(t); nodes["h1"].Status != "ready" {
+		t.Errorf("h1 after the gossip key rotation: %+v", nodes["h1"])
+	}
+}
+
+// gossipJoin starts a gossip member with key on the hosts' bridge and joins
+// it to the member at ip; it leaves and stops before returning.
+func gossipJoin(t *testing.T, name string, key []byte, ip string) error {
+	t.Helper()
+	g, err := gossip.New(gossip.Config{NodeName: name, BindAddr: hostsGateway, BindPort: gossip.AnyPort, Key: key, Fast: true,
+		Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	go func() {
+		for range g.Events() {
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatalf("gossip member %s: %v", name, err)
+	}
+	jctx, jcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer jcancel()
+	if _, err := g.Join(jctx, []string{net.JoinHostPort(ip, "7946")}); err != nil {
+		return err
+	}
+	_ = g.Leave()
+	return nil
 }
 
 // TestCertRenewal on two hosts whose node certificates last 45 s: each
