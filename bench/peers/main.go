@@ -1,14 +1,15 @@
 // Command peers compares dev with its peers on this machine's Docker Engine:
 // docker-compose 1.29, swarm (docker stack deploy) and "raw" (the same
 // containers created and started with parallel Engine API calls, the
-// limit). Each does the same work from the same local image: bring N
+// limit) and "raw-pod" (the same, with each replica an infra container and
+// the app container joining it: the Engine's work for a dev pod). Each does the same work from the same local image: bring N
 // services up, scale one service, re-deploy a file with one service changed.
 // Every figure is appended as a results.Record to <results.Dir()>/peers.jsonl
-// and a summary table (median, spread, ratio to raw) is printed at the end.
+// and a summary table (median, spread, ratios to raw and raw-pod) is printed at the end.
 //
 // Usage (root; a Docker Engine; bin/dev built with `make build`):
 //
-//	go run ./bench/peers [-runs 5] [-quick] [-dev bin/dev] [-tools dev,docker-compose,raw,swarm]
+//	go run ./bench/peers [-runs 5] [-quick] [-dev bin/dev] [-tools dev,docker-compose,raw,raw-pod,swarm]
 //	                     [-measures up,scale,reup] [-healthcheck] [-op-timeout 3m] [-timeout 25m] [-out FILE]
 package main
 
@@ -45,7 +46,7 @@ type config struct {
 	timeout   time.Duration
 }
 
-var allTools = []string{"dev", "docker-compose", "raw", "swarm"}
+var allTools = []string{"dev", "docker-compose", "raw", "raw-pod", "swarm"}
 
 type bench struct {
 	cfg         config
@@ -264,8 +265,11 @@ func (b *bench) run(ctx context.Context) error {
 		defer func() { c, cancel := cleanupCtx(); defer cancel(); t.Cleanup(c) }()
 		tools = append(tools, t)
 	}
-	if b.wants("raw") {
-		t, err := newRawTool(ctx, dc, b.cfg.image)
+	for _, name := range []string{"raw", "raw-pod"} {
+		if !b.wants(name) {
+			continue
+		}
+		t, err := newRawTool(ctx, dc, b.cfg.image, name == "raw-pod")
 		if err != nil {
 			return err
 		}
@@ -276,7 +280,7 @@ func (b *bench) run(ctx context.Context) error {
 		b.warmUp(ctx, tools)
 		var reup []tool
 		for _, t := range tools {
-			if t.Name() != "raw" {
+			if !strings.HasPrefix(t.Name(), "raw") {
 				reup = append(reup, t)
 			}
 		}
@@ -350,25 +354,33 @@ func (b *bench) warmUp(ctx context.Context, tools []tool) {
 func (b *bench) summary(w *os.File) {
 	recs := slices.Clone(b.recs)
 	sortRecords(recs, b.caseOrder)
-	raw := map[string]float64{}
+	raw, rawPod := map[string]float64{}, map[string]float64{}
 	for _, r := range recs {
-		if r.Tool == "raw" && len(r.Runs) > 0 {
-			raw[r.Measure+"\x00"+r.Case] = r.Median()
+		if len(r.Runs) == 0 {
+			continue
 		}
+		switch r.Tool {
+		case "raw":
+			raw[r.Measure+"\x00"+r.Case] = r.Median()
+		case "raw-pod":
+			rawPod[r.Measure+"\x00"+r.Case] = r.Median()
+		}
+	}
+	ratio := func(base map[string]float64, r results.Record) string {
+		if v, ok := base[r.Measure+"\x00"+r.Case]; ok && v > 0 {
+			return fmt.Sprintf("%.2f", r.Median()/v)
+		}
+		return "-"
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEASURE\tCASE\tTOOL\tRUNS\tMEDIAN\tSPREAD\tx RAW\tEXTRA")
+	fmt.Fprintln(tw, "MEASURE\tCASE\tTOOL\tRUNS\tMEDIAN\tSPREAD\tx RAW\tx RAW-POD\tEXTRA")
 	for _, r := range recs {
 		if len(r.Runs) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t0\t-\t-\t-\t%s\n", r.Measure, r.Case, r.Tool, firstLine(r.Note))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t0\t-\t-\t-\t-\t%s\n", r.Measure, r.Case, r.Tool, firstLine(r.Note))
 			continue
 		}
-		ratio := "-"
-		if v, ok := raw[r.Measure+"\x00"+r.Case]; ok && v > 0 {
-			ratio = fmt.Sprintf("%.2f", r.Median()/v)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f s\t%.2f s\t%s\t%s\n", r.Measure, r.Case, r.Tool, len(r.Runs), r.Median(), r.Spread(), ratio, strings.TrimPrefix(extraText(r.Extra), " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f s\t%.2f s\t%s\t%s\t%s\n", r.Measure, r.Case, r.Tool, len(r.Runs), r.Median(), r.Spread(), ratio(raw, r), ratio(rawPod, r), strings.TrimPrefix(extraText(r.Extra), " "))
 	}
 	tw.Flush()
 	for _, n := range b.notes {

@@ -89,6 +89,9 @@ func (b *bench) upCase(n int) benchCase {
 			case "raw":
 				return "time from the first of the parallel ContainerCreate+ContainerStart Engine API calls (" + what + "; in-process, no CLI start-up) until every container ran" + b.readyText() +
 					"; its bridge network created beforehand, not timed"
+			case "raw-pod":
+				return "time from the first of the parallel Engine API calls, per replica an infra container (dev's pause image) created, then started while the app container joining its network and IPC namespaces is created, then the app started (" + what + "; in-process, no CLI start-up) until every app container ran" + b.readyText() +
+					"; its bridge network created beforehand, not timed"
 			case "swarm":
 				return "time from exec of `docker stack deploy --resolve-image never -c FILE P` (" + what + ") until TaskList showed every task Running; " + swarmNote +
 					"; includes creating the stack's overlay network"
@@ -196,6 +199,8 @@ func (b *bench) scaleCase(sizes ...int) benchCase {
 				return pre + fmt.Sprintf("no published port (one fixed host port cannot be published by many replicas on one host); time from exec of `docker-compose -p P -f FILE up -d --scale app=%d` until the Engine listed %d containers running%s", to, to, b.readyText())
 			case "raw":
 				return pre + fmt.Sprintf("no published port; time from %d parallel ContainerCreate+ContainerStart Engine API calls (in-process) until all %d containers ran%s", to-from, to, b.readyText())
+			case "raw-pod":
+				return pre + fmt.Sprintf("no published port; time from %d parallel pod starts (infra container, then the app container joining it; Engine API, in-process) until all %d app containers ran%s", to-from, to, b.readyText())
 			case "swarm":
 				return pre + fmt.Sprintf("no published port; time from exec of `docker service scale -d P_app=%d` until TaskList showed %d tasks Running; ", to, to) + swarmNote
 			}
@@ -428,7 +433,7 @@ func round(v float64) float64 {
 // sortRecords orders records by measure, case (as run) and tool.
 func sortRecords(recs []results.Record, caseOrder []string) {
 	measureRank := map[string]int{"up": 0, "scale": 1, "reup": 2}
-	toolRank := map[string]int{"dev": 0, "docker-compose": 1, "raw": 2, "swarm": 3}
+	toolRank := map[string]int{"dev": 0, "docker-compose": 1, "raw": 2, "raw-pod": 3, "swarm": 4}
 	caseRank := map[string]int{}
 	for i, c := range caseOrder {
 		caseRank[c] = i

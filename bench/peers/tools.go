@@ -19,6 +19,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	imagetypes "github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -442,16 +443,39 @@ const (
 )
 
 // rawTool is the limit: the containers created and started with parallel
-// Engine API calls, nothing else.
+// Engine API calls, nothing else. With pods set ("raw-pod") each replica is
+// what a dev pod is to the Engine: an infra container on the network that
+// holds the namespaces, then the app container joining them; the infra's
+// start overlaps the app's create, as dev's driver does.
 type rawTool struct {
 	dc    *client.Client
 	image string
+	pods  bool
+	pause string // the infra containers' image (pods only)
 }
 
+// rawInfraLabel marks raw-pod's infra containers with their project; they
+// carry no devpeers.project label so that counting sees app containers only.
+const rawInfraLabel = "devpeers.infra-of"
+
 // newRawTool creates the bridge network the raw containers join (not timed:
-// dev's pod network also exists before its measurements).
-func newRawTool(ctx context.Context, dc *client.Client, image string) (*rawTool, error) {
-	t := &rawTool{dc: dc, image: image}
+// dev's pod network also exists before its measurements). For pods it
+// takes dev's pause image when the Engine has one (dev ran first), else the
+// test image sleeping.
+func newRawTool(ctx context.Context, dc *client.Client, image string, pods bool) (*rawTool, error) {
+	t := &rawTool{dc: dc, image: image, pods: pods}
+	if pods {
+		imgs, err := dc.ImageList(ctx, imagetypes.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "dev-pause"))})
+		if err != nil {
+			return nil, fmt.Errorf("list pause images: %w", err)
+		}
+		t.pause = image
+		for _, im := range imgs {
+			if len(im.RepoTags) > 0 {
+				t.pause = im.RepoTags[0]
+			}
+		}
+	}
 	t.Cleanup(ctx) // leftovers of an interrupted run
 	if ok, err := networkExists(ctx, dc, rawNetwork); err != nil {
 		return nil, err
@@ -465,8 +489,19 @@ func newRawTool(ctx context.Context, dc *client.Client, image string) (*rawTool,
 	return t, nil
 }
 
-func (t *rawTool) Name() string   { return "raw" }
-func (t *rawTool) Prefix() string { return "peersraw" }
+func (t *rawTool) Name() string {
+	if t.pods {
+		return "raw-pod"
+	}
+	return "raw"
+}
+
+func (t *rawTool) Prefix() string {
+	if t.pods {
+		return "peersrawpod"
+	}
+	return "peersraw"
+}
 func (t *rawTool) Labels() labelScheme {
 	return labelScheme{project: "devpeers.project", service: "devpeers.service"}
 }
@@ -519,14 +554,54 @@ func (t *rawTool) run(ctx context.Context, w *workload, s service, name string) 
 		cfg.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "/app", "health"}, Interval: time.Second, Timeout: 2 * time.Second, Retries: 3}
 	}
 	hc := &container.HostConfig{NetworkMode: container.NetworkMode(rawNetwork)}
+	infraStarted := func() error { return nil }
+	if t.pods {
+		infra, err := t.infra(ctx, w, name)
+		if err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- t.dc.ContainerStart(ctx, infra, container.StartOptions{}) }()
+		infraStarted = func() error {
+			if err := <-done; err != nil {
+				return fmt.Errorf("start infra container of %s: %w", name, err)
+			}
+			return nil
+		}
+		cfg.Hostname = ""
+		hc = &container.HostConfig{NetworkMode: container.NetworkMode("container:" + infra), IpcMode: container.IpcMode("container:" + infra)}
+	}
 	c, err := t.dc.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {
+		_ = infraStarted()
 		return fmt.Errorf("create container %s: %w", name, err)
+	}
+	if err := infraStarted(); err != nil {
+		return err
 	}
 	if err := t.dc.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", name, err)
 	}
 	return nil
+}
+
+// infra creates a pod's infra container (not started): the network and a
+// shareable IPC namespace, as dev's driver makes it.
+func (t *rawTool) infra(ctx context.Context, w *workload, name string) (string, error) {
+	cfg := &container.Config{
+		Image:    t.pause,
+		Hostname: name,
+		Labels:   map[string]string{rawLabel: "true", rawInfraLabel: w.Project},
+	}
+	if t.pause == t.image {
+		cfg.Cmd = []string{"sleep"}
+	}
+	hc := &container.HostConfig{NetworkMode: container.NetworkMode(rawNetwork), IpcMode: container.IPCModeShareable}
+	c, err := t.dc.ContainerCreate(ctx, cfg, hc, nil, nil, name+".infra")
+	if err != nil {
+		return "", fmt.Errorf("create infra container of %s: %w", name, err)
+	}
+	return c.ID, nil
 }
 
 func (t *rawTool) Scale(ctx context.Context, w *workload, _ string) error { return t.Up(ctx, w) }
@@ -537,6 +612,9 @@ func (t *rawTool) Wait(ctx context.Context, w *workload) error {
 
 func (t *rawTool) Down(ctx context.Context, w *workload) error {
 	if err := removeContainers(ctx, t.dc, "devpeers.project="+w.Project); err != nil {
+		return err
+	}
+	if err := removeContainers(ctx, t.dc, rawInfraLabel+"="+w.Project); err != nil {
 		return err
 	}
 	return waitGone(ctx, t.dc, t.Labels(), w.Project)
