@@ -464,18 +464,6 @@ const rawInfraLabel = "devpeers.infra-of"
 // test image sleeping.
 func newRawTool(ctx context.Context, dc *client.Client, image string, pods bool) (*rawTool, error) {
 	t := &rawTool{dc: dc, image: image, pods: pods}
-	if pods {
-		imgs, err := dc.ImageList(ctx, imagetypes.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "dev-pause"))})
-		if err != nil {
-			return nil, fmt.Errorf("list pause images: %w", err)
-		}
-		t.pause = image
-		for _, im := range imgs {
-			if len(im.RepoTags) > 0 {
-				t.pause = im.RepoTags[0]
-			}
-		}
-	}
 	t.Cleanup(ctx) // leftovers of an interrupted run
 	if ok, err := networkExists(ctx, dc, rawNetwork); err != nil {
 		return nil, err
@@ -506,9 +494,31 @@ func (t *rawTool) Labels() labelScheme {
 	return labelScheme{project: "devpeers.project", service: "devpeers.service"}
 }
 
+// findPause picks the infra containers' image: dev's pause image once the
+// Engine has one (dev's first pod builds it), else the test image sleeping.
+func (t *rawTool) findPause(ctx context.Context) error {
+	if !t.pods || (t.pause != "" && t.pause != t.image) {
+		return nil
+	}
+	imgs, err := t.dc.ImageList(ctx, imagetypes.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "dev-pause"))})
+	if err != nil {
+		return fmt.Errorf("list pause images: %w", err)
+	}
+	t.pause = t.image
+	for _, im := range imgs {
+		if len(im.RepoTags) > 0 {
+			t.pause = im.RepoTags[0]
+		}
+	}
+	return nil
+}
+
 // Up creates and starts, all in parallel, every replica of w that does not
 // exist yet (named <project>-<service>-<n>).
 func (t *rawTool) Up(ctx context.Context, w *workload) error {
+	if err := t.findPause(ctx); err != nil {
+		return err
+	}
 	existing, err := listContainers(ctx, t.dc, t.Labels(), w.Project, true)
 	if err != nil {
 		return err
