@@ -61,6 +61,11 @@ func TestLoadRich(t *testing.T) {
 				Replicas:    2,
 				Healthcheck: &api.Healthcheck{Test: []string{"CMD-SHELL", "redis-cli ping"}},
 				Secrets:     []api.SecretMount{{Name: "api_key", Target: "/etc/key", Content: []byte("s3cret\n")}},
+				Configs: []api.SecretMount{
+					{Name: "redis_conf", Target: "/redis_conf", Content: []byte("s3cret\n")},
+					{Name: "greeting", Target: "/etc/greeting.txt", Content: []byte("hello host-value"), Mode: 0o440},
+					{Name: "from_env", Target: "/from_env", Content: []byte("pw")},
+				},
 			},
 			{
 				Project:       "rich",
@@ -401,6 +406,16 @@ func TestConvertErrors(t *testing.T) {
 			wantErr: `service "web": secret "s" is external`,
 		},
 		{
+			name:    "external config",
+			yaml:    "services:\n  web:\n    image: nginx\n    configs: [c]\nconfigs:\n  c:\n    external: true\n",
+			wantErr: `service "web": config "c" is external, which dev does not support; declare it with file:, environment: or content:`,
+		},
+		{
+			name:    "config file missing",
+			yaml:    "services:\n  web:\n    image: nginx\n    configs: [c]\nconfigs:\n  c:\n    file: ./missing.conf\n",
+			wantErr: `service "web": read config "c"`,
+		},
+		{
 			name:    "environment secret unset",
 			yaml:    "services:\n  web:\n    image: nginx\n    secrets: [s]\nsecrets:\n  s:\n    environment: NOPE\n",
 			wantErr: `environment variable NOPE is not set`,
@@ -461,7 +476,6 @@ func TestWarnings(t *testing.T) {
 				`service "more": key "build.cache_from" is not supported by dev yet and is ignored`,
 				`service "more": key "build.dockerfile_inline" is not supported by dev yet and is ignored`,
 				`service "more": key "build.ssh" is not supported by dev yet and is ignored`,
-				`service "more": key "configs" is not supported by dev yet and is ignored`,
 				`service "more": key "deploy.endpoint_mode" is not supported by dev yet and is ignored`,
 				`service "more": key "deploy.mode" is not supported by dev yet and is ignored`,
 				`service "more": key "deploy.restart_policy" is not supported by dev yet and is ignored`,

@@ -126,6 +126,9 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 	if spec.Secrets, err = convertSecrets(p, name, s.Secrets); err != nil {
 		return api.ServiceSpec{}, nil, err
 	}
+	if spec.Configs, err = convertConfigs(p, name, s.Configs); err != nil {
+		return api.ServiceSpec{}, nil, err
+	}
 	spec.Healthcheck = convertHealthcheck(s.HealthCheck)
 	if spec.Restart, err = convertRestart(name, s.Restart, w); err != nil {
 		return api.ServiceSpec{}, nil, err
@@ -253,17 +256,55 @@ func convertVolumes(p *types.Project, s types.ServiceConfig, w *warner) []api.Vo
 	return out
 }
 
-func convertSecrets(p *types.Project, service string, secrets []types.ServiceSecretConfig) ([]api.SecretMount, error) {
+// fileKind is what differs between compose's secrets and configs.
+type fileKind struct {
+	key    string // "secret" or "config"
+	defDir string // where a target that is not absolute goes
+}
+
+var (
+	secretFiles = fileKind{key: "secret", defDir: "/run/secrets/"}
+	configFiles = fileKind{key: "config", defDir: "/"}
+)
+
+func convertSecrets(p *types.Project, service string, refs []types.ServiceSecretConfig) ([]api.SecretMount, error) {
+	defs := map[string]types.FileObjectConfig{}
+	for k, v := range p.Secrets {
+		defs[k] = types.FileObjectConfig(v)
+	}
+	files := make([]types.FileReferenceConfig, len(refs))
+	for i, r := range refs {
+		files[i] = types.FileReferenceConfig(r)
+	}
+	return convertFiles(p, service, secretFiles, defs, files)
+}
+
+func convertConfigs(p *types.Project, service string, refs []types.ServiceConfigObjConfig) ([]api.SecretMount, error) {
+	defs := map[string]types.FileObjectConfig{}
+	for k, v := range p.Configs {
+		defs[k] = types.FileObjectConfig(v)
+	}
+	files := make([]types.FileReferenceConfig, len(refs))
+	for i, r := range refs {
+		files[i] = types.FileReferenceConfig(r)
+	}
+	return convertFiles(p, service, configFiles, defs, files)
+}
+
+// convertFiles turns a service's secrets or configs into the files its
+// containers get: the content read now (file, environment or inline
+// content), the target (default <defDir><name>), the mode.
+func convertFiles(p *types.Project, service string, kind fileKind, defs map[string]types.FileObjectConfig, refs []types.FileReferenceConfig) ([]api.SecretMount, error) {
 	var out []api.SecretMount
-	for _, ref := range secrets {
-		def, ok := p.Secrets[ref.Source]
+	for _, ref := range refs {
+		def, ok := defs[ref.Source]
 		if !ok {
-			return nil, fmt.Errorf("service %q: secret %q is not declared in the top-level secrets", service, ref.Source)
+			return nil, fmt.Errorf("service %q: %s %q is not declared in the top-level %ss", service, kind.key, ref.Source, kind.key)
 		}
 		var content []byte
 		switch {
 		case bool(def.External):
-			return nil, fmt.Errorf("service %q: secret %q is external, which dev does not support; declare it with file: or environment:", service, ref.Source)
+			return nil, fmt.Errorf("service %q: %s %q is external, which dev does not support; declare it with file:, environment: or content:", service, kind.key, ref.Source)
 		case def.File != "":
 			file := def.File
 			if !filepath.IsAbs(file) {
@@ -271,26 +312,26 @@ func convertSecrets(p *types.Project, service string, secrets []types.ServiceSec
 			}
 			b, err := os.ReadFile(file)
 			if err != nil {
-				return nil, fmt.Errorf("service %q: read secret %q: %w", service, ref.Source, err)
+				return nil, fmt.Errorf("service %q: read %s %q: %w", service, kind.key, ref.Source, err)
 			}
 			content = b
 		case def.Environment != "":
 			v, ok := p.Environment[def.Environment]
 			if !ok {
-				return nil, fmt.Errorf("service %q: secret %q: environment variable %s is not set", service, ref.Source, def.Environment)
+				return nil, fmt.Errorf("service %q: %s %q: environment variable %s is not set", service, kind.key, ref.Source, def.Environment)
 			}
 			content = []byte(v)
 		case def.Content != "":
 			content = []byte(def.Content)
 		default:
-			return nil, fmt.Errorf("service %q: secret %q has neither file: nor environment:, which dev needs", service, ref.Source)
+			return nil, fmt.Errorf("service %q: %s %q has none of file:, environment: or content:, which dev needs", service, kind.key, ref.Source)
 		}
 		target := ref.Target
 		switch {
 		case target == "":
-			target = "/run/secrets/" + ref.Source
+			target = kind.defDir + ref.Source
 		case !path.IsAbs(target):
-			target = "/run/secrets/" + target
+			target = kind.defDir + target
 		}
 		m := api.SecretMount{Name: ref.Source, Target: target, Content: content}
 		if ref.Mode != nil {

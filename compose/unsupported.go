@@ -87,6 +87,7 @@ var supported = newAttrs(
 	"volumes.[].type", "volumes.[].source", "volumes.[].target", "volumes.[].read_only",
 	"tmpfs",
 	"secrets.[].source", "secrets.[].target", "secrets.[].mode",
+	"configs.[].source", "configs.[].target", "configs.[].mode",
 	"healthcheck.test", "healthcheck.interval", "healthcheck.timeout", "healthcheck.start_period",
 	"healthcheck.retries", "healthcheck.disable",
 	"restart",

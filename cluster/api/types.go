@@ -138,6 +138,8 @@ type ServiceSpec struct {
 	Expose      []string          `json:"expose,omitempty"`
 	Volumes     []VolumeMount     `json:"volumes,omitempty"`
 	Secrets     []SecretMount     `json:"secrets,omitempty"`
+	// Configs are compose `configs:`, files like Secrets (mode 0444 unless set).
+	Configs     []SecretMount     `json:"configs,omitempty"`
 	Healthcheck *Healthcheck      `json:"healthcheck,omitempty"`
 	Restart     string            `json:"restart,omitempty"`
 	Replicas    int               `json:"replicas"`
@@ -216,6 +218,32 @@ func (s ServiceSpec) hashed() ServiceSpec {
 		sc := make([]ServiceSpec, len(s.Sidecars))
 		for i, c := range s.Sidecars {
 			sc[i] = c.hashed()
+		}
+		s.Sidecars = sc
+	}
+	return s
+}
+
+// Redacted is s as the API shows it: every secret's and config's content
+// replaced by its SHA-256 (Digest), its sidecars' too.
+func (s ServiceSpec) Redacted() ServiceSpec {
+	redact := func(ms []SecretMount) []SecretMount {
+		if ms == nil {
+			return nil
+		}
+		out := make([]SecretMount, len(ms))
+		for i, m := range ms {
+			sum := sha256.Sum256(m.Content)
+			m.Content, m.Digest = nil, "sha256:"+hex.EncodeToString(sum[:])
+			out[i] = m
+		}
+		return out
+	}
+	s.Secrets, s.Configs = redact(s.Secrets), redact(s.Configs)
+	if s.Sidecars != nil {
+		sc := make([]ServiceSpec, len(s.Sidecars))
+		for i, c := range s.Sidecars {
+			sc[i] = c.Redacted()
 		}
 		s.Sidecars = sc
 	}
@@ -461,14 +489,17 @@ type VolumeMount struct {
 	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
-// SecretMount is a file-based secret. Its content travels in the spec so any
-// node can mount it; it is mounted read-only at Target (default
-// /run/secrets/<name>).
+// SecretMount is a file-based secret or config. Its content travels in the
+// spec so any node can mount it; it is mounted read-only at Target
+// (default /run/secrets/<name> for a secret, /<name> for a config).
 type SecretMount struct {
 	Name    string `json:"name"`
 	Target  string `json:"target"`
 	Content []byte `json:"content"`
 	Mode    uint32 `json:"mode,omitempty"`
+	// Digest is the content's SHA-256, in what the API shows in place of
+	// the content (ServiceSpec.Redacted); empty in the stored spec.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Healthcheck is compose `healthcheck:`.

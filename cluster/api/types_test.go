@@ -66,6 +66,21 @@ func TestServiceSpecHash(t *testing.T) {
 	}
 }
 
+// TestFileContentRolls: a secret's or a config's new content is a new
+// pod template: the pods that use it are recreated.
+func TestFileContentRolls(t *testing.T) {
+	with := func(secret, config string) api.ServiceSpec {
+		s := baseSpec()
+		s.Secrets = []api.SecretMount{{Name: "token", Target: "/run/secrets/token", Content: []byte(secret)}}
+		s.Configs = []api.SecretMount{{Name: "app", Target: "/app", Content: []byte(config)}}
+		return s
+	}
+	base := with("s1", "c1").Hash()
+	if with("s2", "c1").Hash() == base || with("s1", "c2").Hash() == base {
+		t.Error("new secret or config content kept the template hash")
+	}
+}
+
 func TestRestartPolicy(t *testing.T) {
 	tests := []struct {
 		restart string

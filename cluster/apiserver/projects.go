@@ -63,7 +63,15 @@ func (srv *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
 	st := srv.r.State()
 	out := []api.ProjectSummary{}
 	for _, p := range st.Projects() {
-		out = append(out, api.ProjectSummary{Name: p.Name, Services: st.RCs(p.Name)})
+		rcs := st.RCs(p.Name)
+		for i := range rcs { // secrets and configs leave as digests, never content
+			rcs[i].Template = rcs[i].Template.Redacted()
+			if rcs[i].Previous != nil {
+				prev := rcs[i].Previous.Redacted()
+				rcs[i].Previous = &prev
+			}
+		}
+		out = append(out, api.ProjectSummary{Name: p.Name, Services: rcs})
 	}
 	writeJSON(w, out)
 }
