@@ -277,7 +277,7 @@ func (d *Driver) create(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
-	secretMounts, err := d.writeSecrets(name, spec.Secrets)
+	secretMounts, err := d.writeSecrets(name, spec)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", name, err)
 	}
@@ -626,41 +626,57 @@ func (d *Driver) ensureVolume(ctx context.Context, project, source string) (stri
 // secretDir is the host directory of pod's secret files.
 func (d *Driver) secretDir(pod string) string { return filepath.Join(d.opts.SecretsDir, pod) }
 
-func (d *Driver) writeSecrets(pod string, secrets []api.SecretMount) ([]mount.Mount, error) {
+// writeSecrets writes the files of spec's secrets and configs under the
+// pod's directory (secrets/ and configs/: a secret and a config may share
+// a name) and returns their read-only bind mounts. A target that is not
+// absolute goes under /run/secrets (a secret) or / (a config).
+func (d *Driver) writeSecrets(pod string, spec *api.ServiceSpec) ([]mount.Mount, error) {
 	d.removeSecrets(pod) // drop files of an older spec
-	if len(secrets) == 0 {
+	if len(spec.Secrets) == 0 && len(spec.Configs) == 0 {
 		return nil, nil
 	}
 	if !validFileName(pod) {
 		return nil, fmt.Errorf("write secrets: invalid pod name %q", pod)
 	}
-	dir := d.secretDir(pod)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("write secrets: %w", err)
-	}
 	var out []mount.Mount
-	for _, s := range secrets {
-		if !validFileName(s.Name) {
+	for _, kind := range []struct {
+		what, sub, under string
+		files            []api.SecretMount
+	}{
+		{"secret", "secrets", secretsTarget, spec.Secrets},
+		{"config", "configs", "/", spec.Configs},
+	} {
+		if len(kind.files) == 0 {
+			continue
+		}
+		dir := filepath.Join(d.secretDir(pod), kind.sub)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			d.removeSecrets(pod)
-			return nil, fmt.Errorf("write secret %q: invalid name", s.Name)
+			return nil, fmt.Errorf("write %ss: %w", kind.what, err)
 		}
-		file := filepath.Join(dir, s.Name)
-		mode := os.FileMode(s.Mode)
-		if mode == 0 {
-			mode = 0o444
+		for _, s := range kind.files {
+			if !validFileName(s.Name) {
+				d.removeSecrets(pod)
+				return nil, fmt.Errorf("write %s %q: invalid name", kind.what, s.Name)
+			}
+			file := filepath.Join(dir, s.Name)
+			mode := os.FileMode(s.Mode)
+			if mode == 0 {
+				mode = 0o444
+			}
+			if err := writeFileMode(file, s.Content, mode.Perm()); err != nil {
+				d.removeSecrets(pod)
+				return nil, fmt.Errorf("write %s %s: %w", kind.what, s.Name, err)
+			}
+			target := s.Target
+			if target == "" {
+				target = s.Name
+			}
+			if !path.IsAbs(target) {
+				target = path.Join(kind.under, target)
+			}
+			out = append(out, mount.Mount{Type: mount.TypeBind, Source: file, Target: target, ReadOnly: true})
 		}
-		if err := writeFileMode(file, s.Content, mode.Perm()); err != nil {
-			d.removeSecrets(pod)
-			return nil, fmt.Errorf("write secret %s: %w", s.Name, err)
-		}
-		target := s.Target
-		if target == "" {
-			target = s.Name
-		}
-		if !path.IsAbs(target) {
-			target = path.Join(secretsTarget, target)
-		}
-		out = append(out, mount.Mount{Type: mount.TypeBind, Source: file, Target: target, ReadOnly: true})
 	}
 	return out, nil
 }

@@ -342,6 +342,10 @@ func TestPod(t *testing.T) {
 		{Name: "x", Content: []byte("s3cret")},
 		{Name: "y", Target: "/etc/y.conf", Content: []byte("why"), Mode: 0o400},
 	}
+	spec.Configs = []api.SecretMount{ // a config may share a secret's name
+		{Name: "x", Content: []byte("config x")},
+		{Name: "app", Target: "/etc/app.yaml", Content: []byte("port: 80")},
+	}
 	spec.Volumes = []api.VolumeMount{
 		{Type: api.MountVolume, Source: "data", Target: "/data"},
 		{Type: api.MountVolume, Target: "/anon"},
@@ -425,10 +429,19 @@ func TestPod(t *testing.T) {
 	if body := httpGet(t, ctx, c.IP, "/file?path=/etc/y.conf"); body != "why" {
 		t.Errorf("secret y = %q, want why", body)
 	}
-	if fi, err := os.Stat(filepath.Join(f.secrets, pod.Name, "x")); err != nil || fi.Mode().Perm() != 0o444 {
+	if body := httpGet(t, ctx, c.IP, "/file?path=/x"); body != "config x" {
+		t.Errorf("config x at /x = %q, want its content", body)
+	}
+	if body := httpGet(t, ctx, c.IP, "/file?path=/etc/app.yaml"); body != "port: 80" {
+		t.Errorf("config app = %q, want its content", body)
+	}
+	if fi, err := os.Stat(filepath.Join(f.secrets, pod.Name, "secrets", "x")); err != nil || fi.Mode().Perm() != 0o444 {
 		t.Errorf("secret file x: %v, mode %v, want 0444", err, fi)
 	}
-	if fi, err := os.Stat(filepath.Join(f.secrets, pod.Name, "y")); err != nil || fi.Mode().Perm() != 0o400 {
+	if fi, err := os.Stat(filepath.Join(f.secrets, pod.Name, "configs", "app")); err != nil || fi.Mode().Perm() != 0o444 {
+		t.Errorf("config file app: %v, mode %v, want 0444", err, fi)
+	}
+	if fi, err := os.Stat(filepath.Join(f.secrets, pod.Name, "secrets", "y")); err != nil || fi.Mode().Perm() != 0o400 {
 		t.Errorf("secret file y: %v, mode %v, want 0400", err, fi)
 	}
 	if fi, err := os.Stat(bindDir); err != nil || !fi.IsDir() {
