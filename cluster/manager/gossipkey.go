@@ -31,7 +31,14 @@ func (m *Manager) rotateGossipKey(ctx context.Context, st *state.Store, now time
 		m.log.Warn("rotate the gossip key", "err", err)
 		return
 	}
-	m.log.Info("gossip key rotation", "keys", len(cmd.Keys), "new_key_sends", !bytes.Equal(cmd.Primary, ci.GossipKey) || len(cmd.Keys) == 1)
+	step := "1/3: a new key is accepted"
+	switch {
+	case len(cmd.Keys) == 1:
+		step = "3/3: the old key is dropped"
+	case !bytes.Equal(cmd.Primary, ci.GossipKey):
+		step = "2/3: the new key is sent with"
+	}
+	m.log.Info("gossip key rotation", "step", step)
 }
 
 // gossipKeyStep is the next step of a gossip key rotation, or nil. A node
