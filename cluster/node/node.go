@@ -356,6 +356,9 @@ func (n *Node) Run(ctx context.Context) error {
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	eg.Go(func() error {
+		return n.closeRevoked(ctx, r.State(), map[string]revocable{"api": apiLn, "raft": raftLn})
+	})
+	eg.Go(func() error {
 		have := append([][]byte{creds.gossipKey}, creds.otherGossipKeys...)
 		return n.followGossipKeys(ctx, g, r.State(), filepath.Join(cfg.DataDir, pkiDir, gossipKeyFile), have)
 	})

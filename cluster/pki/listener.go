@@ -57,6 +57,7 @@ type HandshakeListener struct {
 
 	mu    sync.Mutex
 	perIP map[netip.Addr]int
+	open  map[*tls.Conn]struct{} // handed to Accept and not closed yet
 }
 
 var _ net.Listener = (*HandshakeListener)(nil)
@@ -72,6 +73,7 @@ func NewHandshakeListener(inner net.Listener, cfg *tls.Config, lim HandshakeLimi
 		pending: make(chan struct{}, lim.MaxPending),
 		ctx:     ctx, stop: stop, done: make(chan struct{}),
 		perIP: map[netip.Addr]int{},
+		open:  map[*tls.Conn]struct{}{},
 	}
 	go l.acceptLoop()
 	return l
@@ -105,11 +107,13 @@ func (l *HandshakeListener) acceptLoop() {
 		select {
 		case l.pending <- struct{}{}:
 		default:
-			l.release(ip)
+			l.release(ip, nil)
 			c.Close() // too many handshakes in flight
 			continue
 		}
-		go l.handshake(&trackedConn{Conn: c, release: func() { l.release(ip) }})
+		tracked := &trackedConn{Conn: c}
+		tracked.release = func() { l.release(ip, tracked.tls) }
+		go l.handshake(tracked)
 	}
 }
 
@@ -117,6 +121,7 @@ func (l *HandshakeListener) acceptLoop() {
 // hands the connection to Accept, or closes it.
 func (l *HandshakeListener) handshake(c *trackedConn) {
 	tc := tls.Server(c, l.cfg)
+	c.tls = tc
 	ctx, cancel := context.WithTimeout(l.ctx, l.lim.Timeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -125,6 +130,9 @@ func (l *HandshakeListener) handshake(c *trackedConn) {
 		tc.Close()
 		return
 	}
+	l.mu.Lock()
+	l.open[tc] = struct{}{}
+	l.mu.Unlock()
 	select {
 	case l.ready <- tc:
 	case <-l.ctx.Done():
@@ -142,12 +150,39 @@ func (l *HandshakeListener) take(ip netip.Addr) bool {
 	return true
 }
 
-func (l *HandshakeListener) release(ip netip.Addr) {
+func (l *HandshakeListener) release(ip netip.Addr, tc *tls.Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perIP[ip]--; l.perIP[ip] <= 0 {
 		delete(l.perIP, ip)
 	}
+	delete(l.open, tc)
+}
+
+// CloseRevoked closes every accepted connection whose peer's certificate
+// revoked says is revoked, and returns how many: a revocation also ends
+// what was opened before it (a raft stream, `dev logs -f`, `dev exec`).
+func (l *HandshakeListener) CloseRevoked(revoked RevokedFunc) int {
+	if revoked == nil {
+		return 0
+	}
+	l.mu.Lock()
+	var gone []*tls.Conn
+	for tc := range l.open {
+		cs := tc.ConnectionState()
+		if len(cs.PeerCertificates) == 0 {
+			continue
+		}
+		leaf := cs.PeerCertificates[0]
+		if peer, err := PeerOf(leaf); err == nil && revoked.Of(peer, leaf) {
+			gone = append(gone, tc)
+		}
+	}
+	l.mu.Unlock()
+	for _, tc := range gone {
+		tc.Close() // its trackedConn takes it out of open
+	}
+	return len(gone)
 }
 
 // Accept returns the next connection whose handshake succeeded.
@@ -171,9 +206,11 @@ func (l *HandshakeListener) Close() error {
 // Addr is the inner listener's address.
 func (l *HandshakeListener) Addr() net.Addr { return l.inner.Addr() }
 
-// trackedConn gives its source address's share back when closed.
+// trackedConn gives its source address's share back when closed, and
+// leaves the listener's open connections.
 type trackedConn struct {
 	net.Conn
+	tls     *tls.Conn // the connection served over it
 	once    sync.Once
 	release func()
 }

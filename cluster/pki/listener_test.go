@@ -125,3 +125,63 @@ func netipOf(t *testing.T, s string) netip.Addr {
 	}
 	return a
 }
+
+// TestCloseRevoked: a revocation ends the connections its certificates
+// opened before it, and leaves the others open.
+func TestCloseRevoked(t *testing.T) {
+	ca := newTestCA(t, "c1")
+	server := issue(t, ca, "n1", RoleNode, time.Time{}, time.Time{})
+	peers := map[string]*Identity{
+		"n2": issue(t, ca, "n2", RoleNode, time.Time{}, time.Time{}),
+		"n3": issue(t, ca, "n3", RoleNode, time.Time{}, time.Time{}),
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := NewHandshakeListener(tcp, server.NodeServerTLS(), HandshakeLimits{}, slog.New(slog.DiscardHandler))
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	conns := map[string]*tls.Conn{}
+	for name, id := range peers {
+		c, err := tls.Dial("tcp", ln.Addr().String(), id.ClientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// TLS 1.3: the server's verdict comes with its first flight after
+		// the handshake; wait until it accepted the connection.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ln.mu.Lock()
+			n := len(ln.open)
+			ln.mu.Unlock()
+			if n == len(conns)+1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		conns[name] = c
+	}
+	revokeN2 := RevokedFunc(func(kind, name string, _ time.Time) bool { return name == "n2" })
+	if n := ln.CloseRevoked(revokeN2); n != 1 {
+		t.Fatalf("CloseRevoked closed %d connections, want 1 (n2's)", n)
+	}
+	if !closedSoon(conns["n2"], 2*time.Second) {
+		t.Error("n2's connection is still open after its revocation")
+	}
+	ln.mu.Lock()
+	left := len(ln.open)
+	ln.mu.Unlock()
+	if left != 1 {
+		t.Errorf("the listener tracks %d open connections, want 1", left)
+	}
+}

@@ -26,7 +26,8 @@ import (
 // without --force, and with it the node is forgotten and its certificate
 // refused on the raft and API ports of the other node, at the handshake,
 // and its gossip key, which admitted a stranger before, admits no one
-// once the key is rotated.
+// once the key is rotated. A revoked bundle's open stream (dev logs -f)
+// ends with the revocation.
 func TestRevocation(t *testing.T) {
 	hosts := newHosts(t, 2)
 	ms := newMultiCluster(t, hosts, nil)
@@ -43,6 +44,30 @@ func TestRevocation(t *testing.T) {
 	if out, err := remote(old); err != nil || !strings.Contains(out, "h2") {
 		t.Fatalf("dev nodes with a fresh bundle: %v\n%s", err, out)
 	}
+	// A stream the bundle opened before its revocation (dev logs -f) ends
+	// with it.
+	compose := writeTemp(t, "name: e2erevoke\nservices:\n  web:\n    image: "+testImage+"\n    command: [\"serve\"]\n")
+	ms[0].mustDev(t, "up", "-d", "-f", compose)
+	var logs lockedBuffer
+	follow := hosts[1].Command(nil, devBin, "--host", "tcp://"+hosts[0].IP+":7948", "--tls-bundle", old, "logs", "-f", "-p", "e2erevoke", "web")
+	follow.Stdout, follow.Stderr = &logs, &logs
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	followed := make(chan error, 1)
+	go func() { followed <- follow.Wait() }()
+	t.Cleanup(func() { _ = follow.Process.Kill() })
+	eventually(t, 20*time.Second, "dev logs -f streaming", func() error {
+		select {
+		case err := <-followed:
+			t.Fatalf("dev logs -f ended before the revocation: %v\n%s", err, logs.String())
+		default:
+		}
+		if !strings.Contains(logs.String(), "listening on") {
+			return fmt.Errorf("no log line yet: %q", logs.String())
+		}
+		return nil
+	})
 	ms[0].mustDev(t, "token", "--revoke", "ops")
 	eventually(t, 10*time.Second, "the revoked bundle refused", func() error {
 		if out, err := remote(old); err == nil {
@@ -50,6 +75,11 @@ func TestRevocation(t *testing.T) {
 		}
 		return nil
 	})
+	select {
+	case <-followed:
+	case <-time.After(15 * time.Second):
+		t.Errorf("dev logs -f with the revoked bundle still streams:\n%s", logs.String())
+	}
 	fresh := filepath.Join(dir, "ops2.pem")
 	ms[1].mustDev(t, "token", "--client", "ops", "-o", fresh)
 	if out, err := remote(fresh); err != nil {
