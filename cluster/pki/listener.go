@@ -20,8 +20,8 @@ type HandshakeLimits struct {
 	// MaxPending is the number of handshakes in flight (default 256);
 	// connections beyond it are closed at once.
 	MaxPending int
-	// MaxPerIP is the number of connections one source address may hold,
-	// in handshake or accepted (default 32).
+	// MaxPerIP is the number of connections one source address (an IPv6
+	// /64) may hold, in handshake or accepted (default 32).
 	MaxPerIP int
 }
 
@@ -220,9 +220,22 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// sourceIP is what MaxPerIP counts by: an IPv4 address, or the /64 of an
+// IPv6 one (a host is handed a whole /64 and can pick any address in it).
 func sourceIP(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
 	}
-	return netip.Addr{}
+	return sourceKey(ap.Addr())
+}
+
+func sourceKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }

@@ -185,3 +185,17 @@ func TestCloseRevoked(t *testing.T) {
 		t.Errorf("the listener tracks %d open connections, want 1", left)
 	}
 }
+
+func TestSourceKey(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"10.0.0.7", "10.0.0.7"},
+		{"::ffff:10.0.0.7", "10.0.0.7"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::"},
+		{"2001:db8:1:3::1", "2001:db8:1:3::"},
+	} {
+		if got := sourceKey(netip.MustParseAddr(tt.in)); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("sourceKey(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
