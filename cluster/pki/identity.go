@@ -104,6 +104,9 @@ func (p Peer) Kind() string {
 // they belong together and that the certificate is currently valid. When a
 // file is absent the error satisfies errors.Is(err, os.ErrNotExist).
 func LoadIdentity(dir string) (*Identity, error) {
+	if err := finishSave(dir); err != nil {
+		return nil, fmt.Errorf("load node identity: %w", err)
+	}
 	var data [3][]byte
 	for i, name := range []string{NodeCertFile, NodeKeyFile, CACertFile} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
@@ -122,7 +125,8 @@ func LoadIdentity(dir string) (*Identity, error) {
 
 // SaveIdentity checks that certPEM, keyPEM and caPEM form a valid identity,
 // then writes node.crt (0644), node.key (0600) and ca.crt (0644) into dir,
-// creating dir (0700) if needed. Files are replaced atomically.
+// creating dir (0700) if needed. The three are replaced as one: a crash
+// leaves the old identity or the new one (once LoadIdentity ran).
 func SaveIdentity(dir string, certPEM, keyPEM, caPEM []byte) error {
 	id, err := newIdentity(certPEM, keyPEM, caPEM, time.Now())
 	if err != nil {
@@ -140,9 +144,62 @@ func SaveIdentity(dir string, certPEM, keyPEM, caPEM []byte) error {
 		{NodeCertFile, encodeCertPEM(id.Cert.Leaf.Raw), 0o644},
 		{CACertFile, encodeCertPEM(id.CACert.Raw), 0o644},
 	}
+	// The three files change as one: all are written beside the old ones
+	// first (name.next), then renamed into place. LoadIdentity finishes or
+	// undoes a save a crash cut short (finishSave).
 	for _, f := range files {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
+		if err := writeFileAtomic(filepath.Join(dir, f.name+nextSuffix), f.data, f.perm); err != nil {
 			return fmt.Errorf("save node identity: %w", err)
+		}
+	}
+	for _, f := range files {
+		if err := os.Rename(filepath.Join(dir, f.name+nextSuffix), filepath.Join(dir, f.name)); err != nil {
+			return fmt.Errorf("save node identity: %w", err)
+		}
+	}
+	return nil
+}
+
+// nextSuffix marks the files of a save not yet renamed into place.
+const nextSuffix = ".next"
+
+// finishSave completes a SaveIdentity that a crash interrupted: when the
+// files of the save (name.next where not yet renamed, else the file in
+// place) form a valid identity, the rest are renamed into place; else the
+// save never finished writing them, and they are removed.
+func finishSave(dir string) error {
+	names := []string{NodeCertFile, NodeKeyFile, CACertFile}
+	var data [3][]byte
+	pending := false
+	for i, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name+nextSuffix))
+		switch {
+		case err == nil:
+			pending = true
+		case errors.Is(err, os.ErrNotExist):
+			if b, err = os.ReadFile(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		default:
+			return err
+		}
+		data[i] = b
+	}
+	if !pending {
+		return nil
+	}
+	if _, err := newIdentity(data[0], data[1], data[2], time.Now()); err != nil {
+		for _, name := range names {
+			if err := os.Remove(filepath.Join(dir, name+nextSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, name := range names {
+		err := os.Rename(filepath.Join(dir, name+nextSuffix), filepath.Join(dir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
 	}
 	return nil

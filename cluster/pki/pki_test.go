@@ -921,3 +921,69 @@ func TestReload(t *testing.T) {
 		t.Error("Reload took a certificate of another CA")
 	}
 }
+
+// TestSaveCutShort: a renewal's save that a crash interrupted leaves the
+// old identity or the new one, never a key that does not match its
+// certificate, whatever step the crash came at.
+func TestSaveCutShort(t *testing.T) {
+	ca := newTestCA(t, "c1")
+	pair := func() (cert, key []byte) {
+		key, csr, err := NewKeyAndCSR("n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err = ca.Sign(csr, "n1", RoleNode, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert, key
+	}
+	oldCert, oldKey := pair()
+	newCert, newKey := pair()
+	write := func(t *testing.T, dir, name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name    string
+		crash   func(t *testing.T, dir string) // from the old identity saved in dir
+		wantNew bool
+	}{
+		{"while writing the new files", func(t *testing.T, dir string) {
+			write(t, dir, NodeCertFile+nextSuffix, newCert) // the key's .next never written
+		}, false},
+		{"after writing them, before any rename", func(t *testing.T, dir string) {
+			write(t, dir, NodeCertFile+nextSuffix, newCert)
+			write(t, dir, NodeKeyFile+nextSuffix, newKey)
+			write(t, dir, CACertFile+nextSuffix, ca.CertPEM)
+		}, true},
+		{"after the certificate's rename, before the key's", func(t *testing.T, dir string) {
+			write(t, dir, NodeCertFile, newCert)
+			write(t, dir, NodeKeyFile+nextSuffix, newKey)
+			write(t, dir, CACertFile+nextSuffix, ca.CertPEM)
+		}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "id")
+			if err := SaveIdentity(dir, oldCert, oldKey, ca.CertPEM); err != nil {
+				t.Fatal(err)
+			}
+			tt.crash(t, dir)
+			id, err := LoadIdentity(dir)
+			if err != nil {
+				t.Fatalf("LoadIdentity after a crash %s: %v", tt.name, err)
+			}
+			want := oldCert
+			if tt.wantNew {
+				want = newCert
+			}
+			if got := EncodeCertPEM(id.Cert.Leaf); !bytes.Equal(got, want) {
+				t.Errorf("loaded the %s certificate", map[bool]string{true: "old", false: "new"}[tt.wantNew])
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, "*"+nextSuffix)); len(left) > 0 {
+				t.Errorf("files of the cut-short save left: %v", left)
+			}
+		})
+	}
+}
