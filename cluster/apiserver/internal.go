@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/peers"
@@ -89,6 +90,12 @@ func (srv *Server) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	if err := mayForward(srv.r.State(), c.Name, cmd); err != nil {
 		writeError(w, err)
 		return
+	}
+	if rv, ok := cmd.(*state.Revoke); ok {
+		// A revocation's time is the leader's, the clock that issues
+		// certificates (and waits past revocations): a follower's clock
+		// ahead or behind would refuse new certificates or spare old ones.
+		rv.Revocation.At = time.Now().UTC()
 	}
 	idx, err := srv.r.Apply(r.Context(), cmd)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/manager"
@@ -59,6 +60,25 @@ func TestInternalApply(t *testing.T) {
 		{"admin client", Caller{Name: "ci", Role: roleAdmin}, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 3}}, 403},
 		{"read client", Caller{Name: "ro", Role: roleRead}, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 3}}, 403},
 	}
+	t.Run("a relayed revocation takes the leader's time", func(t *testing.T) {
+		skewed := time.Now().UTC().Add(time.Hour) // the follower's clock runs an hour ahead
+		entry, err := state.Encode(&state.Revoke{Revocation: api.Revocation{Kind: api.CertClient, Name: "ops", At: skewed}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(peers.ApplyRequest{Entry: entry})
+		req := httptest.NewRequest(http.MethodPost, peers.PathApply, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		AsCaller(h, node("n2")).ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body.String())
+		}
+		at, ok := st.RevokedUntil(api.CertClient, "ops")
+		if !ok || at.After(time.Now().Add(time.Minute)) {
+			t.Errorf("revocation time %v, %v; want the leader's now, not the follower's %v", at, ok, skewed)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			entry, err := state.Encode(tt.cmd)
