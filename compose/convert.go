@@ -268,27 +268,31 @@ var (
 )
 
 func convertSecrets(p *types.Project, service string, refs []types.ServiceSecretConfig) ([]api.SecretMount, error) {
-	defs := map[string]types.FileObjectConfig{}
-	for k, v := range p.Secrets {
-		defs[k] = types.FileObjectConfig(v)
-	}
-	files := make([]types.FileReferenceConfig, len(refs))
-	for i, r := range refs {
-		files[i] = types.FileReferenceConfig(r)
-	}
-	return convertFiles(p, service, secretFiles, defs, files)
+	return convertFiles(p, service, secretFiles,
+		mapValues(p.Secrets, func(v types.SecretConfig) types.FileObjectConfig { return types.FileObjectConfig(v) }),
+		mapSlice(refs, func(r types.ServiceSecretConfig) types.FileReferenceConfig { return types.FileReferenceConfig(r) }))
 }
 
 func convertConfigs(p *types.Project, service string, refs []types.ServiceConfigObjConfig) ([]api.SecretMount, error) {
-	defs := map[string]types.FileObjectConfig{}
-	for k, v := range p.Configs {
-		defs[k] = types.FileObjectConfig(v)
+	return convertFiles(p, service, configFiles,
+		mapValues(p.Configs, func(v types.ConfigObjConfig) types.FileObjectConfig { return types.FileObjectConfig(v) }),
+		mapSlice(refs, func(r types.ServiceConfigObjConfig) types.FileReferenceConfig { return types.FileReferenceConfig(r) }))
+}
+
+func mapValues[M ~map[string]V, V, W any](m M, f func(V) W) map[string]W {
+	out := make(map[string]W, len(m))
+	for k, v := range m {
+		out[k] = f(v)
 	}
-	files := make([]types.FileReferenceConfig, len(refs))
-	for i, r := range refs {
-		files[i] = types.FileReferenceConfig(r)
+	return out
+}
+
+func mapSlice[S ~[]V, V, W any](s S, f func(V) W) []W {
+	out := make([]W, len(s))
+	for i, v := range s {
+		out[i] = f(v)
 	}
-	return convertFiles(p, service, configFiles, defs, files)
+	return out
 }
 
 // convertFiles turns a service's secrets or configs into the files its

@@ -60,9 +60,9 @@ func TestInternalApply(t *testing.T) {
 		{"admin client", Caller{Name: "ci", Role: roleAdmin}, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 3}}, 403},
 		{"read client", Caller{Name: "ro", Role: roleRead}, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 3}}, 403},
 	}
-	t.Run("a relayed revocation takes the leader's time", func(t *testing.T) {
-		skewed := time.Now().UTC().Add(time.Hour) // the follower's clock runs an hour ahead
-		entry, err := state.Encode(&state.Revoke{Revocation: api.Revocation{Kind: api.CertClient, Name: "ops", At: skewed}})
+	forward := func(t *testing.T, caller Caller, cmd state.Command) *httptest.ResponseRecorder {
+		t.Helper()
+		entry, err := state.Encode(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,12 @@ func TestInternalApply(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPost, peers.PathApply, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
-		AsCaller(h, node("n2")).ServeHTTP(rec, req)
+		AsCaller(h, caller).ServeHTTP(rec, req)
+		return rec
+	}
+	t.Run("a relayed revocation takes the leader's time", func(t *testing.T) {
+		skewed := time.Now().UTC().Add(time.Hour) // the follower's clock runs an hour ahead
+		rec := forward(t, node("n2"), &state.Revoke{Revocation: api.Revocation{Kind: api.CertClient, Name: "ops", At: skewed}})
 		if rec.Code != 200 {
 			t.Fatalf("%d %s", rec.Code, rec.Body.String())
 		}
@@ -81,16 +86,8 @@ func TestInternalApply(t *testing.T) {
 	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			entry, err := state.Encode(tt.cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := json.Marshal(peers.ApplyRequest{Entry: entry})
-			req := httptest.NewRequest(http.MethodPost, peers.PathApply, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
 			before := st.Index()
-			AsCaller(h, tt.caller).ServeHTTP(rec, req)
+			rec := forward(t, tt.caller, tt.cmd)
 			if rec.Code != tt.want {
 				t.Fatalf("%d %s, want %d", rec.Code, rec.Body.String(), tt.want)
 			}
