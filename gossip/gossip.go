@@ -2,7 +2,6 @@
 package gossip
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -79,9 +78,6 @@ type Config struct {
 	// Key is the 32-byte AES-256 gossip key (see DeriveKey). Required:
 	// members with different keys cannot talk to each other.
 	Key []byte
-	// OtherKeys are accepted besides Key (a rotation under way): messages
-	// are sent encrypted with Key and taken in with any of them.
-	OtherKeys [][]byte
 	// Fast tunes the LAN timers for tests: a crashed member is declared
 	// failed within about a second instead of several.
 	Fast bool
@@ -146,7 +142,6 @@ type Gossip struct {
 
 	started atomic.Bool
 	serf    atomic.Pointer[serf.Serf] // set while running
-	keyring *memberlist.Keyring       // Key first; SetKeys changes it
 }
 
 // DeriveKey returns the gossip key for a cluster secret: the SHA-256 of the
@@ -201,15 +196,6 @@ func New(cfg Config) (*Gossip, error) {
 	case cfg.ReconnectTimeout < 0:
 		return nil, fmt.Errorf("configure gossip: negative reconnect timeout %s", cfg.ReconnectTimeout)
 	}
-	for _, k := range cfg.OtherKeys {
-		if len(k) != KeySize {
-			return nil, fmt.Errorf("configure gossip: another key is %d bytes, want %d", len(k), KeySize)
-		}
-	}
-	keyring, err := memberlist.NewKeyring(cfg.OtherKeys, cfg.Key)
-	if err != nil {
-		return nil, fmt.Errorf("configure gossip: %w", err)
-	}
 	cfg.Key = slices.Clone(cfg.Key)
 	cfg.Tags = maps.Clone(cfg.Tags)
 	if cfg.Tags == nil {
@@ -220,41 +206,11 @@ func New(cfg Config) (*Gossip, error) {
 		logger = slog.Default()
 	}
 	return &Gossip{
-		cfg:     cfg,
-		log:     logger.With("component", "gossip", "node", cfg.NodeName),
-		events:  make(chan Event, eventBuffer),
-		ready:   make(chan struct{}),
-		keyring: keyring,
+		cfg:    cfg,
+		log:    logger.With("component", "gossip", "node", cfg.NodeName),
+		events: make(chan Event, eventBuffer),
+		ready:  make(chan struct{}),
 	}, nil
-}
-
-// SetKeys makes keys the ones gossip accepts, the first the one it sends
-// with; the others go. Members switch one step at a time: every member
-// accepts a new key before any sends with it, and stops sending with an
-// old one before any drops it.
-func (g *Gossip) SetKeys(keys [][]byte) error {
-	if len(keys) == 0 {
-		return errors.New("set gossip keys: no key")
-	}
-	for _, k := range keys {
-		if len(k) != KeySize {
-			return fmt.Errorf("set gossip keys: a key is %d bytes, want %d", len(k), KeySize)
-		}
-		if err := g.keyring.AddKey(k); err != nil {
-			return fmt.Errorf("set gossip keys: %w", err)
-		}
-	}
-	if err := g.keyring.UseKey(keys[0]); err != nil {
-		return fmt.Errorf("set gossip keys: %w", err)
-	}
-	for _, k := range g.keyring.GetKeys() {
-		if !slices.ContainsFunc(keys, func(w []byte) bool { return bytes.Equal(w, k) }) {
-			if err := g.keyring.RemoveKey(k); err != nil {
-				return fmt.Errorf("set gossip keys: %w", err)
-			}
-		}
-	}
-	return nil
 }
 
 // serfConfig builds serf's and memberlist's configuration.
@@ -268,7 +224,7 @@ func (g *Gossip) serfConfig(eventCh chan<- serf.Event) *serf.Config {
 	if ml.AdvertisePort == 0 {
 		ml.AdvertisePort = ml.BindPort
 	}
-	ml.Keyring = g.keyring
+	ml.SecretKey = slices.Clone(g.cfg.Key)
 	ml.GossipVerifyIncoming = true
 	ml.GossipVerifyOutgoing = true
 

@@ -145,7 +145,6 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		}
 	}
 	m.forgetRevoked(ctx, st, inRaft, leaderID)
-	m.rotateGossipKey(ctx, st, now)
 	// Promote non-voters while the cluster is short of voters (after a
 	// failed voter was removed, or as it grows).
 	if voters < target {

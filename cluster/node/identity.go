@@ -26,9 +26,8 @@ import (
 
 // credentials is what a node keeps on disk to take part in the cluster.
 type credentials struct {
-	id              *pki.Identity
-	gossipKey       []byte
-	otherGossipKeys [][]byte // accepted too: a rotation was under way
+	id        *pki.Identity
+	gossipKey []byte
 	// pending is the cluster identity a bootstrapping node still has to
 	// record in raft (nil once recorded, and on joined nodes).
 	pending *state.ClusterInfo
@@ -50,11 +49,11 @@ const (
 func (n *Node) credentials(ctx context.Context) (*credentials, error) {
 	dir := filepath.Join(n.cfg.DataDir, pkiDir)
 	if id, err := pki.LoadIdentity(dir); err == nil {
-		key, others, err := readGossipKeys(filepath.Join(dir, gossipKeyFile))
+		key, err := os.ReadFile(filepath.Join(dir, gossipKeyFile))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read gossip key: %w", err)
 		}
-		c := &credentials{id: id, gossipKey: key, otherGossipKeys: others}
+		c := &credentials{id: id, gossipKey: key}
 		if b, err := os.ReadFile(filepath.Join(dir, bootstrapFile)); err == nil {
 			var ci state.ClusterInfo
 			if err := json.Unmarshal(b, &ci); err != nil {

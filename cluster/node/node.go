@@ -200,7 +200,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	g, err := gossip.New(gossip.Config{
 		NodeName: cfg.Name, BindAddr: cfg.AdvertiseAddr, BindPort: cfg.GossipPort,
-		Key: creds.gossipKey, OtherKeys: creds.otherGossipKeys, Fast: cfg.Fast, Log: n.log,
+		Key: creds.gossipKey, Fast: cfg.Fast, Log: n.log,
 		Tags: map[string]string{
 			manager.TagRaft: n.addr(cfg.RaftPort), manager.TagAPI: n.addr(cfg.APIPort),
 			manager.TagIP: cfg.AdvertiseAddr, manager.TagGossip: n.addr(cfg.GossipPort),
@@ -357,10 +357,6 @@ func (n *Node) Run(ctx context.Context) error {
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	eg.Go(func() error {
 		return n.closeRevoked(ctx, r.State(), map[string]revocable{"api": apiLn, "raft": raftLn})
-	})
-	eg.Go(func() error {
-		have := append([][]byte{creds.gossipKey}, creds.otherGossipKeys...)
-		return n.followGossipKeys(ctx, g, r.State(), filepath.Join(cfg.DataDir, pkiDir, gossipKeyFile), have)
 	})
 	defer func() {
 		if n.left.Load() {

@@ -1,11 +1,9 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sort"
 	"time"
 
@@ -36,7 +34,6 @@ const (
 	CmdRevoke
 	CmdAdmit
 	CmdRotateJoinSecret
-	CmdSetGossipKeys
 )
 
 // Command is one state change, replicated through the raft log.
@@ -163,17 +160,6 @@ type RotateJoinSecret struct {
 	Secret string `json:"secret"`
 }
 
-// SetGossipKeys moves the gossip key rotation a step (manager's
-// rotateGossipKey): Keys are accepted, Primary (one of them) is sent with.
-// Made is set when a new key is among Keys.
-type SetGossipKeys struct {
-	Primary []byte    `json:"primary"`
-	Keys    [][]byte  `json:"keys"`
-	Made    time.Time `json:"made,omitzero"`
-	At      time.Time `json:"at"`
-}
-
-func (SetGossipKeys) Type() CommandType    { return CmdSetGossipKeys }
 func (RotateJoinSecret) Type() CommandType { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType            { return CmdAdmit }
 func (Revoke) Type() CommandType           { return CmdRevoke }
@@ -235,8 +221,6 @@ func Decode(b []byte) (Command, error) {
 		c = &Admit{}
 	case CmdRotateJoinSecret:
 		c = &RotateJoinSecret{}
-	case CmdSetGossipKeys:
-		c = &SetGossipKeys{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -333,19 +317,6 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 		ci := *tx.s.cluster
 		ci.JoinSecret = c.Secret
-		tx.s.cluster = &ci
-	case *SetGossipKeys:
-		if tx.s.cluster == nil {
-			return fmt.Errorf("set the gossip keys: the cluster is not set up yet")
-		}
-		if len(c.Primary) != 32 || !slices.ContainsFunc(c.Keys, func(k []byte) bool { return bytes.Equal(k, c.Primary) }) {
-			return fmt.Errorf("set the gossip keys: the primary key must be 32 bytes and among the keys")
-		}
-		ci := *tx.s.cluster
-		ci.GossipKey, ci.GossipKeys, ci.GossipKeyStep = c.Primary, c.Keys, c.At
-		if !c.Made.IsZero() {
-			ci.GossipKeyMade = c.Made
-		}
 		tx.s.cluster = &ci
 	case *Admit:
 		if c.At.After(tx.s.admitted[c.Name]) {

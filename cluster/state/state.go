@@ -4,7 +4,6 @@
 package state
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -32,28 +31,7 @@ type ClusterInfo struct {
 	CACertPEM  []byte `json:"ca_cert_pem"`
 	CAKeyPEM   []byte `json:"ca_key_pem"`
 	JoinSecret string `json:"join_secret"`
-	// GossipKey is the key gossip sends with, and the one a joining node
-	// is given.
-	GossipKey []byte `json:"gossip_key"`
-	// GossipKeys are the keys gossip accepts while a rotation is under way
-	// (GossipKey among them); empty: GossipKey alone.
-	GossipKeys [][]byte `json:"gossip_keys,omitempty"`
-	// GossipKeyMade is when the newest gossip key was made, and
-	// GossipKeyStep when the rotation last moved (SetGossipKeys).
-	GossipKeyMade time.Time `json:"gossip_key_made,omitzero"`
-	GossipKeyStep time.Time `json:"gossip_key_step,omitzero"`
-}
-
-// GossipKeyring is what a node's gossip holds: GossipKey first, then the
-// other keys it accepts.
-func (ci ClusterInfo) GossipKeyring() [][]byte {
-	ring := [][]byte{ci.GossipKey}
-	for _, k := range ci.GossipKeys {
-		if !bytes.Equal(k, ci.GossipKey) {
-			ring = append(ring, k)
-		}
-	}
-	return ring
+	GossipKey  []byte `json:"gossip_key"`
 }
 
 // Store holds the cluster state. Reads may happen from any goroutine; writes

@@ -91,7 +91,6 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.Revoke{}, 16},
 		{state.Admit{}, 17},
 		{state.RotateJoinSecret{}, 18},
-		{state.SetGossipKeys{}, 19},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -142,7 +141,6 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}, Heartbeat: when,
 		}},
 		&state.ReleaseRC{Key: "shop/web"},
-		&state.SetGossipKeys{Primary: []byte("k2"), Keys: [][]byte{[]byte("k1"), []byte("k2")}, Made: when, At: when},
 	}
 	seen := map[state.CommandType]bool{}
 	for _, cmd := range tests {
