@@ -50,11 +50,17 @@ test: deps vet fuzz
 # token, a raft entry, an image archive, a dev cp archive).
 FUZZ_TARGETS := FuzzParseToken:./cluster/pki FuzzDecode:./cluster/state \
 	FuzzCheckImageArchive:./cluster/agent/docker FuzzRebase:./cluster/agent/docker
+# -fuzzminimizetime bounds the minimising of each new interesting input:
+# by default it may take 60 s, and in the Docker driver's package (a large
+# binary, slow coverage-guided runs) it stalled the fuzzer until -fuzztime
+# ran out mid-minimisation and the run failed with "context deadline
+# exceeded" (CI, 2026-12-07); bounded, it runs ~10,000 inputs a second.
 FUZZ_TIME ?= 5s
+FUZZ_FLAGS = -fuzztime $(FUZZ_TIME) -fuzzminimizetime 100x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "$(GO) test -run '^$$' -fuzz '^$${t%%:*}$$' -fuzztime $(FUZZ_TIME) $${t#*:}"; \
-		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZ_TIME) $${t#*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$${t%%:*}$$' $(FUZZ_FLAGS) $${t#*:}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" $(FUZZ_FLAGS) $${t#*:}; \
 	done
 
 # Benchmarks against real peers (docker-compose, the raw Engine API, swarm

@@ -120,6 +120,12 @@ func TestUpScaleRepairDown(t *testing.T) {
 			t.Errorf("after scale web=%d: %d containers on the Engine, want %d", n, cs, n+1)
 		}
 	}
+	// A service with a secret: the API lists its template redacted, and
+	// scale still waits for the right pods (it once waited out its timeout).
+	c.mustDev("scale", "-p", "e2ebasic", "--timeout", "60s", "worker=2")
+	wantRunning(c, "e2ebasic", "worker", 2, 30*time.Second)
+	c.mustDev("scale", "-p", "e2ebasic", "--timeout", "60s", "worker=1")
+	wantRunning(c, "e2ebasic", "worker", 1, 30*time.Second)
 
 	// A container removed behind dev's back is replaced.
 	ctx := context.Background()

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/devhq/dev/cluster/api"
 )
 
 // NewRollbackCommand is `dev rollback SERVICE`.
@@ -32,25 +30,15 @@ func NewRollbackCommand(g *globals) *cobra.Command {
 			if detach {
 				return nil
 			}
-			projects, err := c.Projects(ctx)
+			p, hashes, err := storedProject(ctx, c, name, func(svc string) bool { return svc == args[0] })
 			if err != nil {
 				return err
-			}
-			p := &api.Project{Name: name}
-			for _, ps := range projects {
-				for _, rc := range ps.Services {
-					if ps.Name == name && rc.Service == args[0] {
-						t := rc.Template
-						t.Replicas = rc.Replicas
-						p.Services = append(p.Services, t)
-					}
-				}
 			}
 			wctx, cancel := contextWithTimeout(ctx, timeout)
 			defer cancel()
 			prog := newProgress(cmd.OutOrStdout())
 			defer prog.Close()
-			if err := waitProject(wctx, c, p, prog); err != nil {
+			if err := waitProject(wctx, c, p, hashes, prog); err != nil {
 				return fmt.Errorf("wait for rollback: %w", err)
 			}
 			return nil

@@ -42,28 +42,15 @@ func NewScaleCommand(g *globals) *cobra.Command {
 				return nil
 			}
 			// Wait on the controllers as they are now stored.
-			projects, err := c.Projects(ctx)
+			p, hashes, err := storedProject(ctx, c, name, func(svc string) bool { _, ok := want[svc]; return ok })
 			if err != nil {
 				return err
-			}
-			p := &api.Project{Name: name}
-			for _, ps := range projects {
-				if ps.Name != name {
-					continue
-				}
-				for _, rc := range ps.Services {
-					if _, ok := want[rc.Service]; ok {
-						t := rc.Template
-						t.Replicas = rc.Replicas
-						p.Services = append(p.Services, t)
-					}
-				}
 			}
 			wctx, cancel := contextWithTimeout(ctx, o.timeout)
 			defer cancel()
 			prog := newProgress(cmd.OutOrStdout())
 			defer prog.Close()
-			if err := waitProject(wctx, c, p, prog); err != nil {
+			if err := waitProject(wctx, c, p, hashes, prog); err != nil {
 				return fmt.Errorf("wait for scale: %w", err)
 			}
 			return nil

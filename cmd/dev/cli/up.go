@@ -95,7 +95,7 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 		prog.Set("service "+s, "removed (no longer in the file)", true)
 	}
 	wctx, cancel := contextWithTimeout(ctx, o.timeout)
-	err = waitProject(wctx, c, p, prog)
+	err = waitProject(wctx, c, p, nil, prog)
 	cancel()
 	prog.Close()
 	if err != nil {

@@ -47,8 +47,7 @@ func podPhase(p api.Pod) string {
 // pods from the current template, each running (and healthy when it has a
 // healthcheck), or completed for a run-once service. err is set when it can
 // no longer converge without the user's help.
-func serviceState(s api.ServiceSpec, pods []api.Pod) (done bool, err error) {
-	hash := s.Hash()
+func serviceState(s api.ServiceSpec, hash string, pods []api.Pod) (done bool, err error) {
 	current := 0
 	for _, p := range pods {
 		if p.Service != s.Name {
@@ -112,8 +111,10 @@ func sidecarsUp(s api.ServiceSpec, st api.PodStatus) bool {
 }
 
 // waitProject blocks until every service of p has converged, showing each
-// pod's phase, or until ctx ends.
-func waitProject(ctx context.Context, c api.Client, p *api.Project, prog progress) error {
+// pod's phase, or until ctx ends. hashes are the template hashes to wait
+// for by service; a service not in it waits for its spec's Hash (see
+// storedProject).
+func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[string]string, prog progress) error {
 	var index uint64
 	for {
 		list, err := c.Pods(ctx, api.PodQuery{Project: p.Name, Index: index, Wait: 10 * time.Second})
@@ -125,7 +126,7 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, prog progres
 			ph := podPhase(pod)
 			prog.Set(pod.Name, ph, false)
 		}
-		if err := updateFailure(ctx, c, p); err != nil {
+		if err := updateFailure(ctx, c, p, hashes); err != nil {
 			return err
 		}
 		allDone := true
@@ -135,7 +136,7 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, prog progres
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			done, err := serviceState(*p.Service(name), list.Pods)
+			done, err := serviceState(*p.Service(name), templateHash(p, hashes, name), list.Pods)
 			if err != nil {
 				return err
 			}
@@ -182,7 +183,7 @@ func waitGone(ctx context.Context, c api.Client, project string, prog progress) 
 
 // updateFailure returns an error when the rolling update to p's version of
 // a service was paused, or rolled back, because its new pods failed.
-func updateFailure(ctx context.Context, c api.Client, p *api.Project) error {
+func updateFailure(ctx context.Context, c api.Client, p *api.Project, hashes map[string]string) error {
 	projects, err := c.Projects(ctx)
 	if err != nil {
 		return fmt.Errorf("read services: %w", err)
@@ -192,18 +193,52 @@ func updateFailure(ctx context.Context, c api.Client, p *api.Project) error {
 			continue
 		}
 		for _, rc := range ps.Services {
-			want := p.Service(rc.Service)
 			u := rc.Update
-			if want == nil || u == nil {
+			if p.Service(rc.Service) == nil || u == nil {
 				continue
 			}
+			want := templateHash(p, hashes, rc.Service)
 			switch {
-			case u.State == api.UpdatePaused && rc.SpecHash == want.Hash():
+			case u.State == api.UpdatePaused && rc.SpecHash == want:
 				return fmt.Errorf("service %s: %s", rc.Service, u.Message)
-			case (u.State == api.UpdateRollingBack || u.State == api.UpdateRolledBack) && rc.SpecHash != want.Hash():
+			case (u.State == api.UpdateRollingBack || u.State == api.UpdateRolledBack) && rc.SpecHash != want:
 				return fmt.Errorf("service %s: %s", rc.Service, u.Message)
 			}
 		}
 	}
 	return nil
+}
+
+// templateHash is the hash of the template p's service name waits for.
+func templateHash(p *api.Project, hashes map[string]string, name string) string {
+	if h, ok := hashes[name]; ok {
+		return h
+	}
+	return p.Service(name).Hash()
+}
+
+// storedProject is project name as the cluster stores it, its services
+// those keep says, with the hashes of their stored templates. The API
+// shows templates redacted (secrets and configs as digests), so their own
+// Hash would match no pod.
+func storedProject(ctx context.Context, c api.Client, name string, keep func(service string) bool) (*api.Project, map[string]string, error) {
+	projects, err := c.Projects(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, hashes := &api.Project{Name: name}, map[string]string{}
+	for _, ps := range projects {
+		if ps.Name != name {
+			continue
+		}
+		for _, rc := range ps.Services {
+			if keep(rc.Service) {
+				t := rc.Template
+				t.Replicas = rc.Replicas
+				p.Services = append(p.Services, t)
+				hashes[rc.Service] = rc.SpecHash
+			}
+		}
+	}
+	return p, hashes, nil
 }

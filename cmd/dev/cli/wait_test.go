@@ -33,7 +33,7 @@ func TestServiceStateWaitsForSidecars(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			done, err := serviceState(spec, tt.pods)
+			done, err := serviceState(spec, spec.Hash(), tt.pods)
 			if err != nil || done != tt.want {
 				t.Errorf("serviceState = %v, %v; want %v", done, err, tt.want)
 			}

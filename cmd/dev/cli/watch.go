@@ -979,7 +979,7 @@ func (w *watcher) rebuild(ctx context.Context, service string) {
 		return
 	}
 	wctx, cancel := contextWithTimeout(ctx, w.timeout)
-	err = waitProject(wctx, w.c, w.project, newProgress(io.Discard))
+	err = waitProject(wctx, w.c, w.project, nil, newProgress(io.Discard))
 	cancel()
 	switch {
 	case ctx.Err() != nil:
