@@ -39,7 +39,7 @@ func TestProjectsHideSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(ps)
-	for _, secret := range []string{"first-s3cret", "second-s3cret", "config-second-s3cret", "side-second-s3cret", "side-first-s3cret"} {
+	for _, secret := range []string{"first-s3cret", "second-s3cret", "config-first-s3cret", "config-second-s3cret", "side-first-s3cret", "side-second-s3cret"} {
 		if strings.Contains(string(b), base64.StdEncoding.EncodeToString([]byte(secret))) {
 			t.Fatalf("GET /v1/projects shows the content %q:\n%s", secret, b)
 		}

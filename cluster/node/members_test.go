@@ -24,6 +24,7 @@ func TestOverlayPeers(t *testing.T) {
 			{Name: "h3", Address: "10.99.0.13", PodSubnet: "10.213.3.0/24"},
 			{Name: "h4", Address: "10.99.0.14", PodSubnet: "10.213.4.0/24"},
 			{Name: "h5", Address: "10.99.0.15", PodSubnet: "10.213.5.0/24"},
+			{Name: "h7", Address: "10.99.0.17", PodSubnet: "10.213.7.0/24"},
 		} {
 			tx.PutNode(n)
 			if err := tx.Apply(&state.Admit{Name: n.Name, At: t0}); err != nil {
@@ -45,6 +46,7 @@ func TestOverlayPeers(t *testing.T) {
 		member("h2", "10.99.0.12", "10.213.2.0/24"), // a node of the cluster
 		member("h3", "10.99.0.13", "10.213.3.0/24"), // revoked
 		member("h4", "10.99.0.14", "10.213.2.0/24"), // claims h2's subnet
+		member("h7", "10.99.0.66", "10.213.7.0/24"), // another address than its record's
 		failed, // not alive
 		member("rogue", "10.99.0.66", "10.213.66.0/24"),     // gossip only, no certificate
 		member("h2-moved", "10.99.0.77", "10.213.2.0/24"),   // no node record

@@ -2,7 +2,7 @@ package node
 
 import (
 	"context"
-	"fmt"
+	"time"
 
 	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
@@ -17,23 +17,29 @@ type revocable interface {
 // that revoked certificates opened before: handshakes and API requests
 // check the list as they come, this ends what is already open (raft
 // streams, `dev logs -f`, `dev exec`, watches).
+//
+// A sweep runs on every change of the state and every closeRevokedEvery
+// besides (a few hundred connections at most, each a map lookup): a handshake checked just before a revocation may join the
+// listener's open connections just after the sweep it brought.
 func (n *Node) closeRevoked(ctx context.Context, st *state.Store, lns map[string]revocable) error {
-	seen := ""
+	tick := time.NewTicker(closeRevokedEvery)
+	defer tick.Stop()
 	for {
-		if revs := st.Revocations(); len(revs) > 0 {
-			if key := fmt.Sprint(revs); key != seen {
-				seen = key
-				for name, ln := range lns {
-					if closed := ln.CloseRevoked(st.Revoked); closed > 0 {
-						n.log.Info("closed connections of revoked certificates", "listener", name, "connections", closed)
-					}
+		if len(st.Revocations()) > 0 {
+			for name, ln := range lns {
+				if closed := ln.CloseRevoked(st.Revoked); closed > 0 {
+					n.log.Info("closed connections of revoked certificates", "listener", name, "connections", closed)
 				}
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
 		case <-st.Changed():
 		}
 	}
 }
+
+// closeRevokedEvery is how often closeRevoked sweeps without a change.
+const closeRevokedEvery = 10 * time.Second
