@@ -38,6 +38,8 @@ type Client interface {
 	// RemoveNode forgets a node that is gone for good and revokes its
 	// certificate; a ready node only with force.
 	RemoveNode(ctx context.Context, name string, force bool) (WriteResult, error)
+	// CordonNode stops (cordoned) or resumes placing new pods on a node.
+	CordonNode(ctx context.Context, name string, cordoned bool) (WriteResult, error)
 	// RevokeClient revokes every client bundle issued to name so far.
 	RevokeClient(ctx context.Context, name string) (WriteResult, error)
 	Revocations(ctx context.Context) ([]Revocation, error)
@@ -327,6 +329,17 @@ func (c *HTTPClient) Token(ctx context.Context, client, role string) (TokenRespo
 func (c *HTTPClient) Leave(ctx context.Context) error {
 	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/leave", nil, &WriteResult{})
 	return err
+}
+
+// CordonNode implements Client.
+func (c *HTTPClient) CordonNode(ctx context.Context, name string, cordoned bool) (WriteResult, error) {
+	var r WriteResult
+	verb := "uncordon"
+	if cordoned {
+		verb = "cordon"
+	}
+	err := c.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/"+verb, nil, &r)
+	return r, err
 }
 
 // RemoveNode implements Client.

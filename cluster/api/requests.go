@@ -32,6 +32,7 @@ import "time"
 //	admin  GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
 //	admin  POST   /v1/leave                               -> WriteResult
 //	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
+//	admin  POST   /v1/nodes/{name}/cordon|uncordon        -> WriteResult (no new pods there / again)
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
 //	admin  POST   /v1/token/rotate                        -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation

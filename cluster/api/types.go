@@ -666,6 +666,9 @@ type Node struct {
 	Status    string            `json:"status"`
 	PodSubnet string            `json:"pod_subnet,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Cordoned nodes take no new pods (dev node cordon); what runs there
+	// stays. Only a user's write sets it: the node's own reports keep it.
+	Cordoned bool `json:"cordoned,omitempty"`
 	// Allocatable is what the node offers to pods.
 	Allocatable ResourceAmounts `json:"allocatable"`
 	// Heartbeat is the last time the node's agent reported.

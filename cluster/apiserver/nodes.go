@@ -11,6 +11,27 @@ func (srv *Server) registerNodes(mux *http.ServeMux) {
 	handle(mux, "GET /v1/nodes", roleRead, srv.handleNodes)
 	handle(mux, "POST /v1/leave", roleAdmin, srv.handleLeave)
 	handle(mux, "DELETE /v1/nodes/{name}", roleAdmin, srv.handleNodeRemove)
+	handle(mux, "POST /v1/nodes/{name}/cordon", roleAdmin, srv.handleCordon(true))
+	handle(mux, "POST /v1/nodes/{name}/uncordon", roleAdmin, srv.handleCordon(false))
+}
+
+// handleCordon is `dev node cordon` (no new pods on the node; what runs
+// there stays) and `dev node uncordon`.
+func (srv *Server) handleCordon(cordoned bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if _, ok := srv.r.State().Node(name); !ok {
+			writeError(w, notFound("no node %s in the cluster (see dev nodes)", name))
+			return
+		}
+		idx, err := srv.mgr.Apply(r.Context(), &state.CordonNode{Name: name, Cordoned: cordoned})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		srv.log.Info("node schedulable changed", "node", name, "cordoned", cordoned)
+		writeJSON(w, api.WriteResult{Index: idx})
+	}
 }
 
 // handleNodeRemove is `dev node rm`: a node gone for good has its

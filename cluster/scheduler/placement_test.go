@@ -149,3 +149,26 @@ func TestHostNetworkPorts(t *testing.T) {
 		}
 	}
 }
+
+// TestCordonedNode: a cordoned node takes no new pod, and one that fits
+// nowhere else stays pending with the reason; what runs there counts on.
+func TestCordonedNode(t *testing.T) {
+	spec := api.ServiceSpec{Project: "p", Name: "web"}
+	controllers := func(key string) (api.ReplicationController, bool) {
+		return api.ReplicationController{Project: "p", Service: "web", Template: spec}, key == api.RCKey("p", "web")
+	}
+	a, b := labelled("a", nil), labelled("b", nil)
+	b.Cordoned = true
+	pods := append([]api.Pod{{Name: "p-web-1", Project: "p", Service: "web", Node: "b"}}, pendingPods("web", 3)[1:]...)
+	plan := scheduler.Schedule([]api.Node{a, b}, pods, controllers)
+	for _, p := range []string{"p-web-2", "p-web-3"} {
+		if got := plan.Assign[p]; got != "a" {
+			t.Errorf("%s on %q, want a (b is cordoned)", p, got)
+		}
+	}
+	a.Cordoned = true
+	plan = scheduler.Schedule([]api.Node{a, b}, pods, controllers)
+	if why := plan.Unschedulable["p-web-2"]; why != "0/2 nodes available: 2 node cordoned" {
+		t.Errorf("both cordoned: p-web-2 assigned %q, reason %q", plan.Assign["p-web-2"], why)
+	}
+}

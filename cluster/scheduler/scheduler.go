@@ -30,7 +30,7 @@ type Controllers func(rcKey string) (api.ReplicationController, bool)
 // node. pods is the full pod list: assigned pods count towards each node's
 // reserved resources and the spread of their service.
 //
-// Filters: node ready, resource reservations, placement constraints, max
+// Filters: node ready and not cordoned, resource reservations, placement constraints, max
 // replicas per node, the pinned node of services with host data, and the
 // node ports of host-network pods. Scores,
 // in order: spread preferences over node labels, then spread of the
@@ -307,6 +307,9 @@ func (t *tally) add(p api.Pod, s *service) {
 func (t *tally) rejects(res api.ResourceAmounts) string {
 	if t.node.Status != api.NodeReady {
 		return "node not ready"
+	}
+	if t.node.Cordoned {
+		return "node cordoned"
 	}
 	alloc := t.node.Allocatable
 	if res.NanoCPUs > 0 && alloc.NanoCPUs > 0 && t.cpu+res.NanoCPUs > alloc.NanoCPUs {

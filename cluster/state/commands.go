@@ -34,6 +34,7 @@ const (
 	CmdRevoke
 	CmdAdmit
 	CmdRotateJoinSecret
+	CmdCordonNode
 )
 
 // Command is one state change, replicated through the raft log.
@@ -160,6 +161,14 @@ type RotateJoinSecret struct {
 	Secret string `json:"secret"`
 }
 
+// CordonNode stops or resumes placing new pods on a node (dev node
+// cordon, uncordon).
+type CordonNode struct {
+	Name     string `json:"name"`
+	Cordoned bool   `json:"cordoned"`
+}
+
+func (CordonNode) Type() CommandType       { return CmdCordonNode }
 func (RotateJoinSecret) Type() CommandType { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType            { return CmdAdmit }
 func (Revoke) Type() CommandType           { return CmdRevoke }
@@ -221,6 +230,8 @@ func Decode(b []byte) (Command, error) {
 		c = &Admit{}
 	case CmdRotateJoinSecret:
 		c = &RotateJoinSecret{}
+	case CmdCordonNode:
+		c = &CordonNode{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -318,6 +329,14 @@ func (tx *Txn) Apply(cmd Command) error {
 		ci := *tx.s.cluster
 		ci.JoinSecret = c.Secret
 		tx.s.cluster = &ci
+	case *CordonNode:
+		old := tx.s.nodes[c.Name]
+		if old == nil {
+			return fmt.Errorf("cordon node %s: no such node", c.Name)
+		}
+		n := cloneNode(old)
+		n.Cordoned = c.Cordoned
+		tx.PutNode(n)
 	case *Admit:
 		if c.At.After(tx.s.admitted[c.Name]) {
 			tx.s.admitted[c.Name] = c.At
@@ -544,8 +563,13 @@ func (tx *Txn) takenVIPs() map[string]bool {
 // makes the same choice and two nodes never get one subnet.
 func (tx *Txn) putNode(c *PutNode) error {
 	n := c.Node
-	if old := tx.s.nodes[n.Name]; old != nil && n.PodSubnet == "" {
-		n.PodSubnet = old.PodSubnet
+	if old := tx.s.nodes[n.Name]; old != nil {
+		if n.PodSubnet == "" {
+			n.PodSubnet = old.PodSubnet
+		}
+		n.Cordoned = old.Cordoned // a user's choice (CordonNode), not the reporter's
+	} else {
+		n.Cordoned = false
 	}
 	if n.PodSubnet == "" && c.ClusterCIDR != "" {
 		sub, err := allocateSubnet(c.ClusterCIDR, tx.s.nodes)

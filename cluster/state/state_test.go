@@ -91,6 +91,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.Revoke{}, 16},
 		{state.Admit{}, 17},
 		{state.RotateJoinSecret{}, 18},
+		{state.CordonNode{}, 19},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -141,6 +142,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}, Heartbeat: when,
 		}},
 		&state.ReleaseRC{Key: "shop/web"},
+		&state.CordonNode{Name: "n1", Cordoned: true},
 	}
 	seen := map[state.CommandType]bool{}
 	for _, cmd := range tests {
@@ -783,5 +785,41 @@ func TestMayJoinRaft(t *testing.T) {
 	w.must(&state.Admit{Name: "h2", At: t0.Add(time.Hour)})
 	if !w.st.MayJoinRaft("h2") {
 		t.Error("a node admitted again after its revocation may not join raft")
+	}
+}
+
+// TestCordonNode: a cordon is the user's and outlives the node's own
+// reports (heartbeats carry no cordon); an unknown node is an error.
+func TestCordonNode(t *testing.T) {
+	st := state.New()
+	idx := uint64(0)
+	apply := func(cmd state.Command) error {
+		idx++
+		return st.Update(idx, func(tx *state.Txn) error { return tx.Apply(cmd) })
+	}
+	report := &state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Cordoned: true}}
+	if err := apply(report); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := st.Node("n1"); n.Cordoned {
+		t.Fatal("a node's own report cordoned it")
+	}
+	if err := apply(&state.CordonNode{Name: "n1", Cordoned: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := st.Node("n1"); !n.Cordoned {
+		t.Error("the node's next report uncordoned it")
+	}
+	if err := apply(&state.CordonNode{Name: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := st.Node("n1"); n.Cordoned {
+		t.Error("uncordon did not take")
+	}
+	if err := apply(&state.CordonNode{Name: "nope", Cordoned: true}); err == nil {
+		t.Error("cordoned a node that does not exist")
 	}
 }

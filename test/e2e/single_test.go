@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -436,5 +437,40 @@ func TestAttachedUpStreamsLogsAndStopsOnInterrupt(t *testing.T) {
 	}
 	if cs := c.containers("e2ebasic"); len(cs) != 0 {
 		t.Fatalf("after Ctrl-C: %d containers left\n%s", len(cs), out.String())
+	}
+}
+
+// TestCordon: a cordoned node takes no new pod (one that fits nowhere else
+// waits with the reason) while what runs there stays; uncordoned, the
+// waiting pod starts.
+func TestCordon(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	before := running(c.ps("e2ebasic"), "web")
+	if out := c.mustDev("node", "cordon", c.node); !strings.Contains(out, "cordoned") {
+		t.Fatalf("dev node cordon: %s", out)
+	}
+	if out := c.mustDev("nodes"); !strings.Contains(out, "ready,cordoned") {
+		t.Errorf("dev nodes after cordon:\n%s", out)
+	}
+	c.mustDev("scale", "-p", "e2ebasic", "-d", "web=3")
+	eventually(t, 20*time.Second, "web-3 pending on the cordon", func() error {
+		for _, p := range c.ps("e2ebasic") {
+			if p.Name == "e2ebasic-web-3" {
+				if p.Node != "" || !strings.Contains(p.Message, "node cordoned") {
+					return fmt.Errorf("web-3 on %q: %q", p.Node, p.Message)
+				}
+				return nil
+			}
+		}
+		return errors.New("no web-3 yet")
+	})
+	if now := running(c.ps("e2ebasic"), "web"); len(now) != len(before) || now[0].ContainerID != before[0].ContainerID {
+		t.Errorf("running web pods changed on cordon: %v -> %v", before, now)
+	}
+	c.mustDev("node", "uncordon", c.node)
+	wantRunning(c, "e2ebasic", "web", 3, 30*time.Second)
+	if out, err := c.dev("node", "cordon", "nope"); err == nil || !strings.Contains(out, "no node nope") {
+		t.Errorf("dev node cordon nope: %v\n%s", err, out)
 	}
 }

@@ -148,7 +148,11 @@ func NewNodesCommand(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tROLE\tPODS\tCPU (reserved/allocatable)\tMEMORY (reserved/allocatable)\tSUBNET\tLABELS")
 			for _, n := range nodes {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f/%.1f\t%s/%s\t%s\t%s\n", n.Name, n.Address, n.Status, n.Role, n.Pods,
+				status := n.Status
+				if n.Cordoned {
+					status += ",cordoned"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f/%.1f\t%s/%s\t%s\t%s\n", n.Name, n.Address, status, n.Role, n.Pods,
 					float64(n.Reserved.NanoCPUs)/1e9, float64(n.Allocatable.NanoCPUs)/1e9,
 					mib(n.Reserved.MemoryBytes), mib(n.Allocatable.MemoryBytes), n.PodSubnet, labelList(n.Labels))
 			}
@@ -163,7 +167,30 @@ func NewNodesCommand(g *globals) *cobra.Command {
 func NewNodeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Manage one node of the cluster (rm)",
+		Short: "Manage one node of the cluster (cordon, uncordon, rm)",
+	}
+	for _, cordon := range []bool{true, false} {
+		verb, short, done := "cordon", "Place no new pods on a node; what runs there stays", "cordoned"
+		if !cordon {
+			verb, short, done = "uncordon", "Place new pods on a cordoned node again", "uncordoned"
+		}
+		cmd.AddCommand(&cobra.Command{
+			Use:   verb + " NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				ctx := cmd.Context()
+				c, err := g.client(ctx)
+				if err != nil {
+					return err
+				}
+				if _, err := c.CordonNode(ctx, args[0], cordon); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "node %s %s\n", args[0], done)
+				return nil
+			},
+		})
 	}
 	var force bool
 	rm := &cobra.Command{
