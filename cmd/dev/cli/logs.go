@@ -120,6 +120,7 @@ func streamLogs(ctx context.Context, c api.Client, project string, services []st
 			if ctx.Err() != nil {
 				return nil
 			}
+			cancel() // followed streams would otherwise hold the return (wg.Wait) forever
 			return fmt.Errorf("list pods: %w", err)
 		}
 		if first && len(services) > 0 {
