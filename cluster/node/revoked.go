@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"slices"
 	"time"
 
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
 )
@@ -18,25 +20,33 @@ type revocable interface {
 // check the list as they come, this ends what is already open (raft
 // streams, `dev logs -f`, `dev exec`, watches).
 //
-// A sweep runs on every change of the state and every closeRevokedEvery
-// besides (a few hundred connections at most, each a map lookup): a handshake checked just before a revocation may join the
+// A sweep runs on every change of the list and every closeRevokedEvery
+// besides: a handshake checked just before a revocation may join the
 // listener's open connections just after the sweep it brought.
 func (n *Node) closeRevoked(ctx context.Context, st *state.Store, lns map[string]revocable) error {
 	tick := time.NewTicker(closeRevokedEvery)
 	defer tick.Stop()
-	for {
-		if len(st.Revocations()) > 0 {
-			for name, ln := range lns {
-				if closed := ln.CloseRevoked(st.Revoked); closed > 0 {
-					n.log.Info("closed connections of revoked certificates", "listener", name, "connections", closed)
-				}
+	var seen []api.Revocation
+	sweep := func() {
+		for name, ln := range lns {
+			if closed := ln.CloseRevoked(st.Revoked); closed > 0 {
+				n.log.Info("closed connections of revoked certificates", "listener", name, "connections", closed)
 			}
 		}
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			if len(seen) > 0 {
+				sweep()
+			}
 		case <-st.Changed():
+			if revs := st.Revocations(); !slices.Equal(revs, seen) {
+				seen = revs
+				sweep()
+			}
 		}
 	}
 }
