@@ -238,7 +238,7 @@ func TestNFTablesScale(t *testing.T) {
 			t.Errorf("%s holds %d elements, want %d", c.obj, n, kbServices)
 		}
 	}
-	if n, want := strings.Count(table, "\tchain "), 2*kbServices+8; n != want { // 8 fixed chains
+	if n, want := strings.Count(table, "\tchain "), 2*kbServices+fixedChains; n != want {
 		t.Errorf("the table has %d chains, want %d", n, want)
 	}
 }
