@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -73,6 +74,10 @@ func TestUpScaleRepairDown(t *testing.T) {
 	}
 	if len(worker) != 1 {
 		t.Fatalf("worker pods = %v, want 1 running", podNames(worker))
+	}
+	// dev ls: the project with its pods' states, as docker compose ls.
+	if out := c.mustDev("ls"); !regexp.MustCompile(`(?m)^e2ebasic\s+running\(3\)\s+2$`).MatchString(out) {
+		t.Errorf("dev ls:\n%s\nwant e2ebasic running(3) with 2 services", out)
 	}
 	for _, p := range web {
 		if p.Health != "healthy" {
