@@ -40,6 +40,9 @@ type Client interface {
 	RemoveNode(ctx context.Context, name string, force bool) (WriteResult, error)
 	// CordonNode stops (cordoned) or resumes placing new pods on a node.
 	CordonNode(ctx context.Context, name string, cordoned bool) (WriteResult, error)
+	// LabelNode sets labels on a node (k: v) or removes them (k: ""),
+	// whatever the node itself reports.
+	LabelNode(ctx context.Context, name string, labels map[string]string) (WriteResult, error)
 	// RevokeClient revokes every client bundle issued to name so far.
 	RevokeClient(ctx context.Context, name string) (WriteResult, error)
 	Revocations(ctx context.Context) ([]Revocation, error)
@@ -339,6 +342,13 @@ func (c *HTTPClient) CordonNode(ctx context.Context, name string, cordoned bool)
 		verb = "cordon"
 	}
 	err := c.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/"+verb, nil, &r)
+	return r, err
+}
+
+// LabelNode implements Client.
+func (c *HTTPClient) LabelNode(ctx context.Context, name string, labels map[string]string) (WriteResult, error) {
+	var r WriteResult
+	err := c.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/labels", labels, &r)
 	return r, err
 }
 

@@ -33,6 +33,7 @@ import "time"
 //	admin  POST   /v1/leave                               -> WriteResult
 //	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
 //	admin  POST   /v1/nodes/{name}/cordon|uncordon        -> WriteResult (no new pods there / again)
+//	admin  POST   /v1/nodes/{name}/labels                 map[string]string (k: v sets, k: "" removes) -> WriteResult
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
 //	admin  POST   /v1/token/rotate                        -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation

@@ -669,6 +669,9 @@ type Node struct {
 	// Cordoned nodes take no new pods (dev node cordon); what runs there
 	// stays. Only a user's write sets it: the node's own reports keep it.
 	Cordoned bool `json:"cordoned,omitempty"`
+	// UserLabels are the labels set (a value) or removed ("") with `dev
+	// node label`; Labels is the node's own (--label) with them applied.
+	UserLabels map[string]string `json:"user_labels,omitempty"`
 	// Allocatable is what the node offers to pods.
 	Allocatable ResourceAmounts `json:"allocatable"`
 	// Heartbeat is the last time the node's agent reported.

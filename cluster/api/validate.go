@@ -25,6 +25,22 @@ func CheckReplicas(service string, replicas int, containerName string) error {
 
 var projectNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
+// nodeLabelKeyRE is what a node label's key may be: what placement
+// constraints (node.labels.KEY) and selectors can spell.
+var nodeLabelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+
+// CheckNodeLabel is the one rule on a label set with dev node label: a key
+// constraints can name, a value without spaces, '=' or ',' ("" removes).
+func CheckNodeLabel(key, value string) error {
+	if !nodeLabelKeyRE.MatchString(key) {
+		return fmt.Errorf("node label key %q: use letters, digits, '.', '_', '/' and '-', at most 63, starting with a letter or digit", key)
+	}
+	if strings.ContainsAny(value, " \t\n=,") || len(value) > 253 {
+		return fmt.Errorf("node label %s=%q: a value has no spaces, '=' or ',' and at most 253 characters", key, value)
+	}
+	return nil
+}
+
 // ValidateProject is the one check of a project to deploy, applied by the
 // CLI before it sends one, the API as it takes one, the leader on a write
 // a node forwards, and the state machine: a name compose accepts, services

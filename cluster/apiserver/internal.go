@@ -121,7 +121,7 @@ func mayForward(st *state.Store, node string, cmd state.Command) error {
 		if err := validateProject(c.Project.Name, &c.Project); err != nil {
 			return err
 		}
-	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke, *state.RotateJoinSecret, *state.CordonNode:
+	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke, *state.RotateJoinSecret, *state.CordonNode, *state.LabelNode:
 		// users' writes: the state machine checks them as it applies them
 
 	case *state.SetPodStopped:

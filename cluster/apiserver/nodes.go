@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/devhq/dev/cluster/api"
@@ -13,6 +14,39 @@ func (srv *Server) registerNodes(mux *http.ServeMux) {
 	handle(mux, "DELETE /v1/nodes/{name}", roleAdmin, srv.handleNodeRemove)
 	handle(mux, "POST /v1/nodes/{name}/cordon", roleAdmin, srv.handleCordon(true))
 	handle(mux, "POST /v1/nodes/{name}/uncordon", roleAdmin, srv.handleCordon(false))
+	handle(mux, "POST /v1/nodes/{name}/labels", roleAdmin, srv.handleLabel)
+}
+
+// handleLabel is `dev node label`: labels set (k: v) or removed (k: "")
+// over the node's own, kept across its reports.
+func (srv *Server) handleLabel(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var labels map[string]string
+	if err := json.NewDecoder(r.Body).Decode(&labels); err != nil { // capped by handle
+		writeError(w, invalid("decode labels: %v", err))
+		return
+	}
+	if len(labels) == 0 {
+		writeError(w, invalid("no labels given: KEY=VALUE sets one, KEY- removes it"))
+		return
+	}
+	for k, v := range labels {
+		if err := api.CheckNodeLabel(k, v); err != nil {
+			writeError(w, invalid("%v", err))
+			return
+		}
+	}
+	if _, ok := srv.r.State().Node(name); !ok {
+		writeError(w, notFound("no node %s in the cluster (see dev nodes)", name))
+		return
+	}
+	idx, err := srv.mgr.Apply(r.Context(), &state.LabelNode{Name: name, Labels: labels})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	srv.log.Info("node labels changed", "node", name, "labels", labels)
+	writeJSON(w, api.WriteResult{Index: idx})
 }
 
 // handleCordon is `dev node cordon` (no new pods on the node; what runs

@@ -89,3 +89,29 @@ func TestLoadIsServedFromMemory(t *testing.T) {
 		t.Errorf("Nodes = %+v, want n1 with load 1.9", got)
 	}
 }
+
+// TestHeartbeatKeepsUserLabels: after dev node label, the node's own
+// report (its --label flags) is a heartbeat like any other: nothing is
+// written and the user's labels stay.
+func TestHeartbeatKeepsUserLabels(t *testing.T) {
+	st := state.New()
+	r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true})
+	m := New(r, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+	n := api.Node{Name: "n1", Address: "10.0.0.1", Labels: map[string]string{"zone": "a"}}
+	if _, err := m.RegisterNode(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Apply(t.Context(), &state.LabelNode{Name: "n1", Labels: map[string]string{"zone": "", "gpu": "yes"}}); err != nil {
+		t.Fatal(err)
+	}
+	idx := st.Index()
+	if _, err := m.RegisterNode(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	if st.Index() != idx {
+		t.Errorf("a heartbeat after dev node label was written (index %d -> %d)", idx, st.Index())
+	}
+	if got, _ := st.Node("n1"); len(got.Labels) != 1 || got.Labels["gpu"] != "yes" {
+		t.Errorf("labels after the heartbeat: %v, want gpu=yes only", got.Labels)
+	}
+}

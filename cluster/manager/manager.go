@@ -209,6 +209,8 @@ func (m *Manager) RegisterNode(ctx context.Context, n api.Node) (api.Node, error
 		n.PodSubnet = old.PodSubnet
 		if n.Labels == nil {
 			n.Labels = old.Labels
+		} else {
+			n.Labels = state.NodeLabels(n.Labels, old.UserLabels) // as the record holds them
 		}
 	}
 	n.Status = api.NodeReady

@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"time"
@@ -35,6 +36,7 @@ const (
 	CmdAdmit
 	CmdRotateJoinSecret
 	CmdCordonNode
+	CmdLabelNode
 )
 
 // Command is one state change, replicated through the raft log.
@@ -168,6 +170,14 @@ type CordonNode struct {
 	Cordoned bool   `json:"cordoned"`
 }
 
+// LabelNode sets (k: v) or removes (k: "") a node's labels over what the
+// node itself reports (dev node label).
+type LabelNode struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+}
+
+func (LabelNode) Type() CommandType        { return CmdLabelNode }
 func (CordonNode) Type() CommandType       { return CmdCordonNode }
 func (RotateJoinSecret) Type() CommandType { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType            { return CmdAdmit }
@@ -232,6 +242,8 @@ func Decode(b []byte) (Command, error) {
 		c = &RotateJoinSecret{}
 	case CmdCordonNode:
 		c = &CordonNode{}
+	case CmdLabelNode:
+		c = &LabelNode{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -336,6 +348,20 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 		n := cloneNode(old)
 		n.Cordoned = c.Cordoned
+		tx.PutNode(n)
+	case *LabelNode:
+		old := tx.s.nodes[c.Name]
+		if old == nil {
+			return fmt.Errorf("label node %s: no such node", c.Name)
+		}
+		n := cloneNode(old)
+		user := maps.Clone(n.UserLabels)
+		if user == nil {
+			user = map[string]string{}
+		}
+		maps.Copy(user, c.Labels)
+		n.Labels = NodeLabels(n.Labels, c.Labels) // on the labels as they are
+		n.UserLabels = user
 		tx.PutNode(n)
 	case *Admit:
 		if c.At.After(tx.s.admitted[c.Name]) {
@@ -567,9 +593,11 @@ func (tx *Txn) putNode(c *PutNode) error {
 		if n.PodSubnet == "" {
 			n.PodSubnet = old.PodSubnet
 		}
-		n.Cordoned = old.Cordoned // a user's choice (CordonNode), not the reporter's
+		// A user's choices (CordonNode, LabelNode), not the reporter's.
+		n.Cordoned, n.UserLabels = old.Cordoned, maps.Clone(old.UserLabels)
+		n.Labels = NodeLabels(n.Labels, n.UserLabels)
 	} else {
-		n.Cordoned = false
+		n.Cordoned, n.UserLabels = false, nil
 	}
 	if n.PodSubnet == "" && c.ClusterCIDR != "" {
 		sub, err := allocateSubnet(c.ClusterCIDR, tx.s.nodes)
@@ -580,6 +608,23 @@ func (tx *Txn) putNode(c *PutNode) error {
 	}
 	tx.PutNode(n)
 	return nil
+}
+
+// NodeLabels is labels with user's applied: k: v set, k: "" removed (a
+// node's own labels with those of dev node label).
+func NodeLabels(labels, user map[string]string) map[string]string {
+	out := maps.Clone(labels)
+	for k, v := range user {
+		if v == "" {
+			delete(out, k)
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // allocateSubnet returns the lowest /24 of cidr that no node holds. The

@@ -458,7 +458,7 @@ func cloneRC(rc *api.ReplicationController) api.ReplicationController {
 
 func cloneNode(n *api.Node) api.Node {
 	c := *n
-	c.Labels = maps.Clone(n.Labels)
+	c.Labels, c.UserLabels = maps.Clone(n.Labels), maps.Clone(n.UserLabels)
 	return c
 }
 

@@ -3,6 +3,7 @@ package state_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -92,6 +93,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.Admit{}, 17},
 		{state.RotateJoinSecret{}, 18},
 		{state.CordonNode{}, 19},
+		{state.LabelNode{}, 20},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -143,6 +145,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		}},
 		&state.ReleaseRC{Key: "shop/web"},
 		&state.CordonNode{Name: "n1", Cordoned: true},
+		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
 	}
 	seen := map[state.CommandType]bool{}
 	for _, cmd := range tests {
@@ -821,5 +824,41 @@ func TestCordonNode(t *testing.T) {
 	}
 	if err := apply(&state.CordonNode{Name: "nope", Cordoned: true}); err == nil {
 		t.Error("cordoned a node that does not exist")
+	}
+}
+
+// TestLabelNode: labels a user sets or removes override the node's own
+// and outlive its reports; the node's other labels follow its reports.
+func TestLabelNode(t *testing.T) {
+	st := state.New()
+	idx := uint64(0)
+	apply := func(cmd state.Command) {
+		t.Helper()
+		idx++
+		if err := st.Update(idx, func(tx *state.Txn) error { return tx.Apply(cmd) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := func(labels map[string]string) {
+		apply(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Labels: labels}})
+	}
+	labels := func() map[string]string { n, _ := st.Node("n1"); return n.Labels }
+	report(map[string]string{"zone": "a", "disk": "hdd"})
+	apply(&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "gpu": "yes"}})
+	apply(&state.LabelNode{Name: "n1", Labels: map[string]string{"zone": ""}})
+	want := map[string]string{"disk": "ssd", "gpu": "yes"}
+	if got := labels(); !maps.Equal(got, want) {
+		t.Fatalf("after dev node label: %v, want %v", got, want)
+	}
+	report(map[string]string{"zone": "a", "disk": "hdd", "rack": "7"}) // its next report
+	want["rack"] = "7"
+	if got := labels(); !maps.Equal(got, want) {
+		t.Errorf("after the node's report: %v, want %v (the user's labels kept, its new one added)", got, want)
+	}
+	idx++
+	if err := st.Update(idx, func(tx *state.Txn) error {
+		return tx.Apply(&state.LabelNode{Name: "nope", Labels: map[string]string{"a": "b"}})
+	}); err == nil {
+		t.Error("labelled a node that does not exist")
 	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
 // httpGet fetches a URL on a pod IP (the host reaches the pod bridge).
@@ -447,7 +450,7 @@ func TestAttachedUpStreamsLogsAndStopsOnInterrupt(t *testing.T) {
 
 // TestCordon: a cordoned node takes no new pod (one that fits nowhere else
 // waits with the reason) while what runs there stays; uncordoned, the
-// waiting pod starts.
+// waiting pod starts. dev node label lets a constrained pod start.
 func TestCordon(t *testing.T) {
 	c := newCluster(t)
 	c.mustDev("up", "-d", "-f", fixture("basic"))
@@ -477,5 +480,32 @@ func TestCordon(t *testing.T) {
 	wantRunning(c, "e2ebasic", "web", 3, 30*time.Second)
 	if out, err := c.dev("node", "cordon", "nope"); err == nil || !strings.Contains(out, "no node nope") {
 		t.Errorf("dev node cordon nope: %v\n%s", err, out)
+	}
+
+	// dev node label: a constraint on a label the node lacks keeps a pod
+	// pending; labelled, the pod starts; the label outlives heartbeats.
+	compose := writeTemp(t, "name: e2elabel\nservices:\n  gpu:\n    image: "+testImage+"\n    command: [\"serve\"]\n"+
+		"    deploy:\n      placement:\n        constraints: [node.labels.gpu == yes]\n")
+	_, _ = c.dev("up", "-d", "--timeout", "3s", "-f", compose) // its pod cannot start yet: up gives up waiting
+	eventually(t, 20*time.Second, "the gpu pod pending on its constraint", func() error {
+		for _, p := range c.ps("e2elabel") {
+			if p.Node == "" && strings.Contains(p.Message, "gpu") {
+				return nil
+			}
+		}
+		return fmt.Errorf("pods: %+v", c.ps("e2elabel"))
+	})
+	c.mustDev("node", "label", c.node, "gpu=yes", "spare=1")
+	wantRunning(c, "e2elabel", "gpu", 1, 30*time.Second)
+	c.mustDev("node", "label", c.node, "spare-")
+	var nodes []api.Node
+	if err := json.Unmarshal([]byte(c.mustDev("nodes", "-o", "json")), &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("dev nodes -o json: %v, %d nodes", err, len(nodes))
+	}
+	if l := nodes[0].Labels; l["gpu"] != "yes" || l["spare"] != "" || len(l) != 1 {
+		t.Errorf("labels after dev node label gpu=yes spare=1, then spare-: %v, want gpu=yes", l)
+	}
+	if out, err := c.dev("node", "label", c.node, "bad key=1"); err == nil {
+		t.Errorf("dev node label with a bad key: %s", out)
 	}
 }

@@ -167,8 +167,32 @@ func NewNodesCommand(g *globals) *cobra.Command {
 func NewNodeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Manage one node of the cluster (cordon, uncordon, rm)",
+		Short: "Manage one node of the cluster (cordon, uncordon, label, rm)",
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "label NAME KEY=VALUE... | KEY-...",
+		Short: "Set (KEY=VALUE) or remove (KEY-) labels of a node, over those it was started with",
+		Long: "Set (KEY=VALUE) or remove (KEY-) labels of a node, as kubectl label node does. They override the\n" +
+			"node's own --label flags and outlive its restarts; placement constraints (node.labels.KEY) see them\n" +
+			"at the next placement: pods already placed stay where they are.",
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseNodeLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := c.LabelNode(ctx, args[0], labels); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s labelled\n", args[0])
+			return nil
+		},
+	})
 	for _, cordon := range []bool{true, false} {
 		verb, short, done := "cordon", "Place no new pods on a node; what runs there stays", "cordoned"
 		if !cordon {
@@ -259,4 +283,26 @@ func labelList(l map[string]string) string {
 	}
 	s := api.Selector(l).String()
 	return strings.ReplaceAll(s, ",", ", ")
+}
+
+// parseNodeLabels reads dev node label's KEY=VALUE (set) and KEY- (remove)
+// arguments into the API's form (a removal is KEY: "").
+func parseNodeLabels(args []string) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, a := range args {
+		k, v, set := strings.Cut(a, "=")
+		switch {
+		case set && v == "":
+			return nil, fmt.Errorf("label %q: give a value (KEY=VALUE), or remove the label with %s-", a, k)
+		case !set && strings.HasSuffix(a, "-"):
+			k = strings.TrimSuffix(a, "-")
+		case !set:
+			return nil, fmt.Errorf("label %q: want KEY=VALUE to set it or KEY- to remove it", a)
+		}
+		if err := api.CheckNodeLabel(k, v); err != nil {
+			return nil, err
+		}
+		labels[k] = v
+	}
+	return labels, nil
 }
