@@ -36,17 +36,7 @@ func (srv *Server) handleLabel(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, ok := srv.r.State().Node(name); !ok {
-		writeError(w, notFound("no node %s in the cluster (see dev nodes)", name))
-		return
-	}
-	idx, err := srv.mgr.Apply(r.Context(), &state.LabelNode{Name: name, Labels: labels})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	srv.log.Info("node labels changed", "node", name, "labels", labels)
-	writeJSON(w, api.WriteResult{Index: idx})
+	srv.applyToNode(w, r, name, &state.LabelNode{Name: name, Labels: labels}, "labels", labels)
 }
 
 // handleCordon is `dev node cordon` (no new pods on the node; what runs
@@ -54,18 +44,23 @@ func (srv *Server) handleLabel(w http.ResponseWriter, r *http.Request) {
 func (srv *Server) handleCordon(cordoned bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if _, ok := srv.r.State().Node(name); !ok {
-			writeError(w, notFound("no node %s in the cluster (see dev nodes)", name))
-			return
-		}
-		idx, err := srv.mgr.Apply(r.Context(), &state.CordonNode{Name: name, Cordoned: cordoned})
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		srv.log.Info("node schedulable changed", "node", name, "cordoned", cordoned)
-		writeJSON(w, api.WriteResult{Index: idx})
+		srv.applyToNode(w, r, name, &state.CordonNode{Name: name, Cordoned: cordoned}, "cordoned", cordoned)
 	}
+}
+
+// applyToNode applies a user's write about node name, which must exist.
+func (srv *Server) applyToNode(w http.ResponseWriter, r *http.Request, name string, cmd state.Command, logArgs ...any) {
+	if _, ok := srv.r.State().Node(name); !ok {
+		writeError(w, notFound("no node %s in the cluster (see dev nodes)", name))
+		return
+	}
+	idx, err := srv.mgr.Apply(r.Context(), cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	srv.log.Info("node changed", append([]any{"node", name}, logArgs...)...)
+	writeJSON(w, api.WriteResult{Index: idx})
 }
 
 // handleNodeRemove is `dev node rm`: a node gone for good has its

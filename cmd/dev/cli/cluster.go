@@ -176,22 +176,14 @@ func NewNodeCommand(g *globals) *cobra.Command {
 			"node's own --label flags and outlive its restarts; placement constraints (node.labels.KEY) see them\n" +
 			"at the next placement: pods already placed stay where they are.",
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: onNode(g, func(ctx context.Context, c *api.HTTPClient, args []string) (string, error) {
 			labels, err := parseNodeLabels(args[1:])
 			if err != nil {
-				return err
+				return "", err
 			}
-			ctx := cmd.Context()
-			c, err := g.client(ctx)
-			if err != nil {
-				return err
-			}
-			if _, err := c.LabelNode(ctx, args[0], labels); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node %s labelled\n", args[0])
-			return nil
-		},
+			_, err = c.LabelNode(ctx, args[0], labels)
+			return "node " + args[0] + " labelled", err
+		}),
 	})
 	for _, cordon := range []bool{true, false} {
 		verb, short, done := "cordon", "Place no new pods on a node; what runs there stays", "cordoned"
@@ -202,18 +194,10 @@ func NewNodeCommand(g *globals) *cobra.Command {
 			Use:   verb + " NAME",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				ctx := cmd.Context()
-				c, err := g.client(ctx)
-				if err != nil {
-					return err
-				}
-				if _, err := c.CordonNode(ctx, args[0], cordon); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "node %s %s\n", args[0], done)
-				return nil
-			},
+			RunE: onNode(g, func(ctx context.Context, c *api.HTTPClient, args []string) (string, error) {
+				_, err := c.CordonNode(ctx, args[0], cordon)
+				return "node " + args[0] + " " + done, err
+			}),
 		})
 	}
 	var force bool
@@ -224,22 +208,31 @@ func NewNodeCommand(g *globals) *cobra.Command {
 			"certificate is revoked, so that every node refuses it on every port should it come back (it may join again\n" +
 			"with a new token). A node that is still ready is refused unless --force: run `dev leave` on it instead.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c, err := g.client(ctx)
-			if err != nil {
-				return err
-			}
-			if _, err := c.RemoveNode(ctx, args[0], force); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed node %s; its certificate is revoked\n", args[0])
-			return nil
-		},
+		RunE: onNode(g, func(ctx context.Context, c *api.HTTPClient, args []string) (string, error) {
+			_, err := c.RemoveNode(ctx, args[0], force)
+			return "removed node " + args[0] + "; its certificate is revoked", err
+		}),
 	}
 	rm.Flags().BoolVar(&force, "force", false, "remove the node even though it is ready")
 	cmd.AddCommand(rm)
 	return cmd
+}
+
+// onNode is the RunE of a dev node verb: do, then print what it says.
+func onNode(g *globals, do func(ctx context.Context, c *api.HTTPClient, args []string) (string, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		c, err := g.client(ctx)
+		if err != nil {
+			return err
+		}
+		msg, err := do(ctx, c, args)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), msg)
+		return nil
+	}
 }
 
 // NewLeaveCommand is `dev leave`.
