@@ -314,12 +314,16 @@ func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
 		&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}})...) // port unreachable
 	add(reject, rule(toServices, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
 	post := base("nat-postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, 100)
-	dnatted := []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	// ct status & dnat != 0 (translated), or == 0.
+	ctDNAT := func(op expr.CmpOp) []expr.Any {
+		return []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)},
+		}
 	}
+	dnatted := ctDNAT(expr.CmpOpNeq)
 	add(post, rule(dnatted, []expr.Any{loadSaddr(1), loadDaddr(9), inSet(1, hairpin), &expr.Masq{}})...)
 	add(post, rule(dnatted, matchPrefix(loadSaddr(1), loopback, expr.CmpOpEq), []expr.Any{&expr.Masq{}})...)
 	cluster := k.cfg.ClusterCIDR.Masked()
@@ -338,15 +342,9 @@ func (k *NFTables) skeleton(c *nftables.Conn, t *nftables.Table) {
 	// FORWARD policy then stays ACCEPT). Other nodes reach pods from their
 	// VXLAN address, inside the range.
 	if cluster.IsValid() {
-		notDNATted := []expr.Any{
-			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
-		}
 		add(base("filter-forward", nftables.ChainTypeFilter, nftables.ChainHookForward, -10), rule(
 			matchPrefix(loadDaddr(1), cluster, expr.CmpOpEq), matchPrefix(loadSaddr(1), cluster, expr.CmpOpNeq),
-			isNew, notDNATted, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
+			isNew, ctDNAT(expr.CmpOpEq), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})...)
 	}
 
 	input := base("filter-input", nftables.ChainTypeFilter, nftables.ChainHookInput, -10)

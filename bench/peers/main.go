@@ -265,16 +265,19 @@ func (b *bench) run(ctx context.Context) error {
 		defer func() { c, cancel := cleanupCtx(); defer cancel(); t.Cleanup(c) }()
 		tools = append(tools, t)
 	}
-	for _, name := range []string{"raw", "raw-pod"} {
-		if !b.wants(name) {
-			continue
-		}
-		t, err := newRawTool(ctx, dc, b.cfg.image, name == "raw-pod")
+	if b.wants("raw") || b.wants("raw-pod") {
+		// One network for both; raw-pod is raw making pods.
+		t, err := newRawTool(ctx, dc, b.cfg.image)
 		if err != nil {
 			return err
 		}
 		defer func() { c, cancel := cleanupCtx(); defer cancel(); t.Cleanup(c) }()
-		tools = append(tools, t)
+		if b.wants("raw") {
+			tools = append(tools, t)
+		}
+		if b.wants("raw-pod") {
+			tools = append(tools, &rawTool{dc: dc, image: b.cfg.image, pods: true})
+		}
 	}
 	if len(tools) > 0 {
 		b.warmUp(ctx, tools)
@@ -354,20 +357,14 @@ func (b *bench) warmUp(ctx context.Context, tools []tool) {
 func (b *bench) summary(w *os.File) {
 	recs := slices.Clone(b.recs)
 	sortRecords(recs, b.caseOrder)
-	raw, rawPod := map[string]float64{}, map[string]float64{}
+	base := map[string]float64{} // tool, measure and case -> median
 	for _, r := range recs {
-		if len(r.Runs) == 0 {
-			continue
-		}
-		switch r.Tool {
-		case "raw":
-			raw[r.Measure+"\x00"+r.Case] = r.Median()
-		case "raw-pod":
-			rawPod[r.Measure+"\x00"+r.Case] = r.Median()
+		if len(r.Runs) > 0 {
+			base[r.Tool+"\x00"+r.Measure+"\x00"+r.Case] = r.Median()
 		}
 	}
-	ratio := func(base map[string]float64, r results.Record) string {
-		if v, ok := base[r.Measure+"\x00"+r.Case]; ok && v > 0 {
+	ratio := func(tool string, r results.Record) string {
+		if v, ok := base[tool+"\x00"+r.Measure+"\x00"+r.Case]; ok && v > 0 {
 			return fmt.Sprintf("%.2f", r.Median()/v)
 		}
 		return "-"
@@ -380,7 +377,7 @@ func (b *bench) summary(w *os.File) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t0\t-\t-\t-\t-\t%s\n", r.Measure, r.Case, r.Tool, firstLine(r.Note))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f s\t%.2f s\t%s\t%s\t%s\n", r.Measure, r.Case, r.Tool, len(r.Runs), r.Median(), r.Spread(), ratio(raw, r), ratio(rawPod, r), strings.TrimPrefix(extraText(r.Extra), " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f s\t%.2f s\t%s\t%s\t%s\n", r.Measure, r.Case, r.Tool, len(r.Runs), r.Median(), r.Spread(), ratio("raw", r), ratio("raw-pod", r), strings.TrimPrefix(extraText(r.Extra), " "))
 	}
 	tw.Flush()
 	for _, n := range b.notes {

@@ -23,6 +23,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+
+	"github.com/devhq/dev/cluster/agent/docker"
 )
 
 // service is one compose service of a workload.
@@ -462,8 +464,8 @@ const rawInfraLabel = "devpeers.infra-of"
 // dev's pod network also exists before its measurements). For pods it
 // takes dev's pause image when the Engine has one (dev ran first), else the
 // test image sleeping.
-func newRawTool(ctx context.Context, dc *client.Client, image string, pods bool) (*rawTool, error) {
-	t := &rawTool{dc: dc, image: image, pods: pods}
+func newRawTool(ctx context.Context, dc *client.Client, image string) (*rawTool, error) {
+	t := &rawTool{dc: dc, image: image}
 	t.Cleanup(ctx) // leftovers of an interrupted run
 	if ok, err := networkExists(ctx, dc, rawNetwork); err != nil {
 		return nil, err
@@ -500,7 +502,7 @@ func (t *rawTool) findPause(ctx context.Context) error {
 	if !t.pods || (t.pause != "" && t.pause != t.image) {
 		return nil
 	}
-	imgs, err := t.dc.ImageList(ctx, imagetypes.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "dev-pause"))})
+	imgs, err := t.dc.ImageList(ctx, imagetypes.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", docker.PauseImageRepo))})
 	if err != nil {
 		return fmt.Errorf("list pause images: %w", err)
 	}
@@ -607,7 +609,7 @@ func (t *rawTool) infra(ctx context.Context, w *workload, name string) (string, 
 		cfg.Cmd = []string{"sleep"}
 	}
 	hc := &container.HostConfig{NetworkMode: container.NetworkMode(rawNetwork), IpcMode: container.IPCModeShareable}
-	c, err := t.dc.ContainerCreate(ctx, cfg, hc, nil, nil, name+".infra")
+	c, err := t.dc.ContainerCreate(ctx, cfg, hc, nil, nil, docker.InfraName(name))
 	if err != nil {
 		return "", fmt.Errorf("create infra container of %s: %w", name, err)
 	}

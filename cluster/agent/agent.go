@@ -319,10 +319,7 @@ func (a *Agent) RemoveVolumes(ctx context.Context, project string) error {
 
 // ours reports whether a container belongs to this agent's cluster (old
 // containers without the label count as ours).
-func (a *Agent) ours(c Container) bool {
-	cl, ok := c.Labels[api.LabelCluster]
-	return !ok || a.opts.Cluster == "" || cl == a.opts.Cluster
-}
+func (a *Agent) ours(c Container) bool { return api.InCluster(c.Labels, a.opts.Cluster) }
 
 // loadAverage is the host's one-minute load average, 0 where /proc/loadavg
 // cannot be read.

@@ -31,6 +31,14 @@ const (
 	LabelCluster = "dev.cluster"
 )
 
+// InCluster reports whether labels put a container in cluster: one
+// labelled with it, or with no cluster label (made before the label
+// existed), or any when cluster is "" (not known yet).
+func InCluster(labels map[string]string, cluster string) bool {
+	cl, ok := labels[LabelCluster]
+	return !ok || cluster == "" || cl == cluster
+}
+
 // Pod states as shown by `dev ps`.
 const (
 	PodPending = "pending"

@@ -118,9 +118,7 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 				// And it must arrive in time: a client that trickles it
 				// (slowloris) is cut off, where the server's own timeouts
 				// cannot be set for streaming routes.
-				if r.Body != http.NoBody {
-					_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(jsonBodyTimeout))
-				}
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(jsonBodyTimeout))
 			}
 		}
 		h(w, r)

@@ -215,20 +215,12 @@ func (n *Node) setupOverlay(g *gossip.Gossip, self api.Node) (*overlay.VXLAN, er
 	return ov, nil
 }
 
-// memberView is what overlayPeers reads of the cluster state.
-type memberView interface {
-	Node(name string) (api.Node, bool)
-	MayJoinRaft(name string) bool
-}
-
-var _ memberView = (*state.Store)(nil)
-
 // overlayPeers turns the alive members' tags into overlay peers: only
 // nodes of the cluster (admitted with a certificate, not revoked), and only
 // for the pod subnet and address the state holds for them. A gossip member
 // without a certificate, or one claiming another node's subnet, gets no
 // VXLAN entry and its packets are dropped at the VXLAN port.
-func overlayPeers(members []gossip.Member, self string, st memberView) []overlay.Peer {
+func overlayPeers(members []gossip.Member, self string, st *state.Store) []overlay.Peer {
 	var peers []overlay.Peer
 	for _, m := range members {
 		if m.Name == self || m.Status != gossip.StatusAlive || !st.MayJoinRaft(m.Name) {

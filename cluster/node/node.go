@@ -356,7 +356,7 @@ func (n *Node) Run(ctx context.Context) error {
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	eg.Go(func() error {
-		return n.closeRevoked(ctx, r.State(), map[string]revocable{"api": apiLn, "raft": raftLn})
+		return n.closeRevoked(ctx, r.State(), map[string]*pki.HandshakeListener{"api": apiLn, "raft": raftLn})
 	})
 	defer func() {
 		if n.left.Load() {

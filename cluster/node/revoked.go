@@ -2,18 +2,11 @@ package node
 
 import (
 	"context"
-	"slices"
 	"time"
 
-	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
 )
-
-// revocable is a listener whose open connections a revocation can end.
-type revocable interface {
-	CloseRevoked(revoked pki.RevokedFunc) int
-}
 
 // closeRevoked ends, whenever the revocation list changes, the connections
 // that revoked certificates opened before: handshakes and API requests
@@ -23,10 +16,10 @@ type revocable interface {
 // A sweep runs on every change of the list and every closeRevokedEvery
 // besides: a handshake checked just before a revocation may join the
 // listener's open connections just after the sweep it brought.
-func (n *Node) closeRevoked(ctx context.Context, st *state.Store, lns map[string]revocable) error {
+func (n *Node) closeRevoked(ctx context.Context, st *state.Store, lns map[string]*pki.HandshakeListener) error {
 	tick := time.NewTicker(closeRevokedEvery)
 	defer tick.Stop()
-	var seen []api.Revocation
+	var seen uint64
 	sweep := func() {
 		for name, ln := range lns {
 			if closed := ln.CloseRevoked(st.Revoked); closed > 0 {
@@ -39,12 +32,12 @@ func (n *Node) closeRevoked(ctx context.Context, st *state.Store, lns map[string
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if len(seen) > 0 {
+			if seen > 0 {
 				sweep()
 			}
 		case <-st.Changed():
-			if revs := st.Revocations(); !slices.Equal(revs, seen) {
-				seen = revs
+			if gen := st.RevocationGen(); gen != seen {
+				seen = gen
 				sweep()
 			}
 		}

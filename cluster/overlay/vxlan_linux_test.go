@@ -53,7 +53,7 @@ func needRootVXLAN(t *testing.T) {
 		}
 		t.Skip("needs root")
 	}
-	for _, bin := range []string{"ip", "bridge", "iptables", "python3"} {
+	for _, bin := range []string{"ip", "bridge", "iptables", "nft", "python3"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			if os.Getenv("CI") != "" {
 				t.Fatalf("needs %s: %v", bin, err)

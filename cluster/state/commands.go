@@ -354,14 +354,12 @@ func (tx *Txn) Apply(cmd Command) error {
 		if old == nil {
 			return fmt.Errorf("label node %s: no such node", c.Name)
 		}
-		n := cloneNode(old)
-		user := maps.Clone(n.UserLabels)
-		if user == nil {
-			user = map[string]string{}
+		n := cloneNode(old) // its own copies of the maps
+		if n.UserLabels == nil {
+			n.UserLabels = map[string]string{}
 		}
-		maps.Copy(user, c.Labels)
+		maps.Copy(n.UserLabels, c.Labels)
 		n.Labels = NodeLabels(n.Labels, c.Labels) // on the labels as they are
-		n.UserLabels = user
 		tx.PutNode(n)
 	case *Admit:
 		if c.At.After(tx.s.admitted[c.Name]) {
@@ -372,6 +370,7 @@ func (tx *Txn) Apply(cmd Command) error {
 		key := revocationKey(r.Kind, r.Name)
 		if prev, ok := tx.s.revoked[key]; !ok || r.At.After(prev.At) {
 			tx.s.revoked[key] = r
+			tx.s.revGen++
 		}
 	case *RollbackRC:
 		rc := tx.RC(c.Key)
@@ -594,7 +593,7 @@ func (tx *Txn) putNode(c *PutNode) error {
 			n.PodSubnet = old.PodSubnet
 		}
 		// A user's choices (CordonNode, LabelNode), not the reporter's.
-		n.Cordoned, n.UserLabels = old.Cordoned, maps.Clone(old.UserLabels)
+		n.Cordoned, n.UserLabels = old.Cordoned, old.UserLabels // stored maps are never changed in place
 		n.Labels = NodeLabels(n.Labels, n.UserLabels)
 	} else {
 		n.Cordoned, n.UserLabels = false, nil

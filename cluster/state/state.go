@@ -45,6 +45,7 @@ type Store struct {
 	nodes    map[string]*api.Node
 	cluster  *ClusterInfo
 	revoked  map[string]api.Revocation // by revocationKey
+	revGen   uint64                    // bumped at every change of revoked
 	admitted map[string]time.Time      // node -> when its certificate was signed
 	changed  chan struct{}             // closed and replaced at every Update
 }
@@ -67,8 +68,23 @@ func revocationKey(kind, name string) string { return kind + "/" + name }
 // Revoked reports whether a certificate of kind issued to name at issued
 // is revoked. It is called on every TLS handshake: a map lookup.
 func (s *Store) Revoked(kind, name string, issued time.Time) bool {
-	until, ok := s.RevokedUntil(kind, name)
-	return ok && issued.Before(until)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.revokedLocked(kind, name, issued)
+}
+
+// RevocationGen changes whenever the revocation list does: a cheap way
+// to notice a change among the store's many.
+func (s *Store) RevocationGen() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.revGen
+}
+
+// revokedLocked is Revoked with s.mu held.
+func (s *Store) revokedLocked(kind, name string, issued time.Time) bool {
+	r, ok := s.revoked[revocationKey(kind, name)]
+	return ok && issued.Before(lifted(r))
 }
 
 // RevokedUntil is the first issuance time a revocation of kind and name
@@ -98,8 +114,7 @@ func (s *Store) MayJoinRaft(name string) bool {
 	if !admitted {
 		_, admitted = s.nodes[name]
 	}
-	r, revoked := s.revoked[revocationKey(api.CertNode, name)]
-	return admitted && (!revoked || !at.Before(lifted(r)))
+	return admitted && !s.revokedLocked(api.CertNode, name, at)
 }
 
 // Revocations lists the revocation list, by kind and name.
@@ -521,6 +536,7 @@ func (s *Store) RestoreSnapshot(b []byte) error {
 	for _, r := range snap.Revoked {
 		s.revoked[revocationKey(r.Kind, r.Name)] = r
 	}
+	s.revGen++
 	s.cluster = snap.Cluster
 	for i := range snap.Projects {
 		s.projects[snap.Projects[i].Name] = &snap.Projects[i]

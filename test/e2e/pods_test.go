@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/api"
 )
 
 // TestPodKeepsItsIP: a pod's address is its infra container's. Killing the
@@ -205,7 +206,7 @@ services:
 
 	// An agent restart adopts the pod's containers, sidecars included,
 	// without restarting any.
-	names := []string{web[0].Name, web[0].Name + ".side", web[0].Name + ".debug", docker.InfraName(web[0].Name)}
+	names := []string{web[0].Name, api.SidecarContainer(web[0].Name, "side"), api.SidecarContainer(web[0].Name, "debug"), docker.InfraName(web[0].Name)}
 	before := map[string][2]string{}
 	for _, n := range names {
 		id, _, started := c.lcInspect(n)
@@ -233,7 +234,7 @@ services:
 		}
 		for _, p := range pods {
 			for _, sc := range []string{"side", "debug"} {
-				ins, err := c.docker.ContainerInspect(ctx, p.Name+"."+sc)
+				ins, err := c.docker.ContainerInspect(ctx, api.SidecarContainer(p.Name, sc))
 				if err != nil || !ins.State.Running {
 					return fmt.Errorf("sidecar %s of %s: %v", sc, p.Name, err)
 				}

@@ -471,11 +471,7 @@ func containerLabels(pod *api.Pod, spec *api.ServiceSpec, project, node string) 
 // this cluster (a container made before the cluster label existed has
 // none).
 func (d *Driver) mine(labels map[string]string) bool {
-	if labels[api.LabelManaged] != "true" {
-		return false
-	}
-	cl, ok := labels[api.LabelCluster]
-	return !ok || d.opts.Cluster == "" || cl == d.opts.Cluster
+	return labels[api.LabelManaged] == "true" && api.InCluster(labels, d.opts.Cluster)
 }
 
 // inTheWay is the error for a container dev did not make that holds a

@@ -69,9 +69,8 @@ func (d *Driver) LoadImage(ctx context.Context, r io.Reader, want string) error 
 		return fmt.Errorf("load image %s: %w", want, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if strings.Contains(string(b), `"error"`) {
-		return fmt.Errorf("load image %s: %s", want, strings.TrimSpace(string(b)))
+	if err := ReadBuildStream(resp.Body); err != nil {
+		return fmt.Errorf("load image %s: %w", want, err)
 	}
 	got, err := d.cli.ImageInspect(ctx, want)
 	if err != nil || got.ID != id {
