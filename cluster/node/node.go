@@ -215,6 +215,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Binary:  self,
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
 		SecretsDir: cmp.Or(cfg.SecretsDir, filepath.Join(cfg.DataDir, "secrets")), DNSDomain: clusterDomain,
+		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
 		HostRoot: cfg.HostRoot,
 		MTU:      podMTU(cfg.AdvertiseAddr), Cluster: clusterLabel(creds),
 	})

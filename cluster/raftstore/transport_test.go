@@ -57,7 +57,7 @@ func memInUse() uint64 {
 
 // TestRaftPortHoldsNoIdleConnection: 1,000 idle TCP connections to the
 // raft port (what anyone who can reach it may open, without a
-// certificate) cost under 10 MiB and are all closed by the handshake
+// certificate) cost under 16 MiB and are all closed by the handshake
 // deadline, while a node with a certificate still gets through. Before,
 // hashicorp/raft gave each one a goroutine and 256 KiB of buffers,
 // forever (400 cost 104 MiB).
@@ -73,7 +73,12 @@ func TestRaftPortHoldsNoIdleConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := pki.NewHandshakeListener(tcp, id.NodeServerTLS(), pki.HandshakeLimits{Timeout: deadline}, slog.New(slog.DiscardHandler))
+	// Caps high enough that all 1,000 are held until the deadline: what is
+	// measured is the cost of a pending handshake, not the per-address
+	// cap (32 by default, which would close 968 of them at once); room is
+	// left for the node that comes through meanwhile.
+	ln := pki.NewHandshakeListener(tcp, id.NodeServerTLS(), pki.HandshakeLimits{Timeout: deadline, MaxPerIP: 1000, MaxPending: 1024},
+		slog.New(slog.DiscardHandler))
 	r, err := Open(Config{DataDir: t.TempDir(), NodeID: "n1", BindAddr: addr, Bootstrap: true, Fast: true,
 		Listener: ln, ClientTLS: id.ClientTLS()})
 	if err != nil {
@@ -99,8 +104,8 @@ func TestRaftPortHoldsNoIdleConnection(t *testing.T) {
 		idle = append(idle, c)
 	}
 	time.Sleep(200 * time.Millisecond) // let the listener take them all in
-	if used := int64(memInUse()) - int64(before); used > 10<<20 {
-		t.Errorf("1,000 idle connections cost %d KiB, want under 10 MiB", used>>10)
+	if used := int64(memInUse()) - int64(before); used > 16<<20 { // ~8 MiB measured; before, 267 MiB
+		t.Errorf("1,000 idle connections cost %d KiB, want under 16 MiB", used>>10)
 	} else {
 		t.Logf("1,000 idle connections cost %d KiB", used>>10)
 	}

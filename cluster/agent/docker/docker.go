@@ -80,6 +80,10 @@ type Options struct {
 	// MaxImageBytes caps an image archive from a peer (default
 	// DefaultMaxImageBytes).
 	MaxImageBytes int64
+	// SpoolDir holds an image archive from a peer while it is checked
+	// (default: the system's temporary folder; the agent's container, FROM
+	// scratch, has none, so the node passes one under its data dir).
+	SpoolDir string
 	// HostRoot is where the host's root file system is seen from this
 	// process: "" when the agent runs on the host, "/host" in the agent's
 	// container, which binds the host's root there. Bind mount
@@ -840,14 +844,6 @@ func (d *Driver) withInfra(ctx context.Context, c container.InspectResponse, out
 	out.InfraState = infra.State
 	if infra.Running() {
 		out.IP = infra.IP
-		if ic.HostConfig != nil && ic.HostConfig.NetworkMode.IsHost() {
-			// The pod is in the node's network: the node's address on
-			// the pod network (the gateway) reaches it from every pod,
-			// on this node and across the overlay, as a pod IP does.
-			if gw, ok := d.gateway.Load().(netip.Addr); ok {
-				out.IP = gw.String()
-			}
-		}
 	}
 	return out
 }
@@ -878,6 +874,14 @@ func (d *Driver) toContainer(c container.InspectResponse) agent.Container {
 	if c.NetworkSettings != nil {
 		if ep := c.NetworkSettings.Networks[d.opts.Network]; ep != nil {
 			out.IP = ep.IPAddress
+		}
+	}
+	if c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost() {
+		// In the node's network: the node's address on the pod network
+		// (the gateway) reaches it from every pod, on this node and
+		// across the overlay, as a pod IP does.
+		if gw, ok := d.gateway.Load().(netip.Addr); ok {
+			out.IP = gw.String()
 		}
 	}
 	return out

@@ -886,12 +886,14 @@ func TestForeignContainersAreLeftAlone(t *testing.T) {
 		{"web", api.PodName(f.project, "web", 1)},
 		{"api", docker.InfraName(api.PodName(f.project, "api", 1))},
 	} {
-		foreign, err := f.cli.ContainerCreate(ctx, &container.Config{Image: testImage, Labels: map[string]string{api.LabelProject: f.project}},
-			nil, nil, nil, tc.name)
+		// Labelled as a sidecar of the pod, without dev.managed: RemovePod
+		// lists the pod's sidecars by label and must still leave it.
+		pod := f.pod(tc.pod, 1)
+		labels := map[string]string{api.LabelProject: f.project, api.LabelPod: pod.Name, docker.LabelSidecar: "side"}
+		foreign, err := f.cli.ContainerCreate(ctx, &container.Config{Image: testImage, Labels: labels}, nil, nil, nil, tc.name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pod := f.pod(tc.pod, 1)
 		if _, err := f.drv.Create(ctx, pod, f.spec(tc.pod)); err == nil || !strings.Contains(err.Error(), "did not make is in the way") {
 			t.Errorf("Create over a foreign %s: %v, want refused", tc.name, err)
 		}

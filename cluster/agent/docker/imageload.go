@@ -37,7 +37,12 @@ type imageManifest struct {
 // hold exactly the image want (an ID "sha256:...", or a tag), checked
 // before and after loading.
 func (d *Driver) LoadImage(ctx context.Context, r io.Reader, want string) error {
-	f, err := os.CreateTemp("", "dev-image-*.tar")
+	if d.opts.SpoolDir != "" {
+		if err := os.MkdirAll(d.opts.SpoolDir, 0o700); err != nil {
+			return fmt.Errorf("load image %s: %w", want, err)
+		}
+	}
+	f, err := os.CreateTemp(d.opts.SpoolDir, "dev-image-*.tar")
 	if err != nil {
 		return fmt.Errorf("load image %s: %w", want, err)
 	}
@@ -75,8 +80,10 @@ func (d *Driver) LoadImage(ctx context.Context, r io.Reader, want string) error 
 	got, err := d.cli.ImageInspect(ctx, want)
 	if err != nil || got.ID != id {
 		if err == nil {
-			// Not what the archive said: take out what came in.
-			_, _ = d.cli.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true})
+			// Not what the archive said: take out what came in (the
+			// image the engine tagged, not the one the archive named,
+			// which may be another image already there).
+			_, _ = d.cli.ImageRemove(ctx, got.ID, image.RemoveOptions{PruneChildren: true})
 		}
 		return fmt.Errorf("load image %s: %w: the engine holds %q after loading %s (%v)", want, ErrImageRefused, got.ID, id, err)
 	}

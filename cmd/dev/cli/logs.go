@@ -204,7 +204,8 @@ func logSources(p api.Pod, container string) []logSource {
 			}
 		}
 		// Not (yet) reported: the agent answers with the pod's containers.
-		return []logSource{{container: container, key: p.Name + "/" + container}}
+		// The key is the one the report will give, so as not to follow it twice.
+		return []logSource{sidecarSource(p, api.ContainerStatus{Name: container})}
 	}
 	out := []logSource{{key: p.Name + "//" + p.Status.ContainerID + "/" + p.Status.StartedAt.String(), running: p.Status.State == api.PodRunning}}
 	for _, sc := range p.Status.Sidecars {

@@ -49,3 +49,16 @@ func TestFollowEndsWhenThePodWatchFails(t *testing.T) {
 		t.Fatal("dev logs -f still waits on its streams after the pod watch failed")
 	}
 }
+
+// TestSidecarSourceKey: dev logs -f -c side follows a sidecar once, whether
+// its status was reported yet or not (a second key was a second stream,
+// every line printed twice).
+func TestSidecarSourceKey(t *testing.T) {
+	p := api.Pod{Name: "shop-web-1", Service: "web"}
+	before := logSources(p, "side")
+	p.Status.Sidecars = []api.ContainerStatus{{Name: "side", State: api.PodRunning}}
+	after := logSources(p, "side")
+	if len(before) != 1 || len(after) != 1 || before[0].key != after[0].key {
+		t.Errorf("keys before and after the sidecar's report: %+v, %+v; want one and the same", before, after)
+	}
+}
