@@ -104,7 +104,8 @@ func TestRaftPortHoldsNoIdleConnection(t *testing.T) {
 		idle = append(idle, c)
 	}
 	time.Sleep(200 * time.Millisecond) // let the listener take them all in
-	if used := int64(memInUse()) - int64(before); used > 16<<20 { // ~8 MiB measured; before, 267 MiB
+	// ~8 MiB measured; before the handshake listener, 267 MiB.
+	if used := int64(memInUse()) - int64(before); used > 16<<20 {
 		t.Errorf("1,000 idle connections cost %d KiB, want under 16 MiB", used>>10)
 	} else {
 		t.Logf("1,000 idle connections cost %d KiB", used>>10)
