@@ -68,10 +68,15 @@ func Open(cfg Config) (*Raft, error) {
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
+	files, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	snaps := privateSnapshots{FileSnapshotStore: files, dir: filepath.Join(dir, "snapshots")}
+	if err := snaps.restrict(); err != nil {
+		bolt.Close()
+		return nil, err
 	}
 	adv := cfg.AdvertiseAddr
 	if adv == "" {
