@@ -30,9 +30,9 @@ type Client interface {
 	Logs(ctx context.Context, pod, container string, follow bool, tail int) (io.ReadCloser, error)
 	Nodes(ctx context.Context) ([]Node, error)
 	Services(ctx context.Context, project string) ([]ServiceInfo, error)
-	// Token returns the join token and, for a client name, a certificate
-	// bundle with role "admin" or "read".
-	Token(ctx context.Context, client, role string) (TokenResponse, error)
+	// Token returns a join token (the worker's, or the manager's) and, for
+	// a client name, a certificate bundle with role "admin" or "read".
+	Token(ctx context.Context, req TokenRequest) (TokenResponse, error)
 	Rollback(ctx context.Context, project, service string) (WriteResult, error)
 	Leave(ctx context.Context) error
 	// RemoveNode forgets a node that is gone for good and revokes its
@@ -46,8 +46,9 @@ type Client interface {
 	// RevokeClient revokes every client bundle issued to name so far.
 	RevokeClient(ctx context.Context, name string) (WriteResult, error)
 	Revocations(ctx context.Context) ([]Revocation, error)
-	// RotateToken makes a new join secret and returns the new token.
-	RotateToken(ctx context.Context) (TokenResponse, error)
+	// RotateToken makes a new join secret for the worker token (or the
+	// manager token) and returns the new token.
+	RotateToken(ctx context.Context, manager bool) (TokenResponse, error)
 }
 
 // PodQuery filters a pod listing; Index > 0 makes it a blocking query that
@@ -318,11 +319,17 @@ func (c *HTTPClient) Dashboard(ctx context.Context) (DashboardInfo, error) {
 }
 
 // Token implements Client.
-func (c *HTTPClient) Token(ctx context.Context, client, role string) (TokenResponse, error) {
+func (c *HTTPClient) Token(ctx context.Context, req TokenRequest) (TokenResponse, error) {
 	var r TokenResponse
-	q := url.Values{"client": {client}}
-	if role != "" {
-		q.Set("role", role)
+	q := url.Values{}
+	if req.Client != "" {
+		q.Set("client", req.Client)
+	}
+	if req.Role != "" {
+		q.Set("role", req.Role)
+	}
+	if req.Manager {
+		q.Set("manager", "1")
 	}
 	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/token?"+q.Encode(), nil, &r)
 	return r, err
@@ -371,9 +378,9 @@ func (c *HTTPClient) RevokeClient(ctx context.Context, name string) (WriteResult
 }
 
 // RotateToken implements Client.
-func (c *HTTPClient) RotateToken(ctx context.Context) (TokenResponse, error) {
+func (c *HTTPClient) RotateToken(ctx context.Context, manager bool) (TokenResponse, error) {
 	var r TokenResponse
-	err := c.Do(ctx, http.MethodPost, "/v1/token/rotate", nil, &r)
+	err := c.Do(ctx, http.MethodPost, "/v1/token/rotate", RotateTokenRequest{Manager: manager}, &r)
 	return r, err
 }
 

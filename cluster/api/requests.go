@@ -29,13 +29,14 @@ import "time"
 //	read   GET    /v1/services?project=P                  -> []ServiceInfo
 //	read   GET    /v1/events?index=N&wait=30s             -> EventList
 //	read   GET    /v1/dashboard                           -> DashboardInfo (a read-only dashboard)
+//	admin  GET    /v1/token?manager=1                     -> TokenResponse (the worker token, or the manager one; on a manager)
 //	admin  GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
 //	admin  POST   /v1/leave                               -> WriteResult
 //	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
 //	admin  POST   /v1/nodes/{name}/cordon|uncordon        -> WriteResult (no new pods there / again)
 //	admin  POST   /v1/nodes/{name}/labels                 map[string]string (k: v sets, k: "" removes) -> WriteResult
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
-//	admin  POST   /v1/token/rotate                        -> TokenResponse (a new join secret; the old one stops working)
+//	admin  POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
 //	node   POST   /v1/internal/apply                      a raft command the caller may write, forwarded to the leader
@@ -122,6 +123,9 @@ type JoinResponse struct {
 	CA        []byte   `json:"ca"`   // PEM
 	GossipKey []byte   `json:"gossip_key"`
 	Gossip    []string `json:"gossip"` // addresses of live members
+	// DataKey is the managers' data key, for a node that joined with the
+	// manager token only.
+	DataKey []byte `json:"data_key,omitempty"`
 }
 
 // RenewRequest asks for a new certificate for the calling node, for the
@@ -135,8 +139,24 @@ type RenewResponse struct {
 	Cert []byte `json:"cert"`
 }
 
+// TokenRequest is what `dev token` asks for: the join token (the worker's,
+// or with Manager the manager's), or with Client a client bundle of Role.
+type TokenRequest struct {
+	Client  string
+	Role    string
+	Manager bool
+}
+
+// RotateTokenRequest is POST /v1/token/rotate: which join token to replace.
+type RotateTokenRequest struct {
+	Manager bool `json:"manager,omitempty"`
+}
+
 // TokenResponse answers GET /v1/token.
 type TokenResponse struct {
+	// Manager: Token is the manager token (a node that joins with it may
+	// become a voter and holds the cluster's secrets).
+	Manager bool   `json:"manager,omitempty"`
 	Token string `json:"token"`
 	// Bundle is a client certificate bundle (PEM: cert, key, CA) when asked
 	// for with ?client=NAME.

@@ -68,16 +68,20 @@ func (srv *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, res)
 }
 
-// admit checks a join request against the cluster secret and signs the
-// node's certificate.
+// admit checks a join request against the join secrets and signs the
+// node's certificate: a node that presents the manager token's secret is
+// a manager, and gets the data key too.
 func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResponse, error) {
-	ci, ca, err := srv.clusterCA("join")
+	cs, err := srv.clusterSecrets("join")
 	if err != nil {
 		return api.JoinResponse{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(req.Secret), []byte(ci.JoinSecret)) != 1 {
+	ci, ca := cs.info, cs.ca
+	worker := subtle.ConstantTimeCompare([]byte(req.Secret), []byte(cs.secrets.WorkerSecret)) == 1
+	manager := cs.secrets.ManagerSecret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(cs.secrets.ManagerSecret)) == 1
+	if !worker && !manager {
 		return api.JoinResponse{}, &httpError{http.StatusForbidden, "forbidden",
-			errors.New("join refused: the token's secret is wrong; get the current one with `dev token` on a cluster node")}
+			errors.New("join refused: the token's secret is wrong; get the current one with `dev token` (or `dev token --manager`) on a manager")}
 	}
 	if n, ok := srv.r.State().Node(req.Name); ok && n.Status == api.NodeReady {
 		return api.JoinResponse{}, conflict("join refused: a ready node named %s is already in the cluster; pick another --node-name", req.Name)
@@ -97,7 +101,7 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 	}
 	// Admitted: it may become a raft member (the leader's own write; this
 	// runs on the leader).
-	if _, err := srv.r.Apply(ctx, &state.Admit{Name: req.Name, At: time.Now().UTC()}); err != nil {
+	if _, err := srv.r.Apply(ctx, &state.Admit{Name: req.Name, At: time.Now().UTC(), Manager: manager}); err != nil {
 		return api.JoinResponse{}, fmt.Errorf("join: record the admission: %w", err)
 	}
 	var gossip []string
@@ -109,22 +113,70 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 		}
 	}
 	sort.Strings(gossip)
-	srv.log.Info("admitted node", "node", req.Name)
-	return api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}, nil
+	res := api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}
+	if manager {
+		res.DataKey = srv.opts.DataKey.Bytes()
+	}
+	srv.log.Info("admitted node", "node", req.Name, "manager", manager)
+	return res, nil
 }
 
-// clusterCA is the cluster's record and its CA; what names the caller in
-// the error.
-func (srv *Server) clusterCA(what string) (state.ClusterInfo, *pki.CA, error) {
+// unsealed is the cluster's record with its secrets opened: what only a
+// manager can have.
+type unsealed struct {
+	info    state.ClusterInfo
+	secrets pki.ClusterSecrets
+	ca      *pki.CA
+}
+
+// clusterSecrets opens the cluster's secrets with this node's data key;
+// what names the caller in the error. A worker has no data key: it is
+// told where to go instead.
+func (srv *Server) clusterSecrets(what string) (unsealed, error) {
 	ci, ok := srv.r.State().Cluster()
 	if !ok {
-		return ci, nil, fmt.Errorf("%s: the cluster is still starting; retry in a moment", what)
+		return unsealed{}, &httpError{http.StatusServiceUnavailable, "unavailable", fmt.Errorf("%s: the cluster is still starting; retry in a moment", what)}
 	}
-	ca, err := pki.ParseCA(ci.CACertPEM, ci.CAKeyPEM)
+	u := unsealed{info: ci}
+	switch {
+	case ci.Legacy():
+		u.secrets = pki.ClusterSecrets{CAKeyPEM: ci.CAKeyPEM, WorkerSecret: ci.JoinSecret}
+	case srv.opts.DataKey == nil:
+		return unsealed{}, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf(
+			"%s: node %s is a worker and holds none of the cluster's secrets; run it on a manager (the node that created the cluster, or one joined with `dev token --manager`)", what, srv.opts.Node)}
+	default:
+		var err error
+		if u.secrets, err = srv.opts.DataKey.OpenClusterSecrets(ci.Sealed); err != nil {
+			return unsealed{}, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	ca, err := pki.ParseCA(ci.CACertPEM, u.secrets.CAKeyPEM)
 	if err != nil {
-		return ci, nil, fmt.Errorf("%s: %w", what, err)
+		return unsealed{}, fmt.Errorf("%s: %w", what, err)
 	}
-	return ci, ca, nil
+	u.ca = ca
+	return u, nil
+}
+
+// token is the join token of the worker secret, or of the manager one.
+func (u unsealed) token(manager bool) (string, error) {
+	secret := u.secrets.WorkerSecret
+	if manager {
+		if u.info.Legacy() {
+			return "", errNoManagerToken()
+		}
+		secret = u.secrets.ManagerSecret
+	}
+	return u.tokenOf(secret), nil
+}
+
+func (u unsealed) tokenOf(secret string) string {
+	return pki.Token{Fingerprint: u.ca.Fingerprint(), Secret: secret}.String()
+}
+
+// errNoManagerToken answers a manager token asked of a Legacy cluster.
+func errNoManagerToken() error {
+	return conflict("this cluster was created by a dev without manager tokens: any node that joins may become a voter; use `dev token`")
 }
 
 // waitPastRevocation holds an issuer until a certificate of kind for name
@@ -164,11 +216,16 @@ func (srv *Server) handleRevokeClient(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, api.WriteResult{Index: idx})
 }
 
-// handleRotateToken is `dev token --rotate`: a new join secret, so that
-// tokens handed out before no longer admit anyone. Nodes that joined keep
-// their certificates.
+// handleRotateToken is `dev token --rotate [--manager]`: a new join secret
+// for the worker (or manager) token, so that the token handed out before
+// no longer admits anyone. Nodes that joined keep their certificates.
 func (srv *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
-	_, ca, err := srv.clusterCA("token")
+	var req api.RotateTokenRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) { // capped by handle (maxJSONBody)
+		writeError(w, invalid("decode rotate request: %v", err))
+		return
+	}
+	u, err := srv.clusterSecrets("rotate token")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -178,12 +235,33 @@ func (srv *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if _, err := srv.mgr.Apply(r.Context(), &state.RotateJoinSecret{Secret: secret}); err != nil {
+	var cmd state.Command
+	switch {
+	case u.info.Legacy() && req.Manager:
+		writeError(w, errNoManagerToken())
+		return
+	case u.info.Legacy():
+		cmd = &state.RotateJoinSecret{Secret: secret}
+	default:
+		next := u.secrets
+		if req.Manager {
+			next.ManagerSecret = secret
+		} else {
+			next.WorkerSecret = secret
+		}
+		sealed, err := srv.opts.DataKey.SealClusterSecrets(next)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		cmd = &state.SealClusterSecrets{Sealed: sealed, Prev: u.info.Sealed}
+	}
+	if _, err := srv.mgr.Apply(r.Context(), cmd); err != nil {
 		writeError(w, err)
 		return
 	}
-	srv.log.Info("rotated the join secret")
-	writeJSON(w, api.TokenResponse{Token: pki.Token{Fingerprint: ca.Fingerprint(), Secret: secret}.String()})
+	srv.log.Info("rotated a join secret", "manager", req.Manager)
+	writeJSON(w, api.TokenResponse{Token: u.tokenOf(secret), Manager: req.Manager})
 }
 
 // handleRevocations lists the revocation list.
@@ -194,12 +272,17 @@ func (srv *Server) handleRevocations(w http.ResponseWriter, _ *http.Request) {
 // handleToken prints the join token, and with ?client=NAME a client
 // certificate bundle for a remote CLI.
 func (srv *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	ci, ca, err := srv.clusterCA("token")
+	u, err := srv.clusterSecrets("token")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	res := api.TokenResponse{Token: pki.Token{Fingerprint: ca.Fingerprint(), Secret: ci.JoinSecret}.String()}
+	ca := u.ca
+	res := api.TokenResponse{Manager: r.URL.Query().Get("manager") == "1"}
+	if res.Token, err = u.token(res.Manager); err != nil {
+		writeError(w, err)
+		return
+	}
 	if name := r.URL.Query().Get("client"); name != "" {
 		role := pki.RoleAdmin
 		if r.URL.Query().Get("role") == pki.RoleRead {

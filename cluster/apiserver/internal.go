@@ -46,12 +46,12 @@ func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the certificate of node %s is revoked", c.Name)})
 		return
 	}
-	_, ca, err := srv.clusterCA("renew")
+	u, err := srv.clusterSecrets("renew")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	cert, err := ca.SignFor(req.CSR, c.Name, pki.RoleNode, leaf.IPAddresses, nil, srv.certLifetime())
+	cert, err := u.ca.SignFor(req.CSR, c.Name, pki.RoleNode, leaf.IPAddresses, nil, srv.certLifetime())
 	if err != nil {
 		writeError(w, invalid("renew: %v", err))
 		return

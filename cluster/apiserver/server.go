@@ -104,7 +104,11 @@ type Options struct {
 	// CertLifetime is how long the node certificates this node signs last
 	// (join, renewal); 0: pki.DefaultNodeCertLifetime.
 	CertLifetime time.Duration
-	Log          *slog.Logger
+	// DataKey opens the cluster's sealed secrets (the CA key, the join
+	// secrets); nil on a worker, which then signs nothing and prints no
+	// token.
+	DataKey *pki.DataKey
+	Log     *slog.Logger
 }
 
 func (srv *Server) certLifetime() time.Duration { return pki.NodeCertLifetime(srv.opts.CertLifetime) }

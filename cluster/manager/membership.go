@@ -31,8 +31,8 @@ type Membership interface {
 	Members() []Member
 }
 
-// voterTarget is how many voters a cluster of n live nodes should have:
-// an odd number, 3 from 3 nodes and 5 from 7.
+// voterTarget is how many voters a cluster of n live managers should have:
+// an odd number, 3 from 3 managers and 5 from 7.
 func voterTarget(n int) int {
 	switch {
 	case n >= 7:
@@ -45,8 +45,8 @@ func voterTarget(n int) int {
 }
 
 // reconcileMembers makes raft membership and node status follow gossip, on
-// the leader: joining members are added (as voters up to the target, else
-// non-voters), members that left are removed, members failed for longer
+// the leader: joining members are added (managers as voters up to the
+// target, the rest as non-voters), members that left are removed, members failed for longer
 // than failedTimeout are removed, failed members are marked down.
 func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failedSince map[string]time.Time, failedTimeout time.Duration) {
 	servers, err := m.r.Servers()
@@ -63,16 +63,16 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 			voters++
 		}
 	}
-	alive := 0
+	st := m.r.State()
+	managers := 0
 	for _, mb := range members {
-		if mb.Status == "alive" {
-			alive++
+		if mb.Status == "alive" && st.MayVote(mb.Name) {
+			managers++
 		}
 	}
-	target := voterTarget(alive)
+	target := voterTarget(managers)
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
 	now := time.Now()
-	st := m.r.State()
 	for _, mb := range members {
 		switch mb.Status {
 		case "alive":
@@ -93,7 +93,7 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 			if mb.Tags[TagRaft] == "" || inRaft[mb.Name] {
 				continue
 			}
-			voter := voters < target
+			voter := voters < target && st.MayVote(mb.Name)
 			if err := m.r.AddServer(mb.Name, mb.Tags[TagRaft], voter); err != nil {
 				m.log.Warn("add raft member", "node", mb.Name, "err", err)
 				continue
@@ -145,15 +145,16 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		}
 	}
 	m.forgetRevoked(ctx, st, inRaft, leaderID)
-	// Promote non-voters while the cluster is short of voters (after a
-	// failed voter was removed, or as it grows).
+	// Promote non-voting managers while the cluster is short of voters
+	// (after a failed voter was removed, or as it grows). Workers never
+	// vote: a leader must hold the data key.
 	if voters < target {
 		servers, _ = m.r.Servers()
 		for _, s := range servers {
 			if voters >= target {
 				break
 			}
-			if s.Voter {
+			if s.Voter || !st.MayVote(s.ID) {
 				continue
 			}
 			if isAlive(members, s.ID) {

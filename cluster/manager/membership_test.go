@@ -91,3 +91,68 @@ func TestNodesCountsPodsAndReservations(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileMembersVoters: only managers become voters (up to the
+// target their number gives); workers join raft as non-voters and are
+// never promoted. A cluster made before the data key (Legacy) keeps the
+// old rule: any member may vote.
+func TestReconcileMembersVoters(t *testing.T) {
+	tests := []struct {
+		name       string
+		cluster    state.ClusterInfo
+		managers   []string // admitted with the manager token, besides the founder n1
+		wantVoters map[string]bool
+	}{
+		{name: "managers vote, workers do not", cluster: state.ClusterInfo{ID: "c", Sealed: []byte("sealed")},
+			managers:   []string{"n2", "n4"},
+			wantVoters: map[string]bool{"n1": true, "n2": true, "n3": false, "n4": true, "n5": false}},
+		{name: "two managers: one voter (an odd number)", cluster: state.ClusterInfo{ID: "c", Sealed: []byte("sealed")},
+			managers:   []string{"n2"},
+			wantVoters: map[string]bool{"n1": true, "n2": false, "n3": false, "n4": false, "n5": false}},
+		{name: "legacy cluster: the first three vote", cluster: state.ClusterInfo{ID: "c", CAKeyPEM: []byte("key")},
+			wantVoters: map[string]bool{"n1": true, "n2": true, "n3": true, "n4": false, "n5": false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := state.New()
+			r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true})
+			ctx := context.Background()
+			if _, err := r.Apply(ctx, &state.SetCluster{Cluster: tt.cluster, Founder: "n1"}); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			var members []Member
+			for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+				// The founder is never admitted: SetCluster made it a
+				// manager, its own record a member.
+				var cmd state.Command = &state.PutNode{Node: api.Node{Name: n, Status: api.NodeReady, Heartbeat: now}}
+				if n != "n1" {
+					admit := &state.Admit{Name: n, At: now}
+					for _, m := range tt.managers {
+						admit.Manager = admit.Manager || m == n
+					}
+					cmd = admit
+				}
+				if _, err := r.Apply(ctx, cmd); err != nil {
+					t.Fatal(err)
+				}
+				members = append(members, Member{Name: n, Status: "alive", Tags: map[string]string{TagRaft: n + ":7947"}})
+			}
+			m := New(r, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+			// Twice: the second pass is where a short cluster promotes.
+			for range 2 {
+				m.reconcileMembers(ctx, members, map[string]time.Time{}, 30*time.Second)
+			}
+			servers, _ := r.Servers()
+			got := map[string]bool{}
+			for _, s := range servers {
+				got[s.ID] = s.Voter
+			}
+			for n, want := range tt.wantVoters {
+				if v, ok := got[n]; !ok || v != want {
+					t.Errorf("%s: in raft %v, voter %v; want a member, voter %v", n, ok, v, want)
+				}
+			}
+		})
+	}
+}

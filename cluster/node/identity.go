@@ -28,6 +28,9 @@ import (
 type credentials struct {
 	id        *pki.Identity
 	gossipKey []byte
+	// dataKey opens the cluster's sealed secrets: managers only, nil on a
+	// worker.
+	dataKey *pki.DataKey
 	// pending is the cluster identity a bootstrapping node still has to
 	// record in raft (nil once recorded, and on joined nodes).
 	pending *state.ClusterInfo
@@ -54,6 +57,9 @@ func (n *Node) credentials(ctx context.Context) (*credentials, error) {
 			return nil, fmt.Errorf("read gossip key: %w", err)
 		}
 		c := &credentials{id: id, gossipKey: key}
+		if c.dataKey, err = pki.LoadDataKey(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		if b, err := os.ReadFile(filepath.Join(dir, bootstrapFile)); err == nil {
 			var ci state.ClusterInfo
 			if err := json.Unmarshal(b, &ci); err != nil {
@@ -86,8 +92,9 @@ func (n *Node) certIPs() []net.IP {
 	return ips
 }
 
-// bootstrap creates the cluster: its CA, join secret and gossip key, and
-// this node's certificate.
+// bootstrap creates the cluster: its CA, the managers' data key that seals
+// the CA key and the join secrets, the gossip key, and this node's
+// certificate.
 func (n *Node) bootstrap(dir string) (*credentials, error) {
 	idb := make([]byte, 8)
 	if _, err := rand.Read(idb); err != nil {
@@ -102,7 +109,19 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret, err := pki.NewSecret()
+	workerSecret, err := pki.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	managerSecret, err := pki.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	dataKey, err := pki.NewDataKey()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := dataKey.SealClusterSecrets(pki.ClusterSecrets{CAKeyPEM: caKey, WorkerSecret: workerSecret, ManagerSecret: managerSecret})
 	if err != nil {
 		return nil, err
 	}
@@ -118,13 +137,16 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	ci := state.ClusterInfo{ID: clusterID, CACertPEM: ca.CertPEM, CAKeyPEM: caKey, JoinSecret: secret, GossipKey: gossipKey}
+	ci := state.ClusterInfo{ID: clusterID, CACertPEM: ca.CertPEM, GossipKey: gossipKey, Sealed: sealed}
 	b, err := json.Marshal(ci)
 	if err != nil {
 		return nil, fmt.Errorf("encode cluster identity: %w", err)
 	}
-	// The bootstrap file first: a crash between the writes then leaves no
-	// identity, and the next start bootstraps again.
+	// The data key and the bootstrap file first: a crash between the writes
+	// then leaves no identity, and the next start bootstraps again.
+	if err := pki.SaveDataKey(dir, dataKey); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(filepath.Join(dir, bootstrapFile), b, 0o600); err != nil {
 		return nil, fmt.Errorf("write %s: %w", bootstrapFile, err)
 	}
@@ -139,7 +161,7 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 		return nil, err
 	}
 	n.log.Info("created cluster", "cluster", clusterID, "ca", ca.Fingerprint())
-	return &credentials{id: id, gossipKey: gossipKey, pending: &ci, fresh: false}, nil
+	return &credentials{id: id, gossipKey: gossipKey, dataKey: dataKey, pending: &ci, fresh: false}, nil
 }
 
 // join asks a cluster node (trusted through the token's CA fingerprint) to
@@ -147,7 +169,7 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	tok, err := pki.ParseToken(n.cfg.Token)
 	if err != nil {
-		return nil, fmt.Errorf("%w (get it with `dev token` on a cluster node)", err)
+		return nil, fmt.Errorf("%w (get it with `dev token` or `dev token --manager` on a manager)", err)
 	}
 	keyPEM, csrPEM, err := pki.NewKeyAndCSR(n.cfg.Name)
 	if err != nil {
@@ -180,8 +202,21 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join cluster at %s: %w", addr, err)
 	}
+	var dataKey *pki.DataKey
+	if res.DataKey != nil {
+		if dataKey, err = pki.ParseDataKey(res.DataKey); err != nil {
+			return nil, fmt.Errorf("join cluster at %s: %w", addr, err)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), res.GossipKey, 0o600); err != nil {
 		return nil, fmt.Errorf("write gossip key: %w", err)
+	}
+	// The data key before the identity: the identity is what says the
+	// join is done (a crash before it joins again).
+	if dataKey != nil {
+		if err := pki.SaveDataKey(dir, dataKey); err != nil {
+			return nil, err
+		}
 	}
 	if err := pki.SaveIdentity(dir, res.Cert, keyPEM, res.CA); err != nil {
 		return nil, err
@@ -190,12 +225,12 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.log.Info("joined cluster", "cluster", res.ClusterID, "via", addr)
+	n.log.Info("joined cluster", "cluster", res.ClusterID, "via", addr, "manager", dataKey != nil)
 	peers := res.Gossip
 	if host, _, err := net.SplitHostPort(addr); err == nil && len(peers) == 0 {
 		peers = []string{host}
 	}
-	return &credentials{id: id, gossipKey: res.GossipKey, gossipPeers: peers, fresh: true}, nil
+	return &credentials{id: id, gossipKey: res.GossipKey, dataKey: dataKey, gossipPeers: peers, fresh: true}, nil
 }
 
 // joinRefused is a definitive "no" from the cluster (wrong token, name

@@ -81,7 +81,7 @@ func (n *Node) recordCluster(ctx context.Context, r *raftstore.Raft, mgr *manage
 			break
 		}
 		if r.IsLeader() {
-			if _, err := mgr.Apply(ctx, &state.SetCluster{Cluster: ci}); err != nil {
+			if _, err := mgr.Apply(ctx, &state.SetCluster{Cluster: ci, Founder: n.cfg.Name}); err != nil {
 				n.log.Warn("record cluster identity", "err", err)
 			}
 			continue

@@ -276,7 +276,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}}, apiserver.Options{
 		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
-		CertLifetime: cfg.CertLifetime,
+		CertLifetime: cfg.CertLifetime, DataKey: creds.dataKey,
 	})
 	handler := apiSrv.Handler()
 	var dash *dashboard.Server

@@ -157,6 +157,9 @@ func SaveIdentity(dir string, certPEM, keyPEM, caPEM []byte) error {
 			return fmt.Errorf("save node identity: %w", err)
 		}
 	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("save node identity: %w", err)
+	}
 	return nil
 }
 

@@ -40,7 +40,7 @@ func (t Token) String() string {
 	return tokenPrefix + "-" + tokenVersion + "-" + strings.TrimPrefix(t.Fingerprint, fingerprintPrefix) + "-" + t.Secret
 }
 
-const tokenHelp = `want DEVTKN-1-<64 hex digits>-<secret>; copy the whole line printed by "dev token" on a node of the cluster`
+const tokenHelp = `want DEVTKN-1-<64 hex digits>-<secret>; copy the whole line printed by "dev token" (or "dev token --manager") on a manager of the cluster`
 
 // ParseToken parses the output of Token.String. Surrounding whitespace is ignored.
 func ParseToken(s string) (Token, error) {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -37,6 +38,7 @@ const (
 	CmdRotateJoinSecret
 	CmdCordonNode
 	CmdLabelNode
+	CmdSealClusterSecrets
 )
 
 // Command is one state change, replicated through the raft log.
@@ -107,8 +109,10 @@ type ReleaseRC struct {
 }
 
 // SetCluster records the cluster identity; it is ignored once set.
+// Founder, the node that created the cluster, is its first manager.
 type SetCluster struct {
 	Cluster ClusterInfo `json:"cluster"`
+	Founder string      `json:"founder,omitempty"`
 }
 
 // DeleteNode forgets a node that left the cluster.
@@ -151,16 +155,27 @@ func RevokeNow(kind, name string) *Revoke {
 }
 
 // Admit records that the leader signed a node certificate for Name at At
-// (dev join): only admitted nodes become raft members.
+// (dev join): only admitted nodes become raft members, and only those
+// admitted as managers (with the manager token) become voters.
 type Admit struct {
-	Name string    `json:"name"`
-	At   time.Time `json:"at"`
+	Name    string    `json:"name"`
+	At      time.Time `json:"at"`
+	Manager bool      `json:"manager,omitempty"`
 }
 
 // RotateJoinSecret replaces the join token's secret (dev token --rotate):
 // tokens with the old one stop working.
 type RotateJoinSecret struct {
 	Secret string `json:"secret"`
+}
+
+// SealClusterSecrets replaces the sealed cluster secrets (dev token
+// --rotate): ClusterInfo.Sealed, which only managers can open. Prev is
+// what the writer read and changed: if another write replaced it since,
+// this one is refused rather than undo it.
+type SealClusterSecrets struct {
+	Sealed []byte `json:"sealed"`
+	Prev   []byte `json:"prev"`
 }
 
 // CordonNode stops or resumes placing new pods on a node (dev node
@@ -177,26 +192,27 @@ type LabelNode struct {
 	Labels map[string]string `json:"labels"`
 }
 
-func (LabelNode) Type() CommandType        { return CmdLabelNode }
-func (CordonNode) Type() CommandType       { return CmdCordonNode }
-func (RotateJoinSecret) Type() CommandType { return CmdRotateJoinSecret }
-func (Admit) Type() CommandType            { return CmdAdmit }
-func (Revoke) Type() CommandType           { return CmdRevoke }
-func (SetPodStopped) Type() CommandType    { return CmdSetPodStopped }
-func (RollbackRC) Type() CommandType       { return CmdRollbackRC }
-func (SetUpdate) Type() CommandType        { return CmdSetUpdate }
-func (SetCluster) Type() CommandType       { return CmdSetCluster }
-func (DeleteNode) Type() CommandType       { return CmdDeleteNode }
-func (ApplyProject) Type() CommandType     { return CmdApplyProject }
-func (DeleteProject) Type() CommandType    { return CmdDeleteProject }
-func (Scale) Type() CommandType            { return CmdScale }
-func (CreatePods) Type() CommandType       { return CmdCreatePods }
-func (AssignPods) Type() CommandType       { return CmdAssignPods }
-func (MarkPodsDeleting) Type() CommandType { return CmdMarkPodsDeleting }
-func (DeletePods) Type() CommandType       { return CmdDeletePods }
-func (PodStatus) Type() CommandType        { return CmdPodStatus }
-func (PutNode) Type() CommandType          { return CmdPutNode }
-func (ReleaseRC) Type() CommandType        { return CmdReleaseRC }
+func (LabelNode) Type() CommandType          { return CmdLabelNode }
+func (SealClusterSecrets) Type() CommandType { return CmdSealClusterSecrets }
+func (CordonNode) Type() CommandType         { return CmdCordonNode }
+func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
+func (Admit) Type() CommandType              { return CmdAdmit }
+func (Revoke) Type() CommandType             { return CmdRevoke }
+func (SetPodStopped) Type() CommandType      { return CmdSetPodStopped }
+func (RollbackRC) Type() CommandType         { return CmdRollbackRC }
+func (SetUpdate) Type() CommandType          { return CmdSetUpdate }
+func (SetCluster) Type() CommandType         { return CmdSetCluster }
+func (DeleteNode) Type() CommandType         { return CmdDeleteNode }
+func (ApplyProject) Type() CommandType       { return CmdApplyProject }
+func (DeleteProject) Type() CommandType      { return CmdDeleteProject }
+func (Scale) Type() CommandType              { return CmdScale }
+func (CreatePods) Type() CommandType         { return CmdCreatePods }
+func (AssignPods) Type() CommandType         { return CmdAssignPods }
+func (MarkPodsDeleting) Type() CommandType   { return CmdMarkPodsDeleting }
+func (DeletePods) Type() CommandType         { return CmdDeletePods }
+func (PodStatus) Type() CommandType          { return CmdPodStatus }
+func (PutNode) Type() CommandType            { return CmdPutNode }
+func (ReleaseRC) Type() CommandType          { return CmdReleaseRC }
 
 // Encode renders a command as a raft log entry: type byte + JSON.
 func Encode(c Command) ([]byte, error) {
@@ -244,6 +260,8 @@ func Decode(b []byte) (Command, error) {
 		c = &CordonNode{}
 	case CmdLabelNode:
 		c = &LabelNode{}
+	case CmdSealClusterSecrets:
+		c = &SealClusterSecrets{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -328,6 +346,9 @@ func (tx *Txn) Apply(cmd Command) error {
 		if tx.s.cluster == nil {
 			ci := c.Cluster
 			tx.s.cluster = &ci
+			if c.Founder != "" {
+				tx.s.managers[c.Founder] = true
+			}
 		}
 	case *DeleteNode:
 		delete(tx.s.nodes, c.Name)
@@ -340,6 +361,19 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 		ci := *tx.s.cluster
 		ci.JoinSecret = c.Secret
+		tx.s.cluster = &ci
+	case *SealClusterSecrets:
+		if tx.s.cluster == nil {
+			return fmt.Errorf("seal the cluster secrets: the cluster is not set up yet")
+		}
+		if len(c.Sealed) == 0 {
+			return fmt.Errorf("seal the cluster secrets: nothing sealed")
+		}
+		if !bytes.Equal(c.Prev, tx.s.cluster.Sealed) {
+			return fmt.Errorf("seal the cluster secrets: they changed meanwhile (another rotation); run it again")
+		}
+		ci := *tx.s.cluster
+		ci.Sealed = c.Sealed
 		tx.s.cluster = &ci
 	case *CordonNode:
 		old := tx.s.nodes[c.Name]
@@ -364,6 +398,13 @@ func (tx *Txn) Apply(cmd Command) error {
 	case *Admit:
 		if c.At.After(tx.s.admitted[c.Name]) {
 			tx.s.admitted[c.Name] = c.At
+			// The latest admission says what the node is: a manager that
+			// joins again with the worker token is a worker.
+			if c.Manager {
+				tx.s.managers[c.Name] = true
+			} else {
+				delete(tx.s.managers, c.Name)
+			}
 		}
 	case *Revoke:
 		r := c.Revocation

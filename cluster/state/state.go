@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -23,16 +24,26 @@ type ProjectRecord struct {
 	ModifyIndex uint64   `json:"modify_index"`
 }
 
-// ClusterInfo is the cluster's identity and secrets, replicated so that any
-// leader can admit nodes: the CA that signs node certificates, the join
-// secret, and the gossip encryption key.
+// ClusterInfo is the cluster's identity, replicated so that any leader can
+// admit nodes: the CA certificate, the gossip encryption key, and Sealed,
+// the CA key and join secrets sealed with the managers' data key
+// (pki.ClusterSecrets): every node holds this record, only managers can
+// open Sealed.
 type ClusterInfo struct {
-	ID         string `json:"id"`
-	CACertPEM  []byte `json:"ca_cert_pem"`
-	CAKeyPEM   []byte `json:"ca_key_pem"`
-	JoinSecret string `json:"join_secret"`
-	GossipKey  []byte `json:"gossip_key"`
+	ID        string `json:"id"`
+	CACertPEM []byte `json:"ca_cert_pem"`
+	GossipKey []byte `json:"gossip_key"`
+	Sealed    []byte `json:"sealed,omitempty"`
+	// CAKeyPEM and JoinSecret are how clusters made before the data key
+	// held the CA key and the one join secret: in the clear, on every
+	// node (Legacy).
+	CAKeyPEM   []byte `json:"ca_key_pem,omitempty"`
+	JoinSecret string `json:"join_secret,omitempty"`
 }
+
+// Legacy reports whether the cluster keeps its CA key in the clear (made
+// by a dev from before the data key): every node may then be a voter.
+func (ci ClusterInfo) Legacy() bool { return len(ci.Sealed) == 0 }
 
 // Store holds the cluster state. Reads may happen from any goroutine; writes
 // happen only through Update, called by the FSM in log order.
@@ -47,6 +58,7 @@ type Store struct {
 	revoked  map[string]api.Revocation // by revocationKey
 	revGen   uint64                    // bumped at every change of revoked
 	admitted map[string]time.Time      // node -> when its certificate was signed
+	managers map[string]bool           // nodes admitted as managers (and the founder)
 	changed  chan struct{}             // closed and replaced at every Update
 }
 
@@ -59,6 +71,7 @@ func New() *Store {
 		nodes:    map[string]*api.Node{},
 		revoked:  map[string]api.Revocation{},
 		admitted: map[string]time.Time{},
+		managers: map[string]bool{},
 		changed:  make(chan struct{}),
 	}
 }
@@ -115,6 +128,18 @@ func (s *Store) MayJoinRaft(name string) bool {
 		_, admitted = s.nodes[name]
 	}
 	return admitted && !s.revokedLocked(api.CertNode, name, at)
+}
+
+// MayVote reports whether the node called name may be a raft voter (and so
+// leader): a manager that may be a raft member. In a Legacy cluster every
+// member may.
+func (s *Store) MayVote(name string) bool {
+	if !s.MayJoinRaft(name) {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.managers[name] || (s.cluster != nil && s.cluster.Legacy())
 }
 
 // Revocations lists the revocation list, by kind and name.
@@ -487,6 +512,7 @@ type snapshot struct {
 	Cluster  *ClusterInfo                `json:"cluster,omitempty"`
 	Revoked  []api.Revocation            `json:"revoked,omitempty"`
 	Admitted map[string]time.Time        `json:"admitted,omitempty"`
+	Managers []string                    `json:"managers,omitempty"`
 }
 
 // MarshalSnapshot serializes the whole store.
@@ -503,6 +529,7 @@ func (s *Store) MarshalSnapshot() ([]byte, error) {
 	if len(s.admitted) > 0 {
 		snap.Admitted = maps.Clone(s.admitted)
 	}
+	snap.Managers = slices.Sorted(maps.Keys(s.managers))
 	s.mu.RUnlock()
 	if len(snap.Revoked) == 0 {
 		snap.Revoked = nil
@@ -532,6 +559,10 @@ func (s *Store) RestoreSnapshot(b []byte) error {
 	s.nodes = map[string]*api.Node{}
 	s.admitted = map[string]time.Time{}
 	maps.Copy(s.admitted, snap.Admitted)
+	s.managers = map[string]bool{}
+	for _, m := range snap.Managers {
+		s.managers[m] = true
+	}
 	s.revoked = map[string]api.Revocation{}
 	for _, r := range snap.Revoked {
 		s.revoked[revocationKey(r.Kind, r.Name)] = r

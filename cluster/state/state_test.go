@@ -94,6 +94,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.RotateJoinSecret{}, 18},
 		{state.CordonNode{}, 19},
 		{state.LabelNode{}, 20},
+		{state.SealClusterSecrets{}, 21},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -146,6 +147,9 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.ReleaseRC{Key: "shop/web"},
 		&state.CordonNode{Name: "n1", Cordoned: true},
 		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
+		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
+		&state.Admit{Name: "n2", At: when, Manager: true},
+		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", CACertPEM: []byte("cert"), GossipKey: []byte("k"), Sealed: []byte{4}}, Founder: "n1"},
 	}
 	seen := map[state.CommandType]bool{}
 	for _, cmd := range tests {
@@ -573,6 +577,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		&state.PodStatus{Name: "shop-web-1", Node: "n1", Status: api.PodStatus{State: api.PodRunning, IP: "10.213.1.2", StartedAt: when}},
 		&state.MarkPodsDeleting{Names: []string{"shop-web-2"}},
 		&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "n9", At: when}},
+		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", Sealed: []byte{1}}, Founder: "n1"},
+		&state.Admit{Name: "n2", At: when, Manager: true},
 	)
 	b, err := w.st.MarshalSnapshot()
 	if err != nil {
@@ -606,6 +612,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if got, want := restored.Nodes(), w.st.Nodes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Nodes:\n got %+v\nwant %+v", got, want)
+	}
+	if !restored.MayVote("n1") || !restored.MayVote("n2") {
+		t.Errorf("the founder or an admitted manager may not vote after a restore")
 	}
 	b2, err := restored.MarshalSnapshot()
 	if err != nil {
@@ -788,6 +797,33 @@ func TestMayJoinRaft(t *testing.T) {
 	w.must(&state.Admit{Name: "h2", At: t0.Add(time.Hour)})
 	if !w.st.MayJoinRaft("h2") {
 		t.Error("a node admitted again after its revocation may not join raft")
+	}
+}
+
+// TestMayVote: the founder and nodes admitted with the manager token may
+// vote; workers may not, nor a manager admitted again as a worker, nor a
+// revoked manager. In a cluster made before the data key (Legacy) every
+// member may.
+func TestMayVote(t *testing.T) {
+	w := newWriter(t)
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	w.must(&state.SetCluster{Cluster: state.ClusterInfo{ID: "c", Sealed: []byte{1}}, Founder: "h1"},
+		&state.PutNode{Node: api.Node{Name: "h1", Status: api.NodeReady}},
+		&state.Admit{Name: "h2", At: t0, Manager: true}, &state.Admit{Name: "h3", At: t0})
+	for name, want := range map[string]bool{"h1": true, "h2": true, "h3": false, "h4": false} {
+		if got := w.st.MayVote(name); got != want {
+			t.Errorf("MayVote(%s) = %v, want %v", name, got, want)
+		}
+	}
+	w.must(&state.Admit{Name: "h2", At: t0.Add(time.Minute)},
+		&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h1", At: t0}})
+	if w.st.MayVote("h2") || w.st.MayVote("h1") {
+		t.Errorf("a manager admitted again as a worker, or a revoked founder, may vote")
+	}
+	legacy := newWriter(t)
+	legacy.must(&state.SetCluster{Cluster: state.ClusterInfo{ID: "c", CAKeyPEM: []byte("key")}}, &state.Admit{Name: "h3", At: t0})
+	if !legacy.st.MayVote("h3") {
+		t.Errorf("in a legacy cluster a worker-admitted member may not vote")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -114,8 +115,10 @@ func newMultiCluster(t *testing.T, hosts []*testHost, labels map[string]string) 
 	return newMultiClusterWith(t, hosts, labels, func(h *testHost) []string { return agentArgs(h, h.Name) })
 }
 
-// newMultiClusterWith is newMultiCluster with the agent flags args gives.
-func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]string, agentFlags func(*testHost) []string) []*member {
+// newMultiClusterWith is newMultiCluster with the agent flags args gives;
+// the hosts named in workers join with the worker token (the others as
+// managers).
+func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]string, agentFlags func(*testHost) []string, workers ...string) []*member {
 	t.Helper()
 	var ms []*member
 	t.Cleanup(func() {
@@ -169,15 +172,27 @@ func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]stri
 			})
 			continue
 		}
+		if slices.Contains(workers, h.Name) {
+			joinAs(t, ms[0], m, "", args)
+			continue
+		}
 		joinMember(t, ms[0], m, args)
 	}
 	return ms
 }
 
-// joinMember runs `dev join` on m's host against the cluster of first.
+// joinMember runs `dev join` on m's host against the cluster of first, as
+// a manager: the clusters of these tests have up to three voters.
 func joinMember(t *testing.T, first, m *member, args []string) {
 	t.Helper()
-	token := strings.TrimSpace(first.mustDev(t, "token"))
+	joinAs(t, first, m, "--manager", args)
+}
+
+// joinAs is joinMember with the token `dev token tokenArgs...` prints:
+// "--manager", or none for a worker.
+func joinAs(t *testing.T, first, m *member, tokenArgs string, args []string) {
+	t.Helper()
+	token := strings.TrimSpace(first.mustDev(t, strings.Fields("token "+tokenArgs)...))
 	out := m.mustDev(t, append([]string{"join", first.h.IP, "--token", token}, args...)...)
 	sm := startedPid.FindStringSubmatch(out)
 	if sm == nil {

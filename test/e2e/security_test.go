@@ -1,14 +1,20 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +218,162 @@ func TestCertRenewal(t *testing.T) {
 		if now.SerialNumber.Cmp(first[m.name].SerialNumber) == 0 || !now.NotAfter.After(first[m.name].NotAfter.Add(lifetime/2)) {
 			t.Errorf("%s's certificate was not renewed: %s until %s (first until %s)", m.name, now.SerialNumber, now.NotAfter, first[m.name].NotAfter)
 		}
+	}
+}
+
+// TestWorkerHoldsNoClusterSecrets on three hosts: h1 creates the cluster,
+// h2 and h3 join with the worker token. They join raft as non-voters
+// (were any node allowed to vote, three nodes would make three voters),
+// print no token, and hold no data key. Their data dirs (raft log and
+// snapshots included) hold the cluster secrets sealed, and neither the CA
+// key nor a join secret in any form; no node, the manager included, keeps
+// the CA key in the clear; raft files are private.
+func TestWorkerHoldsNoClusterSecrets(t *testing.T) {
+	hosts := newHosts(t, 3)
+	ms := newMultiClusterWith(t, hosts, nil, func(h *testHost) []string { return agentArgs(h, h.Name) }, "h2", "h3")
+	eventually(t, 30*time.Second, "h2 and h3 ready raft members", func() error {
+		nodes := ms[0].nodes(t)
+		for _, n := range []string{"h2", "h3"} {
+			if r := nodes[n]; r.Status != "ready" || r.Role == "" {
+				return fmt.Errorf("nodes %+v", nodes)
+			}
+		}
+		return nil
+	})
+	if nodes := ms[0].nodes(t); nodes["h1"].Role != "leader" || nodes["h2"].Role != "nonvoter" || nodes["h3"].Role != "nonvoter" {
+		t.Errorf("roles %+v; want h1 leader, the workers non-voters", nodes)
+	}
+	for _, args := range [][]string{{"token"}, {"token", "--manager"}, {"token", "--client", "ops"}} {
+		if out, err := ms[1].dev(t, args...); err == nil || !strings.Contains(out, "h2 is a worker") {
+			t.Errorf("dev %s on the worker h2: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	key, err := pki.LoadDataKey(filepath.Join(ms[0].dir, "pki"))
+	if err != nil {
+		t.Fatalf("the founder's data key: %v", err)
+	}
+	for _, m := range ms[1:] {
+		if _, err := os.Stat(filepath.Join(m.dir, "pki", pki.DataKeyFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s has a data key file (%v)", m.name, err)
+		}
+	}
+
+	// The worker's copy of the state holds the secrets sealed: found in
+	// its raft files, opened with the founder's key.
+	sealedRE := regexp.MustCompile(`"sealed":"([A-Za-z0-9+/=]+)"`)
+	var secrets pki.ClusterSecrets
+	eventually(t, 30*time.Second, "the sealed cluster secrets in h2's raft data", func() error {
+		var found error = errors.New("no sealed blob in any file")
+		walkFiles(t, filepath.Join(ms[1].dir, "raft"), func(path string, b []byte) {
+			for _, m := range sealedRE.FindAllSubmatch(b, -1) {
+				blob, err := base64.StdEncoding.DecodeString(string(m[1]))
+				if err != nil {
+					continue
+				}
+				if secrets, err = key.OpenClusterSecrets(blob); err == nil {
+					found = nil
+				}
+			}
+		})
+		return found
+	})
+	block, _ := pem.Decode(secrets.CAKeyPEM)
+	if block == nil || secrets.WorkerSecret == "" || secrets.ManagerSecret == "" {
+		t.Fatalf("opened cluster secrets without a CA key PEM or join secrets: %+v", secrets)
+	}
+	// What is secret is the private scalar (the rest of a key's encoding is
+	// a header every key shares, and the public key): look for it in each
+	// form the key could be written in.
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, ok := parsed.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("the CA key is a %T, want ECDSA", parsed)
+	}
+	d, err := ecKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	derB64 := innerBase64(t, block.Bytes, d)[:16] // short enough to sit within one 64-character PEM line
+	forms := map[string][]byte{
+		"the CA key (raw scalar)":    d,
+		"the CA key (PEM body)":      derB64, // as in a PEM, or a JSON string of one
+		"the CA key (PEM as base64)": innerBase64(t, secrets.CAKeyPEM, derB64), // a JSON []byte of a PEM
+		"the worker join secret":     []byte(secrets.WorkerSecret),
+		"the manager join secret":    []byte(secrets.ManagerSecret),
+	}
+	for _, m := range ms {
+		walkFiles(t, m.dir, func(path string, b []byte) {
+			for what, form := range forms {
+				if bytes.Contains(b, form) {
+					t.Errorf("%s: %s holds %s in the clear", m.name, path, what)
+				}
+			}
+		})
+	}
+	// The manager prints the tokens whose secrets these are.
+	if tok, err := pki.ParseToken(strings.TrimSpace(ms[0].mustDev(t, "token", "--manager"))); err != nil || tok.Secret != secrets.ManagerSecret {
+		t.Errorf("dev token --manager on h1: %v, %q", err, tok.Secret)
+	}
+	err = filepath.WalkDir(filepath.Join(ms[1].dir, "raft"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if want := map[bool]os.FileMode{true: 0o700, false: 0o600}[d.IsDir()]; fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// innerBase64 is the part of base64(data) that encodes inner (a part of
+// data) alone, whatever data's length: it is in every base64 encoding of
+// data.
+func innerBase64(t *testing.T, data, inner []byte) []byte {
+	t.Helper()
+	i := bytes.Index(data, inner)
+	if i < 0 {
+		t.Fatalf("%q is not in the data", inner)
+	}
+	start := (i + 2) / 3 * 3 // the first 3-byte group that starts within inner
+	n := (i + len(inner) - start) / 3 * 3
+	if n < 6 {
+		t.Fatalf("%q is too short to find in base64", inner)
+	}
+	return []byte(base64.StdEncoding.EncodeToString(data[start : start+n]))
+}
+
+// walkFiles calls fn with every regular file under dir and its content;
+// a file that vanishes meanwhile (a snapshot replaced) is skipped.
+func walkFiles(t *testing.T, dir string, fn func(path string, b []byte)) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(path, b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,10 +17,18 @@ import (
 // NewTokenCommand is `dev token`.
 func NewTokenCommand(g *globals) *cobra.Command {
 	var client, out, revoke string
-	var read, rotate bool
+	var read, rotate, manager bool
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Print the join token of the cluster (or, with --client, write a client certificate bundle)",
+		Short: "Print a join token of the cluster: a worker's, or with --manager a manager's (or, with --client, write a client certificate bundle)",
+		Long: `Print a join token of the cluster.
+
+"dev join ADDR --token T" with the worker token (the default) adds a worker:
+it runs pods and keeps a copy of the cluster state, but never holds the CA
+key or the join secrets and never votes in raft. With the token --manager
+prints, the node is a manager: it may become a raft voter (3 voters from 3
+managers, 5 from 7) and receives the data key that opens the cluster's
+secrets. Tokens are printed by managers only.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -30,18 +38,18 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			}
 			if rotate {
 				if client != "" || read || revoke != "" {
-					return fmt.Errorf("token: --rotate takes no other flag")
+					return fmt.Errorf("token: --rotate takes no other flag but --manager")
 				}
-				res, err := c.RotateToken(ctx)
+				res, err := c.RotateToken(ctx, manager)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), res.Token)
-				fmt.Fprintln(cmd.ErrOrStderr(), "the previous join token no longer admits anyone; joined nodes are not affected")
+				fmt.Fprintf(cmd.ErrOrStderr(), "the previous %s token no longer admits anyone; joined nodes are not affected\n", tokenKind(manager))
 				return nil
 			}
 			if revoke != "" {
-				if client != "" || read || out != "" {
+				if client != "" || read || out != "" || manager {
 					return fmt.Errorf("token: --revoke takes no other flag")
 				}
 				if _, err := c.RevokeClient(ctx, revoke); err != nil {
@@ -53,11 +61,14 @@ func NewTokenCommand(g *globals) *cobra.Command {
 			if read && client == "" {
 				return fmt.Errorf("token: --read makes a client bundle: give it a name with --client NAME")
 			}
+			if manager && client != "" {
+				return fmt.Errorf("token: --manager prints the manager join token; it does not go with --client")
+			}
 			role := pki.RoleAdmin
 			if read {
 				role = pki.RoleRead
 			}
-			res, err := c.Token(ctx, client, role)
+			res, err := c.Token(ctx, api.TokenRequest{Client: client, Role: role, Manager: manager})
 			if err != nil {
 				return err
 			}
@@ -78,9 +89,17 @@ func NewTokenCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI (role admin: everything a user can do)")
 	cmd.Flags().BoolVar(&read, "read", false, "with --client: role read (ps, logs, nodes, services, events, dashboard; no changes, no exec, no tokens)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the client bundle (default <name>.pem)")
-	cmd.Flags().BoolVar(&rotate, "rotate", false, "make a new join secret and print the new token: the old token stops working")
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "make a new join secret and print the new token: the old token stops working (with --manager: the manager token)")
+	cmd.Flags().BoolVar(&manager, "manager", false, "the manager join token: a node joined with it may become a raft voter and holds the cluster's secrets")
 	cmd.Flags().StringVar(&revoke, "revoke", "", "revoke every client bundle issued to this name so far (a new --client bundle of the name works again)")
 	return cmd
+}
+
+func tokenKind(manager bool) string {
+	if manager {
+		return "manager"
+	}
+	return "worker"
 }
 
 // NewJoinCommand is `dev join <ip[:port]> --token T`.
@@ -93,7 +112,7 @@ func NewJoinCommand(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			token := g.v.GetString("token")
 			if token == "" {
-				return fmt.Errorf("join: --token is required; print it with `dev token` on a cluster node")
+				return fmt.Errorf("join: --token is required; print it with `dev token` (a worker) or `dev token --manager` on a manager of the cluster")
 			}
 			if _, err := pki.ParseToken(token); err != nil {
 				return err
