@@ -157,7 +157,7 @@ type TokenResponse struct {
 	// Manager: Token is the manager token (a node that joins with it may
 	// become a voter and holds the cluster's secrets).
 	Manager bool   `json:"manager,omitempty"`
-	Token string `json:"token"`
+	Token   string `json:"token"`
 	// Bundle is a client certificate bundle (PEM: cert, key, CA) when asked
 	// for with ?client=NAME.
 	Bundle []byte `json:"bundle,omitempty"`

@@ -299,7 +299,7 @@ func TestWorkerHoldsNoClusterSecrets(t *testing.T) {
 	derB64 := innerBase64(t, block.Bytes, d)[:16] // short enough to sit within one 64-character PEM line
 	forms := map[string][]byte{
 		"the CA key (raw scalar)":    d,
-		"the CA key (PEM body)":      derB64, // as in a PEM, or a JSON string of one
+		"the CA key (PEM body)":      derB64,                                   // as in a PEM, or a JSON string of one
 		"the CA key (PEM as base64)": innerBase64(t, secrets.CAKeyPEM, derB64), // a JSON []byte of a PEM
 		"the worker join secret":     []byte(secrets.WorkerSecret),
 		"the manager join secret":    []byte(secrets.ManagerSecret),

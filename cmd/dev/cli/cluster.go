@@ -29,7 +29,7 @@ key or the join secrets and never votes in raft. With the token --manager
 prints, the node is a manager: it may become a raft voter (3 voters from 3
 managers, 5 from 7) and receives the data key that opens the cluster's
 secrets. Tokens are printed by managers only.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := g.client(ctx)
