@@ -6,8 +6,10 @@ import "time"
 // the role each route needs. cluster/apiserver serves them and checks the
 // role from the caller's certificate (auth.go); the local unix socket is
 // admin; its TestRouteTable holds the code to this table. read: read, admin
-// and node certificates; admin: admin and node (nodes relay users'
-// requests); node: node certificates only; public: anyone (join).
+// and node certificates; admin: admin, and managers' node certificates
+// (they relay users' requests; a worker's may not); user: admin
+// certificates only (credentials are handed to users, never to a node);
+// node: node certificates only; public: anyone (join).
 // State-changing requests with a body must send application/json (but the
 // files archive) and are refused cross-site.
 //
@@ -29,14 +31,14 @@ import "time"
 //	read   GET    /v1/services?project=P                  -> []ServiceInfo
 //	read   GET    /v1/events?index=N&wait=30s             -> EventList
 //	read   GET    /v1/dashboard                           -> DashboardInfo (a read-only dashboard)
-//	admin  GET    /v1/token?manager=1                     -> TokenResponse (the worker token, or the manager one; on a manager)
-//	admin  GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
+//	user   GET    /v1/token?manager=1                     -> TokenResponse (the worker token, or the manager one; on a manager)
+//	user   GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
 //	admin  POST   /v1/leave                               -> WriteResult
 //	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
 //	admin  POST   /v1/nodes/{name}/cordon|uncordon        -> WriteResult (no new pods there / again)
 //	admin  POST   /v1/nodes/{name}/labels                 map[string]string (k: v sets, k: "" removes) -> WriteResult
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
-//	admin  POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
+//	user   POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
 //	node   POST   /v1/internal/apply                      a raft command the caller may write, forwarded to the leader
@@ -109,10 +111,13 @@ type ServiceInfo struct {
 // JoinRequest is what a joining node sends to POST /v1/join (over TLS pinned
 // to the cluster CA's fingerprint, before it has a certificate).
 type JoinRequest struct {
-	Name   string   `json:"name"`
-	Secret string   `json:"secret"`
-	CSR    []byte   `json:"csr"` // PEM
-	IPs    []string `json:"ips"`
+	Name string `json:"name"`
+	// Proof is pki.JoinProof of the token's secret for Name and CSR: the
+	// secret itself never leaves the joining host (a node that relays the
+	// join learns nothing it can use for a key of its own).
+	Proof []byte   `json:"proof"`
+	CSR   []byte   `json:"csr"` // PEM
+	IPs   []string `json:"ips"`
 }
 
 // JoinResponse carries the joining node's certificate and what it needs to
@@ -123,8 +128,8 @@ type JoinResponse struct {
 	CA        []byte   `json:"ca"`   // PEM
 	GossipKey []byte   `json:"gossip_key"`
 	Gossip    []string `json:"gossip"` // addresses of live members
-	// DataKey is the managers' data key, for a node that joined with the
-	// manager token only.
+	// DataKey is the managers' data key sealed to the CSR's key
+	// (pki.SealToCSR), for a node that joined with the manager token only.
 	DataKey []byte `json:"data_key,omitempty"`
 }
 

@@ -16,16 +16,24 @@ import (
 //
 //	public  anyone, certificate or not (only the join handshake)
 //	read    read, admin and node certificates: look, never change
-//	admin   admin and node certificates (nodes relay users' requests)
+//	admin   admin certificates, and managers' node certificates (they
+//	        relay users' requests)
+//	user    admin certificates only, never a node's: the routes that
+//	        hand out credentials (tokens, client bundles)
 //	node    node certificates only: node-to-node routes
 //
 // The local unix socket is admin (its file mode guards it); the dashboard
-// calls the API as read.
+// calls the API as read. A worker's node certificate (a node of a cluster
+// whose secrets are sealed, admitted with the worker token) is the caller
+// role worker: node routes and reads, no user's request, so that a stolen
+// worker cannot change the cluster or reach a manager's secrets.
 const (
 	rolePublic = "public"
 	roleRead   = pki.RoleRead
 	roleAdmin  = pki.RoleAdmin
+	roleUser   = "user"
 	roleNode   = pki.RoleNode
+	roleWorker = "worker" // a caller role, not a certificate's
 )
 
 // Caller is who sends a request, as the API's front established it.
@@ -38,6 +46,9 @@ type Caller struct {
 func (c Caller) String() string {
 	if c.Role == "" {
 		return "this caller has no certificate"
+	}
+	if c.Role == roleWorker {
+		return fmt.Sprintf("%q is a worker node: users' changes are made on a manager", c.Name)
 	}
 	return fmt.Sprintf("%q has role %s", c.Name, c.Role)
 }
@@ -69,14 +80,19 @@ func allows(route, role string) bool {
 	case rolePublic:
 		return true
 	case roleRead:
-		return role == roleRead || role == roleAdmin || role == roleNode
+		return role == roleRead || role == roleAdmin || role == roleNode || role == roleWorker
 	case roleAdmin:
 		return role == roleAdmin || role == roleNode
+	case roleUser:
+		return role == roleAdmin
 	case roleNode:
-		return role == roleNode
+		return role == roleNode || role == roleWorker
 	}
 	return false
 }
+
+// isNode reports whether role is a node certificate's.
+func isNode(role string) bool { return role == roleNode || role == roleWorker }
 
 // routeOpts are a route's checks besides its role.
 type routeOpts struct {
@@ -94,8 +110,12 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := callerFrom(r.Context())
 		if !allows(role, c.Role) {
+			need := role + " role"
+			if role == roleUser {
+				need = "admin role, of a user's certificate (credentials are never handed to a node)"
+			}
 			writeError(w, &httpError{http.StatusForbidden, "forbidden",
-				fmt.Errorf("%s %s needs the %s role; %s", r.Method, r.URL.Path, role, c)})
+				fmt.Errorf("%s %s needs the %s; %s", r.Method, r.URL.Path, need, c)})
 			return
 		}
 		if changesState(r.Method) {
@@ -174,7 +194,7 @@ func sameSite(r *http.Request) error {
 // socket's file mode guards. Each route checks the role (auth.go). A
 // certificate revoked since its connection's handshake (revoked may be
 // nil) is refused on the connection's next request.
-func authenticate(next http.Handler, revoked pki.RevokedFunc) http.Handler {
+func authenticate(next http.Handler, revoked pki.RevokedFunc, isWorker func(node string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := Caller{Name: "local", Role: roleAdmin}
 		if r.TLS != nil {
@@ -192,6 +212,9 @@ func authenticate(next http.Handler, revoked pki.RevokedFunc) http.Handler {
 					return
 				}
 				c = Caller{Name: peer.Name, Role: peer.Role}
+				if c.Role == roleNode && isWorker != nil && isWorker(c.Name) {
+					c.Role = roleWorker
+				}
 			} else if r.URL.Path != "/v1/join" {
 				writeError(w, &httpError{http.StatusUnauthorized, "unauthorized",
 					errors.New("a client certificate of this cluster is required (dev token --client makes one)")})

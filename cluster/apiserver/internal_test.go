@@ -112,3 +112,47 @@ func TestInternalApply(t *testing.T) {
 		}
 	}
 }
+
+// TestMayForwardWorkersAndManagers: in a cluster whose secrets are sealed,
+// a worker forwards only its own writes and its own revocation (dev
+// leave), never a user's; a manager may forward a rotation of the sealed
+// secrets, a worker may not; nobody may write a join secret in the clear.
+func TestMayForwardWorkersAndManagers(t *testing.T) {
+	st := state.New()
+	r := rafttest.New(st)
+	for _, cmd := range []state.Command{
+		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c", Sealed: []byte{1}}, Founder: "m1"},
+		&state.PutNode{Node: api.Node{Name: "m1", Status: api.NodeReady}},
+		&state.Admit{Name: "w1", At: time.Now()},
+	} {
+		if _, err := r.Apply(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := New(r, nil, nil, Options{Node: "m1"})
+	if !srv.isWorker("w1") || srv.isWorker("m1") {
+		t.Fatalf("isWorker: w1 %v, m1 %v; want true, false", srv.isWorker("w1"), srv.isWorker("m1"))
+	}
+	worker, mgr := Caller{Name: "w1", Role: roleWorker}, Caller{Name: "m1", Role: roleNode}
+	tests := []struct {
+		name   string
+		caller Caller
+		cmd    state.Command
+		ok     bool
+	}{
+		{"a worker's own record", worker, &state.PutNode{Node: api.Node{Name: "w1"}}, true},
+		{"a worker's own revocation (dev leave)", worker, &state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "w1"}}, true},
+		{"a worker revokes another node", worker, &state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "m1"}}, false},
+		{"a worker relays a scale", worker, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 9}}, false},
+		{"a worker labels a node", worker, &state.LabelNode{Name: "m1", Labels: map[string]string{"a": "b"}}, false},
+		{"a worker rotates the secrets", worker, &state.SealClusterSecrets{Sealed: []byte{2}, Prev: []byte{1}}, false},
+		{"a manager relays a scale", mgr, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 9}}, true},
+		{"a manager rotates the secrets", mgr, &state.SealClusterSecrets{Sealed: []byte{2}, Prev: []byte{1}}, true},
+		{"a join secret in the clear", mgr, &state.RotateJoinSecret{Secret: "s"}, false},
+	}
+	for _, tt := range tests {
+		if err := mayForward(st, tt.caller, tt.cmd); (err == nil) != tt.ok {
+			t.Errorf("%s: %v, want allowed %v", tt.name, err, tt.ok)
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // tableRE reads a route of the table in cluster/api/requests.go.
-var tableRE = regexp.MustCompile(`(?m)^//\t(public|read|admin|node)\s+(GET|PUT|POST|DELETE)\s+(/v1/\S+)`)
+var tableRE = regexp.MustCompile(`(?m)^//\t(public|read|admin|user|node)\s+(GET|PUT|POST|DELETE)\s+(/v1/\S+)`)
 
 // TestRouteTable: every route of the documented table is served with the
 // role it says: a caller one role short gets 403 naming that role (so the
@@ -32,6 +32,7 @@ func TestRouteTable(t *testing.T) {
 	short := map[string]Caller{ // one role below each
 		roleRead:  {},
 		roleAdmin: {Name: "ro", Role: roleRead},
+		roleUser:  {Name: "n2", Role: roleNode}, // a node, even a manager, gets no credentials
 		roleNode:  {Name: "ci", Role: roleAdmin},
 	}
 	documented := map[string]bool{}
@@ -59,6 +60,9 @@ func TestRouteTable(t *testing.T) {
 				AsCaller(h, short[role]).ServeHTTP(rec, req)
 			}()
 			want := "needs the " + role + " role"
+			if role == roleUser {
+				want = "needs the admin role, of a user's certificate"
+			}
 			if role == roleNode {
 				want = "node-to-node route"
 			}

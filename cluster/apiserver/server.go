@@ -142,7 +142,18 @@ const maxWait = 5 * time.Minute
 // Handler returns the HTTP API (see cluster/api/requests.go for the routes)
 // behind its authentication: on TLS connections, a client certificate of
 // the cluster, whose role each route checks (auth.go).
-func (srv *Server) Handler() http.Handler { return authenticate(srv.Routes(), srv.r.State().Revoked) }
+func (srv *Server) Handler() http.Handler {
+	return authenticate(srv.Routes(), srv.r.State().Revoked, srv.isWorker)
+}
+
+// isWorker reports whether the node called name is a worker: in a cluster
+// whose secrets are sealed, a node that may not vote (admitted with the
+// worker token). In a Legacy cluster every node may relay users' writes.
+func (srv *Server) isWorker(name string) bool {
+	st := srv.r.State()
+	ci, ok := st.Cluster()
+	return ok && !ci.Legacy() && !st.MayVote(name)
+}
 
 // Routes is the HTTP API without authentication, for a front that
 // authenticates its callers itself and says who they are (AsCaller: the

@@ -42,6 +42,7 @@ func (r followerRaft) State() *state.Store                  { return r.st }
 func (r followerRaft) Servers() ([]raftstore.Server, error) { return nil, nil }
 func (r followerRaft) AddServer(string, string, bool) error { return nil }
 func (r followerRaft) RemoveServer(string) error            { return nil }
+func (r followerRaft) DemoteServer(string) error            { return nil }
 func (r followerRaft) TransferLeadership() error            { return raftstore.ErrNotLeader }
 func (r followerRaft) WaitReady(context.Context) error      { return nil }
 

@@ -30,6 +30,7 @@ type Raft interface {
 	State() *state.Store
 	Servers() ([]raftstore.Server, error)
 	AddServer(id, addr string, voter bool) error
+	DemoteServer(id string) error
 	RemoveServer(id string) error
 	TransferLeadership() error
 	// WaitReady returns once the store has caught up with the log it had

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -145,6 +146,7 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		}
 	}
 	m.forgetRevoked(ctx, st, inRaft, leaderID)
+	voters -= m.demoteWorkers(st, servers, leaderID)
 	// Promote non-voting managers while the cluster is short of voters
 	// (after a failed voter was removed, or as it grows). Workers never
 	// vote: a leader must hold the data key.
@@ -195,6 +197,31 @@ func (m *Manager) forgetRevoked(ctx context.Context, st *state.Store, inRaft map
 		m.applyLogged(ctx, &state.DeleteNode{Name: n.Name})
 		m.log.Info("forgot revoked node", "node", n.Name)
 	}
+}
+
+// demoteWorkers takes the vote of voters that may not vote (a manager
+// admitted again with the worker token): a leader must hold the data key.
+// A leader in that case is left be, with a warning: handing leadership on
+// would go to any voter, and the founder may lead before its own record
+// says it may. It returns how many it demoted.
+func (m *Manager) demoteWorkers(st *state.Store, servers []raftstore.Server, leaderID string) int {
+	n := 0
+	for _, s := range servers {
+		if !s.Voter || !st.MayJoinRaft(s.ID) || st.MayVote(s.ID) {
+			continue // revoked members go through forgetRevoked
+		}
+		if s.ID == leaderID {
+			m.log.Warn("the leader may not vote (it was admitted again as a worker)", "node", s.ID)
+			continue
+		}
+		if err := m.r.DemoteServer(s.ID); err != nil {
+			m.log.Warn("demote raft member", "node", s.ID, "err", err)
+			continue
+		}
+		n++
+		m.log.Info("demoted raft member: it was admitted again as a worker", "node", s.ID)
+	}
+	return n
 }
 
 func isAlive(members []Member, name string) bool {

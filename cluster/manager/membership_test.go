@@ -101,8 +101,12 @@ func TestReconcileMembersVoters(t *testing.T) {
 		name       string
 		cluster    state.ClusterInfo
 		managers   []string // admitted with the manager token, besides the founder n1
+		voters     []string // raft voters at the start, besides n1
 		wantVoters map[string]bool
 	}{
+		{name: "a voter admitted again as a worker loses its vote", cluster: state.ClusterInfo{ID: "c", Sealed: []byte("sealed")},
+			managers: []string{"n2", "n4"}, voters: []string{"n3"},
+			wantVoters: map[string]bool{"n1": true, "n2": true, "n3": false, "n4": true, "n5": false}},
 		{name: "managers vote, workers do not", cluster: state.ClusterInfo{ID: "c", Sealed: []byte("sealed")},
 			managers:   []string{"n2", "n4"},
 			wantVoters: map[string]bool{"n1": true, "n2": true, "n3": false, "n4": true, "n5": false}},
@@ -115,7 +119,11 @@ func TestReconcileMembersVoters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := state.New()
-			r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true})
+			servers := []raftstore.Server{{ID: "n1", Voter: true}}
+			for _, v := range tt.voters {
+				servers = append(servers, raftstore.Server{ID: v, Voter: true})
+			}
+			r := rafttest.New(st, servers...)
 			ctx := context.Background()
 			if _, err := r.Apply(ctx, &state.SetCluster{Cluster: tt.cluster, Founder: "n1"}); err != nil {
 				t.Fatal(err)
@@ -143,7 +151,7 @@ func TestReconcileMembersVoters(t *testing.T) {
 			for range 2 {
 				m.reconcileMembers(ctx, members, map[string]time.Time{}, 30*time.Second)
 			}
-			servers, _ := r.Servers()
+			servers, _ = r.Servers()
 			got := map[string]bool{}
 			for _, s := range servers {
 				got[s.ID] = s.Voter

@@ -147,11 +147,11 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err := pki.SaveDataKey(dir, dataKey); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, bootstrapFile), b, 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w", bootstrapFile, err)
+	if err := pki.WriteSecretFile(filepath.Join(dir, bootstrapFile), b); err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), gossipKey, 0o600); err != nil {
-		return nil, fmt.Errorf("write gossip key: %w", err)
+	if err := pki.WriteSecretFile(filepath.Join(dir, gossipKeyFile), gossipKey); err != nil {
+		return nil, err
 	}
 	if err := pki.SaveIdentity(dir, certPEM, keyPEM, ca.CertPEM); err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	for _, ip := range n.certIPs() {
 		ips = append(ips, ip.String())
 	}
-	body, err := json.Marshal(api.JoinRequest{Name: n.cfg.Name, Secret: tok.Secret, CSR: csrPEM, IPs: ips})
+	body, err := json.Marshal(api.JoinRequest{Name: n.cfg.Name, Proof: pki.JoinProof(tok.Secret, n.cfg.Name, csrPEM), CSR: csrPEM, IPs: ips})
 	if err != nil {
 		return nil, fmt.Errorf("encode join request: %w", err)
 	}
@@ -204,19 +204,27 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	}
 	var dataKey *pki.DataKey
 	if res.DataKey != nil {
-		if dataKey, err = pki.ParseDataKey(res.DataKey); err != nil {
-			return nil, fmt.Errorf("join cluster at %s: %w", addr, err)
+		raw, err := pki.OpenWithKey(keyPEM, res.DataKey)
+		if err == nil {
+			dataKey, err = pki.ParseDataKey(raw)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("join cluster at %s: the data key: %w", addr, err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), res.GossipKey, 0o600); err != nil {
-		return nil, fmt.Errorf("write gossip key: %w", err)
+	if err := pki.WriteSecretFile(filepath.Join(dir, gossipKeyFile), res.GossipKey); err != nil {
+		return nil, err
 	}
 	// The data key before the identity: the identity is what says the
-	// join is done (a crash before it joins again).
+	// join is done (a crash before it joins again). A worker keeps none,
+	// not even one left from an earlier membership.
 	if dataKey != nil {
-		if err := pki.SaveDataKey(dir, dataKey); err != nil {
-			return nil, err
-		}
+		err = pki.SaveDataKey(dir, dataKey)
+	} else {
+		err = pki.RemoveDataKey(dir)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := pki.SaveIdentity(dir, res.Cert, keyPEM, res.CA); err != nil {
 		return nil, err

@@ -75,6 +75,19 @@ func LoadDataKey(dir string) (*DataKey, error) {
 	return k, nil
 }
 
+// WriteSecretFile writes a file only its owner may read (0600): written
+// beside it, synced, renamed into place, and the directory synced.
+func WriteSecretFile(path string, data []byte) error { return writeFileAtomic(path, data, 0o600) }
+
+// RemoveDataKey removes dir's data key, if any (a node that joins again as
+// a worker).
+func RemoveDataKey(dir string) error {
+	if err := os.Remove(filepath.Join(dir, DataKeyFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove data key: %w", err)
+	}
+	return syncDir(dir)
+}
+
 // SaveDataKey writes k to dir (0600, synced).
 func SaveDataKey(dir string, k *DataKey) error {
 	if err := writeFileAtomic(filepath.Join(dir, DataKeyFile), k.raw, 0o600); err != nil {

@@ -64,3 +64,31 @@ func TestDataKeySeal(t *testing.T) {
 		t.Errorf("the loaded key does not open what the saved one sealed: %v", err)
 	}
 }
+
+// TestSealToCSR: what is sealed to a CSR's key opens with that key only.
+func TestSealToCSR(t *testing.T) {
+	key, csr, err := NewKeyAndCSR("m2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := NewKeyAndCSR("relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := SealToCSR(csr, []byte("the data key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := OpenWithKey(key, sealed); err != nil || string(got) != "the data key" {
+		t.Fatalf("open with the CSR's key: %q, %v", got, err)
+	}
+	if _, err := OpenWithKey(other, sealed); err == nil {
+		t.Error("another key opened it")
+	}
+	if _, err := OpenWithKey(key, sealed[:70]); err == nil {
+		t.Error("a truncated blob opened")
+	}
+	if !ProofMatches(JoinProof("s", "m2", csr), "s", "m2", csr) || ProofMatches(JoinProof("s", "m2", csr), "s", "m3", csr) || ProofMatches(nil, "", "m2", csr) {
+		t.Error("a join proof matches another name, or an empty secret matches")
+	}
+}

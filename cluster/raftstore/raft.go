@@ -246,6 +246,15 @@ func (r *Raft) AddServer(id, addr string, voter bool) error {
 	return nil
 }
 
+// DemoteServer makes a voter a non-voter (AddServer with voter false does
+// not: raft's AddNonvoter leaves a voter's vote).
+func (r *Raft) DemoteServer(id string) error {
+	if err := r.raft.DemoteVoter(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
+		return fmt.Errorf("demote raft server %s: %w", id, err)
+	}
+	return nil
+}
+
 // RemoveServer removes a member.
 func (r *Raft) RemoveServer(id string) error {
 	if err := r.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {

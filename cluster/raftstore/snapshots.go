@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -33,7 +34,12 @@ func (s privateSnapshots) Create(version raft.SnapshotVersion, index, term uint6
 
 // restrict makes every file of the store 0600 and every directory 0700.
 func (s privateSnapshots) restrict() error {
+	// raft may install a snapshot while it takes one, and reaps old ones:
+	// what vanishes meanwhile is skipped.
 	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -41,7 +47,10 @@ func (s privateSnapshots) restrict() error {
 		if d.IsDir() {
 			mode = 0o700
 		}
-		return os.Chmod(path, mode)
+		if err := os.Chmod(path, mode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("restrict raft snapshots: %w", err)

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -101,7 +102,7 @@ func TestRevocation(t *testing.T) {
 		}
 		c := hosts[1].HTTPClient(10 * time.Second)
 		c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // no certificate yet, as a joining node
-		body := `{"name":"h9","secret":"` + tok.Secret + `"}`
+		body := `{"name":"h9","proof":"` + base64.StdEncoding.EncodeToString(pki.JoinProof(tok.Secret, "h9", nil)) + `"}`
 		resp, err := c.Post("https://"+hosts[0].IP+":7948/v1/join", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -247,6 +248,45 @@ func TestWorkerHoldsNoClusterSecrets(t *testing.T) {
 		if out, err := ms[1].dev(t, args...); err == nil || !strings.Contains(out, "h2 is a worker") {
 			t.Errorf("dev %s on the worker h2: %v\n%s", strings.Join(args, " "), err, out)
 		}
+	}
+	// A worker makes no user's change: not through its own API (it
+	// would relay it) ...
+	compose := writeTemp(t, "name: e2eworker\nservices:\n  web:\n    image: "+testImage+"\n")
+	for _, args := range [][]string{{"up", "-d", "-f", compose}, {"node", "label", "h1", "owned=yes"}} {
+		if out, err := ms[1].dev(t, args...); err == nil || !strings.Contains(out, "h2 is a worker") {
+			t.Errorf("dev %s on the worker h2: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// ... nor with its node certificate on a manager's API, where a
+	// manager's certificate may relay users' requests: no token, no
+	// client bundle, no apply.
+	id, err := pki.LoadIdentity(filepath.Join(ms[1].dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := hosts[1].HTTPClient(10 * time.Second)
+	hc.Transport.(*http.Transport).TLSClientConfig = id.ClientTLS()
+	for _, req := range []struct{ method, path, body string }{
+		{"GET", "/v1/token?manager=1", ""}, {"GET", "/v1/token?client=evil", ""},
+		{"PUT", "/v1/projects/evil", `{"name":"evil","services":[{"name":"web","image":"x","replicas":1}]}`},
+	} {
+		r, err := http.NewRequest(req.method, "https://"+hosts[0].IP+":7948"+req.path, strings.NewReader(req.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s with h2's certificate: %v", req.method, req.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s on h1 with the worker h2's certificate: %d %s; want 403", req.method, req.path, resp.StatusCode, b)
+		}
+	}
+	if out := ms[0].mustDev(t, "ls"); strings.Contains(out, "evil") || strings.Contains(out, "e2eworker") {
+		t.Errorf("a worker's change went through:\n%s", out)
 	}
 	key, err := pki.LoadDataKey(filepath.Join(ms[0].dir, "pki"))
 	if err != nil {

@@ -50,10 +50,30 @@ func (r *Raft) Servers() ([]raftstore.Server, error) {
 	return append([]raftstore.Server(nil), r.servers...), nil
 }
 
+// AddServer adds a server, or promotes one (as raft's AddVoter does; its
+// AddNonvoter leaves a voter a voter).
 func (r *Raft) AddServer(id, _ string, voter bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for i, s := range r.servers {
+		if s.ID == id {
+			r.servers[i].Voter = s.Voter || voter
+			return nil
+		}
+	}
 	r.servers = append(r.servers, raftstore.Server{ID: id, Voter: voter})
+	return nil
+}
+
+// DemoteServer takes a server's vote.
+func (r *Raft) DemoteServer(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, s := range r.servers {
+		if s.ID == id {
+			r.servers[i].Voter = false
+		}
+	}
 	return nil
 }
 
