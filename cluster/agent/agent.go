@@ -26,6 +26,10 @@ type Cluster interface {
 	RegisterNode(ctx context.Context, n api.Node) (api.Node, error)
 	// FetchImage copies an image this node lacks from a node that has it.
 	FetchImage(ctx context.Context, ref string) error
+	// OpenFiles gets from a manager the content of the sealed secrets and
+	// configs of a pod this node runs (or of a template, for a one-off),
+	// by digest.
+	OpenFiles(ctx context.Context, q api.FilesQuery) (map[string][]byte, error)
 }
 
 // Options tune the agent.
@@ -334,4 +338,40 @@ func loadAverage() float64 {
 		return 0
 	}
 	return v
+}
+
+// openFiles fills in the content of spec's sealed secrets and configs
+// (its sidecars' too) from a manager, when it has any: the replicated
+// state holds them sealed, and a node gets the content of the pods it
+// runs only. The content lives in the returned spec (memory) and in the
+// files the driver writes for the containers.
+func (a *Agent) openFiles(ctx context.Context, q api.FilesQuery, spec api.ServiceSpec) (api.ServiceSpec, error) {
+	sealed := false
+	for _, m := range spec.Files() {
+		sealed = sealed || m.NeedsOpening()
+	}
+	if !sealed {
+		return spec, nil
+	}
+	files, err := a.c.OpenFiles(ctx, q)
+	if err != nil {
+		return spec, fmt.Errorf("get the secrets and configs of %s: %w", spec.Name, err)
+	}
+	var missing []string
+	spec = spec.MapFiles(func(m api.SecretMount) api.SecretMount {
+		if !m.NeedsOpening() {
+			return m
+		}
+		content, ok := files[m.Digest]
+		if !ok {
+			missing = append(missing, m.Name)
+			return m
+		}
+		m.Content = append([]byte{}, content...) // never nil: opened
+		return m
+	})
+	if len(missing) > 0 {
+		return spec, fmt.Errorf("get the secrets and configs of %s: the manager did not give %s", spec.Name, strings.Join(missing, ", "))
+	}
+	return spec, nil
 }

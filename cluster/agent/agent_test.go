@@ -511,3 +511,60 @@ func TestAgentLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentOpensSealedFiles: a template whose secrets and configs are
+// sealed (as a manager stores them) reaches the driver with their content,
+// got from a manager for this pod; when the manager gives none, the pod
+// fails and says why, and nothing is created.
+func TestAgentOpensSealedFiles(t *testing.T) {
+	sealed := func(name, digest string) api.SecretMount {
+		return api.SecretMount{Name: name, Target: "/run/secrets/" + name, Sealed: []byte{1, 2, 3}, Digest: digest}
+	}
+	tests := []struct {
+		name    string
+		files   map[string][]byte
+		wantErr string
+	}{
+		{name: "opened", files: map[string][]byte{"sha256:aa": []byte("s3cret"), "sha256:bb": []byte("conf")}},
+		{name: "the manager gives none", files: map[string][]byte{}, wantErr: "the manager did not give token, conf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.cl.files = tt.files
+			s := spec("web", "")
+			s.Secrets = []api.SecretMount{sealed("token", "sha256:aa")}
+			s.Configs = []api.SecretMount{sealed("conf", "sha256:bb")}
+			name := e.deploy(s, 1, node)
+			e.run()
+			if tt.wantErr != "" {
+				eventually(t, "the pod failed", func() error {
+					if p, _ := e.pod(name); p.Status.State != api.PodFailed || !strings.Contains(p.Status.Message, tt.wantErr) {
+						return fmt.Errorf("status %+v, want failed: %s", p.Status, tt.wantErr)
+					}
+					return nil
+				})
+				if n := e.d.count("create", name); n != 0 {
+					t.Errorf("created %d times without the secrets' content", n)
+				}
+				return
+			}
+			e.waitRunning(name, 0)
+			e.d.mu.Lock()
+			got := e.d.specs[name]
+			e.d.mu.Unlock()
+			if string(got.Secrets[0].Content) != "s3cret" || string(got.Configs[0].Content) != "conf" {
+				t.Errorf("the driver got secrets %+v, configs %+v; want the opened content", got.Secrets, got.Configs)
+			}
+			e.cl.mu.Lock()
+			queries := e.cl.queries
+			e.cl.mu.Unlock()
+			if len(queries) == 0 || queries[0] != (api.FilesQuery{Pod: name}) {
+				t.Errorf("asked the manager %+v, want the files of pod %s", queries, name)
+			}
+			if rc, _ := e.st.RC(api.RCKey(s.Project, s.Name)); rc.Template.Secrets[0].Content != nil {
+				t.Errorf("the state's template got the content")
+			}
+		})
+	}
+}

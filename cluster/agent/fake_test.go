@@ -39,6 +39,7 @@ type fakeDriver struct {
 	subnets    []string
 	files      map[string]map[string]string // container ID -> path -> content (CopyTo)
 	sub        chan string                  // current Events subscriber, nil if none
+	specs      map[string]api.ServiceSpec   // the spec of each Create, by pod
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -91,6 +92,10 @@ func (f *fakeDriver) Create(_ context.Context, pod *api.Pod, spec *api.ServiceSp
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, call{Op: "create", Pod: pod.Name})
+	if f.specs == nil {
+		f.specs = map[string]api.ServiceSpec{}
+	}
+	f.specs[pod.Name] = *spec
 	if f.missing[spec.Image] {
 		return "", fmt.Errorf("create container %s: image %s: %w", pod.Name, spec.Image, agent.ErrImageNotFound)
 	}
@@ -334,6 +339,18 @@ type fakeCluster struct {
 	mu          sync.Mutex
 	idx         uint64
 	registerErr error
+	// files are what a manager opens for OpenFiles, by digest; queries
+	// the asks it got.
+	files   map[string][]byte
+	queries []api.FilesQuery
+}
+
+// OpenFiles implements agent.Cluster as a manager would: every file it has.
+func (c *fakeCluster) OpenFiles(_ context.Context, q api.FilesQuery) (map[string][]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queries = append(c.queries, q)
+	return c.files, nil
 }
 
 var _ agent.Cluster = (*fakeCluster)(nil)

@@ -76,7 +76,10 @@ func (a *Agent) RunOneOff(ctx context.Context, project, service string, req api.
 	if err := api.CheckOneOffName(project, service, name); err != nil {
 		return 0, fmt.Errorf("run %s: %w", service, err)
 	}
-	spec := rc.Template
+	spec, err := a.openFiles(ctx, api.FilesQuery{Project: project, Service: service}, rc.Template)
+	if err != nil {
+		return 0, fmt.Errorf("run %s: %w", service, err)
+	}
 	spec.Environment = withDiscoveryEnv(a.st, spec)
 	for _, kv := range req.Env {
 		k, v, _ := strings.Cut(kv, "=")

@@ -67,6 +67,10 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 				states = append(states, st)
 				continue
 			}
+			spec, err := a.openFiles(ctx, api.FilesQuery{Pod: pod.Name}, spec) // an adopted pod's spec is the state's, sealed
+			if err != nil {
+				return false, nil, fmt.Errorf("sidecar %s: %w", spec.Name, err)
+			}
 			spec.Environment = withDiscoveryEnv(a.st, spec)
 			id, err := a.d.CreateSidecar(ctx, &pod, &spec)
 			if errors.Is(err, ErrImageNotFound) {

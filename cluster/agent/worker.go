@@ -172,12 +172,16 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		if wait := time.Until(w.notUntil); wait > 0 {
 			return false, wait, false, nil
 		}
-		spec := rc.Template
+		spec, err := a.openFiles(ctx, api.FilesQuery{Pod: pod.Name}, rc.Template)
+		if err != nil {
+			w.fail(w.a.opts.MaxBackoff)
+			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{State: api.PodFailed, Message: err.Error(), Restarts: w.restarts})
+		}
 		spec.Environment = withDiscoveryEnv(a.st, spec)
 		if pod.Status.ContainerID != "" {
 			w.restarts++ // the container vanished behind our back
 		}
-		_, err := a.d.Create(ctx, &pod, &spec)
+		_, err = a.d.Create(ctx, &pod, &spec)
 		if errors.Is(err, ErrImageNotFound) {
 			// No registry: copy the image from a node that has it.
 			ref := imageRef(spec)

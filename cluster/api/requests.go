@@ -46,6 +46,7 @@ import "time"
 //	node   DELETE /v1/internal/volumes/{project}          -> WriteResult
 //	node   GET    /v1/internal/image?ref=R                -> image tarball
 //	node   POST   /v1/internal/renew                      RenewRequest -> RenewResponse (a new certificate for the caller)
+//	node   GET    /v1/internal/files?pod=NAME             -> FilesResponse (the opened secrets and configs of a pod the caller runs; on a manager)
 
 // Status answers GET /v1/status.
 type Status struct {
@@ -131,6 +132,21 @@ type JoinResponse struct {
 	// DataKey is the managers' data key sealed to the CSR's key
 	// (pki.SealToCSR), for a node that joined with the manager token only.
 	DataKey []byte `json:"data_key,omitempty"`
+}
+
+// FilesQuery asks a manager for the opened content of the secrets and
+// configs of a pod that the calling node runs (Pod), or of a service's
+// template for a one-off container (Project, Service).
+type FilesQuery struct {
+	Pod     string
+	Project string
+	Service string
+}
+
+// FilesResponse answers GET /v1/internal/files: contents by digest
+// (SecretMount.Digest).
+type FilesResponse struct {
+	Files map[string][]byte `json:"files"`
 }
 
 // RenewRequest asks for a new certificate for the calling node, for the

@@ -216,8 +216,11 @@ func (s ServiceSpec) Hash() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// hashed is s without what does not make new containers.
+// hashed is s without what does not make new containers. Secrets and
+// configs count by their content's digest, whether the content is in the
+// clear or sealed (sealing is random: the same content seals differently).
 func (s ServiceSpec) hashed() ServiceSpec {
+	s = s.Redacted()
 	s.Replicas = 0
 	s.DependsOn = nil               // ordering only; changing it does not recreate pods
 	s.Build = nil                   // the build's output is captured by ImageID
@@ -233,29 +236,44 @@ func (s ServiceSpec) hashed() ServiceSpec {
 }
 
 // Redacted is s as the API shows it: every secret's and config's content
-// replaced by its SHA-256 (Digest), its sidecars' too.
+// (clear or sealed) replaced by its SHA-256 (Digest), its sidecars' too.
 func (s ServiceSpec) Redacted() ServiceSpec {
-	redact := func(ms []SecretMount) []SecretMount {
+	return s.MapFiles(func(m SecretMount) SecretMount {
+		m.Digest = m.ContentDigest()
+		m.Content, m.Sealed = nil, nil
+		return m
+	})
+}
+
+// MapFiles is s with fn applied to every secret and config, its sidecars'
+// too (the slices are copies).
+func (s ServiceSpec) MapFiles(fn func(SecretMount) SecretMount) ServiceSpec {
+	mapped := func(ms []SecretMount) []SecretMount {
 		if ms == nil {
 			return nil
 		}
 		out := make([]SecretMount, len(ms))
 		for i, m := range ms {
-			sum := sha256.Sum256(m.Content)
-			m.Content, m.Digest = nil, "sha256:"+hex.EncodeToString(sum[:])
-			out[i] = m
+			out[i] = fn(m)
 		}
 		return out
 	}
-	s.Secrets, s.Configs = redact(s.Secrets), redact(s.Configs)
+	s.Secrets, s.Configs = mapped(s.Secrets), mapped(s.Configs)
 	if s.Sidecars != nil {
 		sc := make([]ServiceSpec, len(s.Sidecars))
 		for i, c := range s.Sidecars {
-			sc[i] = c.Redacted()
+			sc[i] = c.MapFiles(fn)
 		}
 		s.Sidecars = sc
 	}
 	return s
+}
+
+// Files lists every secret and config of s, its sidecars' too.
+func (s ServiceSpec) Files() []SecretMount {
+	var out []SecretMount
+	s.MapFiles(func(m SecretMount) SecretMount { out = append(out, m); return m })
+	return out
 }
 
 // SidecarContainer is the name of the container of sidecar in pod.
@@ -497,18 +515,41 @@ type VolumeMount struct {
 	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
-// SecretMount is a file-based secret or config. Its content travels in the
-// spec so any node can mount it; it is mounted read-only at Target
-// (default /run/secrets/<name> for a secret, /<name> for a config).
+// SecretMount is a file-based secret or config, mounted read-only at
+// Target (default /run/secrets/<name> for a secret, /<name> for a
+// config). Its content comes in the clear from the CLI; a manager seals
+// it with the cluster's data key before it is stored (Sealed, Digest),
+// and the nodes that run a pod using it get it from a manager.
 type SecretMount struct {
 	Name    string `json:"name"`
 	Target  string `json:"target"`
-	Content []byte `json:"content"`
+	Content []byte `json:"content,omitempty"`
 	Mode    uint32 `json:"mode,omitempty"`
-	// Digest is the content's SHA-256, in what the API shows in place of
-	// the content (ServiceSpec.Redacted); empty in the stored spec.
+	// Sealed is the content sealed with the data key, in the stored spec
+	// of a cluster whose secrets are sealed (Content is then empty).
+	Sealed []byte `json:"sealed,omitempty"`
+	// Digest is the content's SHA-256: set with Sealed, and in what the
+	// API shows in place of the content (ServiceSpec.Redacted).
 	Digest string `json:"digest,omitempty"`
 }
+
+// ContentDigest is the SHA-256 of m's content: Digest when the content is
+// sealed, else computed from Content.
+func (m SecretMount) ContentDigest() string {
+	if m.Content == nil && m.Digest != "" {
+		return m.Digest
+	}
+	return DigestOf(m.Content)
+}
+
+// DigestOf is the digest of a secret's or config's content.
+func DigestOf(content []byte) string {
+	sum := sha256.Sum256(content)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// NeedsOpening reports whether m's content is sealed and not yet opened.
+func (m SecretMount) NeedsOpening() bool { return m.Content == nil && m.Sealed != nil }
 
 // Healthcheck is compose `healthcheck:`.
 type Healthcheck struct {

@@ -23,6 +23,7 @@ func (srv *Server) registerInternal(mux *http.ServeMux) {
 	handle(mux, "DELETE "+peers.PathVolumes+"{project}", roleNode, srv.handleInternalVolumes)
 	handle(mux, "GET "+peers.PathImage, roleNode, srv.handleImage)
 	handle(mux, "POST "+peers.PathRenew, roleNode, srv.handleRenew)
+	handle(mux, "GET "+peers.PathFiles, roleNode, srv.handleInternalFiles)
 }
 
 // handleRenew signs a new certificate for the calling node: its name and

@@ -50,6 +50,10 @@ func (srv *Server) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := srv.sealFiles(&p); err != nil {
+		writeError(w, err)
+		return
+	}
 	idx, err := srv.mgr.Apply(r.Context(), &state.ApplyProject{Project: p, ServiceCIDR: srv.opts.ServiceCIDR})
 	if err != nil {
 		writeError(w, err)

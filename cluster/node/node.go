@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/devhq/dev/cluster/agent"
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/agent/docker"
 	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/controller"
@@ -410,6 +411,15 @@ type agentCluster struct {
 }
 
 var _ agent.Cluster = agentCluster{}
+
+// OpenFiles implements agent.Cluster: the leader, a manager, opens them.
+func (c agentCluster) OpenFiles(ctx context.Context, q api.FilesQuery) (map[string][]byte, error) {
+	addr, err := c.Manager.LeaderAPI()
+	if err != nil {
+		return nil, err
+	}
+	return c.Images.Peers.OpenFiles(ctx, addr, q)
+}
 
 // nodeLocal is what the API needs of this node: the agent's container-level
 // work and the port checks.

@@ -26,6 +26,7 @@ const (
 	PathImage    = "/v1/internal/image"
 	PathVolumes  = "/v1/internal/volumes/"
 	PathRenew    = "/v1/internal/renew"
+	PathFiles    = "/v1/internal/files"
 )
 
 // ApplyRequest is a command forwarded to the leader: the raft entry bytes
@@ -101,6 +102,23 @@ func (p *Peers) Renew(ctx context.Context, addr string, csr []byte) ([]byte, err
 		return nil, fmt.Errorf("renew certificate at %s: %w", addr, err)
 	}
 	return res.Cert, nil
+}
+
+// OpenFiles asks the manager at addr for the opened secrets and configs of
+// a pod this node runs (or of a template, for a one-off): contents by
+// digest.
+func (p *Peers) OpenFiles(ctx context.Context, addr string, q api.FilesQuery) (map[string][]byte, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"pod": q.Pod, "project": q.Project, "service": q.Service} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	var res api.FilesResponse
+	if err := p.do(ctx, http.MethodGet, addr, PathFiles+"?"+v.Encode(), nil, &res); err != nil {
+		return nil, fmt.Errorf("get secrets and configs from %s: %w", addr, err)
+	}
+	return res.Files, nil
 }
 
 // Join relays a join request to the leader at addr.

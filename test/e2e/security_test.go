@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -353,6 +354,51 @@ func TestWorkerHoldsNoClusterSecrets(t *testing.T) {
 			}
 		})
 	}
+	// A compose secret is sealed in the state too, and only the node that
+	// runs a pod using it gets its content (in the pod's secret files).
+	value := "v3ry-s3cret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	secretFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(secretFile, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	app := writeTemp(t, "name: e2esecret\nservices:\n  app:\n    image: "+testImage+"\n    command: [\"serve\"]\n"+
+		"    secrets: [token]\n    deploy:\n      placement:\n        constraints: [node.hostname == h2]\n"+
+		"secrets:\n  token:\n    file: "+secretFile+"\n")
+	ms[0].mustDev(t, "up", "-d", "-f", app)
+	var ip string
+	eventually(t, 60*time.Second, "the app running on h2", func() error {
+		for _, p := range ms[0].pods(t, "e2esecret") {
+			if p.Node == "h2" && p.State == "running" && p.IP != "" {
+				ip = p.IP
+				return nil
+			}
+		}
+		return fmt.Errorf("pods %+v", ms[0].pods(t, "e2esecret"))
+	})
+	eventually(t, 20*time.Second, "the secret read in the pod", func() error {
+		resp, err := hosts[1].HTTPClient(5 * time.Second).Get("http://" + ip + ":8080/file?path=/run/secrets/token")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if strings.TrimSpace(string(b)) != value {
+			return fmt.Errorf("read %q", b)
+		}
+		return nil
+	})
+	forms = map[string][]byte{"the compose secret": []byte(value), "the compose secret (base64)": innerBase64(t, []byte(value), []byte(value))}
+	for _, m := range ms {
+		walkFiles(t, m.dir, func(path string, b []byte) {
+			rel, _ := filepath.Rel(m.dir, path)
+			for what, form := range forms {
+				if bytes.Contains(b, form) && (m.name != "h2" || !strings.HasPrefix(rel, "secrets/")) {
+					t.Errorf("%s: %s holds %s", m.name, path, what)
+				}
+			}
+		})
+	}
+
 	// The manager prints the tokens whose secrets these are.
 	if tok, err := pki.ParseToken(strings.TrimSpace(ms[0].mustDev(t, "token", "--manager"))); err != nil || tok.Secret != secrets.ManagerSecret {
 		t.Errorf("dev token --manager on h1: %v, %q", err, tok.Secret)

@@ -48,7 +48,7 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.String("cluster-cidr", "10.213.0.0/16", "pod network of the cluster; each node gets a /24")
 	f.String("service-cidr", "10.214.0.0/16", "virtual IPs of services")
 	f.String("dns-addr", "127.0.0.1:1053", "host-side address of the cluster DNS server (pods use their gateway, port 53)")
-	f.String("dashboard-addr", "127.0.0.1:7949", "address of the web dashboard (`dev dashboard` prints its login link); a non-loopback address serves HTTPS; empty: no dashboard")
+	f.String("dashboard-addr", "127.0.0.1:7949", "address of the web dashboard (\"dev dashboard\" prints its login link); a non-loopback address serves HTTPS; empty: no dashboard")
 	f.String("network", "dev", "Docker network name of the node's pod network")
 	f.String("bridge", "dev0", "bridge device of the node's pod network")
 	f.String("vxlan-device", "devvx0", "VXLAN device of the overlay")

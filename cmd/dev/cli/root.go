@@ -76,9 +76,9 @@ func NewRootCommand() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.String("host", "", "agent address, unix:///path/dev.sock or tcp://NODE:7948 (env DEV_HOST; default: the socket in --data-dir)")
 	pf.String("data-dir", defaultDataDir, "agent data directory (env DEV_DATA_DIR)")
-	pf.String("tls-bundle", "", "client certificate bundle for --host tcp://... (env DEV_TLS_BUNDLE; made by `dev token --client NAME`)")
+	pf.String("tls-bundle", "", "client certificate bundle for --host tcp://... (env DEV_TLS_BUNDLE; made by \"dev token --client NAME\")")
 	pf.String("config", "", "config file (env DEV_CONFIG; default /etc/dev/config.yaml if present)")
-	pf.String("agent", agentAuto, "how `dev up`/`dev join` start an agent when none answers: auto (a process when root on the Docker Engine's host, else a container), process or container (env DEV_AGENT)")
+	pf.String("agent", agentAuto, "how \"dev up\" and \"dev join\" start an agent when none answers: auto (a process when root on the Docker Engine's host, else a container), process or container (env DEV_AGENT)")
 	pf.String("agent-container", "dev-agent", "name of the agent's container; its volume is NAME-data and its socket /run/NAME/dev.sock (env DEV_AGENT_CONTAINER)")
 	pf.String("agent-binary", "", "static Linux dev binary for the agent's image (env DEV_AGENT_BINARY; default: this one)")
 

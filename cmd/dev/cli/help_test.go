@@ -1,0 +1,28 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// TestFlagHelpRendersCleanly: no flag of any command shows a piece of its
+// usage text where the help puts the value's type (pflag takes the first
+// `quoted` words of a usage as the value's name: "--agent dev up").
+func TestFlagHelpRendersCleanly(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		check := func(f *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(f); strings.Contains(name, " ") || strings.Contains(f.Usage, "`") {
+				t.Errorf("dev %s --%s: its help shows %q as the value's name (backquotes in its usage)", c.Name(), f.Name, name)
+			}
+		}
+		c.LocalFlags().VisitAll(check)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(NewRootCommand())
+}
