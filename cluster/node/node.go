@@ -24,8 +24,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/devhq/dev/cluster/agent"
-	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/dashboard"
