@@ -26,10 +26,10 @@ type Cluster interface {
 	RegisterNode(ctx context.Context, n api.Node) (api.Node, error)
 	// FetchImage copies an image this node lacks from a node that has it.
 	FetchImage(ctx context.Context, ref string) error
-	// OpenFiles gets from a manager the content of the sealed secrets and
-	// configs of a pod this node runs (or of a template, for a one-off),
-	// by digest.
-	OpenFiles(ctx context.Context, q api.FilesQuery) (map[string][]byte, error)
+	// OpenFiles gets the content of the sealed secrets and configs of a
+	// pod this node runs, by digest: from a manager (this node, if it is
+	// one).
+	OpenFiles(ctx context.Context, pod string) (map[string][]byte, error)
 }
 
 // Options tune the agent.
@@ -341,21 +341,29 @@ func loadAverage() float64 {
 }
 
 // openFiles fills in the content of spec's sealed secrets and configs
-// (its sidecars' too) from a manager, when it has any: the replicated
-// state holds them sealed, and a node gets the content of the pods it
-// runs only. The content lives in the returned spec (memory) and in the
-// files the driver writes for the containers.
-func (a *Agent) openFiles(ctx context.Context, q api.FilesQuery, spec api.ServiceSpec) (api.ServiceSpec, error) {
+// (its sidecars' too), when it has any: from files when given (a one-off,
+// whose files the manager that placed it sent), else from a manager for
+// pod. The replicated state holds them sealed, and a node gets the
+// content of the pods it runs only. The content lives in the returned
+// spec (memory) and in the files the driver writes for the containers.
+func (a *Agent) openFiles(ctx context.Context, pod string, files map[string][]byte, spec api.ServiceSpec) (api.ServiceSpec, error) {
 	sealed := false
 	for _, m := range spec.Files() {
+		if m.Content == nil && m.Sealed == nil && m.Digest != "" {
+			// A digest without content, sealed or clear: written by a dev
+			// that this one does not follow. Never an empty file instead.
+			return spec, fmt.Errorf("the content of %s is missing from the state (upgrade dev on every node)", m.Name)
+		}
 		sealed = sealed || m.NeedsOpening()
 	}
 	if !sealed {
 		return spec, nil
 	}
-	files, err := a.c.OpenFiles(ctx, q)
-	if err != nil {
-		return spec, fmt.Errorf("get the secrets and configs of %s: %w", spec.Name, err)
+	if files == nil && pod != "" {
+		var err error
+		if files, err = a.c.OpenFiles(ctx, pod); err != nil {
+			return spec, fmt.Errorf("get the secrets and configs of %s: %w", spec.Name, err)
+		}
 	}
 	var missing []string
 	spec = spec.MapFiles(func(m api.SecretMount) api.SecretMount {
@@ -370,8 +378,11 @@ func (a *Agent) openFiles(ctx context.Context, q api.FilesQuery, spec api.Servic
 		m.Content = append([]byte{}, content...) // never nil: opened
 		return m
 	})
-	if len(missing) > 0 {
-		return spec, fmt.Errorf("get the secrets and configs of %s: the manager did not give %s", spec.Name, strings.Join(missing, ", "))
+	switch {
+	case len(missing) > 0 && pod == "":
+		return spec, fmt.Errorf("get the secrets and configs of %s: no content for %s (a one-off gets them from the manager that places it: run it on a manager)", spec.Name, strings.Join(missing, ", "))
+	case len(missing) > 0:
+		return spec, fmt.Errorf("get the secrets and configs of %s: the manager gave no content for %s", spec.Name, strings.Join(missing, ", "))
 	}
 	return spec, nil
 }

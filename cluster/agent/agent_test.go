@@ -526,7 +526,7 @@ func TestAgentOpensSealedFiles(t *testing.T) {
 		wantErr string
 	}{
 		{name: "opened", files: map[string][]byte{"sha256:aa": []byte("s3cret"), "sha256:bb": []byte("conf")}},
-		{name: "the manager gives none", files: map[string][]byte{}, wantErr: "the manager did not give token, conf"},
+		{name: "the manager gives none", files: map[string][]byte{}, wantErr: "the manager gave no content for token, conf"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -538,9 +538,9 @@ func TestAgentOpensSealedFiles(t *testing.T) {
 			name := e.deploy(s, 1, node)
 			e.run()
 			if tt.wantErr != "" {
-				eventually(t, "the pod failed", func() error {
-					if p, _ := e.pod(name); p.Status.State != api.PodFailed || !strings.Contains(p.Status.Message, tt.wantErr) {
-						return fmt.Errorf("status %+v, want failed: %s", p.Status, tt.wantErr)
+				eventually(t, "the pod pending, saying why", func() error {
+					if p, _ := e.pod(name); p.Status.State != api.PodPending || !strings.Contains(p.Status.Message, tt.wantErr) {
+						return fmt.Errorf("status %+v, want pending: %s", p.Status, tt.wantErr)
 					}
 					return nil
 				})
@@ -559,7 +559,7 @@ func TestAgentOpensSealedFiles(t *testing.T) {
 			e.cl.mu.Lock()
 			queries := e.cl.queries
 			e.cl.mu.Unlock()
-			if len(queries) == 0 || queries[0] != (api.FilesQuery{Pod: name}) {
+			if len(queries) == 0 || queries[0] != name {
 				t.Errorf("asked the manager %+v, want the files of pod %s", queries, name)
 			}
 			if rc, _ := e.st.RC(api.RCKey(s.Project, s.Name)); rc.Template.Secrets[0].Content != nil {

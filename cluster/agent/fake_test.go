@@ -342,14 +342,14 @@ type fakeCluster struct {
 	// files are what a manager opens for OpenFiles, by digest; queries
 	// the asks it got.
 	files   map[string][]byte
-	queries []api.FilesQuery
+	queries []string
 }
 
 // OpenFiles implements agent.Cluster as a manager would: every file it has.
-func (c *fakeCluster) OpenFiles(_ context.Context, q api.FilesQuery) (map[string][]byte, error) {
+func (c *fakeCluster) OpenFiles(_ context.Context, pod string) (map[string][]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.queries = append(c.queries, q)
+	c.queries = append(c.queries, pod)
 	return c.files, nil
 }
 

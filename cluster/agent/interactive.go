@@ -76,7 +76,7 @@ func (a *Agent) RunOneOff(ctx context.Context, project, service string, req api.
 	if err := api.CheckOneOffName(project, service, name); err != nil {
 		return 0, fmt.Errorf("run %s: %w", service, err)
 	}
-	spec, err := a.openFiles(ctx, api.FilesQuery{Project: project, Service: service}, rc.Template)
+	spec, err := a.openFiles(ctx, "", req.Files, rc.Template)
 	if err != nil {
 		return 0, fmt.Errorf("run %s: %w", service, err)
 	}

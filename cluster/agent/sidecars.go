@@ -67,9 +67,14 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 				states = append(states, st)
 				continue
 			}
-			spec, err := a.openFiles(ctx, api.FilesQuery{Pod: pod.Name}, spec) // an adopted pod's spec is the state's, sealed
+			// An adopted pod's spec is the state's, its files sealed.
+			spec, err := a.openFiles(ctx, pod.Name, nil, spec)
 			if err != nil {
-				return false, nil, fmt.Errorf("sidecar %s: %w", spec.Name, err)
+				s.fail(w.a.opts.MaxBackoff)
+				w.log.Warn("sidecar not made", "sidecar", spec.Name, "err", err)
+				st.State = api.PodPending
+				states = append(states, st)
+				continue
 			}
 			spec.Environment = withDiscoveryEnv(a.st, spec)
 			id, err := a.d.CreateSidecar(ctx, &pod, &spec)

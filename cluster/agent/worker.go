@@ -172,10 +172,12 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		if wait := time.Until(w.notUntil); wait > 0 {
 			return false, wait, false, nil
 		}
-		spec, err := a.openFiles(ctx, api.FilesQuery{Pod: pod.Name}, rc.Template)
+		spec, err := a.openFiles(ctx, pod.Name, nil, rc.Template)
 		if err != nil {
+			// Pending, not failed: the leader may be changing hands, and a
+			// rolling update counts failed pods.
 			w.fail(w.a.opts.MaxBackoff)
-			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{State: api.PodFailed, Message: err.Error(), Restarts: w.restarts})
+			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{State: api.PodPending, Message: err.Error(), Restarts: w.restarts})
 		}
 		spec.Environment = withDiscoveryEnv(a.st, spec)
 		if pod.Status.ContainerID != "" {

@@ -59,6 +59,10 @@ type Status struct {
 // ApplyResult answers a project apply.
 type ApplyResult struct {
 	Index uint64 `json:"index"`
+	// Hashes are the template hashes of the services as stored (with
+	// their secrets sealed, which the CLI cannot compute): the pods to
+	// wait for.
+	Hashes map[string]string `json:"hashes,omitempty"`
 	// Created, Updated and Unchanged list service names.
 	Created   []string `json:"created,omitempty"`
 	Updated   []string `json:"updated,omitempty"`
@@ -132,15 +136,6 @@ type JoinResponse struct {
 	// DataKey is the managers' data key sealed to the CSR's key
 	// (pki.SealToCSR), for a node that joined with the manager token only.
 	DataKey []byte `json:"data_key,omitempty"`
-}
-
-// FilesQuery asks a manager for the opened content of the secrets and
-// configs of a pod that the calling node runs (Pod), or of a service's
-// template for a one-off container (Project, Service).
-type FilesQuery struct {
-	Pod     string
-	Project string
-	Service string
 }
 
 // FilesResponse answers GET /v1/internal/files: contents by digest
@@ -231,6 +226,10 @@ type RunRequest struct {
 	// another.
 	Node string   `json:"node,omitempty"`
 	Size TermSize `json:"size,omitzero"`
+	// Files are the opened secrets and configs of the service's template,
+	// by digest: set by the manager that places the one-off, for the node
+	// that runs it. A client may not send them.
+	Files map[string][]byte `json:"files,omitempty"`
 }
 
 // PodActionRequest stops, starts or restarts a pod's container.

@@ -216,11 +216,18 @@ func (s ServiceSpec) Hash() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// hashed is s without what does not make new containers. Secrets and
-// configs count by their content's digest, whether the content is in the
-// clear or sealed (sealing is random: the same content seals differently).
+// hashed is s without what does not make new containers. A sealed secret
+// or config counts by its digest (sealing is random: the same content
+// seals differently); one in the clear (a cluster without a data key)
+// by its content, as it always has, so that replaying an old log gives
+// the hashes it gave then.
 func (s ServiceSpec) hashed() ServiceSpec {
-	s = s.Redacted()
+	s = s.MapFiles(func(m SecretMount) SecretMount {
+		if m.Sealed != nil {
+			m.Sealed = nil
+		}
+		return m
+	})
 	s.Replicas = 0
 	s.DependsOn = nil               // ordering only; changing it does not recreate pods
 	s.Build = nil                   // the build's output is captured by ImageID
@@ -523,28 +530,25 @@ type VolumeMount struct {
 type SecretMount struct {
 	Name    string `json:"name"`
 	Target  string `json:"target"`
-	Content []byte `json:"content,omitempty"`
+	Content []byte `json:"content"`
 	Mode    uint32 `json:"mode,omitempty"`
 	// Sealed is the content sealed with the data key, in the stored spec
 	// of a cluster whose secrets are sealed (Content is then empty).
 	Sealed []byte `json:"sealed,omitempty"`
-	// Digest is the content's SHA-256: set with Sealed, and in what the
-	// API shows in place of the content (ServiceSpec.Redacted).
+	// Digest identifies the content: with Sealed, a digest keyed by the
+	// data key ("hmac-sha256:", so that a worker cannot test guesses
+	// against it); in what the API shows of content in the clear
+	// (ServiceSpec.Redacted), its SHA-256.
 	Digest string `json:"digest,omitempty"`
 }
 
-// ContentDigest is the SHA-256 of m's content: Digest when the content is
-// sealed, else computed from Content.
+// ContentDigest identifies m's content: Digest when the content is
+// sealed, else the SHA-256 of Content.
 func (m SecretMount) ContentDigest() string {
 	if m.Content == nil && m.Digest != "" {
 		return m.Digest
 	}
-	return DigestOf(m.Content)
-}
-
-// DigestOf is the digest of a secret's or config's content.
-func DigestOf(content []byte) string {
-	sum := sha256.Sum256(content)
+	sum := sha256.Sum256(m.Content)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 

@@ -101,6 +101,23 @@ func (srv *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	if req.Name == "" {
 		req.Name = api.OneOffName(project, service)
 	}
+	// The template's sealed files travel with the request, opened by the
+	// manager that takes it from the user, to the node that runs it (which
+	// gets them for its own pods only otherwise).
+	if c, _ := callerFrom(r.Context()); c.Role != roleNode {
+		if req.Files != nil {
+			writeError(w, invalid("run %s: files are the cluster's to send", service))
+			return
+		}
+		files, err := openFiles(srv.opts.DataKey, rc.Template)
+		if err != nil {
+			writeError(w, fmt.Errorf("run %s: %w", service, err))
+			return
+		}
+		if len(files) > 0 {
+			req.Files = files
+		}
+	}
 	if req.Node == "" {
 		node, err := srv.runNode(rc, req.Name)
 		if err != nil {

@@ -136,6 +136,15 @@ func mayForward(st *state.Store, caller Caller, cmd state.Command) error {
 		if err := validateProject(c.Project.Name, &c.Project); err != nil {
 			return err
 		}
+		if !ci.Legacy() {
+			for _, s := range c.Project.Services {
+				for _, m := range s.Files() {
+					if m.Sealed == nil {
+						return forbidden("service %s: %s is not sealed, and this cluster keeps secrets sealed (upgrade dev on node %s)", s.Name, m.Name, node)
+					}
+				}
+			}
+		}
 	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke, *state.CordonNode, *state.LabelNode:
 		// users' writes: the state machine checks them as it applies them
 	case *state.RotateJoinSecret:

@@ -113,6 +113,11 @@ func TestInternalApply(t *testing.T) {
 	}
 }
 
+func withSecret(m api.SecretMount) *state.ApplyProject {
+	return &state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{
+		{Project: "shop", Name: "web", Image: "x", Replicas: 1, Secrets: []api.SecretMount{m}}}}}
+}
+
 // TestMayForwardWorkersAndManagers: in a cluster whose secrets are sealed,
 // a worker forwards only its own writes and its own revocation (dev
 // leave), never a user's; a manager may forward a rotation of the sealed
@@ -149,6 +154,8 @@ func TestMayForwardWorkersAndManagers(t *testing.T) {
 		{"a manager relays a scale", mgr, &state.Scale{Project: "shop", Replicas: map[string]int{"web": 9}}, true},
 		{"a manager rotates the secrets", mgr, &state.SealClusterSecrets{Sealed: []byte{2}, Prev: []byte{1}}, true},
 		{"a join secret in the clear", mgr, &state.RotateJoinSecret{Secret: "s"}, false},
+		{"a project with a secret in the clear", mgr, withSecret(api.SecretMount{Name: "t", Content: []byte("x")}), false},
+		{"a project with a sealed secret", mgr, withSecret(api.SecretMount{Name: "t", Sealed: []byte{1}, Digest: "hmac-sha256:00"}), true},
 	}
 	for _, tt := range tests {
 		if err := mayForward(st, tt.caller, tt.cmd); (err == nil) != tt.ok {

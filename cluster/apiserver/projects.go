@@ -45,12 +45,14 @@ func (srv *Server) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res := srv.r.State().DiffProject(p)
-	if err := srv.checkPublishedPorts(&p); err != nil {
+	// Sealed first: a sealed file's digest is part of the template hash
+	// the state keeps, and the diff compares with that.
+	if err := srv.sealFiles(&p); err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := srv.sealFiles(&p); err != nil {
+	res := srv.r.State().DiffProject(p)
+	if err := srv.checkPublishedPorts(&p); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -60,6 +62,10 @@ func (srv *Server) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res.Index = idx
+	res.Hashes = map[string]string{}
+	for _, s := range p.Services {
+		res.Hashes[s.Name] = s.Hash() // as the state computes it, of the template as stored
+	}
 	writeJSON(w, res)
 }
 

@@ -2,7 +2,9 @@ package apiserver
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -62,21 +64,30 @@ func TestSealedFiles(t *testing.T) {
 		Secrets: []api.SecretMount{{Name: "token", Target: "/run/secrets/token", Content: []byte("s3cret-value")}},
 		Configs: []api.SecretMount{{Name: "conf", Target: "/conf", Content: []byte("config-value")}},
 	}}}
-	if rec := call(mgr, admin, "PUT", "/v1/projects/shop", project); rec.Code != 200 {
+	rec := call(mgr, admin, "PUT", "/v1/projects/shop", project)
+	if rec.Code != 200 {
 		t.Fatalf("apply: %d %s", rec.Code, rec.Body.String())
 	}
 	rc, _ := st.RC(api.RCKey("shop", "web"))
-	if m := rc.Template.Secrets[0]; m.Content != nil || m.Sealed == nil || m.Digest != api.DigestOf([]byte("s3cret-value")) {
-		t.Errorf("stored secret %+v; want no content, sealed, with the content's digest", m)
+	var applied api.ApplyResult
+	if err := json.Unmarshal(rec.Body.Bytes(), &applied); err != nil || applied.Hashes["web"] != rc.SpecHash {
+		t.Errorf("the apply answers hashes %v, want web's stored %s (what dev up waits for)", applied.Hashes, rc.SpecHash)
+	}
+	if m := rc.Template.Secrets[0]; m.Content != nil || m.Sealed == nil || m.Digest != key.Digest([]byte("s3cret-value")) {
+		t.Errorf("stored secret %+v; want no content, sealed, with the content's keyed digest", m)
 	}
 	snap, _ := st.MarshalSnapshot()
+	sum := sha256.Sum256([]byte("s3cret-value"))
+	if bytes.Contains(snap, []byte(hex.EncodeToString(sum[:]))) {
+		t.Errorf("the replicated state holds the secret's plain SHA-256 (a worker could test guesses against it)")
+	}
 	for _, v := range []string{"s3cret-value", "config-value"} {
 		if bytes.Contains(snap, []byte(v)) || bytes.Contains(snap, []byte(base64.StdEncoding.EncodeToString([]byte(v)))) {
 			t.Errorf("the replicated state holds %q", v)
 		}
 	}
 	var res api.ApplyResult
-	rec := call(mgr, admin, "PUT", "/v1/projects/shop", project)
+	rec = call(mgr, admin, "PUT", "/v1/projects/shop", project)
 	if json.Unmarshal(rec.Body.Bytes(), &res); rec.Code != 200 || len(res.Unchanged) != 1 {
 		t.Errorf("the same project again: %d %s; want web unchanged (sealing is random, the hash is not)", rec.Code, rec.Body.String())
 	}
@@ -105,9 +116,8 @@ func TestSealedFiles(t *testing.T) {
 	}{
 		{"the node that runs the pod", mgr, Caller{Name: "w1", Role: roleWorker}, "pod=" + pod, 200},
 		{"another worker", mgr, Caller{Name: "w2", Role: roleWorker}, "pod=" + pod, 403},
-		{"a one-off on a node that runs the service", mgr, Caller{Name: "w1", Role: roleWorker}, "project=shop&service=web", 200},
-		{"a one-off on a worker that does not", mgr, Caller{Name: "w2", Role: roleWorker}, "project=shop&service=web", 403},
-		{"a one-off on a manager", mgr, Caller{Name: "m1", Role: roleNode}, "project=shop&service=web", 200},
+		{"a manager that does not run it", mgr, Caller{Name: "m1", Role: roleNode}, "pod=" + pod, 403},
+		{"a service's files without a pod", mgr, Caller{Name: "w1", Role: roleWorker}, "project=shop&service=web", 404},
 		{"a client", mgr, Caller{Name: "ops", Role: roleAdmin}, "pod=" + pod, 403},
 		{"asked of a worker, which has no data key", newServer(nil), Caller{Name: "w1", Role: roleWorker}, "pod=" + pod, 403},
 	}
@@ -127,7 +137,7 @@ func TestSealedFiles(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &files); err != nil {
 			t.Fatal(err)
 		}
-		if string(files.Files[api.DigestOf([]byte("s3cret-value"))]) != "s3cret-value" || string(files.Files[api.DigestOf([]byte("config-value"))]) != "config-value" {
+		if string(files.Files[key.Digest([]byte("s3cret-value"))]) != "s3cret-value" || string(files.Files[key.Digest([]byte("config-value"))]) != "config-value" {
 			t.Errorf("%s: files %v; want both contents by digest", tt.name, files.Files)
 		}
 	}

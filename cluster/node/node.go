@@ -25,7 +25,6 @@ import (
 
 	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/agent/docker"
-	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/dashboard"
@@ -268,7 +267,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Membership: gossipMembers{g}, FailedTimeout: failedTimeout,
 	}, n.log)
 	images := peers.Images{Peers: pr, Self: cfg.Name, Nodes: r.State().Nodes, Loader: drv, Log: n.log}
-	ag := agent.New(r.State(), agentCluster{mgr, images}, drv, agentOpts, n.log)
+	ag := agent.New(r.State(), agentCluster{Manager: mgr, Images: images, st: r.State(), node: cfg.Name, key: creds.dataKey}, drv, agentOpts, n.log)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
@@ -408,17 +407,24 @@ func afterReady(ctx context.Context, r *raftstore.Raft, f func(context.Context) 
 type agentCluster struct {
 	*manager.Manager
 	peers.Images
+	st   *state.Store
+	node string
+	key  *pki.DataKey // nil on a worker
 }
 
 var _ agent.Cluster = agentCluster{}
 
-// OpenFiles implements agent.Cluster: the leader, a manager, opens them.
-func (c agentCluster) OpenFiles(ctx context.Context, q api.FilesQuery) (map[string][]byte, error) {
+// OpenFiles implements agent.Cluster: a manager opens them itself, a
+// worker asks the leader (a manager).
+func (c agentCluster) OpenFiles(ctx context.Context, pod string) (map[string][]byte, error) {
+	if c.key != nil {
+		return apiserver.OpenPodFiles(c.st, c.key, c.node, pod)
+	}
 	addr, err := c.Manager.LeaderAPI()
 	if err != nil {
 		return nil, err
 	}
-	return c.Images.Peers.OpenFiles(ctx, addr, q)
+	return c.Images.Peers.OpenFiles(ctx, addr, pod)
 }
 
 // nodeLocal is what the API needs of this node: the agent's container-level

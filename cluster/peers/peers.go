@@ -105,17 +105,10 @@ func (p *Peers) Renew(ctx context.Context, addr string, csr []byte) ([]byte, err
 }
 
 // OpenFiles asks the manager at addr for the opened secrets and configs of
-// a pod this node runs (or of a template, for a one-off): contents by
-// digest.
-func (p *Peers) OpenFiles(ctx context.Context, addr string, q api.FilesQuery) (map[string][]byte, error) {
-	v := url.Values{}
-	for k, s := range map[string]string{"pod": q.Pod, "project": q.Project, "service": q.Service} {
-		if s != "" {
-			v.Set(k, s)
-		}
-	}
+// a pod this node runs: contents by digest.
+func (p *Peers) OpenFiles(ctx context.Context, addr, pod string) (map[string][]byte, error) {
 	var res api.FilesResponse
-	if err := p.do(ctx, http.MethodGet, addr, PathFiles+"?"+v.Encode(), nil, &res); err != nil {
+	if err := p.do(ctx, http.MethodGet, addr, PathFiles+"?pod="+url.QueryEscape(pod), nil, &res); err != nil {
 		return nil, fmt.Errorf("get secrets and configs from %s: %w", addr, err)
 	}
 	return res.Files, nil

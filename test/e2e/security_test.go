@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/pki"
 )
 
@@ -387,7 +390,33 @@ func TestWorkerHoldsNoClusterSecrets(t *testing.T) {
 		}
 		return nil
 	})
-	forms = map[string][]byte{"the compose secret": []byte(value), "the compose secret (base64)": innerBase64(t, []byte(value), []byte(value))}
+	// Every node has the apply in its state (else a node would pass for
+	// not having been sent it yet).
+	index := func(m *member) uint64 {
+		c, err := api.NewClient("unix://"+filepath.Join(m.dir, "dev.sock"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := c.Status(ctx)
+		if err != nil {
+			return 0
+		}
+		return st.Index
+	}
+	applied := index(ms[0])
+	eventually(t, 20*time.Second, "every node past the apply", func() error {
+		for _, m := range ms {
+			if got := index(m); got < applied {
+				return fmt.Errorf("%s at index %d, want %d", m.name, got, applied)
+			}
+		}
+		return nil
+	})
+	sum := sha256.Sum256([]byte(value))
+	forms = map[string][]byte{"the compose secret": []byte(value), "the compose secret (base64)": innerBase64(t, []byte(value), []byte(value)),
+		"the compose secret's SHA-256": []byte(hex.EncodeToString(sum[:]))}
 	for _, m := range ms {
 		walkFiles(t, m.dir, func(path string, b []byte) {
 			rel, _ := filepath.Rel(m.dir, path)

@@ -95,7 +95,7 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 		prog.Set("service "+s, "removed (no longer in the file)", true)
 	}
 	wctx, cancel := contextWithTimeout(ctx, o.timeout)
-	err = waitProject(wctx, c, p, nil, prog)
+	err = waitProject(wctx, c, p, res.Hashes, prog) // the stored templates' (secrets sealed)
 	cancel()
 	prog.Close()
 	if err != nil {

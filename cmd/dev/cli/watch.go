@@ -973,13 +973,14 @@ func (w *watcher) rebuild(ctx context.Context, service string) {
 			}
 		}
 	}
-	if _, err := w.c.ApplyProject(ctx, w.project); err != nil {
+	res, err := w.c.ApplyProject(ctx, w.project)
+	if err != nil {
 		s.ImageID = old
 		w.printf("rebuilt %s, deploy failed: %v", service, oneLine(err))
 		return
 	}
 	wctx, cancel := contextWithTimeout(ctx, w.timeout)
-	err = waitProject(wctx, w.c, w.project, nil, newProgress(io.Discard))
+	err = waitProject(wctx, w.c, w.project, res.Hashes, newProgress(io.Discard))
 	cancel()
 	switch {
 	case ctx.Err() != nil:
