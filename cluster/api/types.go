@@ -735,7 +735,7 @@ type Node struct {
 	// DownSince is when the node was last seen failing; zero while ready.
 	DownSince time.Time `json:"down_since,omitzero"`
 	// Role is the node's raft role as `dev nodes` shows it (leader, voter,
-	// nonvoter); filled in when read, not stored.
+	// nonvoter: a manager in reserve, worker); filled in when read, not stored.
 	Role string `json:"role,omitempty"`
 	// Pods and Reserved are filled in when read: pods bound to the node and
 	// the resources they reserve.

@@ -47,7 +47,7 @@ func (srv *Server) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 	}
 	// Sealed first: a sealed file's digest is part of the template hash
 	// the state keeps, and the diff compares with that.
-	if err := srv.sealFiles(&p); err != nil {
+	if err := srv.sealFiles(r.Context(), &p); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,16 +27,24 @@ const fileAAD = "dev/secret-or-config/v1"
 // records its keyed digest). In a Legacy cluster, which has no data key,
 // p is left as it is. Content that comes sealed already is refused: only
 // the cluster seals.
-func (srv *Server) sealFiles(p *api.Project) error {
+func (srv *Server) sealFiles(ctx context.Context, p *api.Project) error {
+	files := false
 	for _, s := range p.Services {
 		for _, m := range s.Files() {
 			if m.Sealed != nil || m.Digest != "" {
 				return invalid("service %s: %s: sealed content and digests are the cluster's to write; send the content", s.Name, m.Name)
 			}
+			files = true
 		}
 	}
-	ci, ok := srv.r.State().Cluster()
-	if !ok || ci.Legacy() {
+	if !files {
+		return nil
+	}
+	ci, err := srv.clusterRecord(ctx)
+	if err != nil {
+		return err
+	}
+	if ci.Legacy() {
 		return nil
 	}
 	if srv.opts.DataKey == nil {
@@ -51,6 +60,27 @@ func (srv *Server) sealFiles(p *api.Project) error {
 		})
 	}
 	return nil
+}
+
+// clusterRecord is the cluster's record, once the state has it: a node
+// that has just created the cluster records it a moment after it answers
+// (and whether secrets are sealed must not depend on that moment).
+func (srv *Server) clusterRecord(ctx context.Context) (state.ClusterInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, stateWait)
+	defer cancel()
+	st := srv.r.State()
+	for {
+		changed := st.Changed()
+		if ci, ok := st.Cluster(); ok {
+			return ci, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return state.ClusterInfo{}, &httpError{http.StatusServiceUnavailable, "unavailable",
+				errors.New("the cluster is still starting (its record is not in the state yet); retry in a moment")}
+		}
+	}
 }
 
 // openFiles opens the sealed secrets and configs of spec: contents by

@@ -245,8 +245,8 @@ func TestWorkerHoldsNoClusterSecrets(t *testing.T) {
 		}
 		return nil
 	})
-	if nodes := ms[0].nodes(t); nodes["h1"].Role != "leader" || nodes["h2"].Role != "nonvoter" || nodes["h3"].Role != "nonvoter" {
-		t.Errorf("roles %+v; want h1 leader, the workers non-voters", nodes)
+	if nodes := ms[0].nodes(t); nodes["h1"].Role != "leader" || nodes["h2"].Role != "worker" || nodes["h3"].Role != "worker" {
+		t.Errorf("roles %+v; want h1 leader, h2 and h3 workers", nodes)
 	}
 	for _, args := range [][]string{{"token"}, {"token", "--manager"}, {"token", "--client", "ops"}} {
 		if out, err := ms[1].dev(t, args...); err == nil || !strings.Contains(out, "h2 is a worker") {
