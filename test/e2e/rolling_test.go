@@ -64,6 +64,13 @@ func TestRollingUpdateWithoutFailedRequests(t *testing.T) {
 	c := newCluster(t)
 	c.mustDev("up", "-d", "-f", fixture("rolling"))
 	before := webContainers(c, "e2eroll")
+	// dev port prints what docker compose port prints for the file.
+	if out := strings.TrimSpace(c.mustDev("port", "-p", "e2eroll", "web", "8080")); out != "0.0.0.0:18095" {
+		t.Errorf("dev port web 8080 = %q, want 0.0.0.0:18095", out)
+	}
+	if out, err := c.dev("port", "-p", "e2eroll", "web", "9999"); err == nil || !strings.Contains(out, "does not publish 9999/tcp") {
+		t.Errorf("dev port of an unpublished port: %v\n%s", err, out)
+	}
 
 	loop := startLoop("http://127.0.0.1:18095/")
 	time.Sleep(300 * time.Millisecond)

@@ -92,6 +92,7 @@ func NewRootCommand() *cobra.Command {
 		NewScaleCommand(g),
 		NewConfigCommand(g),
 		NewServicesCommand(g),
+		NewPortCommand(g),
 		NewEventsCommand(g),
 		NewTokenCommand(g),
 		NewJoinCommand(g),
