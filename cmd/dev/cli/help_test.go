@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"strings"
 	"testing"
 
@@ -25,4 +26,25 @@ func TestFlagHelpRendersCleanly(t *testing.T) {
 		}
 	}
 	walk(NewRootCommand())
+}
+
+// TestUpComposeWaitFlags: compose's --wait-timeout is --timeout in seconds;
+// both at once, or a negative one, is refused before anything is read.
+func TestUpComposeWaitFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"up", "--wait-timeout", "5", "--timeout", "1m"}, "say the same thing"},
+		{[]string{"up", "--wait-timeout", "-1"}, "want a number of seconds"},
+	}
+	for _, tt := range tests {
+		root := NewRootCommand()
+		root.SetArgs(tt.args)
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("dev %s: %v, want %q", strings.Join(tt.args, " "), err, tt.wantErr)
+		}
+	}
 }

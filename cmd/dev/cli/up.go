@@ -19,6 +19,11 @@ type upOptions struct {
 	build   bool
 	timeout time.Duration
 	watch   bool
+	// waitTimeout is compose's --wait-timeout (seconds); 0: --timeout.
+	waitTimeout int
+	// wait and removeOrphans are compose's flags for what dev always
+	// does: wait for the pods, remove the services gone from the file.
+	wait, removeOrphans bool
 }
 
 // NewUpCommand is `dev up`.
@@ -29,6 +34,15 @@ func NewUpCommand(g *globals) *cobra.Command {
 		Short: "Deploy a compose project and wait until its pods run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.waitTimeout < 0 {
+				return fmt.Errorf("up: --wait-timeout %d: want a number of seconds", o.waitTimeout)
+			}
+			if o.waitTimeout > 0 {
+				if cmd.Flags().Changed("timeout") {
+					return fmt.Errorf("up: --wait-timeout and --timeout say the same thing: give one")
+				}
+				o.timeout = time.Duration(o.waitTimeout) * time.Second
+			}
 			return runUp(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -38,6 +52,9 @@ func NewUpCommand(g *globals) *cobra.Command {
 	f.StringArrayVar(&o.scale, "scale", nil, "SERVICE=N: replicas of a service, overriding the file (repeatable)")
 	f.BoolVar(&o.build, "build", false, "build images before deploying, even when they exist")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the pods to run")
+	f.IntVar(&o.waitTimeout, "wait-timeout", 0, "compose's spelling of --timeout, in seconds")
+	f.BoolVar(&o.wait, "wait", false, "wait until the pods run (and are healthy where they have a healthcheck): dev up always does")
+	f.BoolVar(&o.removeOrphans, "remove-orphans", false, "remove the services no longer in the file: dev up always does")
 	f.BoolVarP(&o.watch, "watch", "w", false, "then follow the services' develop.watch paths (sync, rebuild) until Ctrl-C; with -d the project keeps running afterwards")
 	return cmd
 }
