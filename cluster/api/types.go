@@ -191,6 +191,19 @@ type ServiceSpec struct {
 	// PID is the PID namespace the container runs in: "" its own, PIDPod
 	// the pod's (held by its infra container), PIDHost the node's.
 	PID string `json:"pid,omitempty"`
+	// Recreate is the token of the last `dev up --force-recreate`: a new
+	// one is a new template, so the pods are replaced (rolling) though
+	// nothing else changed. An apply without one keeps the service's
+	// (KeepRecreate), so a later plain `dev up` replaces nothing.
+	Recreate string `json:"recreate,omitempty"`
+}
+
+// KeepRecreate gives s the Recreate token of stored (the service's
+// current template) when s has none.
+func (s *ServiceSpec) KeepRecreate(stored ServiceSpec) {
+	if s.Recreate == "" {
+		s.Recreate = stored.Recreate
+	}
 }
 
 // PID namespace modes of ServiceSpec.PID.

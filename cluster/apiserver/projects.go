@@ -51,6 +51,11 @@ func (srv *Server) handleApplyProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	for i := range p.Services { // as the state machine will (its answer's hashes)
+		if rc, ok := srv.r.State().RC(api.RCKey(p.Name, p.Services[i].Name)); ok {
+			p.Services[i].KeepRecreate(rc.Template)
+		}
+	}
 	res := srv.r.State().DiffProject(p)
 	if err := srv.checkPublishedPorts(&p); err != nil {
 		writeError(w, err)

@@ -461,6 +461,7 @@ func (s *Store) DiffProject(p api.Project) api.ApplyResult {
 	for _, svc := range p.Services {
 		want[svc.Name] = true
 		rc, ok := s.RC(api.RCKey(p.Name, svc.Name))
+		svc.KeepRecreate(rc.Template)
 		switch {
 		case !ok:
 			res.Created = append(res.Created, svc.Name)
@@ -500,6 +501,7 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 			rc = &api.ReplicationController{Project: p.Name, Service: svc.Name}
 		}
 		rc.Replicas = svc.Replicas
+		svc.KeepRecreate(rc.Template)
 		if templateChanged(rc, svc) {
 			prev := rc.Template
 			rc.Previous = &prev

@@ -898,3 +898,30 @@ func TestLabelNode(t *testing.T) {
 		t.Error("labelled a node that does not exist")
 	}
 }
+
+// TestRecreateToken: dev up --force-recreate's token makes a new template
+// (the pods roll), and an apply without one keeps it, so a later plain
+// dev up changes nothing.
+func TestRecreateToken(t *testing.T) {
+	w := newWriter(t)
+	apply := func(token string) api.ReplicationController {
+		t.Helper()
+		web := svc("shop", "web", 2)
+		web.Recreate = token
+		w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{web}}})
+		rc, _ := w.st.RC(api.RCKey("shop", "web"))
+		return rc
+	}
+	first := apply("")
+	forced := apply("2026-12-07T17:00:00Z")
+	if forced.SpecHash == first.SpecHash || forced.Previous == nil {
+		t.Fatalf("a recreate token: hash %s -> %s, previous %v; want a new template", first.SpecHash, forced.SpecHash, forced.Previous != nil)
+	}
+	web := svc("shop", "web", 2)
+	if d := w.st.DiffProject(api.Project{Name: "shop", Services: []api.ServiceSpec{web}}); len(d.Unchanged) != 1 {
+		t.Errorf("diff of a plain apply after a forced one: %+v, want web unchanged", d)
+	}
+	if again := apply(""); again.SpecHash != forced.SpecHash || again.Template.Recreate != forced.Template.Recreate {
+		t.Errorf("a plain apply after a forced one: hash %s, want %s (the token kept)", again.SpecHash, forced.SpecHash)
+	}
+}

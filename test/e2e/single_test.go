@@ -387,6 +387,24 @@ func TestUpAgainUpdatesOnlyChangedService(t *testing.T) {
 	if err != nil || !strings.Contains(env, "ROLE=changed") {
 		t.Fatalf("worker env after update: %q %v", env, err)
 	}
+	// --force-recreate replaces every pod; a plain up after it none.
+	forced := ids()
+	c.mustDev("up", "-d", "--force-recreate", "-f", fixture("basic"), "-f", override)
+	eventually(t, 30*time.Second, "the replaced containers gone", func() error {
+		if after = ids(); len(after) != len(forced) {
+			return fmt.Errorf("containers %v", after)
+		}
+		return nil
+	})
+	for pod, id := range forced {
+		if after[pod] == id {
+			t.Errorf("pod %s kept its container through dev up --force-recreate", pod)
+		}
+	}
+	c.mustDev("up", "-d", "-f", fixture("basic"), "-f", override)
+	if got := ids(); fmt.Sprint(got) != fmt.Sprint(after) {
+		t.Errorf("a plain up after --force-recreate recreated containers:\nbefore %v\nafter  %v", after, got)
+	}
 }
 
 func TestAttachedUpStreamsLogsAndStopsOnInterrupt(t *testing.T) {

@@ -24,6 +24,8 @@ type upOptions struct {
 	// wait and removeOrphans are compose's flags for what dev always
 	// does: wait for the pods, remove the services gone from the file.
 	wait, removeOrphans bool
+	// forceRecreate replaces every pod of the project, changed or not.
+	forceRecreate bool
 }
 
 // NewUpCommand is `dev up`.
@@ -55,6 +57,7 @@ func NewUpCommand(g *globals) *cobra.Command {
 	f.IntVar(&o.waitTimeout, "wait-timeout", 0, "compose's spelling of --timeout, in seconds")
 	f.BoolVar(&o.wait, "wait", false, "wait until the pods run (and are healthy where they have a healthcheck): dev up always does")
 	f.BoolVar(&o.removeOrphans, "remove-orphans", false, "remove the services no longer in the file: dev up always does")
+	f.BoolVar(&o.forceRecreate, "force-recreate", false, "replace every pod, even of services that did not change (rolling, as an update)")
 	f.BoolVarP(&o.watch, "watch", "w", false, "then follow the services' develop.watch paths (sync, rebuild) until Ctrl-C; with -d the project keeps running afterwards")
 	return cmd
 }
@@ -81,6 +84,12 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 		}
 		if err := applyScale(p, want); err != nil {
 			return err
+		}
+	}
+	if o.forceRecreate {
+		token := time.Now().UTC().Format(time.RFC3339Nano)
+		for i := range p.Services {
+			p.Services[i].Recreate = token
 		}
 	}
 	// The API's own check, here before anything is built or sent.
