@@ -67,29 +67,29 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 				states = append(states, st)
 				continue
 			}
-			// An adopted pod's spec is the state's, its files sealed.
+			// An adopted pod's spec is the state's, its files sealed. Not
+			// getting them is pending (the leader may be changing hands),
+			// not failed.
+			state := api.PodPending
 			spec, err := a.openFiles(ctx, pod.Name, nil, spec)
-			if err != nil {
-				s.fail(w.a.opts.MaxBackoff)
-				w.log.Warn("sidecar not made", "sidecar", spec.Name, "err", err)
-				st.State = api.PodPending
-				states = append(states, st)
-				continue
-			}
-			spec.Environment = withDiscoveryEnv(a.st, spec)
-			id, err := a.d.CreateSidecar(ctx, &pod, &spec)
-			if errors.Is(err, ErrImageNotFound) {
-				if ferr := a.c.FetchImage(ctx, imageRef(spec)); ferr == nil {
-					id, err = a.d.CreateSidecar(ctx, &pod, &spec)
+			if err == nil {
+				state = api.PodFailed
+				spec.Environment = withDiscoveryEnv(a.st, spec)
+				var id string
+				id, err = a.d.CreateSidecar(ctx, &pod, &spec)
+				if errors.Is(err, ErrImageNotFound) {
+					if ferr := a.c.FetchImage(ctx, imageRef(spec)); ferr == nil {
+						id, err = a.d.CreateSidecar(ctx, &pod, &spec)
+					}
+				}
+				if err == nil {
+					err = a.d.Start(ctx, id)
 				}
 			}
-			if err == nil {
-				err = a.d.Start(ctx, id)
-			}
 			if err != nil {
 				s.fail(w.a.opts.MaxBackoff)
 				w.log.Warn("sidecar not made", "sidecar", spec.Name, "err", err)
-				st.State = api.PodFailed
+				st.State = state
 				states = append(states, st)
 				continue
 			}

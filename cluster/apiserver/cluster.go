@@ -148,8 +148,7 @@ func (srv *Server) clusterSecrets(what string) (unsealed, error) {
 	case ci.Legacy():
 		u.secrets = pki.ClusterSecrets{CAKeyPEM: ci.CAKeyPEM, WorkerSecret: ci.JoinSecret}
 	case srv.opts.DataKey == nil:
-		return unsealed{}, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf(
-			"%s: node %s is a worker and holds none of the cluster's secrets; run it on a manager (the node that created the cluster, or one joined with `dev token --manager`)", what, srv.opts.Node)}
+		return unsealed{}, srv.errNoDataKey(what)
 	default:
 		var err error
 		if u.secrets, err = srv.opts.DataKey.OpenClusterSecrets(ci.Sealed); err != nil {
@@ -162,6 +161,13 @@ func (srv *Server) clusterSecrets(what string) (unsealed, error) {
 	}
 	u.ca = ca
 	return u, nil
+}
+
+// errNoDataKey answers what a worker cannot do: anything that needs the
+// data key (signing, tokens, sealing and opening secrets).
+func (srv *Server) errNoDataKey(what string) error {
+	return &httpError{http.StatusForbidden, "forbidden", fmt.Errorf(
+		"%s: node %s is a worker and holds none of the cluster's secrets; run it on a manager (the node that created the cluster, or one joined with `dev token --manager`; the leader is one)", what, srv.opts.Node)}
 }
 
 // token is the join token of the worker secret, or of the manager one.

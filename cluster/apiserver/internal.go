@@ -119,20 +119,20 @@ func mayForward(st *state.Store, caller Caller, cmd state.Command) error {
 		return &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("forwarded write from node %s: "+format, append([]any{node}, a...)...)}
 	}
 	ci, _ := st.Cluster()
-	if caller.Role == roleWorker {
-		// A worker relays no user's write; it makes only its own (below),
-		// and its own revocation as it leaves.
-		if rv, ok := cmd.(*state.Revoke); ok && rv.Revocation.Kind == api.CertNode && rv.Revocation.Name == node {
-			return nil
-		}
-		switch cmd.(type) {
-		case *state.ApplyProject, *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke,
-			*state.RotateJoinSecret, *state.CordonNode, *state.LabelNode, *state.SealClusterSecrets:
+	// usersWrite checks a write a node relays for its users: a worker
+	// relays none (it makes only its own, below, and its own revocation
+	// as it leaves).
+	usersWrite := func() error {
+		if caller.Role == roleWorker {
 			return forbidden("%s is a worker: make users' changes on a manager (`dev nodes` shows the voters; the leader is one)", node)
 		}
+		return nil
 	}
 	switch c := cmd.(type) {
 	case *state.ApplyProject:
+		if err := usersWrite(); err != nil {
+			return err
+		}
 		if err := validateProject(c.Project.Name, &c.Project); err != nil {
 			return err
 		}
@@ -145,9 +145,18 @@ func mayForward(st *state.Store, caller Caller, cmd state.Command) error {
 				}
 			}
 		}
-	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.Revoke, *state.CordonNode, *state.LabelNode:
-		// users' writes: the state machine checks them as it applies them
+	case *state.Revoke:
+		if c.Revocation.Kind == api.CertNode && c.Revocation.Name == node {
+			return nil // its own, as it leaves
+		}
+		return usersWrite()
+	case *state.DeleteProject, *state.Scale, *state.RollbackRC, *state.CordonNode, *state.LabelNode:
+		// the state machine checks them as it applies them
+		return usersWrite()
 	case *state.RotateJoinSecret:
+		if err := usersWrite(); err != nil {
+			return err
+		}
 		if !ci.Legacy() {
 			return forbidden("the join secrets of this cluster are sealed: a rotation writes them sealed")
 		}

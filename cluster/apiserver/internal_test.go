@@ -134,9 +134,8 @@ func TestMayForwardWorkersAndManagers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv := New(r, nil, nil, Options{Node: "m1"})
-	if !srv.isWorker("w1") || srv.isWorker("m1") {
-		t.Fatalf("isWorker: w1 %v, m1 %v; want true, false", srv.isWorker("w1"), srv.isWorker("m1"))
+	if !st.IsWorker("w1") || st.IsWorker("m1") {
+		t.Fatalf("IsWorker: w1 %v, m1 %v; want true, false", st.IsWorker("w1"), st.IsWorker("m1"))
 	}
 	worker, mgr := Caller{Name: "w1", Role: roleWorker}, Caller{Name: "m1", Role: roleNode}
 	tests := []struct {

@@ -21,7 +21,7 @@ const fileAAD = "dev/secret-or-config/v1"
 // content of a pod's files from a manager when it creates the pod's
 // containers (OpenPodFiles), and only for pods it runs; a one-off
 // container (dev run) gets them from the manager that places it, in the
-// run request (openTemplateFiles).
+// run request (openFiles in handleRun).
 
 // sealFiles seals the content of every secret and config of p (and
 // records its keyed digest). In a Legacy cluster, which has no data key,
@@ -48,8 +48,7 @@ func (srv *Server) sealFiles(ctx context.Context, p *api.Project) error {
 		return nil
 	}
 	if srv.opts.DataKey == nil {
-		return &httpError{http.StatusForbidden, "forbidden",
-			fmt.Errorf("node %s is a worker: it cannot seal secrets; make users' changes on a manager", srv.opts.Node)}
+		return srv.errNoDataKey("seal secrets")
 	}
 	for i := range p.Services {
 		p.Services[i] = p.Services[i].MapFiles(func(m api.SecretMount) api.SecretMount {

@@ -143,16 +143,7 @@ const maxWait = 5 * time.Minute
 // behind its authentication: on TLS connections, a client certificate of
 // the cluster, whose role each route checks (auth.go).
 func (srv *Server) Handler() http.Handler {
-	return authenticate(srv.Routes(), srv.r.State().Revoked, srv.isWorker)
-}
-
-// isWorker reports whether the node called name is a worker: in a cluster
-// whose secrets are sealed, a node that may not vote (admitted with the
-// worker token). In a Legacy cluster every node may relay users' writes.
-func (srv *Server) isWorker(name string) bool {
-	st := srv.r.State()
-	ci, ok := st.Cluster()
-	return ok && !ci.Legacy() && !st.MayVote(name)
+	return authenticate(srv.Routes(), srv.r.State().Revoked, srv.r.State().IsWorker)
 }
 
 // Routes is the HTTP API without authentication, for a front that

@@ -13,14 +13,13 @@ func (m *Manager) Nodes() []api.Node {
 	roles := map[string]string{}
 	if servers, err := m.r.Servers(); err == nil {
 		_, leader := m.r.LeaderAddr()
-		ci, _ := st.Cluster()
 		for _, s := range servers {
 			switch {
 			case s.ID == leader:
 				roles[s.ID] = "leader"
 			case s.Voter:
 				roles[s.ID] = "voter"
-			case !ci.Legacy() && !st.MayVote(s.ID):
+			case st.IsWorker(s.ID):
 				roles[s.ID] = "worker" // joined with the worker token: never votes
 			default:
 				roles[s.ID] = "nonvoter" // a manager kept in reserve

@@ -142,6 +142,14 @@ func (s *Store) MayVote(name string) bool {
 	return s.managers[name] || (s.cluster != nil && s.cluster.Legacy())
 }
 
+// IsWorker reports whether the node called name is a worker: in a cluster
+// whose secrets are sealed, a node that may not vote (admitted with the
+// worker token). A Legacy cluster has no workers.
+func (s *Store) IsWorker(name string) bool {
+	ci, ok := s.Cluster()
+	return ok && !ci.Legacy() && !s.MayVote(name)
+}
+
 // Revocations lists the revocation list, by kind and name.
 func (s *Store) Revocations() []api.Revocation {
 	s.mu.RLock()
