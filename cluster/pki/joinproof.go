@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -113,9 +112,9 @@ func sealToKeyAEAD(priv *ecdh.PrivateKey, pub *ecdh.PublicKey) (cipher.AEAD, err
 		return nil, fmt.Errorf("seal to key: %w", err)
 	}
 	k := sha256.Sum256(append([]byte(sealToKeyInfo+"\x00"), shared...))
-	block, err := aes.NewCipher(k[:])
+	dk, err := ParseDataKey(k[:]) // the same AES-256-GCM
 	if err != nil {
 		return nil, fmt.Errorf("seal to key: %w", err)
 	}
-	return cipher.NewGCM(block)
+	return dk.aead, nil
 }
