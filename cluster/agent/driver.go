@@ -34,6 +34,11 @@ type Driver interface {
 	// of pod (api.SidecarContainer), in the pod's namespaces, from the
 	// sidecar's spec, and returns its ID.
 	CreateSidecar(ctx context.Context, pod *api.Pod, spec *api.ServiceSpec) (string, error)
+	// HasFiles reports whether the secret and config files of container
+	// (its name: the pod's, or api.SidecarContainer) are on the node. A
+	// host reboot empties the tmpfs that holds them, and a container that
+	// bind-mounts them cannot start again: it is made again instead.
+	HasFiles(container string) bool
 	// RemovePod force-removes what is left of a pod once its containers
 	// were stopped: its sidecars' containers, then its infra container.
 	// Nothing left is not an error.

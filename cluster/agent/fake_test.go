@@ -40,6 +40,9 @@ type fakeDriver struct {
 	files      map[string]map[string]string // container ID -> path -> content (CopyTo)
 	sub        chan string                  // current Events subscriber, nil if none
 	specs      map[string]api.ServiceSpec   // the spec of each Create, by pod
+	// secretFiles: the containers (by name) whose secret and config files
+	// are on the node, written by Create, gone with Remove or dropFiles.
+	secretFiles map[string]bool
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -98,6 +101,12 @@ func (f *fakeDriver) Create(_ context.Context, pod *api.Pod, spec *api.ServiceSp
 	f.specs[pod.Name] = *spec
 	if f.missing[spec.Image] {
 		return "", fmt.Errorf("create container %s: image %s: %w", pod.Name, spec.Image, agent.ErrImageNotFound)
+	}
+	if len(spec.Secrets) > 0 || len(spec.Configs) > 0 {
+		if f.secretFiles == nil {
+			f.secretFiles = map[string]bool{}
+		}
+		f.secretFiles[pod.Name] = true
 	}
 	f.nextID++
 	labels := map[string]string{}
@@ -172,8 +181,16 @@ func (f *fakeDriver) Remove(_ context.Context, id string) error {
 	}
 	f.calls = append(f.calls, call{Op: "remove", Pod: c.Pod})
 	delete(f.containers, c.Name)
+	delete(f.secretFiles, c.Name)
 	f.notify(c.Pod)
 	return nil
+}
+
+// HasFiles: the container's files were written by Create and are not gone.
+func (f *fakeDriver) HasFiles(container string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.secretFiles[container]
 }
 
 func (f *fakeDriver) RemovePod(_ context.Context, pod string) error {
@@ -272,6 +289,14 @@ func (f *fakeDriver) infraDies(pod string) {
 	}
 	c.InfraState, c.IP = "exited", ""
 	f.notify(pod)
+}
+
+// dropFiles loses the secret and config files of a container, as a host
+// reboot empties the tmpfs that holds them.
+func (f *fakeDriver) dropFiles(container string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.secretFiles, container)
 }
 
 // add puts a pre-existing container on the engine.

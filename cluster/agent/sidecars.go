@@ -101,6 +101,17 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 			st.State, st.ExitCode = api.PodExited, c.ExitCode
 			restart := c.State == "created" || restartsAfter(spec.RestartPolicy(), c.ExitCode)
 			if restart && time.Until(s.notUntil) <= 0 {
+				if filesGone(a.d, name, &spec) {
+					// Made again at the next step, with its files.
+					w.log.Info("secret files gone (host rebooted?): recreating the container", "sidecar", spec.Name)
+					if err := a.d.Remove(ctx, c.ID); err != nil {
+						return false, nil, fmt.Errorf("remove sidecar %s whose secret files are gone: %w", spec.Name, err)
+					}
+					if c.State != "created" {
+						s.restarts++
+					}
+					return true, nil, nil
+				}
 				if err := a.d.Start(ctx, c.ID); err != nil {
 					s.fail(w.a.opts.MaxBackoff)
 					w.log.Warn("sidecar not started", "sidecar", spec.Name, "err", err)

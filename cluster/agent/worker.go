@@ -24,6 +24,7 @@ const defaultGrace = 10 * time.Second
 //	container of an older template -> remove
 //	created               -> start
 //	exited                -> restart per restart policy (with backoff), or report exited
+//	created or exited, its secret files gone (a reboot) -> remove, to be made again
 //	running               -> report running / health / IP
 type podWorker struct {
 	a    *Agent
@@ -253,6 +254,9 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		}
 		return false, wait, false, w.report(ctx, pod, st)
 	case c.State == "created" && !pod.Stopped:
+		if filesGone(a.d, w.name, w.spec) {
+			return w.recreateForFiles(ctx, c)
+		}
 		if err := a.d.Start(ctx, c.ID); err != nil {
 			w.fail(w.a.opts.MaxBackoff)
 			return false, time.Until(w.notUntil), false, w.report(ctx, pod, api.PodStatus{
@@ -288,6 +292,9 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		if wait := time.Until(w.notUntil); wait > 0 {
 			return false, wait, false, w.report(ctx, pod, exited)
 		}
+		if filesGone(a.d, w.name, w.spec) {
+			return w.recreateForFiles(ctx, c)
+		}
 		if err := a.d.Start(ctx, c.ID); err != nil {
 			w.fail(w.a.opts.MaxBackoff)
 			return false, time.Until(w.notUntil), false, fmt.Errorf("restart: %w", err)
@@ -297,6 +304,25 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		w.log.Info("restarted container", "exit_code", c.ExitCode, "restarts", w.restarts)
 		return true, 0, false, nil
 	}
+}
+
+// filesGone reports whether container, made from spec, bind-mounts secret
+// or config files that are no longer on the node: after a host reboot the
+// tmpfs that held them is empty, and the container would not start. An
+// unknown spec (nil) says nothing.
+func filesGone(d Driver, container string, spec *api.ServiceSpec) bool {
+	return spec != nil && (len(spec.Secrets) > 0 || len(spec.Configs) > 0) && !d.HasFiles(container)
+}
+
+// recreateForFiles removes the pod's container whose files are gone: the
+// next step makes it again, which opens and writes them (counted as a
+// restart, as any container made again).
+func (w *podWorker) recreateForFiles(ctx context.Context, c Container) (bool, time.Duration, bool, error) {
+	w.log.Info("secret files gone (host rebooted?): recreating the container")
+	if err := w.a.d.Remove(ctx, c.ID); err != nil {
+		return false, 0, false, fmt.Errorf("remove container whose secret files are gone: %w", err)
+	}
+	return true, 0, false, nil
 }
 
 func (w *podWorker) shouldRestart(pod api.Pod, exitCode int) bool {

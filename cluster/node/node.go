@@ -77,6 +77,10 @@ type Config struct {
 	// SecretsDir holds the pods' secret files, bind-mounted into them: a
 	// path on the host (default <DataDir>/secrets).
 	SecretsDir string
+	// SecretsTmpfs mounts a tmpfs at SecretsDir when it is not on one, so
+	// that the pods' secret and config files stay off the disk (an agent in
+	// a container sets it false: its mount would not reach the host).
+	SecretsTmpfs bool
 	// HostRoot is the host's root file system as the agent sees it: "" on the
 	// host, "/host" in the agent's container, which binds the host's root there.
 	HostRoot string
@@ -215,9 +219,10 @@ func (n *Node) Run(ctx context.Context) error {
 		Binary:  self,
 		Network: cfg.Network, Bridge: cfg.Bridge, Node: cfg.Name,
 		SecretsDir: cmp.Or(cfg.SecretsDir, filepath.Join(cfg.DataDir, "secrets")), DNSDomain: clusterDomain,
-		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
-		HostRoot: cfg.HostRoot,
-		MTU:      podMTU(cfg.AdvertiseAddr), Cluster: clusterLabel(creds),
+		SecretsTmpfs: cfg.SecretsTmpfs,
+		SpoolDir:     filepath.Join(cfg.DataDir, "spool"),
+		HostRoot:     cfg.HostRoot,
+		MTU:          podMTU(cfg.AdvertiseAddr), Cluster: clusterLabel(creds),
 	})
 	svcCIDR, err := netip.ParsePrefix(cfg.ServiceCIDR)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"golang.org/x/sys/unix"
 
 	"github.com/devhq/dev/test/testimage"
 )
@@ -120,10 +121,60 @@ func newCluster(t *testing.T) *cluster {
 				t.Logf("agent log:\n%s", lastLines(string(b), 60))
 			}
 		}
-		os.RemoveAll(dir)
+		removeAgentDir(t, dir)
 	})
 	c.startAgent()
 	return c
+}
+
+// removeAgentDir removes an agent's data dir, first unmounting the tmpfs
+// that holds its pods' secret files (<dir>/secrets), which an agent
+// stopped with pods running leaves mounted.
+func removeAgentDir(t *testing.T, dir string) {
+	secrets := filepath.Join(dir, "secrets")
+	for range mountsAt(secrets) { // the topmost first, when stacked
+		if err := unix.Unmount(secrets, unix.MNT_DETACH); err != nil {
+			t.Logf("unmount %s: %v", secrets, err)
+			break
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Logf("remove %s: %v", dir, err)
+	}
+}
+
+// mountEntry is one mount of /proc/self/mountinfo.
+type mountEntry struct {
+	fstype  string // tmpfs, ext4...
+	options string // per mount: rw,nosuid,nodev,noexec...
+	super   string // per file system: mode=700,size=65536k...
+}
+
+// mountsAt returns the mounts whose mount point is exactly path (its
+// symbolic links resolved), the topmost last.
+func mountsAt(path string) []mountEntry {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []mountEntry
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		f := strings.Fields(line)
+		if len(f) < 10 || hostsUnescape(f[4]) != path {
+			continue
+		}
+		for i := 6; i+3 < len(f); i++ {
+			if f[i] == "-" {
+				out = append(out, mountEntry{fstype: f[i+1], options: f[5], super: f[i+3]})
+				break
+			}
+		}
+	}
+	return out
 }
 
 // freeAddr is a loopback address whose port nothing uses now, for TCP and UDP.

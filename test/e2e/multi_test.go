@@ -136,7 +136,7 @@ func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]stri
 					}
 				}
 			}
-			os.RemoveAll(m.dir)
+			removeAgentDir(t, m.dir)
 		}
 	})
 	for i, h := range hosts {
@@ -487,7 +487,7 @@ func TestMultiHostCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		m4 := &member{h: h4, dir: dir, name: "h4"}
-		t.Cleanup(func() { m4.stop(); os.RemoveAll(dir) })
+		t.Cleanup(func() { m4.stop(); removeAgentDir(t, dir) })
 		joinMember(t, ms[0], m4, agentArgs(h4, "h4"))
 		eventually(t, 30*time.Second, "h4 ready as a non-voter", func() error {
 			n := ms[0].nodes(t)["h4"]

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,11 @@ type Options struct {
 	// SecretsDir is where secret files are written, one directory per pod
 	// (default: <tmp>/dev-secrets).
 	SecretsDir string
+	// SecretsTmpfs mounts a tmpfs at SecretsDir when it is not on one, so
+	// that secret and config files stay off the disk; a refused mount
+	// (no right to mount) leaves them on disk, with a warning. The tmpfs is
+	// unmounted once no container has files left in it.
+	SecretsTmpfs bool
 	// Cluster, when set, is put in label dev.cluster of every container.
 	Cluster string
 	// DNSDomain, when set, makes containers use the cluster DNS server on the
@@ -100,7 +106,29 @@ type Driver struct {
 	log     *slog.Logger
 	gateway atomic.Value // netip.Addr of the pod network, set by EnsureNetwork
 	pause   pauseImage   // the infra containers' image, once built (infra.go)
+
+	// secretsMu serialises the writing and removal of secret files, and
+	// the mount and unmount of their tmpfs, across pods.
+	secretsMu    sync.Mutex
+	fs           secretsFS // the kernel's side of the tmpfs (secretsfs_linux.go)
+	tmpfsRefused bool      // a mount was refused: files stay on disk, said once
 }
+
+// secretsFS is what the driver asks of the kernel to keep secret files on
+// a tmpfs; hostSecretsFS implements it (secretsfs_linux.go,
+// secretsfs_other.go), tests put a fake.
+type secretsFS interface {
+	// onTmpfs reports whether dir lies on a tmpfs, its own or a parent's.
+	onTmpfs(dir string) (bool, error)
+	// isTmpfsMountPoint reports whether dir itself is a tmpfs's mount point.
+	isTmpfsMountPoint(dir string) (bool, error)
+	// mount mounts a tmpfs for secret files at dir.
+	mount(dir string) error
+	// unmount unmounts the file system at dir.
+	unmount(dir string) error
+}
+
+var _ secretsFS = hostSecretsFS{}
 
 // NewClient returns a Docker client for the engine Docker's own conventions
 // name (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), negotiating the API
@@ -128,7 +156,7 @@ func New(cli *client.Client, opts Options) *Driver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Driver{cli: cli, opts: opts, log: log.With("component", "docker")}
+	return &Driver{cli: cli, opts: opts, log: log.With("component", "docker"), fs: hostSecretsFS{}}
 }
 
 // Network returns the name of the Docker network pods attach to.
@@ -621,93 +649,6 @@ func (d *Driver) ensureVolume(ctx context.Context, project, source string) (stri
 	}
 	d.log.Info("created volume", "volume", name)
 	return name, nil
-}
-
-// secretDir is the host directory of pod's secret files.
-func (d *Driver) secretDir(pod string) string { return filepath.Join(d.opts.SecretsDir, pod) }
-
-// writeSecrets writes the files of spec's secrets and configs under the
-// pod's directory (secrets/ and configs/: a secret and a config may share
-// a name) and returns their read-only bind mounts. A target that is not
-// absolute goes under /run/secrets (a secret) or / (a config).
-func (d *Driver) writeSecrets(pod string, spec *api.ServiceSpec) ([]mount.Mount, error) {
-	d.removeSecrets(pod) // drop files of an older spec
-	if len(spec.Secrets) == 0 && len(spec.Configs) == 0 {
-		return nil, nil
-	}
-	if !validFileName(pod) {
-		return nil, fmt.Errorf("write secrets: invalid pod name %q", pod)
-	}
-	var out []mount.Mount
-	for _, kind := range []struct {
-		what, sub, under string
-		files            []api.SecretMount
-	}{
-		{"secret", "secrets", secretsTarget, spec.Secrets},
-		{"config", "configs", "/", spec.Configs},
-	} {
-		if len(kind.files) == 0 {
-			continue
-		}
-		dir := filepath.Join(d.secretDir(pod), kind.sub)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			d.removeSecrets(pod)
-			return nil, fmt.Errorf("write %ss: %w", kind.what, err)
-		}
-		for _, s := range kind.files {
-			if !validFileName(s.Name) {
-				d.removeSecrets(pod)
-				return nil, fmt.Errorf("write %s %q: invalid name", kind.what, s.Name)
-			}
-			file := filepath.Join(dir, s.Name)
-			mode := os.FileMode(s.Mode)
-			if mode == 0 {
-				mode = 0o444
-			}
-			if err := writeFileMode(file, s.Content, mode.Perm()); err != nil {
-				d.removeSecrets(pod)
-				return nil, fmt.Errorf("write %s %s: %w", kind.what, s.Name, err)
-			}
-			target := s.Target
-			if target == "" {
-				target = s.Name
-			}
-			if !path.IsAbs(target) {
-				target = path.Join(kind.under, target)
-			}
-			out = append(out, mount.Mount{Type: mount.TypeBind, Source: file, Target: target, ReadOnly: true})
-		}
-	}
-	return out, nil
-}
-
-func writeFileMode(name string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil { // not subject to the umask
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func validFileName(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`) && !strings.ContainsRune(s, 0)
-}
-
-func (d *Driver) removeSecrets(pod string) {
-	if !validFileName(pod) {
-		return
-	}
-	if err := os.RemoveAll(d.secretDir(pod)); err != nil {
-		d.log.Warn("cannot remove secret files", "pod", pod, "err", err)
-	}
 }
 
 // Start starts a created or exited container.

@@ -153,6 +153,9 @@ func (d *Driver) RemovePod(ctx context.Context, pod string) error {
 		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("remove pod %s: %w", pod, err)
 		}
+		if len(c.Names) > 0 {
+			d.removeSecrets(strings.TrimPrefix(c.Names[0], "/")) // kept per container (its name)
+		}
 	}
 	infra, err := d.cli.ContainerInspect(ctx, InfraName(pod))
 	switch {

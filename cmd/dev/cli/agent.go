@@ -65,6 +65,7 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.Bool("socket-docker-group", false, "give the socket the group of the Docker Engine's socket (mode 0660)")
 	f.String("secrets-dir", "", "host folder of the pods' secret files (default: secrets in --data-dir)")
 	f.String("host-root", "", "the host's root file system as the agent sees it (in a container: /host)")
+	f.Bool("secrets-tmpfs", true, "keep the pods' secret and config files on a tmpfs mounted at the secrets dir")
 	for _, name := range []string{"socket-docker-group", "secrets-dir", "host-root"} {
 		_ = f.MarkHidden(name)
 	}
@@ -105,6 +106,7 @@ func (g *globals) nodeConfig() (node.Config, error) {
 		Socket:            v.GetString("socket"),
 		SocketDockerGroup: v.GetBool("socket-docker-group"),
 		SecretsDir:        v.GetString("secrets-dir"),
+		SecretsTmpfs:      v.GetBool("secrets-tmpfs"),
 		HostRoot:          v.GetString("host-root"),
 		NodeGrace:         v.GetDuration("node-grace"),
 		CertLifetime:      v.GetDuration("cert-lifetime"),

@@ -135,7 +135,7 @@ func checkAgentBinary(bin []byte, osType, arch string) error {
 // the container is root on the host all the same, as the agent must be.
 func (b agentBox) config(spec agentSpec) (*container.Config, *container.HostConfig) {
 	cmd := append([]string{"agent", "--data-dir", agentDataMount, "--socket", b.socket(), "--socket-docker-group",
-		"--secrets-dir", b.runDir() + "/secrets", "--host-root", agentHostRoot}, spec.args...)
+		"--secrets-dir", b.runDir() + "/secrets", "--secrets-tmpfs=false", "--host-root", agentHostRoot}, spec.args...)
 	args, _ := json.Marshal(spec.args)
 	cfg := &container.Config{
 		Image: spec.image, Cmd: cmd,

@@ -79,7 +79,7 @@ func TestAgentContainerConfig(t *testing.T) {
 		t.Errorf("socket %s", got)
 	}
 	wantCmd := []string{"agent", "--data-dir", "/var/lib/dev", "--socket", "/run/dev-agent/dev.sock", "--socket-docker-group",
-		"--secrets-dir", "/run/dev-agent/secrets", "--host-root", "/host", "--fast=true"}
+		"--secrets-dir", "/run/dev-agent/secrets", "--secrets-tmpfs=false", "--host-root", "/host", "--fast=true"}
 	if !slices.Equal(cfg.Cmd, wantCmd) {
 		t.Errorf("cmd %q, want %q", cfg.Cmd, wantCmd)
 	}
