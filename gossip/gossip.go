@@ -2,6 +2,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -142,6 +143,9 @@ type Gossip struct {
 
 	started atomic.Bool
 	serf    atomic.Pointer[serf.Serf] // set while running
+	// keyring is memberlist's, made here so that SetKey can change it
+	// locally: serf's KeyManager would ask every member by gossip.
+	keyring *memberlist.Keyring
 }
 
 // DeriveKey returns the gossip key for a cluster secret: the SHA-256 of the
@@ -197,6 +201,10 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("configure gossip: negative reconnect timeout %s", cfg.ReconnectTimeout)
 	}
 	cfg.Key = slices.Clone(cfg.Key)
+	keyring, err := memberlist.NewKeyring(nil, cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("configure gossip: %w", err)
+	}
 	cfg.Tags = maps.Clone(cfg.Tags)
 	if cfg.Tags == nil {
 		cfg.Tags = map[string]string{}
@@ -206,10 +214,11 @@ func New(cfg Config) (*Gossip, error) {
 		logger = slog.Default()
 	}
 	return &Gossip{
-		cfg:    cfg,
-		log:    logger.With("component", "gossip", "node", cfg.NodeName),
-		events: make(chan Event, eventBuffer),
-		ready:  make(chan struct{}),
+		cfg:     cfg,
+		log:     logger.With("component", "gossip", "node", cfg.NodeName),
+		events:  make(chan Event, eventBuffer),
+		ready:   make(chan struct{}),
+		keyring: keyring,
 	}, nil
 }
 
@@ -224,7 +233,7 @@ func (g *Gossip) serfConfig(eventCh chan<- serf.Event) *serf.Config {
 	if ml.AdvertisePort == 0 {
 		ml.AdvertisePort = ml.BindPort
 	}
-	ml.SecretKey = slices.Clone(g.cfg.Key)
+	ml.Keyring = g.keyring
 	ml.GossipVerifyIncoming = true
 	ml.GossipVerifyOutgoing = true
 
@@ -549,3 +558,33 @@ func (g *Gossip) SetTags(tags map[string]string) error {
 	}
 	return nil
 }
+
+// SetKey makes key this member's only gossip key, at once: what it sends
+// is encrypted with it, and what was encrypted with any other key is
+// dropped. It changes this member alone (no key query goes out): the
+// cluster's members each set the key they read from the replicated state,
+// so that a member that was removed, and holds only the old key, neither
+// hears nor is heard from again. Keys installed by others through serf's
+// key queries go too. It may be called before Run and while it runs.
+func (g *Gossip) SetKey(key []byte) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("set gossip key: key is %d bytes, want %d", len(key), KeySize)
+	}
+	if err := g.keyring.AddKey(key); err != nil {
+		return fmt.Errorf("set gossip key: %w", err)
+	}
+	if err := g.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("set gossip key: %w", err)
+	}
+	for _, k := range g.keyring.GetKeys() {
+		if !bytes.Equal(k, key) {
+			if err := g.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("set gossip key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Keys returns this member's gossip keys, the one it encrypts with first.
+func (g *Gossip) Keys() [][]byte { return g.keyring.GetKeys() }

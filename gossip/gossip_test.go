@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -659,3 +660,66 @@ func TestRun(t *testing.T) {
 }
 
 var _ io.Writer = (*logWriter)(nil)
+
+// TestSetKey: members that set a new key go on talking with each other;
+// a member left with the old key (one removed from the cluster) is cut off
+// both ways, and asking the others for their keys by serf's key query
+// gets it nothing of the new key. A member that missed the change sets the
+// new key and joins again.
+func TestSetKey(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, []string{"a", "b", "c"}, nil)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	newKey := DeriveKey("the next gossip key")
+	from := []int{a.eventIndex(), b.eventIndex()}
+	for _, n := range []*testNode{a, b} {
+		if err := n.g.SetKey(newKey); err != nil {
+			t.Fatalf("%s: SetKey: %v", n.name, err)
+		}
+		if keys := n.g.Keys(); len(keys) != 1 || !slices.Equal(keys[0], newKey) {
+			t.Fatalf("%s: Keys() = %d keys, want only the new one", n.name, len(keys))
+		}
+	}
+	for i, n := range []*testNode{a, b} {
+		n.waitEvent(t, from[i], EventFail, "c", 5*time.Second, nil)
+		if err := wantStatuses(n, []string{"a", "b"}, StatusAlive); err != nil {
+			t.Error(err)
+		}
+	}
+	eventually(t, 5*time.Second, func() error { return wantStatuses(c, []string{"c"}, StatusAlive) })
+
+	s, err := c.g.running()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := s.KeyManager().ListKeys() // errors for the members that did not answer
+	if res == nil {
+		t.Fatal("ListKeys on the cut-off member returned nothing, not even its own answer")
+	}
+	for k := range res.Keys {
+		if k == base64.StdEncoding.EncodeToString(newKey) {
+			t.Fatalf("the cut-off member read the new key from a key query (answers from %d members)", res.NumResp)
+		}
+	}
+	t.Logf("key query from the cut-off member: %d of %d members answered", res.NumResp, res.NumNodes)
+
+	// A member that was down through the change: the old key alone does
+	// not get it in; the new one does.
+	d := startNode(t, testConfig("d"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n, err := d.g.Join(ctx, []string{a.addr()}); err == nil || n != 0 {
+		t.Fatalf("Join with the old key = %d, %v; want 0 and an error", n, err)
+	}
+	if err := d.g.SetKey(newKey); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.g.Join(ctx, []string{a.addr()}); err != nil || n != 1 {
+		t.Fatalf("Join with the new key = %d, %v; want 1, nil", n, err)
+	}
+	eventually(t, 5*time.Second, func() error { return wantStatuses(a, []string{"a", "b", "d"}, StatusAlive) })
+
+	if err := a.g.SetKey([]byte("short")); err == nil {
+		t.Error("SetKey of a 5-byte key: no error")
+	}
+}

@@ -47,6 +47,7 @@ import "time"
 //	node   GET    /v1/internal/image?ref=R                -> image tarball
 //	node   POST   /v1/internal/renew                      RenewRequest -> RenewResponse (a new certificate for the caller)
 //	node   GET    /v1/internal/files?pod=NAME             -> FilesResponse (the opened secrets and configs of a pod the caller runs; on a manager)
+//	node   GET    /v1/internal/gossip-key                 -> GossipKeyResponse (the cluster's gossip key, for a node that missed a rotation)
 
 // Status answers GET /v1/status.
 type Status struct {
@@ -142,6 +143,13 @@ type JoinResponse struct {
 // (SecretMount.Digest).
 type FilesResponse struct {
 	Files map[string][]byte `json:"files"`
+}
+
+// GossipKeyResponse answers GET /v1/internal/gossip-key: the cluster's
+// gossip key and when it was made (zero: the cluster's first).
+type GossipKeyResponse struct {
+	Key []byte    `json:"key"`
+	At  time.Time `json:"at,omitzero"`
 }
 
 // RenewRequest asks for a new certificate for the calling node, for the

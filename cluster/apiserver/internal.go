@@ -24,6 +24,20 @@ func (srv *Server) registerInternal(mux *http.ServeMux) {
 	handle(mux, "GET "+peers.PathImage, roleNode, srv.handleImage)
 	handle(mux, "POST "+peers.PathRenew, roleNode, srv.handleRenew)
 	handle(mux, "GET "+peers.PathFiles, roleNode, srv.handleInternalFiles)
+	handle(mux, "GET "+peers.PathGossip, roleNode, srv.handleGossipKey)
+}
+
+// handleGossipKey gives a node the cluster's gossip key as this node's
+// state holds it: a node that was down through a rotation, or that joined
+// with the key it replaced, gets in again with it. Every node holds the
+// key; the handshake kept revoked nodes out.
+func (srv *Server) handleGossipKey(w http.ResponseWriter, r *http.Request) {
+	ci, ok := srv.r.State().Cluster()
+	if !ok {
+		writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable", fmt.Errorf("the cluster's record has not reached node %s yet", srv.opts.Node)})
+		return
+	}
+	writeJSON(w, api.GossipKeyResponse{Key: ci.GossipKey, At: ci.GossipKeyAt})
 }
 
 // handleRenew signs a new certificate for the calling node: its name and

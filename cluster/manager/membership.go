@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"crypto/rand"
 	"sort"
 	"time"
 
@@ -146,6 +147,7 @@ func (m *Manager) reconcileMembers(ctx context.Context, members []Member, failed
 		}
 	}
 	m.forgetRevoked(ctx, st, inRaft, leaderID)
+	m.rotateGossipKey(ctx, st)
 	voters -= m.demoteWorkers(st, servers, leaderID)
 	// Promote non-voting managers while the cluster is short of voters
 	// (after a failed voter was removed, or as it grows). Workers never
@@ -197,6 +199,45 @@ func (m *Manager) forgetRevoked(ctx context.Context, st *state.Store, inRaft map
 		m.applyLogged(ctx, &state.DeleteNode{Name: n.Name})
 		m.log.Info("forgot revoked node", "node", n.Name)
 	}
+}
+
+// rotateGossipKey replaces the cluster's gossip key once a node was
+// revoked after it was made (dev node rm, dev leave): every member sets the
+// new key as its only one when the entry reaches it, and the removed node,
+// which no longer gets entries, is out of gossip too. Only once no revoked
+// node is left in the raft configuration (forgetRevoked removes them), so
+// the entry cannot reach one still replicating.
+func (m *Manager) rotateGossipKey(ctx context.Context, st *state.Store) {
+	revokedAt, stale := st.GossipKeyStale()
+	if !stale {
+		return
+	}
+	servers, err := m.r.Servers()
+	if err != nil {
+		m.log.Warn("read raft configuration", "err", err)
+		return
+	}
+	for _, s := range servers {
+		if !st.MayJoinRaft(s.ID) {
+			return // forgetRevoked removes it first
+		}
+	}
+	key := make([]byte, state.GossipKeySize)
+	if _, err := rand.Read(key); err != nil {
+		m.log.Warn("make a gossip key", "err", err)
+		return
+	}
+	// Made after the revocation, whatever this leader's clock says (the
+	// revocation may carry an earlier leader's).
+	at := time.Now().UTC()
+	if !at.After(revokedAt) {
+		at = revokedAt.Add(time.Nanosecond)
+	}
+	if _, err := m.r.Apply(ctx, &state.RotateGossipKey{Key: key, At: at}); err != nil {
+		m.log.Warn("rotate the gossip key", "err", err)
+		return
+	}
+	m.log.Info("rotated the gossip key: a node was removed")
 }
 
 // demoteWorkers takes the vote of voters that may not vote (a manager

@@ -1,8 +1,10 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -162,5 +164,59 @@ func TestReconcileMembersVoters(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRotateGossipKeyAfterRevocation: the leader makes a new gossip key
+// once a node was revoked and left the raft configuration, made after the
+// revocation even when its own clock is behind, and only once.
+func TestRotateGossipKeyAfterRevocation(t *testing.T) {
+	st := state.New()
+	r := rafttest.New(st, raftstore.Server{ID: "n1", Voter: true}, raftstore.Server{ID: "n2"}, raftstore.Server{ID: "n3"})
+	ctx := context.Background()
+	first := bytes.Repeat([]byte{1}, state.GossipKeySize)
+	now := time.Now().UTC()
+	for _, cmd := range []state.Command{
+		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", GossipKey: first, Sealed: []byte{1}}, Founder: "n1"},
+		&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Heartbeat: now}},
+		&state.Admit{Name: "n2", At: now.Add(-time.Hour)},
+		&state.Admit{Name: "n3", At: now.Add(-time.Hour)},
+		&state.PutNode{Node: api.Node{Name: "n2", Status: api.NodeReady, Heartbeat: now}},
+		&state.PutNode{Node: api.Node{Name: "n3", Status: api.NodeReady, Heartbeat: now}},
+	} {
+		if _, err := r.Apply(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := New(r, Options{Node: "n1"}, slog.New(slog.DiscardHandler))
+	members := []Member{{Name: "n1", Status: "alive"}, {Name: "n2", Status: "alive"}, {Name: "n3", Status: "alive"}}
+	key := func() []byte { ci, _ := st.Cluster(); return ci.GossipKey }
+
+	m.reconcileMembers(ctx, members, map[string]time.Time{}, 30*time.Second)
+	if !bytes.Equal(key(), first) {
+		t.Fatal("the key was rotated with no node revoked")
+	}
+	// Revoked at a time ahead of the leader's clock (an earlier leader's).
+	revokedAt := now.Add(time.Hour)
+	if _, err := r.Apply(ctx, &state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "n3", At: revokedAt}}); err != nil {
+		t.Fatal(err)
+	}
+	m.rotateGossipKey(ctx, st) // n3 is still in the raft configuration: not yet
+	if !bytes.Equal(key(), first) {
+		t.Fatal("the key was rotated while the revoked node was still a raft member, which may get the entry")
+	}
+	m.reconcileMembers(ctx, members, map[string]time.Time{}, 30*time.Second)
+	if !slices.Contains(r.Removed(), "n3") {
+		t.Fatalf("n3 not removed from raft (removed %v)", r.Removed())
+	}
+	second := key()
+	ci, _ := st.Cluster()
+	if bytes.Equal(second, first) || len(second) != state.GossipKeySize || !ci.GossipKeyAt.After(revokedAt) {
+		t.Fatalf("after n3's revocation: key rotated %v (%d bytes), made at %v, revoked at %v",
+			!bytes.Equal(second, first), len(second), ci.GossipKeyAt, revokedAt)
+	}
+	m.reconcileMembers(ctx, members, map[string]time.Time{}, 30*time.Second)
+	if !bytes.Equal(key(), second) {
+		t.Fatal("the key was rotated again with no new revocation")
 	}
 }

@@ -183,10 +183,7 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode join request: %w", err)
 	}
-	addr := n.cfg.Join
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, "7948")
-	}
+	addr := n.joinAPIAddr()
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.PinnedTLS(tok.Fingerprint)}}
 	var res api.JoinResponse
 	deadline := time.Now().Add(joinRetryLimit)
@@ -239,6 +236,19 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 		peers = []string{host}
 	}
 	return &credentials{id: id, gossipKey: res.GossipKey, dataKey: dataKey, gossipPeers: peers, fresh: true}, nil
+}
+
+// joinAPIAddr is the API address of --join ("" without): port 7948 when
+// it names none.
+func (n *Node) joinAPIAddr() string {
+	addr := n.cfg.Join
+	if addr == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "7948")
+	}
+	return addr
 }
 
 // joinRefused is a definitive "no" from the cluster (wrong token, name

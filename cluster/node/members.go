@@ -46,8 +46,10 @@ func (m gossipMembers) apiMembers() []apiserver.Member {
 }
 
 // joinGossip joins the given members once gossip is up (a node that just
-// joined the cluster), retrying for a while.
-func (n *Node) joinGossip(ctx context.Context, g *gossip.Gossip, peers []string) error {
+// joined the cluster), retrying for a while. A failed attempt asks a peer
+// for the gossip key first: the key the join answer gave may have been
+// rotated since.
+func (n *Node) joinGossip(ctx context.Context, g *gossip.Gossip, peers []string, keys *gossipKeys) error {
 	if len(peers) == 0 {
 		return nil
 	}
@@ -64,6 +66,7 @@ func (n *Node) joinGossip(ctx context.Context, g *gossip.Gossip, peers []string)
 			return fmt.Errorf("join gossip %v: %w", peers, err)
 		} else {
 			n.log.Info("join gossip: retrying", "peers", peers, "err", err)
+			keys.refresh(ctx)
 		}
 		select {
 		case <-ctx.Done():

@@ -322,7 +322,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	eg.Go(func() error { return g.Run(ctx) })
-	eg.Go(func() error { return n.joinGossip(ctx, g, creds.gossipPeers) })
+	keys := newGossipKeys(g, r.State(), cfg.DataDir, creds.gossipKey, n.log,
+		peerGossipKey(r.State(), cfg.Name, n.joinAPIAddr(), pr.GossipKey, n.log))
+	eg.Go(func() error { return afterReady(ctx, r, keys.Run) })
+	eg.Go(func() error { return n.joinGossip(ctx, g, creds.gossipPeers, keys) })
 	eg.Go(func() error { return mgr.Run(ctx) })
 	eg.Go(func() error {
 		// Record from the state the node has caught up to: replaying the

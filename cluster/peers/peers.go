@@ -27,6 +27,7 @@ const (
 	PathVolumes  = "/v1/internal/volumes/"
 	PathRenew    = "/v1/internal/renew"
 	PathFiles    = "/v1/internal/files"
+	PathGossip   = "/v1/internal/gossip-key"
 )
 
 // ApplyRequest is a command forwarded to the leader: the raft entry bytes
@@ -112,6 +113,16 @@ func (p *Peers) OpenFiles(ctx context.Context, addr, pod string) (map[string][]b
 		return nil, fmt.Errorf("get secrets and configs from %s: %w", addr, err)
 	}
 	return res.Files, nil
+}
+
+// GossipKey asks the node at addr for the cluster's gossip key as its
+// state holds it, over mutual TLS (a revoked node gets none).
+func (p *Peers) GossipKey(ctx context.Context, addr string) (api.GossipKeyResponse, error) {
+	var res api.GossipKeyResponse
+	if err := p.do(ctx, http.MethodGet, addr, PathGossip, nil, &res); err != nil {
+		return res, fmt.Errorf("get the gossip key from %s: %w", addr, err)
+	}
+	return res, nil
 }
 
 // Join relays a join request to the leader at addr.

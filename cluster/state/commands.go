@@ -39,6 +39,7 @@ const (
 	CmdCordonNode
 	CmdLabelNode
 	CmdSealClusterSecrets
+	CmdRotateGossipKey
 )
 
 // Command is one state change, replicated through the raft log.
@@ -178,6 +179,16 @@ type SealClusterSecrets struct {
 	Prev   []byte `json:"prev"`
 }
 
+// RotateGossipKey replaces the cluster's gossip key (ClusterInfo.GossipKey),
+// made by the leader at At, after a node's certificate was revoked: every
+// member sets it as its only key when the entry reaches it, so the removed
+// node, which never gets the entry, hears nothing more. An older key than
+// the one in place is refused (a stale leader's).
+type RotateGossipKey struct {
+	Key []byte    `json:"key"`
+	At  time.Time `json:"at"`
+}
+
 // CordonNode stops or resumes placing new pods on a node (dev node
 // cordon, uncordon).
 type CordonNode struct {
@@ -194,6 +205,7 @@ type LabelNode struct {
 
 func (LabelNode) Type() CommandType          { return CmdLabelNode }
 func (SealClusterSecrets) Type() CommandType { return CmdSealClusterSecrets }
+func (RotateGossipKey) Type() CommandType    { return CmdRotateGossipKey }
 func (CordonNode) Type() CommandType         { return CmdCordonNode }
 func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
@@ -262,6 +274,8 @@ func Decode(b []byte) (Command, error) {
 		c = &LabelNode{}
 	case CmdSealClusterSecrets:
 		c = &SealClusterSecrets{}
+	case CmdRotateGossipKey:
+		c = &RotateGossipKey{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -374,6 +388,20 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 		ci := *tx.s.cluster
 		ci.Sealed = c.Sealed
+		tx.s.cluster = &ci
+	case *RotateGossipKey:
+		if tx.s.cluster == nil {
+			return fmt.Errorf("rotate the gossip key: the cluster is not set up yet")
+		}
+		if len(c.Key) != GossipKeySize {
+			return fmt.Errorf("rotate the gossip key: key is %d bytes, want %d", len(c.Key), GossipKeySize)
+		}
+		if !c.At.After(tx.s.cluster.GossipKeyAt) {
+			return fmt.Errorf("rotate the gossip key: the key in place (made %s) is newer than this one (%s)",
+				tx.s.cluster.GossipKeyAt.Format(time.RFC3339Nano), c.At.Format(time.RFC3339Nano))
+		}
+		ci := *tx.s.cluster
+		ci.GossipKey, ci.GossipKeyAt = bytes.Clone(c.Key), c.At
 		tx.s.cluster = &ci
 	case *CordonNode:
 		old := tx.s.nodes[c.Name]

@@ -33,7 +33,10 @@ type ClusterInfo struct {
 	ID        string `json:"id"`
 	CACertPEM []byte `json:"ca_cert_pem"`
 	GossipKey []byte `json:"gossip_key"`
-	Sealed    []byte `json:"sealed,omitempty"`
+	// GossipKeyAt is when GossipKey was made by a rotation (zero: the
+	// cluster's first key).
+	GossipKeyAt time.Time `json:"gossip_key_at,omitzero"`
+	Sealed      []byte    `json:"sealed,omitempty"`
 	// CAKeyPEM and JoinSecret are how clusters made before the data key
 	// held the CA key and the one join secret: in the clear, on every
 	// node (Legacy).
@@ -148,6 +151,27 @@ func (s *Store) MayVote(name string) bool {
 func (s *Store) IsWorker(name string) bool {
 	ci, ok := s.Cluster()
 	return ok && !ci.Legacy() && !s.MayVote(name)
+}
+
+// GossipKeySize is the size of the cluster's gossip key (AES-256).
+const GossipKeySize = 32
+
+// GossipKeyStale reports whether a node was revoked after the cluster's
+// gossip key was made, and the newest such revocation's time: the leader
+// then rotates the key (RotateGossipKey), made after it.
+func (s *Store) GossipKeyStale() (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.cluster == nil {
+		return time.Time{}, false
+	}
+	var newest time.Time
+	for _, r := range s.revoked {
+		if r.Kind == api.CertNode && r.At.After(s.cluster.GossipKeyAt) && r.At.After(newest) {
+			newest = r.At
+		}
+	}
+	return newest, !newest.IsZero()
 }
 
 // Revocations lists the revocation list, by kind and name.

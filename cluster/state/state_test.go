@@ -95,6 +95,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.CordonNode{}, 19},
 		{state.LabelNode{}, 20},
 		{state.SealClusterSecrets{}, 21},
+		{state.RotateGossipKey{}, 22},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -148,6 +149,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.CordonNode{Name: "n1", Cordoned: true},
 		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
 		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
+		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), At: when},
 		&state.Admit{Name: "n2", At: when, Manager: true},
 		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", CACertPEM: []byte("cert"), GossipKey: []byte("k"), Sealed: []byte{4}}, Founder: "n1"},
 	}
@@ -773,6 +775,54 @@ func TestRevoke(t *testing.T) {
 	}
 	if got := restored.Revocations(); len(got) != 1 || !got[0].At.Equal(t0.Add(time.Hour)) {
 		t.Errorf("restored revocations %+v", got)
+	}
+}
+
+// TestRotateGossipKey: a node's revocation after the gossip key was made
+// makes it stale; a rotation made later replaces it, survives a snapshot,
+// and an older or malformed one is refused.
+func TestRotateGossipKey(t *testing.T) {
+	w := newWriter(t)
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	first := bytes.Repeat([]byte{1}, 32)
+	w.must(&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", GossipKey: first}, Founder: "n1"})
+	if _, stale := w.st.GossipKeyStale(); stale {
+		t.Fatal("stale with no revocation")
+	}
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertClient, Name: "ops", At: t0}})
+	if _, stale := w.st.GossipKeyStale(); stale {
+		t.Fatal("stale after a client bundle's revocation: a bundle holds no gossip key")
+	}
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0}})
+	if at, stale := w.st.GossipKeyStale(); !stale || !at.Equal(t0) {
+		t.Fatalf("GossipKeyStale() = %v, %v after a node's revocation at %v; want it, true", at, stale, t0)
+	}
+	next := bytes.Repeat([]byte{2}, 32)
+	w.must(&state.RotateGossipKey{Key: next, At: t0.Add(time.Second)})
+	ci, _ := w.st.Cluster()
+	if _, stale := w.st.GossipKeyStale(); !bytes.Equal(ci.GossipKey, next) || !ci.GossipKeyAt.Equal(t0.Add(time.Second)) || stale {
+		t.Fatalf("after the rotation: key %x at %v, stale %v", ci.GossipKey[:2], ci.GossipKeyAt, stale)
+	}
+	for _, bad := range []*state.RotateGossipKey{
+		{Key: bytes.Repeat([]byte{3}, 32), At: t0},                      // older than the key in place
+		{Key: bytes.Repeat([]byte{3}, 32), At: t0.Add(time.Second)},     // as old
+		{Key: bytes.Repeat([]byte{3}, 16), At: t0.Add(2 * time.Second)}, // too short
+	} {
+		if err := w.apply(bad); err == nil {
+			t.Errorf("RotateGossipKey{%d bytes, %v} applied", len(bad.Key), bad.At)
+		}
+	}
+	b, err := w.st.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	if err := restored.RestoreSnapshot(b); err != nil {
+		t.Fatal(err)
+	}
+	_, stale := restored.GossipKeyStale()
+	if rc, _ := restored.Cluster(); !bytes.Equal(rc.GossipKey, next) || !rc.GossipKeyAt.Equal(ci.GossipKeyAt) || stale {
+		t.Errorf("restored: key %x at %v, stale %v", rc.GossipKey, rc.GossipKeyAt, stale)
 	}
 }
 

@@ -6,6 +6,7 @@ package rafttest
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/devhq/dev/cluster/raftstore"
@@ -85,6 +86,7 @@ func (r *Raft) RemoveServer(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.removed = append(r.removed, id)
+	r.servers = slices.DeleteFunc(r.servers, func(s raftstore.Server) bool { return s.ID == id })
 	return nil
 }
 
