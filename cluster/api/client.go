@@ -331,8 +331,21 @@ func (c *HTTPClient) Token(ctx context.Context, req TokenRequest) (TokenResponse
 	if req.Manager {
 		q.Set("manager", "1")
 	}
+	if req.ValidFor > 0 {
+		q.Set("valid_for", req.ValidFor.String())
+	}
 	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/token?"+q.Encode(), nil, &r)
 	return r, err
+}
+
+// RenewClient asks for a new certificate for the client bundle this client
+// calls with, for the key of csr (PEM).
+func (c *HTTPClient) RenewClient(ctx context.Context, csr []byte) ([]byte, error) {
+	var r RenewResponse
+	if err := c.Do(ctx, http.MethodPost, "/v1/clients/renew", RenewRequest{CSR: csr}, &r); err != nil {
+		return nil, err
+	}
+	return r.Cert, nil
 }
 
 // Leave implements Client: the node moves its pods away, leaves, and stops.

@@ -32,7 +32,8 @@ import "time"
 //	read   GET    /v1/events?index=N&wait=30s             -> EventList
 //	read   GET    /v1/dashboard                           -> DashboardInfo (a read-only dashboard)
 //	user   GET    /v1/token?manager=1                     -> TokenResponse (the worker token, or the manager one; on a manager)
-//	user   GET    /v1/token?client=NAME&role=admin|read   -> TokenResponse
+//	user   GET    /v1/token?client=NAME&role=admin|read&valid_for=D -> TokenResponse
+//	read   POST   /v1/clients/renew                       RenewRequest -> RenewResponse (a new certificate for the calling client bundle)
 //	admin  POST   /v1/leave                               -> WriteResult
 //	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
 //	admin  POST   /v1/nodes/{name}/cordon|uncordon        -> WriteResult (no new pods there / again)
@@ -169,6 +170,8 @@ type TokenRequest struct {
 	Client  string
 	Role    string
 	Manager bool
+	// ValidFor is the client bundle's life (0: the default, a year).
+	ValidFor time.Duration
 }
 
 // RotateTokenRequest is POST /v1/token/rotate: which join token to replace.

@@ -21,6 +21,7 @@ func (srv *Server) registerCluster(mux *http.ServeMux) {
 	handle(mux, "GET /v1/token", roleUser, srv.handleToken)
 	handle(mux, "DELETE /v1/clients/{name}", roleAdmin, srv.handleRevokeClient)
 	handle(mux, "POST /v1/token/rotate", roleUser, srv.handleRotateToken)
+	handle(mux, "POST /v1/clients/renew", roleRead, srv.handleRenewClient)
 	handle(mux, "GET /v1/revocations", roleRead, srv.handleRevocations)
 	handle(mux, "POST /v1/join", rolePublic, srv.handleJoin)
 	handle(mux, "GET /v1/dashboard", roleRead, srv.handleDashboard) // a login link to a read-only dashboard
@@ -300,16 +301,65 @@ func (srv *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("role") == pki.RoleRead {
 			role = pki.RoleRead
 		}
+		var lifetime time.Duration
+		if v := r.URL.Query().Get("valid_for"); v != "" {
+			if lifetime, err = time.ParseDuration(v); err != nil || lifetime < minClientLifetime || lifetime > maxClientLifetime {
+				writeError(w, invalid("client bundle: valid for %q: want a duration from %s to %s (e.g. 720h)", v, minClientLifetime, maxClientLifetime))
+				return
+			}
+		}
 		if err := srv.waitPastRevocation(r.Context(), api.CertClient, name); err != nil {
 			writeError(w, err)
 			return
 		}
-		if res.Bundle, err = ca.ClientBundle(name, role); err != nil {
+		if res.Bundle, err = ca.ClientBundle(name, role, lifetime); err != nil {
 			writeError(w, err)
 			return
 		}
 	}
 	writeJSON(w, res)
+}
+
+// The life a client bundle may be given (dev token --client --valid-for).
+const (
+	minClientLifetime = 30 * time.Second
+	maxClientLifetime = 5 * 365 * 24 * time.Hour
+)
+
+// handleRenewClient signs a new certificate for the calling client bundle,
+// for the key of the request's CSR: its name and role are the ones of the
+// certificate it calls with (a read bundle gets a read one), which passed
+// the revocation list at the handshake and does again now, and it lasts as
+// long as that one did. The CLI asks at 2/3 of its bundle's life.
+func (srv *Server) handleRenewClient(w http.ResponseWriter, r *http.Request) {
+	var req api.RenewRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, invalid("decode renew request: %v", err))
+		return
+	}
+	c, _ := callerFrom(r.Context())
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || (c.Role != pki.RoleAdmin && c.Role != pki.RoleRead) {
+		writeError(w, invalid("renew: only a client bundle renews itself, over TLS with the certificate it renews"))
+		return
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	if pki.RevokedFunc(srv.r.State().Revoked).Of(pki.Peer{Name: c.Name, Role: c.Role}, leaf) {
+		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the client bundle %s is revoked", c.Name)})
+		return
+	}
+	u, err := srv.clusterSecrets("renew")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	life := min(max(leaf.NotAfter.Sub(pki.IssuedAt(leaf)), minClientLifetime), maxClientLifetime)
+	cert, err := u.ca.SignFor(req.CSR, c.Name, c.Role, nil, nil, life)
+	if err != nil {
+		writeError(w, invalid("renew: %v", err))
+		return
+	}
+	srv.log.Info("renewed client bundle", "client", c.Name, "role", c.Role)
+	writeJSON(w, api.RenewResponse{Cert: cert})
 }
 
 // handleDashboard answers GET /v1/dashboard with this node's dashboard

@@ -7,29 +7,48 @@ import (
 	"time"
 )
 
+// DefaultClientCertLifetime is how long a client bundle lasts unless asked
+// otherwise (dev token --client NAME --valid-for); the CLI renews it at
+// 2/3 of its life.
+const DefaultClientCertLifetime = 365 * 24 * time.Hour
+
 // ClientBundle issues a client certificate for name (role RoleAdmin or
-// RoleRead, CN "client:<name>") with a fresh key, and returns a single PEM
-// file holding the certificate, the key and the CA certificate, for `dev
-// token --client`. Anyone holding it can use the cluster API with that role:
-// it must be stored with mode 0600.
-func (ca *CA) ClientBundle(name, role string) ([]byte, error) {
+// RoleRead, CN "client:<name>") with a fresh key, valid for lifetime
+// (0: DefaultClientCertLifetime), and returns a single PEM file holding the
+// certificate, the key and the CA certificate, for `dev token --client`.
+// Anyone holding it can use the cluster API with that role: it must be
+// stored with mode 0600.
+func (ca *CA) ClientBundle(name, role string, lifetime time.Duration) ([]byte, error) {
 	if role != RoleAdmin && role != RoleRead {
 		return nil, fmt.Errorf("create client bundle: role %q is not a client's (want %q or %q)", role, RoleAdmin, RoleRead)
+	}
+	if lifetime <= 0 {
+		lifetime = DefaultClientCertLifetime
 	}
 	keyPEM, csrPEM, err := NewKeyAndCSR(name)
 	if err != nil {
 		return nil, fmt.Errorf("create client bundle: %w", err)
 	}
-	certPEM, err := ca.Sign(csrPEM, name, role, nil, nil)
+	certPEM, err := ca.SignFor(csrPEM, name, role, nil, nil, lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("create client bundle: %w", err)
 	}
+	return BundlePEM(name, role, certPEM, keyPEM, ca.CertPEM), nil
+}
+
+// BundlePEM is the client bundle file of a certificate, its key and the CA
+// certificate, with a header that says what it is.
+func BundlePEM(name, role string, certPEM, keyPEM, caPEM []byte) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, ca.Fingerprint())
+	fp := "?"
+	if c, err := parseCertsPEM(caPEM); err == nil && len(c) > 0 {
+		fp = Fingerprint(c[0])
+	}
+	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, fp)
 	b.Write(certPEM)
 	b.Write(keyPEM)
-	b.Write(ca.CertPEM)
-	return b.Bytes(), nil
+	b.Write(caPEM)
+	return b.Bytes()
 }
 
 // ParseBundle reads a bundle made by ClientBundle: a leaf certificate, its

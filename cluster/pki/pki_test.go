@@ -473,7 +473,7 @@ func TestIdentitySaveLoad(t *testing.T) {
 
 func TestClientBundle(t *testing.T) {
 	ca := newTestCA(t, "c1")
-	bundle, err := ca.ClientBundle("alice", RoleAdmin)
+	bundle, err := ca.ClientBundle("alice", RoleAdmin, 0)
 	if err != nil {
 		t.Fatalf("ClientBundle: %v", err)
 	}
@@ -492,14 +492,14 @@ func TestClientBundle(t *testing.T) {
 		t.Error("bundle CA differs")
 	}
 	// A read bundle carries its role; no other role makes a bundle.
-	rb, err := ca.ClientBundle("bob", RoleRead)
+	rb, err := ca.ClientBundle("bob", RoleRead, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rid, err := ParseBundle(rb); err != nil || rid.Name != "bob" || rid.Role != RoleRead {
 		t.Errorf("read bundle: %+v, %v; want bob/read", rid, err)
 	}
-	if _, err := ca.ClientBundle("eve", RoleNode); err == nil {
+	if _, err := ca.ClientBundle("eve", RoleNode, 0); err == nil {
 		t.Error("ClientBundle(role node) succeeded, want refused")
 	}
 
@@ -568,7 +568,7 @@ func TestTLS(t *testing.T) {
 	caA, caB := newTestCA(t, "a"), newTestCA(t, "b")
 	n1 := issue(t, caA, "n1", RoleNode, time.Time{}, time.Time{})
 	n2 := issue(t, caA, "n2", RoleNode, time.Time{}, time.Time{})
-	bundle, err := caA.ClientBundle("alice", RoleAdmin)
+	bundle, err := caA.ClientBundle("alice", RoleAdmin, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,9 @@ func TestRevocation(t *testing.T) {
 // node renews its own at 2/3 of its life, without a restart, and the
 // cluster goes on working past two lifetimes: heartbeats and forwarded
 // writes (mutual TLS between the nodes) and a remote CLI's calls to the
-// first node (its server certificate).
+// first node (its server certificate). The remote CLI's bundle (read
+// role, --valid-for 45s) is renewed by the CLI itself, keeps its name
+// and role, and so goes on working too.
 func TestCertRenewal(t *testing.T) {
 	const lifetime = 45 * time.Second
 	hosts := newHosts(t, 2)
@@ -198,7 +200,11 @@ func TestCertRenewal(t *testing.T) {
 		}
 	}
 	bundle := filepath.Join(t.TempDir(), "ops.pem")
-	ms[0].mustDev(t, "token", "--client", "ops", "-o", bundle)
+	ms[0].mustDev(t, "token", "--client", "ops", "--read", "--valid-for", lifetime.String(), "-o", bundle)
+	firstBundle, err := pki.LoadClientBundle(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
 	compose := writeTemp(t, "name: e2erenew\nservices:\n  web:\n    image: "+testImage+"\n    command: [\"serve\"]\n")
 	ms[1].mustDev(t, "up", "-d", "-f", compose)
 
@@ -218,6 +224,18 @@ func TestCertRenewal(t *testing.T) {
 	}
 	// A forwarded write from the follower, past two lifetimes.
 	ms[1].mustDev(t, "scale", "-p", "e2erenew", "web=2")
+	renewed, err := pki.LoadClientBundle(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := renewed.Certificate().Leaf; renewed.Name != "ops" || renewed.Role != pki.RoleRead ||
+		!l.NotAfter.After(firstBundle.Certificate().Leaf.NotAfter.Add(lifetime/2)) {
+		t.Errorf("the client bundle after two lifetimes: %s %q until %s (first until %s); want read \"ops\", renewed",
+			renewed.Role, renewed.Name, l.NotAfter, firstBundle.Certificate().Leaf.NotAfter)
+	}
+	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the renewed bundle file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
 	for _, m := range ms {
 		now := leaf(m)
 		if now.SerialNumber.Cmp(first[m.name].SerialNumber) == 0 || !now.NotAfter.After(first[m.name].NotAfter.Add(lifetime/2)) {

@@ -18,6 +18,7 @@ import (
 func NewTokenCommand(g *globals) *cobra.Command {
 	var client, out, revoke string
 	var read, rotate, manager bool
+	var validFor time.Duration
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Print a join token of the cluster: a worker's, or with --manager a manager's (or, with --client, write a client certificate bundle)",
@@ -58,8 +59,8 @@ secrets. Tokens are printed by managers only.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked every client bundle of %s issued so far: every node refuses them now\n", revoke)
 				return nil
 			}
-			if read && client == "" {
-				return fmt.Errorf("token: --read makes a client bundle: give it a name with --client NAME")
+			if (read || validFor != 0) && client == "" {
+				return fmt.Errorf("token: --read and --valid-for make a client bundle: give it a name with --client NAME")
 			}
 			if manager && client != "" {
 				return fmt.Errorf("token: --manager prints the manager join token; it does not go with --client")
@@ -68,7 +69,7 @@ secrets. Tokens are printed by managers only.`,
 			if read {
 				role = pki.RoleRead
 			}
-			res, err := c.Token(ctx, api.TokenRequest{Client: client, Role: role, Manager: manager})
+			res, err := c.Token(ctx, api.TokenRequest{Client: client, Role: role, Manager: manager, ValidFor: validFor})
 			if err != nil {
 				return err
 			}
@@ -89,6 +90,7 @@ secrets. Tokens are printed by managers only.`,
 	cmd.Flags().StringVar(&client, "client", "", "issue a client certificate with this name for a remote CLI (role admin: everything a user can do)")
 	cmd.Flags().BoolVar(&read, "read", false, "with --client: role read (ps, logs, nodes, services, events, dashboard; no changes, no exec, no tokens)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the client bundle (default <name>.pem)")
+	cmd.Flags().DurationVar(&validFor, "valid-for", 0, "with --client: how long the bundle lasts (default 8760h, a year); the CLI renews it at 2/3 of its life")
 	cmd.Flags().BoolVar(&rotate, "rotate", false, "make a new join secret and print the new token: the old token stops working (with --manager: the manager token)")
 	cmd.Flags().BoolVar(&manager, "manager", false, "the manager join token: a node joined with it may become a raft voter and holds the cluster's secrets")
 	cmd.Flags().StringVar(&revoke, "revoke", "", "revoke every client bundle issued to this name so far (a new --client bundle of the name works again)")

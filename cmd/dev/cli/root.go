@@ -136,10 +136,21 @@ func (g *globals) configure(cmd *cobra.Command) error {
 }
 
 // client returns an API client for the configured agent, checking that it
-// answers.
+// answers. A client bundle past 2/3 of its life is renewed first
+// (renewBundle).
 func (g *globals) client(ctx context.Context) (*api.HTTPClient, error) {
 	f, err := g.findAgent(ctx)
-	return f.c, err
+	if err != nil {
+		return f.c, err
+	}
+	if b := g.v.GetString("tls-bundle"); b != "" && strings.HasPrefix(g.host(), "tcp://") {
+		if c, err := g.renewBundle(ctx, f.c, b); err != nil {
+			fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+		} else if c != nil {
+			return c, nil
+		}
+	}
+	return f.c, nil
 }
 
 // connect returns a client for the agent at host (not checked).
@@ -494,4 +505,41 @@ func lastLogError(path string) string {
 		return "see " + path
 	}
 	return lastErrorLine(string(b)) + " (log: " + path + ")"
+}
+
+// renewBundle renews the client bundle at path through c when it is past
+// 2/3 of its life, as nodes renew their certificates: a new key, a
+// certificate for it of the same name and role (the node signs what the
+// bundle's own certificate says), written in place of the file (0600,
+// renamed over it). It returns a client that calls with the new bundle,
+// or nil when the bundle is not due.
+func (g *globals) renewBundle(ctx context.Context, c *api.HTTPClient, path string) (*api.HTTPClient, error) {
+	id, err := pki.LoadClientBundle(path)
+	if err != nil {
+		return nil, err
+	}
+	if time.Now().Before(id.RenewAt()) {
+		return nil, nil
+	}
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(id.Name)
+	if err != nil {
+		return nil, fmt.Errorf("renew client bundle %s: %w", path, err)
+	}
+	certPEM, err := c.RenewClient(ctx, csrPEM)
+	if err != nil {
+		return nil, fmt.Errorf("renew client bundle %s (it lasts until %s): %w", path, id.Certificate().Leaf.NotAfter.Local().Format(time.DateTime), err)
+	}
+	data := pki.BundlePEM(id.Name, id.Role, certPEM, keyPEM, pki.EncodeCertPEM(id.CACert))
+	next, err := pki.ParseBundle(data)
+	if err != nil {
+		return nil, fmt.Errorf("renew client bundle %s: %w", path, err)
+	}
+	if next.Name != id.Name || next.Role != id.Role {
+		return nil, fmt.Errorf("renew client bundle %s: the node signed %s %q, not %s %q", path, next.Role, next.Name, id.Role, id.Name)
+	}
+	if err := pki.WriteSecretFile(path, data); err != nil {
+		return nil, fmt.Errorf("renew client bundle %s: %w", path, err)
+	}
+	fmt.Fprintf(os.Stderr, "renewed client bundle %s: valid until %s\n", path, next.Certificate().Leaf.NotAfter.Local().Format(time.DateTime))
+	return api.NewClient(g.host(), next.ClientTLS())
 }
