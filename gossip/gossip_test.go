@@ -664,7 +664,8 @@ var _ io.Writer = (*logWriter)(nil)
 // TestSetKey: members that set a new key go on talking with each other;
 // a member left with the old key (one removed from the cluster) is cut off
 // both ways, and asking the others for their keys by serf's key query
-// gets it nothing of the new key. A member that missed the change sets the
+// right away, while it still counts them alive, gets it nothing of the
+// new key (it would, were the old key kept as the one to send with). A member that missed the change sets the
 // new key and joins again.
 func TestSetKey(t *testing.T) {
 	t.Parallel()
@@ -680,6 +681,21 @@ func TestSetKey(t *testing.T) {
 			t.Fatalf("%s: Keys() = %d keys, want only the new one", n.name, len(keys))
 		}
 	}
+	s, err := c.g.running()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := s.KeyManager().ListKeys() // errors for the members that did not answer
+	if res == nil {
+		t.Fatal("ListKeys on the member left with the old key returned nothing, not even its own answer")
+	}
+	for k := range res.Keys {
+		if k == base64.StdEncoding.EncodeToString(newKey) {
+			t.Fatalf("the member left with the old key read the new key from a key query (answers from %d members)", res.NumResp)
+		}
+	}
+	t.Logf("key query from the member left with the old key: %d of %d members answered", res.NumResp, res.NumNodes)
+
 	for i, n := range []*testNode{a, b} {
 		n.waitEvent(t, from[i], EventFail, "c", 5*time.Second, nil)
 		if err := wantStatuses(n, []string{"a", "b"}, StatusAlive); err != nil {
@@ -687,21 +703,6 @@ func TestSetKey(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, func() error { return wantStatuses(c, []string{"c"}, StatusAlive) })
-
-	s, err := c.g.running()
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, _ := s.KeyManager().ListKeys() // errors for the members that did not answer
-	if res == nil {
-		t.Fatal("ListKeys on the cut-off member returned nothing, not even its own answer")
-	}
-	for k := range res.Keys {
-		if k == base64.StdEncoding.EncodeToString(newKey) {
-			t.Fatalf("the cut-off member read the new key from a key query (answers from %d members)", res.NumResp)
-		}
-	}
-	t.Logf("key query from the cut-off member: %d of %d members answered", res.NumResp, res.NumNodes)
 
 	// A member that was down through the change: the old key alone does
 	// not get it in; the new one does.

@@ -120,6 +120,13 @@ func (a *Agent) PodAction(ctx context.Context, pod, action string, grace *time.D
 	case ActionStart, ActionRestart:
 		a.acting.set(pod, true)
 		err := setStopped(false)
+		if err == nil && !missing && !c.Running() && filesGone(a.d, pod, &rc.Template) {
+			// Its secret files went with a reboot: the worker makes the
+			// container again, with them, rather than start this one.
+			if err = a.d.Remove(ctx, c.ID); err == nil {
+				missing = true
+			}
+		}
 		if err == nil && !missing && (action == ActionRestart || !c.Running()) {
 			if action == ActionRestart && c.Running() {
 				err = a.d.Stop(ctx, c.ID, signal, g)

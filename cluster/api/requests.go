@@ -147,10 +147,10 @@ type FilesResponse struct {
 }
 
 // GossipKeyResponse answers GET /v1/internal/gossip-key: the cluster's
-// gossip key and when it was made (zero: the cluster's first).
+// gossip key and its generation (0: the cluster's first).
 type GossipKeyResponse struct {
-	Key []byte    `json:"key"`
-	At  time.Time `json:"at,omitzero"`
+	Key []byte `json:"key"`
+	Gen uint64 `json:"gen"`
 }
 
 // RenewRequest asks for a new certificate for the calling node, for the

@@ -37,7 +37,7 @@ func (srv *Server) handleGossipKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &httpError{http.StatusServiceUnavailable, "unavailable", fmt.Errorf("the cluster's record has not reached node %s yet", srv.opts.Node)})
 		return
 	}
-	writeJSON(w, api.GossipKeyResponse{Key: ci.GossipKey, At: ci.GossipKeyAt})
+	writeJSON(w, api.GossipKeyResponse{Key: ci.GossipKey, Gen: ci.GossipKeyGen})
 }
 
 // handleRenew signs a new certificate for the calling node: its name and

@@ -202,13 +202,13 @@ func (m *Manager) forgetRevoked(ctx context.Context, st *state.Store, inRaft map
 }
 
 // rotateGossipKey replaces the cluster's gossip key once a node was
-// revoked after it was made (dev node rm, dev leave): every member sets the
+// revoked since it was made (dev node rm, dev leave): every member sets the
 // new key as its only one when the entry reaches it, and the removed node,
 // which no longer gets entries, is out of gossip too. Only once no revoked
 // node is left in the raft configuration (forgetRevoked removes them), so
 // the entry cannot reach one still replicating.
 func (m *Manager) rotateGossipKey(ctx context.Context, st *state.Store) {
-	revokedAt, stale := st.GossipKeyStale()
+	gen, stale := st.GossipKeyStale()
 	if !stale {
 		return
 	}
@@ -227,17 +227,11 @@ func (m *Manager) rotateGossipKey(ctx context.Context, st *state.Store) {
 		m.log.Warn("make a gossip key", "err", err)
 		return
 	}
-	// Made after the revocation, whatever this leader's clock says (the
-	// revocation may carry an earlier leader's).
-	at := time.Now().UTC()
-	if !at.After(revokedAt) {
-		at = revokedAt.Add(time.Nanosecond)
-	}
-	if _, err := m.r.Apply(ctx, &state.RotateGossipKey{Key: key, At: at}); err != nil {
+	if _, err := m.r.Apply(ctx, &state.RotateGossipKey{Key: key, Gen: gen}); err != nil {
 		m.log.Warn("rotate the gossip key", "err", err)
 		return
 	}
-	m.log.Info("rotated the gossip key: a node was removed")
+	m.log.Info("rotated the gossip key: a node was removed", "generation", gen)
 }
 
 // demoteWorkers takes the vote of voters that may not vote (a manager

@@ -322,9 +322,17 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	eg.Go(func() error { return g.Run(ctx) })
+	raftHosts := func() []string {
+		servers, _ := r.Servers()
+		var out []string
+		for _, s := range servers {
+			out = append(out, s.Address)
+		}
+		return out
+	}
 	keys := newGossipKeys(g, r.State(), cfg.DataDir, creds.gossipKey, n.log,
-		peerGossipKey(r.State(), cfg.Name, n.joinAPIAddr(), pr.GossipKey, n.log))
-	eg.Go(func() error { return afterReady(ctx, r, keys.Run) })
+		peerGossipKeys(r.State(), raftHosts, cfg.Name, n.addr(cfg.APIPort), n.joinAPIAddr(), cfg.APIPort, pr.GossipKey, n.log))
+	eg.Go(func() error { return keys.Run(ctx) })
 	eg.Go(func() error { return n.joinGossip(ctx, g, creds.gossipPeers, keys) })
 	eg.Go(func() error { return mgr.Run(ctx) })
 	eg.Go(func() error {

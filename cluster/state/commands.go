@@ -179,14 +179,14 @@ type SealClusterSecrets struct {
 	Prev   []byte `json:"prev"`
 }
 
-// RotateGossipKey replaces the cluster's gossip key (ClusterInfo.GossipKey),
-// made by the leader at At, after a node's certificate was revoked: every
-// member sets it as its only key when the entry reaches it, so the removed
-// node, which never gets the entry, hears nothing more. An older key than
-// the one in place is refused (a stale leader's).
+// RotateGossipKey replaces the cluster's gossip key (ClusterInfo.GossipKey)
+// after a node's certificate was revoked: every member sets it as its only
+// key when the entry reaches it, so the removed node, which never gets the
+// entry, hears nothing more. Gen must be the next generation: a second
+// rotation proposed for the same one (a stale leader's) is refused.
 type RotateGossipKey struct {
-	Key []byte    `json:"key"`
-	At  time.Time `json:"at"`
+	Key []byte `json:"key"`
+	Gen uint64 `json:"gen"`
 }
 
 // CordonNode stops or resumes placing new pods on a node (dev node
@@ -396,12 +396,11 @@ func (tx *Txn) Apply(cmd Command) error {
 		if len(c.Key) != GossipKeySize {
 			return fmt.Errorf("rotate the gossip key: key is %d bytes, want %d", len(c.Key), GossipKeySize)
 		}
-		if !c.At.After(tx.s.cluster.GossipKeyAt) {
-			return fmt.Errorf("rotate the gossip key: the key in place (made %s) is newer than this one (%s)",
-				tx.s.cluster.GossipKeyAt.Format(time.RFC3339Nano), c.At.Format(time.RFC3339Nano))
+		if c.Gen != tx.s.cluster.GossipKeyGen+1 {
+			return fmt.Errorf("rotate the gossip key: generation %d, want %d (another rotation came first)", c.Gen, tx.s.cluster.GossipKeyGen+1)
 		}
 		ci := *tx.s.cluster
-		ci.GossipKey, ci.GossipKeyAt = bytes.Clone(c.Key), c.At
+		ci.GossipKey, ci.GossipKeyGen, ci.GossipKeyStale = bytes.Clone(c.Key), c.Gen, false
 		tx.s.cluster = &ci
 	case *CordonNode:
 		old := tx.s.nodes[c.Name]
@@ -440,6 +439,11 @@ func (tx *Txn) Apply(cmd Command) error {
 		if prev, ok := tx.s.revoked[key]; !ok || r.At.After(prev.At) {
 			tx.s.revoked[key] = r
 			tx.s.revGen++
+			if r.Kind == api.CertNode && tx.s.cluster != nil && !tx.s.cluster.GossipKeyStale {
+				ci := *tx.s.cluster
+				ci.GossipKeyStale = true // the node holds the gossip key: rotate it
+				tx.s.cluster = &ci
+			}
 		}
 	case *RollbackRC:
 		rc := tx.RC(c.Key)

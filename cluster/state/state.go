@@ -33,10 +33,12 @@ type ClusterInfo struct {
 	ID        string `json:"id"`
 	CACertPEM []byte `json:"ca_cert_pem"`
 	GossipKey []byte `json:"gossip_key"`
-	// GossipKeyAt is when GossipKey was made by a rotation (zero: the
-	// cluster's first key).
-	GossipKeyAt time.Time `json:"gossip_key_at,omitzero"`
-	Sealed      []byte    `json:"sealed,omitempty"`
+	// GossipKeyGen counts the rotations of GossipKey (0: the cluster's
+	// first key); GossipKeyStale is set when a node is revoked, until the
+	// next rotation. Both follow log order, not clocks.
+	GossipKeyGen   uint64 `json:"gossip_key_gen,omitempty"`
+	GossipKeyStale bool   `json:"gossip_key_stale,omitempty"`
+	Sealed         []byte `json:"sealed,omitempty"`
 	// CAKeyPEM and JoinSecret are how clusters made before the data key
 	// held the CA key and the one join secret: in the clear, on every
 	// node (Legacy).
@@ -156,22 +158,16 @@ func (s *Store) IsWorker(name string) bool {
 // GossipKeySize is the size of the cluster's gossip key (AES-256).
 const GossipKeySize = 32
 
-// GossipKeyStale reports whether a node was revoked after the cluster's
-// gossip key was made, and the newest such revocation's time: the leader
-// then rotates the key (RotateGossipKey), made after it.
-func (s *Store) GossipKeyStale() (time.Time, bool) {
+// GossipKeyStale reports whether a node was revoked since the cluster's
+// gossip key was made, and the generation the next key takes: the leader
+// then rotates it (RotateGossipKey).
+func (s *Store) GossipKeyStale() (next uint64, stale bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.cluster == nil {
-		return time.Time{}, false
+		return 0, false
 	}
-	var newest time.Time
-	for _, r := range s.revoked {
-		if r.Kind == api.CertNode && r.At.After(s.cluster.GossipKeyAt) && r.At.After(newest) {
-			newest = r.At
-		}
-	}
-	return newest, !newest.IsZero()
+	return s.cluster.GossipKeyGen + 1, s.cluster.GossipKeyStale
 }
 
 // Revocations lists the revocation list, by kind and name.

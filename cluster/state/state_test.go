@@ -149,7 +149,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.CordonNode{Name: "n1", Cordoned: true},
 		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
 		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
-		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), At: when},
+		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), Gen: 3},
 		&state.Admit{Name: "n2", At: when, Manager: true},
 		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", CACertPEM: []byte("cert"), GossipKey: []byte("k"), Sealed: []byte{4}}, Founder: "n1"},
 	}
@@ -778,9 +778,10 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
-// TestRotateGossipKey: a node's revocation after the gossip key was made
-// makes it stale; a rotation made later replaces it, survives a snapshot,
-// and an older or malformed one is refused.
+// TestRotateGossipKey: a node's revocation makes the gossip key stale
+// (a client bundle's does not); the rotation of the next generation
+// replaces it and clears that, survives a snapshot, and another rotation
+// of the same generation or a malformed key is refused.
 func TestRotateGossipKey(t *testing.T) {
 	w := newWriter(t)
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
@@ -793,24 +794,31 @@ func TestRotateGossipKey(t *testing.T) {
 	if _, stale := w.st.GossipKeyStale(); stale {
 		t.Fatal("stale after a client bundle's revocation: a bundle holds no gossip key")
 	}
-	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0}})
-	if at, stale := w.st.GossipKeyStale(); !stale || !at.Equal(t0) {
-		t.Fatalf("GossipKeyStale() = %v, %v after a node's revocation at %v; want it, true", at, stale, t0)
+	// A revocation stamped by a clock behind the others' still counts.
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0.Add(-24 * time.Hour)}})
+	next, stale := w.st.GossipKeyStale()
+	if !stale || next != 1 {
+		t.Fatalf("GossipKeyStale() = %d, %v after a node's revocation; want 1, true", next, stale)
 	}
-	next := bytes.Repeat([]byte{2}, 32)
-	w.must(&state.RotateGossipKey{Key: next, At: t0.Add(time.Second)})
+	second := bytes.Repeat([]byte{2}, 32)
+	w.must(&state.RotateGossipKey{Key: second, Gen: 1})
 	ci, _ := w.st.Cluster()
-	if _, stale := w.st.GossipKeyStale(); !bytes.Equal(ci.GossipKey, next) || !ci.GossipKeyAt.Equal(t0.Add(time.Second)) || stale {
-		t.Fatalf("after the rotation: key %x at %v, stale %v", ci.GossipKey[:2], ci.GossipKeyAt, stale)
+	if _, stale := w.st.GossipKeyStale(); !bytes.Equal(ci.GossipKey, second) || ci.GossipKeyGen != 1 || stale {
+		t.Fatalf("after the rotation: key %x gen %d, stale %v", ci.GossipKey[:1], ci.GossipKeyGen, stale)
 	}
 	for _, bad := range []*state.RotateGossipKey{
-		{Key: bytes.Repeat([]byte{3}, 32), At: t0},                      // older than the key in place
-		{Key: bytes.Repeat([]byte{3}, 32), At: t0.Add(time.Second)},     // as old
-		{Key: bytes.Repeat([]byte{3}, 16), At: t0.Add(2 * time.Second)}, // too short
+		{Key: bytes.Repeat([]byte{3}, 32), Gen: 1}, // the same generation again
+		{Key: bytes.Repeat([]byte{3}, 32), Gen: 3}, // one skipped
+		{Key: bytes.Repeat([]byte{3}, 16), Gen: 2}, // too short
 	} {
 		if err := w.apply(bad); err == nil {
-			t.Errorf("RotateGossipKey{%d bytes, %v} applied", len(bad.Key), bad.At)
+			t.Errorf("RotateGossipKey{%d bytes, gen %d} applied", len(bad.Key), bad.Gen)
 		}
+	}
+	// The same node revoked again later: stale again.
+	w.must(&state.Revoke{Revocation: api.Revocation{Kind: api.CertNode, Name: "h3", At: t0.Add(time.Hour)}})
+	if next, stale := w.st.GossipKeyStale(); !stale || next != 2 {
+		t.Fatalf("GossipKeyStale() = %d, %v after a second revocation; want 2, true", next, stale)
 	}
 	b, err := w.st.MarshalSnapshot()
 	if err != nil {
@@ -820,9 +828,9 @@ func TestRotateGossipKey(t *testing.T) {
 	if err := restored.RestoreSnapshot(b); err != nil {
 		t.Fatal(err)
 	}
-	_, stale := restored.GossipKeyStale()
-	if rc, _ := restored.Cluster(); !bytes.Equal(rc.GossipKey, next) || !rc.GossipKeyAt.Equal(ci.GossipKeyAt) || stale {
-		t.Errorf("restored: key %x at %v, stale %v", rc.GossipKey, rc.GossipKeyAt, stale)
+	rc, _ := restored.Cluster()
+	if next, stale := restored.GossipKeyStale(); !bytes.Equal(rc.GossipKey, second) || rc.GossipKeyGen != 1 || !stale || next != 2 {
+		t.Errorf("restored: key %x gen %d, stale %v next %d", rc.GossipKey[:1], rc.GossipKeyGen, stale, next)
 	}
 }
 

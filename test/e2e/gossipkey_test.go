@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,7 +97,7 @@ func TestGossipKeyRotation(t *testing.T) {
 // the gossip of the node at ip; it leaves and stops before returning.
 func gossipJoin(t *testing.T, key []byte, ip string) error {
 	t.Helper()
-	g, err := gossip.New(gossip.Config{NodeName: "e2e-probe", BindAddr: hostsGateway, BindPort: gossip.AnyPort, Key: key, Fast: true})
+	g, err := gossip.New(gossip.Config{NodeName: "e2e-probe", BindAddr: hostsGateway, BindPort: gossip.AnyPort, Key: key, Fast: true, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

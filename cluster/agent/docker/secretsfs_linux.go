@@ -48,7 +48,7 @@ func (hostSecretsFS) isTmpfsMountPoint(dir string) (bool, error) {
 // mount mounts a tmpfs at dir for secret files: mode 0700, at most 64 MiB,
 // no set-user-ID, device files or executables.
 func (hostSecretsFS) mount(dir string) error {
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64m"); err != nil {
+	if err := unix.Mount(secretsTmpfsSource, dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64m"); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
 	return nil
@@ -63,9 +63,15 @@ func (hostSecretsFS) unmount(dir string) error {
 	return nil
 }
 
+// secretsTmpfsSource names the tmpfs dev mounts for secret files (the
+// source column of /proc/self/mountinfo): only a tmpfs of that name is
+// ever unmounted, never one a user put at the secrets dir.
+const secretsTmpfsSource = "dev-secrets"
+
 // tmpfsMountPointIn reports whether, in mountinfo (the format of
 // /proc/self/mountinfo), the last mount whose mount point is exactly dir
-// (absolute, clean) is a tmpfs: the last one listed is the topmost.
+// (absolute, clean) is dev's tmpfs (type tmpfs, source
+// secretsTmpfsSource): the last one listed is the topmost.
 func tmpfsMountPointIn(mountinfo []byte, dir string) bool {
 	tmpfs := false
 	for line := range strings.SplitSeq(string(mountinfo), "\n") {
@@ -75,10 +81,10 @@ func tmpfsMountPointIn(mountinfo []byte, dir string) bool {
 			continue
 		}
 		sep := slices.Index(f[6:], "-")
-		if sep < 0 || 6+sep+1 >= len(f) {
+		if sep < 0 || 6+sep+2 >= len(f) {
 			continue
 		}
-		tmpfs = f[6+sep+1] == "tmpfs"
+		tmpfs = f[6+sep+1] == "tmpfs" && unescapeMountField(f[6+sep+2]) == secretsTmpfsSource
 	}
 	return tmpfs
 }

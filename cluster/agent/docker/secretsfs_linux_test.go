@@ -15,11 +15,12 @@ import (
 func TestTmpfsMountPointIn(t *testing.T) {
 	const mountinfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 25 22 0:22 / /run rw,nosuid,nodev shared:5 - tmpfs tmpfs rw,mode=755
-90 22 0:50 / /var/lib/dev/secrets rw,nosuid,nodev,noexec shared:40 - tmpfs tmpfs rw,size=65536k,mode=700
-91 22 0:51 / /var/lib/dev\040x/secrets rw,nosuid,nodev,noexec - tmpfs tmpfs rw,size=65536k,mode=700
+90 22 0:50 / /var/lib/dev/secrets rw,nosuid,nodev,noexec shared:40 - tmpfs dev-secrets rw,size=65536k,mode=700
+91 22 0:51 / /var/lib/dev\040x/secrets rw,nosuid,nodev,noexec - tmpfs dev-secrets rw,size=65536k,mode=700
+97 22 0:56 / /dev/shm rw,nosuid,nodev - tmpfs shm rw
 92 22 8:1 /srv /data/secrets rw,relatime shared:1 master:3 - ext4 /dev/sda1 rw
 93 22 0:52 / /stacked rw - ext4 /dev/sdb1 rw
-94 93 0:53 / /stacked rw - tmpfs tmpfs rw
+94 93 0:53 / /stacked rw - tmpfs dev-secrets rw
 95 22 0:54 / /hidden rw - tmpfs tmpfs rw
 96 95 0:55 / /hidden rw - ext4 /dev/sdc1 rw
 `
@@ -37,6 +38,8 @@ func TestTmpfsMountPointIn(t *testing.T) {
 		{name: "tmpfs on top of another mount", dir: "/stacked", want: true},
 		{name: "another mount on top of a tmpfs", dir: "/hidden"},
 		{name: "the root", dir: "/"},
+		{name: "a tmpfs of another's (not dev's source)", dir: "/dev/shm"},
+		{name: "a tmpfs named tmpfs", dir: "/run"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
