@@ -47,6 +47,9 @@ func Convert(p *types.Project) (*api.Project, []Warning, error) {
 	if out.Services, err = groupSidecars(p, out.Services); err != nil {
 		return nil, nil, err
 	}
+	if err := api.CheckIngress(out); err != nil {
+		return nil, nil, err
+	}
 	for _, name := range p.VolumeNames() {
 		if !bool(p.Volumes[name].External) {
 			out.Volumes = append(out.Volumes, name)
@@ -138,6 +141,9 @@ func convertService(p *types.Project, name string, s types.ServiceConfig) (api.S
 	if s.Deploy != nil {
 		spec.Update = convertUpdate(s.Deploy.UpdateConfig)
 		spec.Rollback = convertUpdate(s.Deploy.RollbackConfig)
+	}
+	if spec.Ingress, err = convertIngress(name, s); err != nil {
+		return api.ServiceSpec{}, nil, err
 	}
 	spec.DependsOn = convertDependsOn(s.DependsOn)
 	spec.Networks = convertNetworks(s.Networks)

@@ -86,6 +86,7 @@ func Load(ctx context.Context, opts Options) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	normalizeIngress(model, project)
 	return &Loaded{Model: model, Project: project, Warnings: warnings}, nil
 }
 

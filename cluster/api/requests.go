@@ -113,6 +113,9 @@ type ServiceInfo struct {
 	Desired   int        `json:"desired"`
 	Ready     int        `json:"ready"`     // ready pods of the current template
 	Endpoints []string   `json:"endpoints"` // ready pod IPs, any template: what the VIP serves
+	// Ingress are the service's HTTP routes (x-ingress), which every
+	// node's ingress router sends to Endpoints.
+	Ingress []IngressRoute `json:"ingress,omitempty"`
 }
 
 // JoinRequest is what a joining node sends to POST /v1/join (over TLS pinned

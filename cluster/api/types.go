@@ -170,6 +170,11 @@ type ServiceSpec struct {
 	// changes, and when an update is rolled back.
 	Update   *UpdateConfig `json:"update,omitempty"`
 	Rollback *UpdateConfig `json:"rollback,omitempty"`
+	// Ingress are the service's HTTP routes (compose extension x-ingress):
+	// the ingress router of every node sends requests for a host and path
+	// to the service's ready pods. Not part of the pod template's hash:
+	// changing a route replaces no pod.
+	Ingress []IngressRoute `json:"ingress,omitempty"`
 	// Placement is compose `deploy.placement`.
 	Placement Placement `json:"placement,omitzero"`
 	// Networks are the compose networks the service joins, sorted by name
@@ -245,6 +250,7 @@ func (s ServiceSpec) hashed() ServiceSpec {
 	s.DependsOn = nil               // ordering only; changing it does not recreate pods
 	s.Build = nil                   // the build's output is captured by ImageID
 	s.Update, s.Rollback = nil, nil // how to roll, not what runs
+	s.Ingress = nil                 // how requests reach the pods, not what runs
 	if len(s.Sidecars) > 0 {
 		sc := make([]ServiceSpec, len(s.Sidecars))
 		for i, c := range s.Sidecars {

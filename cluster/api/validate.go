@@ -97,6 +97,9 @@ func ValidateProject(p *Project) error {
 			seen[c.Name] = true
 		}
 	}
+	if err := CheckIngress(p); err != nil {
+		return err
+	}
 	for _, s := range p.Services {
 		for _, d := range s.DependsOn {
 			if d.Required && !seen[d.Service] {

@@ -23,7 +23,7 @@ func (srv *Server) Services(project string) []api.ServiceInfo {
 	for _, rc := range st.RCs(project) {
 		info := api.ServiceInfo{
 			Project: rc.Project, Name: rc.Service, VIP: rc.VIP, Desired: rc.Replicas,
-			Ports: rc.Template.ServicePorts(), Endpoints: []string{},
+			Ports: rc.Template.ServicePorts(), Endpoints: []string{}, Ingress: rc.Template.Ingress,
 		}
 		for _, pt := range rc.Template.Ports {
 			if pt.Published != 0 {

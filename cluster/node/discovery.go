@@ -29,8 +29,9 @@ type discovery struct {
 }
 
 var (
-	_ dns.Resolver = (*discovery)(nil)
-	_ proxy.Source = (*discovery)(nil)
+	_ dns.Resolver      = (*discovery)(nil)
+	_ proxy.Source      = (*discovery)(nil)
+	_ proxy.RouteSource = (*discovery)(nil)
 )
 
 func newDiscovery(st *state.Store, node string, log *slog.Logger) *discovery {
@@ -66,7 +67,10 @@ func (d *discovery) refresh() { d.cur.Store(buildCatalog(d.st, d.node)) }
 // Services implements proxy.Source.
 func (d *discovery) Services() []proxy.Service { return d.cur.Load().services }
 
-// Changed implements proxy.Source.
+// Routes implements proxy.RouteSource.
+func (d *discovery) Routes() []proxy.Route { return d.cur.Load().routes }
+
+// Changed implements proxy.Source and proxy.RouteSource.
 func (d *discovery) Changed() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -110,6 +114,7 @@ type catalog struct {
 	names    map[string][]*svcEntry
 	services []proxy.Service
 	vips     []netip.Addr
+	routes   []proxy.Route // the ingress router's
 }
 
 type client struct {
@@ -192,6 +197,9 @@ func buildCatalog(st *state.Store, node string) *catalog {
 			}
 		}
 		c.services = append(c.services, dataPath(rc, vip, eps, local))
+		for _, r := range rc.Template.Ingress {
+			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), Backends: eps})
+		}
 	}
 	return c
 }

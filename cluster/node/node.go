@@ -59,6 +59,9 @@ type Config struct {
 	// DNSAddr is the host-side listen address of the cluster DNS server
 	// (pods use the one on their gateway, port 53).
 	DNSAddr string
+	// IngressAddr is where the HTTP ingress router listens (":80"); empty:
+	// no router.
+	IngressAddr string
 	// DashboardAddr is where the web dashboard listens (a loopback address
 	// serves HTTP, any other HTTPS); empty: no dashboard.
 	DashboardAddr string
@@ -370,6 +373,9 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
+	if cfg.IngressAddr != "" {
+		eg.Go(func() error { return n.runIngress(ctx, r, disc) })
+	}
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	eg.Go(func() error {
@@ -394,6 +400,22 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("agent started", "node", cfg.Name, "version", cfg.Version, "socket", cfg.socket(),
 		"api", n.addr(cfg.APIPort), "raft", n.addr(cfg.RaftPort), "gossip", n.addr(cfg.GossipPort))
 	return eg.Wait()
+}
+
+// runIngress serves the HTTP ingress router on IngressAddr from the
+// caught-up state. An address it cannot listen on (port 80 taken, no right
+// to bind it) leaves the node without a router, said in the log, rather
+// than stop the agent.
+func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery) error {
+	ln, err := net.Listen("tcp", n.cfg.IngressAddr)
+	if err != nil {
+		n.log.Warn("no ingress router on this node: cannot listen (another server on the port? pick another with --ingress-addr, or turn it off with --ingress-addr=\"\")",
+			"addr", n.cfg.IngressAddr, "err", err)
+		return nil
+	}
+	return afterReady(ctx, r, func(ctx context.Context) error {
+		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, Source: disc, Log: n.log}).Run(ctx)
+	})
 }
 
 // maxAPIConns caps the TCP API's connections (nodes, remote CLIs, their

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -516,6 +517,9 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 	if err := api.ValidateProject(&p); err != nil {
 		return fmt.Errorf("apply project: %w", err)
 	}
+	if err := api.IngressConflict(p, tx.otherRCs(p.Name)); err != nil {
+		return fmt.Errorf("apply project: %w", err)
+	}
 	if c.ServiceCIDR != "" {
 		// Fail before changing anything when the service CIDR is full.
 		if free, err := tx.freeVIPs(c.ServiceCIDR, len(p.Services)); err != nil {
@@ -566,6 +570,17 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 	sort.Strings(vols)
 	tx.PutProject(ProjectRecord{Name: p.Name, Volumes: vols})
 	return nil
+}
+
+// otherRCs lists the controllers of every project but project, by key.
+func (tx *Txn) otherRCs(project string) []api.ReplicationController {
+	var out []api.ReplicationController
+	for _, key := range slices.Sorted(maps.Keys(tx.s.rcs)) {
+		if rc := tx.s.rcs[key]; rc.Project != project {
+			out = append(out, *rc)
+		}
+	}
+	return out
 }
 
 func (tx *Txn) deleteProject(c *DeleteProject) error {

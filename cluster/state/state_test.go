@@ -983,3 +983,27 @@ func TestRecreateToken(t *testing.T) {
 		t.Errorf("a plain apply after a forced one: hash %s, want %s (the token kept)", again.SpecHash, forced.SpecHash)
 	}
 }
+
+// TestApplyProjectIngressConflict: a project whose route takes a host and
+// path another project routes is refused, and changes nothing; the same
+// project may keep its own routes on a new apply.
+func TestApplyProjectIngressConflict(t *testing.T) {
+	w := newWriter(t)
+	svc := func(project, name string, routes ...api.IngressRoute) api.ServiceSpec {
+		return api.ServiceSpec{Project: project, Name: name, Image: "x", Replicas: 1, Ingress: routes}
+	}
+	route := api.IngressRoute{Host: "a.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto}
+	shop := &state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{svc("shop", "web", route)}}}
+	w.must(shop, shop) // applied again: its own route is no conflict
+	other := &state.ApplyProject{Project: api.Project{Name: "blog", Services: []api.ServiceSpec{svc("blog", "web", route)}}}
+	err := w.apply(other)
+	if err == nil || !strings.Contains(err.Error(), "routed to service web of project shop") {
+		t.Fatalf("apply of a conflicting route: %v", err)
+	}
+	if _, ok := w.st.RC(api.RCKey("blog", "web")); ok {
+		t.Error("the refused project was stored")
+	}
+	api2 := route
+	api2.Path = "/api"
+	w.must(&state.ApplyProject{Project: api.Project{Name: "blog", Services: []api.ServiceSpec{svc("blog", "web", api2)}}})
+}

@@ -21,13 +21,18 @@ type requestLoop struct {
 }
 
 func startLoop(url string) *requestLoop {
+	return startLoopWith(func() (string, error) { return httpGet(url) })
+}
+
+// startLoopWith is startLoop with get making each request.
+func startLoopWith(get func() (string, error)) *requestLoop {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &requestLoop{stop: cancel}
 	l.done.Add(1)
 	go func() {
 		defer l.done.Done()
 		for ctx.Err() == nil {
-			body, err := httpGet(url)
+			body, err := get()
 			if err != nil || !strings.Contains(body, "hello from") {
 				if ctx.Err() != nil {
 					return
@@ -73,6 +78,9 @@ func TestRollingUpdateWithoutFailedRequests(t *testing.T) {
 	}
 
 	loop := startLoop("http://127.0.0.1:18095/")
+	// The same through the ingress router, by host: a pod leaves its
+	// route before it stops.
+	viaIngress := startLoopWith(func() (string, error) { return httpGetHost("http://"+c.ingress+"/", "web.e2eroll.test") })
 	time.Sleep(300 * time.Millisecond)
 	v2 := writeTemp(t, "services:\n  web:\n    environment:\n      VERSION: \"2\"\n")
 	start := time.Now()
@@ -83,6 +91,11 @@ func TestRollingUpdateWithoutFailedRequests(t *testing.T) {
 	t.Logf("rolling update of 2 pods took %s; %d requests succeeded, %d failed", took.Round(10*time.Millisecond), ok, failed)
 	if failed != 0 || ok < 20 {
 		t.Fatalf("during the update %d of %d requests failed (first: %v)", failed, ok+failed, first)
+	}
+	ok, failed, first = viaIngress.finish()
+	t.Logf("through the ingress router: %d requests succeeded, %d failed", ok, failed)
+	if failed != 0 || ok < 20 {
+		t.Fatalf("during the update %d of %d requests through the ingress router failed (first: %v)", failed, ok+failed, first)
 	}
 	after := webContainers(c, "e2eroll")
 	if len(after) != 2 {

@@ -23,15 +23,28 @@ import (
 )
 
 // httpGet fetches a URL on a pod IP (the host reaches the pod bridge).
-func httpGet(url string) (string, error) {
+func httpGet(url string) (string, error) { return httpGetHost(url, "") }
+
+// httpGetHost is httpGet with a Host header (when not empty), as a
+// browser sends for a name the ingress routes; an answer other than 200
+// is an error.
+func httpGetHost(url, host string) (string, error) {
 	// A new connection per request: the node proxy balances connections.
 	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Host = host
+	resp, err := c.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	if err == nil && host != "" && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s (host %s): %s: %s", url, host, resp.Status, b)
+	}
 	return string(b), err
 }
 

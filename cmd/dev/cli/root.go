@@ -92,6 +92,7 @@ func NewRootCommand() *cobra.Command {
 		NewScaleCommand(g),
 		NewConfigCommand(g),
 		NewServicesCommand(g),
+		NewIngressCommand(g),
 		NewPortCommand(g),
 		NewEventsCommand(g),
 		NewTokenCommand(g),

@@ -1,0 +1,117 @@
+package compose
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+func TestIngress(t *testing.T) {
+	l, err := loadYAML(t, `name: shop
+services:
+  web:
+    image: web
+    x-ingress:
+      - Shop.Example.com:8000
+      - {host: shop.example.com, path: /api/, port: "9000", tls: "off"}
+      - {host: web.shop.localhost, port: 8000}
+      - {host: raw.example.com, port: 80, tls: off}
+  db:
+    image: db
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []api.IngressRoute{
+		{Host: "shop.example.com", Path: "/", Port: 8000, TLS: api.IngressTLSAuto},
+		{Host: "shop.example.com", Path: "/api", Port: 9000, TLS: api.IngressTLSOff},
+		{Host: "web.shop.localhost", Path: "/", Port: 8000, TLS: api.IngressTLSLocal},
+		{Host: "raw.example.com", Path: "/", Port: 80, TLS: api.IngressTLSOff},
+	}
+	var got []api.IngressRoute
+	for _, s := range l.Project.Services {
+		if s.Name == "web" {
+			got = s.Ingress
+		} else if s.Ingress != nil {
+			t.Errorf("service %s has routes %v", s.Name, s.Ingress)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("routes\n got %+v\nwant %+v", got, want)
+	}
+	// dev config shows them normalized.
+	b, err := l.ConfigYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"host: shop.example.com", "path: /api", "port: 9000", "tls: \"off\"", "tls: local", "tls: auto"} {
+		if !strings.Contains(string(b), s) {
+			t.Errorf("dev config does not show %q:\n%s", s, b)
+		}
+	}
+	if strings.Contains(string(b), "Shop.Example.com") {
+		t.Errorf("dev config shows the route as written, not normalized:\n%s", b)
+	}
+	// A route changes no pod: it is not in the template's hash.
+	var web api.ServiceSpec
+	for _, s := range l.Project.Services {
+		if s.Name == "web" {
+			web = s
+		}
+	}
+	bare := web
+	bare.Ingress = nil
+	if web.Hash() != bare.Hash() {
+		t.Error("the routes change the pod template's hash")
+	}
+}
+
+func TestIngressErrors(t *testing.T) {
+	svc := func(routes string) string {
+		return "services:\n  web:\n    image: web\n    x-ingress:\n" + routes
+	}
+	tests := []struct {
+		name, yaml, wantErr string
+	}{
+		{"not a list", "services:\n  web:\n    image: web\n    x-ingress: a.example.com:80\n", "want a list of routes"},
+		{"short form without port", svc("      - a.example.com\n"), "want HOST:PORT"},
+		{"short form port not a number", svc("      - a.example.com:http\n"), `port "http" is not a number`},
+		{"unknown key", svc("      - {host: a.example.com, port: 80, tsl: off}\n"), `unknown key "tsl"`},
+		{"no port", svc("      - {host: a.example.com}\n"), "no port"},
+		{"port out of range", svc("      - {host: a.example.com, port: 70000}\n"), "port 70000"},
+		{"port zero", svc("      - a.example.com:0\n"), "port 0"},
+		{"no host", svc("      - {port: 80}\n"), "a route needs a host"},
+		{"malformed host", svc("      - {host: a_b.example.com, port: 80}\n"), `host "a_b.example.com"`},
+		{"host with a scheme", svc("      - {host: \"https://a.example.com\", port: 80}\n"), `host "https://a.example.com": want a DNS name`},
+		{"relative path", svc("      - {host: a.example.com, path: api, port: 80}\n"), `path "api": want an absolute path prefix`},
+		{"path with a query", svc("      - {host: a.example.com, path: /api?x=1, port: 80}\n"), "want a plain path prefix"},
+		{"path with ..", svc("      - {host: a.example.com, path: /a/../b, port: 80}\n"), "want a plain path prefix"},
+		{"bad tls", svc("      - {host: a.example.com, port: 80, tls: maybe}\n"), `tls "maybe": want auto, local or off`},
+		{"two services, one host and path", `services:
+  web:
+    image: web
+    x-ingress: [a.example.com:80]
+  api:
+    image: api
+    x-ingress: [{host: a.example.com, path: /, port: 81}]
+`, "both route a.example.com/"},
+		{"a sidecar's route", `services:
+  web:
+    image: web
+  proxy:
+    image: proxy
+    network_mode: service:web
+    x-ingress: [a.example.com:80]
+`, "declare it on service web"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadYAML(t, tt.yaml)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

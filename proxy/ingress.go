@@ -1,0 +1,273 @@
+package proxy
+
+// The L7 ingress router: every node answers HTTP on one address (":80" by
+// default) and routes each request by its Host and the longest path prefix
+// to a ready pod of the service that declared the route (compose
+// x-ingress), straight to the pod's IP across the overlay.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/netutil"
+
+	"github.com/devhq/dev/cluster/api"
+)
+
+// Route is one HTTP route the ingress router serves.
+type Route struct {
+	Host string // lowercase, no port
+	// Path is a prefix by whole segments ("/" takes everything).
+	Path string
+	// Service names the service for messages ("project/service").
+	Service string
+	// Port is the pods' port the service serves HTTP on.
+	Port uint16
+	// Backends are the service's ready pods.
+	Backends []netip.Addr
+}
+
+// RouteSource gives the router its routes: Routes is read whenever Changed
+// is closed (a new channel each time).
+type RouteSource interface {
+	Routes() []Route
+	Changed() <-chan struct{}
+}
+
+// IngressConfig configures the ingress router.
+type IngressConfig struct {
+	// Addr is the HTTP address to listen on (":80"), unless Listener is set.
+	Addr     string
+	Listener net.Listener
+	Source   RouteSource
+	// MaxConns caps the client connections held at once (default 4096).
+	MaxConns int
+	Log      *slog.Logger
+}
+
+// Ingress is the L7 router. New starts nothing; Run serves.
+type Ingress struct {
+	cfg       IngressConfig
+	log       *slog.Logger
+	table     atomic.Pointer[routeTable]
+	next      atomic.Uint64 // round robin over a route's backends
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+}
+
+// routeTable is the routes by host, the longest path first.
+type routeTable map[string][]Route
+
+// NewIngress returns a router over cfg.Source.
+func NewIngress(cfg IngressConfig) *Ingress {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 4096
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	in := &Ingress{cfg: cfg, log: log.With("component", "ingress")}
+	in.table.Store(&routeTable{})
+	// Keep-alive pools to the pods; a dial gets 3 s (a pod that is gone
+	// answers at once, one on a cut node does not).
+	in.transport = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	in.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "pod" // the transport picks the pod
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		Transport:     retryingTransport{in},
+		FlushInterval: -1, // stream: server-sent events, long polls
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rt, _ := r.Context().Value(routeKey{}).(*Route)
+			name := "?"
+			if rt != nil {
+				name = rt.Service
+			}
+			in.log.Debug("proxy error", "host", r.Host, "path", r.URL.Path, "service", name, "err", err)
+			if errors.Is(err, context.Canceled) {
+				return // the client went away
+			}
+			page(w, http.StatusBadGateway, "no pod of service %s answered: %v", name, err)
+		},
+		ErrorLog: slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
+	}
+	return in
+}
+
+// Run listens (unless given a listener) and serves until ctx ends,
+// following the source's routes.
+func (in *Ingress) Run(ctx context.Context) error {
+	ln := in.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", in.cfg.Addr); err != nil {
+			return fmt.Errorf("listen ingress on %s: %w", in.cfg.Addr, err)
+		}
+	}
+	ln = netutil.LimitListener(ln, in.cfg.MaxConns)
+	srv := &http.Server{
+		Handler:           in,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			changed := in.cfg.Source.Changed()
+			in.SetRoutes(in.cfg.Source.Routes())
+			select {
+			case <-ctx.Done():
+				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = srv.Shutdown(sctx)
+				cancel()
+				in.transport.CloseIdleConnections()
+				return
+			case <-changed:
+			}
+		}
+	}()
+	in.log.Info("ingress router listening", "addr", ln.Addr().String())
+	err := srv.Serve(ln)
+	<-done
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve ingress: %w", err)
+	}
+	return nil
+}
+
+// SetRoutes replaces the routes served.
+func (in *Ingress) SetRoutes(routes []Route) {
+	t := routeTable{}
+	for _, r := range routes {
+		t[r.Host] = append(t[r.Host], r)
+	}
+	for _, rs := range t {
+		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Path) > len(rs[j].Path) })
+	}
+	in.table.Store(&t)
+}
+
+// routeKey carries a request's route to the transport.
+type routeKey struct{}
+
+// ServeHTTP routes one request.
+func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	rt := in.lookup(host, r.URL.Path)
+	switch {
+	case rt == nil:
+		page(w, http.StatusNotFound, "no route for %s%s on this cluster's ingress", host, r.URL.Path)
+		return
+	case len(rt.Backends) == 0:
+		w.Header().Set("Retry-After", "5")
+		page(w, http.StatusServiceUnavailable, "no ready pod of service %s: it is starting, failing its healthcheck, or scaled to 0 (dev ps)", rt.Service)
+		return
+	}
+	in.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+}
+
+// lookup returns the route of host with the longest path prefix of path.
+func (in *Ingress) lookup(host, path string) *Route {
+	rs := (*in.table.Load())[host]
+	for i := range rs {
+		if api.MatchIngress(rs[i].Path, path) {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+// page answers a short plain-text error page.
+func page(w http.ResponseWriter, code int, format string, a ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), fmt.Sprintf(format, a...))
+}
+
+// retryingTransport sends a request to one of its route's pods, in round
+// robin, and to the next one (up to 3) when a pod cannot be reached at all
+// (refused, unreachable): the request was not sent, so it is safe to send
+// again, body included.
+type retryingTransport struct{ in *Ingress }
+
+func (t retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt, _ := req.Context().Value(routeKey{}).(*Route)
+	if rt == nil || len(rt.Backends) == 0 {
+		return nil, errors.New("no route")
+	}
+	var body *heldBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &heldBody{ReadCloser: req.Body}
+		req.Body = body
+	}
+	n := len(rt.Backends)
+	first := int(t.in.next.Add(1) % uint64(n))
+	var err error
+	for i := range min(n, 3) {
+		pod := rt.Backends[(first+i)%n]
+		req.URL.Host = netip.AddrPortFrom(pod, rt.Port).String()
+		var resp *http.Response
+		resp, err = t.in.transport.RoundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		if !dialFailed(err) || (body != nil && body.read.Load()) {
+			return nil, err
+		}
+		t.in.log.Debug("pod unreachable: trying another", "service", rt.Service, "pod", pod, "err", err)
+	}
+	return nil, err
+}
+
+// dialFailed reports whether err is a failure to connect: nothing was sent.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// heldBody is a request body that the transport's Close leaves open, so
+// that another pod may get it after a failed dial; the server closes the
+// request's body when the handler returns.
+type heldBody struct {
+	io.ReadCloser
+	read atomic.Bool // something was read: it cannot be sent again
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.read.Store(true)
+	}
+	return n, err
+}
+
+func (b *heldBody) Close() error { return nil }

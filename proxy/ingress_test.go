@@ -1,0 +1,245 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// staticRoutes is a RouteSource whose routes a test sets.
+type staticRoutes struct {
+	mu      sync.Mutex
+	routes  []Route
+	changed chan struct{}
+}
+
+func newStaticRoutes(routes ...Route) *staticRoutes {
+	return &staticRoutes{routes: routes, changed: make(chan struct{})}
+}
+
+func (s *staticRoutes) Routes() []Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.routes
+}
+
+func (s *staticRoutes) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// backend serves on addr: "NAME PATH" for any path, the request's
+// X-Forwarded-* headers under /headers, an upgrade to a raw echo under
+// /echo (as a WebSocket server would switch protocols), and the body back
+// under /body.
+func backend(t *testing.T, addr, name string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host=%s xff=%s xfh=%s xfp=%s\n", r.Host, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"))
+	})
+	mux.HandleFunc("/body", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s got %s", name, b)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		rw.Flush()
+		_, _ = io.Copy(c, rw)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", name, r.URL.Path)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+// freePort is a TCP port free on 127.0.0.1 now.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// startIngress runs a router over src on a loopback port and returns its
+// address.
+func startIngress(t *testing.T, src RouteSource) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := NewIngress(IngressConfig{Listener: ln, Source: src, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+func get(t *testing.T, addr, host, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", host, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestIngressRouting(t *testing.T) {
+	port := freePort(t)
+	at := func(ip string) netip.Addr { return netip.MustParseAddr(ip) }
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "web")
+	backend(t, "127.0.0.2:"+strconv.Itoa(int(port)), "api")
+	src := newStaticRoutes(
+		Route{Host: "shop.example.com", Path: "/", Service: "shop/web", Port: port, Backends: []netip.Addr{at("127.0.0.1")}},
+		Route{Host: "shop.example.com", Path: "/api", Service: "shop/api", Port: port, Backends: []netip.Addr{at("127.0.0.2")}},
+		Route{Host: "api.example.com", Path: "/", Service: "shop/api", Port: port, Backends: []netip.Addr{at("127.0.0.2")}},
+		Route{Host: "down.example.com", Path: "/", Service: "shop/down", Port: port},
+	)
+	addr := startIngress(t, src)
+	tests := []struct {
+		name, host, path string
+		wantCode         int
+		wantBody         string
+	}{
+		{"by host", "shop.example.com", "/", 200, "web /"},
+		{"another host", "api.example.com", "/x", 200, "api /x"},
+		{"host with a port and in capitals", "Shop.Example.com:80", "/", 200, "web /"},
+		{"longest prefix", "shop.example.com", "/api/items", 200, "api /api/items"},
+		{"the prefix itself", "shop.example.com", "/api", 200, "api /api"},
+		{"prefix by whole segments", "shop.example.com", "/apix", 200, "web /apix"},
+		{"unknown host", "other.example.com", "/", 404, "no route for other.example.com/"},
+		{"no ready pod", "down.example.com", "/", 503, "no ready pod of service shop/down"},
+		{"forwarded headers", "shop.example.com", "/headers", 200, "host=shop.example.com xff=127.0.0.1 xfh=shop.example.com xfp=http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := get(t, addr, tt.host, tt.path)
+			if code != tt.wantCode || !strings.Contains(body, tt.wantBody) {
+				t.Errorf("GET %s%s = %d %q, want %d containing %q", tt.host, tt.path, code, body, tt.wantCode, tt.wantBody)
+			}
+		})
+	}
+}
+
+// TestIngressRetriesUnreachablePod: a pod that refuses connections (gone,
+// its route not yet updated) costs no request: the next pod gets it, body
+// included.
+func TestIngressRetriesUnreachablePod(t *testing.T) {
+	port := freePort(t)
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "alive")
+	dead := []netip.Addr{netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")} // nothing listens there
+	src := newStaticRoutes(Route{Host: "a.example.com", Path: "/", Service: "p/a", Port: port,
+		Backends: append(dead, netip.MustParseAddr("127.0.0.1"))})
+	addr := startIngress(t, src)
+	for i := range 6 { // every starting point of the round robin
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/body", strings.NewReader(fmt.Sprintf("payload %d", i)))
+		req.Host = "a.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("alive got payload %d", i); resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("request %d: %d %q, want 200 %q", i, resp.StatusCode, b, want)
+		}
+	}
+}
+
+// TestIngressUpgrade: a connection upgrade (as WebSockets do) goes through
+// both ways.
+func TestIngressUpgrade(t *testing.T) {
+	port := freePort(t)
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "ws")
+	addr := startIngress(t, newStaticRoutes(Route{Host: "ws.example.com", Path: "/", Service: "p/ws", Port: port,
+		Backends: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}))
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /echo HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s", resp.Status)
+	}
+	for _, msg := range []string{"ping\n", "pong pong\n"} {
+		fmt.Fprint(c, msg)
+		got, err := br.ReadString('\n')
+		if err != nil || got != msg {
+			t.Fatalf("echo of %q: %q, %v", msg, got, err)
+		}
+	}
+}
+
+// TestIngressFollowsRoutes: a change of the source's routes is served.
+func TestIngressFollowsRoutes(t *testing.T) {
+	port := freePort(t)
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "v1")
+	src := newStaticRoutes()
+	addr := startIngress(t, src)
+	if code, _ := get(t, addr, "a.example.com", "/"); code != 404 {
+		t.Fatalf("before the route: %d, want 404", code)
+	}
+	src.mu.Lock()
+	src.routes = []Route{{Host: "a.example.com", Path: "/", Service: "p/a", Port: port, Backends: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}}
+	close(src.changed)
+	src.changed = make(chan struct{})
+	src.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := get(t, addr, "a.example.com", "/")
+		if code == 200 && strings.HasPrefix(body, "v1") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the route was added: %d %q", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

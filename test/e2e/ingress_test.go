@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestIngress: the ingress router routes by host and by the longest path
+// prefix to the ready pods of the service that declared the route; an
+// unknown host gets 404, a service with no ready pod 503; dev ingress
+// lists the routes; a route taken by another project is refused with
+// nothing deployed.
+func TestIngress(t *testing.T) {
+	c := newCluster(t)
+	compose := writeTemp(t, `name: e2eingress
+services:
+  web:
+    image: `+testImage+`
+    command: ["serve"]
+    x-ingress:
+      - web.e2eingress.test:8080
+  api:
+    image: `+testImage+`
+    command: ["serve"]
+    deploy:
+      replicas: 2
+    x-ingress:
+      - api.e2eingress.test:8080
+      - {host: web.e2eingress.test, path: /whoami, port: 8080}
+`)
+	c.mustDev("up", "-d", "-f", compose)
+	wantRunning(c, "e2eingress", "api", 2, 60*time.Second)
+	base := "http://" + c.ingress
+
+	status := func(host, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Host = host
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("GET %s%s through the ingress: %v", host, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually(t, 30*time.Second, "the routes served", func() error {
+		for _, want := range []struct{ host, path, body string }{
+			{"web.e2eingress.test", "/", "hello from e2eingress-web-1"},
+			{"api.e2eingress.test", "/", "hello from e2eingress-api-"},
+			{"web.e2eingress.test", "/whoami", "e2eingress-api-"}, // the longer prefix, to api
+			{"WEB.e2eingress.test:80", "/", "hello from e2eingress-web-1"},
+		} {
+			if code, body := status(want.host, want.path); code != 200 || !strings.Contains(body, want.body) {
+				return fmt.Errorf("%s%s: %d %q, want 200 with %q", want.host, want.path, code, body, want.body)
+			}
+		}
+		return nil
+	})
+	// Both api pods answer, in turn.
+	seen := map[string]bool{}
+	for range 10 {
+		_, body := status("api.e2eingress.test", "/")
+		seen[strings.TrimSpace(body)] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("api answered as %v through the ingress, want both of its pods", seen)
+	}
+	if code, body := status("nothere.e2eingress.test", "/"); code != 404 || !strings.Contains(body, "no route for nothere.e2eingress.test/") {
+		t.Errorf("unknown host: %d %q, want 404", code, body)
+	}
+
+	var rows []struct {
+		Host, Path, Service, TLS string
+		Port, Ready, Desired     int
+	}
+	if err := json.Unmarshal([]byte(c.mustDev("ingress", "-p", "e2eingress", "-o", "json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Host+r.Path] = fmt.Sprintf("%s:%d %s %d/%d", r.Service, r.Port, r.TLS, r.Ready, r.Desired)
+	}
+	want := map[string]string{
+		"web.e2eingress.test/":       "web:8080 auto 1/1",
+		"api.e2eingress.test/":       "api:8080 auto 2/2",
+		"web.e2eingress.test/whoami": "api:8080 auto 2/2",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dev ingress = %v, want %v", got, want)
+	}
+
+	// Another project may not take a route already served.
+	thief := writeTemp(t, "name: e2ethief\nservices:\n  web:\n    image: "+testImage+"\n    x-ingress: [api.e2eingress.test:8080]\n")
+	if out, err := c.dev("up", "-d", "-f", thief); err == nil || !strings.Contains(out, "routed to service api of project e2eingress") {
+		t.Errorf("dev up of a project taking a served route: %v\n%s", err, out)
+	}
+	if out := c.mustDev("ps", "-a"); strings.Contains(out, "e2ethief") {
+		t.Errorf("the refused project left pods:\n%s", out)
+	}
+
+	// No ready pod: 503.
+	c.mustDev("scale", "-p", "e2eingress", "api=0")
+	eventually(t, 30*time.Second, "503 with no api pod", func() error {
+		if code, body := status("api.e2eingress.test", "/"); code != 503 || !strings.Contains(body, "no ready pod of service e2eingress/api") {
+			return fmt.Errorf("%d %q, want 503", code, body)
+		}
+		return nil
+	})
+	if code, body := status("web.e2eingress.test", "/"); code != 200 {
+		t.Errorf("web after api scaled to 0: %d %q", code, body)
+	}
+}
