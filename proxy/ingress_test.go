@@ -80,7 +80,7 @@ func backend(t *testing.T, addr, name string) {
 }
 
 // freePort is a TCP port free on 127.0.0.1 now.
-func freePort(t *testing.T) uint16 {
+func freePort(t testing.TB) uint16 {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
