@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type Route struct {
 	Service string
 	// Port is the pods' port the service serves HTTP on.
 	Port uint16
+	// TLS is how the route is served over HTTPS (api.IngressTLSLocal:
+	// with a certificate from CertSource).
+	TLS string
 	// Backends are the service's ready pods.
 	Backends []netip.Addr
 }
@@ -45,12 +49,21 @@ type RouteSource interface {
 	Changed() <-chan struct{}
 }
 
+// CertSource gives the router the certificate of a host it serves over
+// HTTPS with tls: local.
+type CertSource interface {
+	Certificate(ctx context.Context, host string) (*tls.Certificate, error)
+}
+
 // IngressConfig configures the ingress router.
 type IngressConfig struct {
-	// Addr is the HTTP address to listen on (":80"), unless Listener is set.
-	Addr     string
+	// Listener is where HTTP is served.
 	Listener net.Listener
-	Source   RouteSource
+	// TLSListener, when not nil, is where HTTPS is served, with
+	// certificates from Certs.
+	TLSListener net.Listener
+	Certs       CertSource
+	Source      RouteSource
 	// MaxConns caps the client connections held at once (default 4096).
 	MaxConns int
 	Log      *slog.Logger
@@ -115,48 +128,90 @@ func NewIngress(cfg IngressConfig) *Ingress {
 	return in
 }
 
-// Run listens (unless given a listener) and serves until ctx ends,
-// following the source's routes.
+// Run serves until ctx ends, following the source's routes.
 func (in *Ingress) Run(ctx context.Context) error {
-	ln := in.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", in.cfg.Addr); err != nil {
-			return fmt.Errorf("listen ingress on %s: %w", in.cfg.Addr, err)
+	newServer := func() *http.Server {
+		return &http.Server{
+			Handler:           in,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
 		}
 	}
-	ln = netutil.LimitListener(ln, in.cfg.MaxConns)
-	srv := &http.Server{
-		Handler:           in,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			changed := in.cfg.Source.Changed()
-			in.SetRoutes(in.cfg.Source.Routes())
-			select {
-			case <-ctx.Done():
-				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = srv.Shutdown(sctx)
-				cancel()
-				in.transport.CloseIdleConnections()
-				return
-			case <-changed:
+	var servers []*http.Server
+	errs := make(chan error, 2)
+	serve := func(srv *http.Server, ln net.Listener, tlsOn bool) {
+		servers = append(servers, srv)
+		ln = netutil.LimitListener(ln, in.cfg.MaxConns)
+		in.log.Info("ingress router listening", "addr", ln.Addr().String(), "tls", tlsOn)
+		go func() {
+			var err error
+			if tlsOn {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
 			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	serve(newServer(), in.cfg.Listener, false)
+	if in.cfg.TLSListener != nil && in.cfg.Certs != nil {
+		srv := newServer()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: in.certificate, NextProtos: []string{"h2", "http/1.1"}}
+		serve(srv, in.cfg.TLSListener, true)
+	}
+	var err error
+	for {
+		changed := in.cfg.Source.Changed()
+		in.SetRoutes(in.cfg.Source.Routes())
+		select {
+		case <-ctx.Done():
+		case err = <-errs:
+			if err == nil {
+				continue // cannot happen before Shutdown
+			}
+		case <-changed:
+			continue
 		}
-	}()
-	in.log.Info("ingress router listening", "addr", ln.Addr().String())
-	err := srv.Serve(ln)
-	<-done
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		break
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.Shutdown(sctx)
+	}
+	in.transport.CloseIdleConnections()
+	if err != nil {
 		return fmt.Errorf("serve ingress: %w", err)
 	}
 	return nil
+}
+
+// certificate picks the certificate of the host a TLS client asks for
+// (SNI): a route with tls: local gets one from the CertSource.
+func (in *Ingress) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	host := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
+	rs := (*in.table.Load())[host]
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("no route for %q", host)
+	}
+	modes := map[string]bool{}
+	for _, r := range rs {
+		modes[r.TLS] = true
+	}
+	switch {
+	case modes[api.IngressTLSLocal]:
+		ctx, cancel := context.WithTimeout(hello.Context(), 10*time.Second)
+		defer cancel()
+		return in.cfg.Certs.Certificate(ctx, host)
+	case modes[api.IngressTLSAuto]:
+		return nil, fmt.Errorf("no certificate for %s: tls: auto (ACME) is not served yet", host)
+	}
+	return nil, fmt.Errorf("%s is served over HTTP only (tls: off)", host)
 }
 
 // SetRoutes replaces the routes served.

@@ -3,15 +3,23 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -241,5 +249,97 @@ func TestIngressFollowsRoutes(t *testing.T) {
 			t.Fatalf("after the route was added: %d %q", code, body)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testCerts is a CertSource signing for any host with one test CA.
+type testCerts struct {
+	pool  *x509.CertPool
+	ca    *x509.Certificate
+	key   *ecdsa.PrivateKey
+	asked atomic.Int32
+}
+
+func newTestCerts(t *testing.T) *testCerts {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &testCerts{pool: pool, ca: ca, key: key}
+}
+
+func (c *testCerts) Certificate(_ context.Context, host string) (*tls.Certificate, error) {
+	c.asked.Add(1)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), DNSNames: []string{host}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, key.Public(), c.key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// TestIngressTLS: a tls: local route is served over HTTPS with the
+// CertSource's certificate for its host (SNI), HTTP/2 offered; a tls: auto
+// or off route, or an unknown host, gets no certificate.
+func TestIngressTLS(t *testing.T) {
+	port := freePort(t)
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "secure")
+	pods := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	src := newStaticRoutes(
+		Route{Host: "web.shop.localhost", Path: "/", Service: "shop/web", Port: port, TLS: "local", Backends: pods},
+		Route{Host: "shop.example.com", Path: "/", Service: "shop/web", Port: port, TLS: "auto", Backends: pods},
+		Route{Host: "plain.example.com", Path: "/", Service: "shop/web", Port: port, TLS: "off", Backends: pods},
+	)
+	httpLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := newTestCerts(t)
+	in := NewIngress(IngressConfig{Listener: httpLn, TLSListener: tlsLn, Certs: certs, Source: src, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	client := func(host string) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: certs.pool, ServerName: host},
+			ForceAttemptHTTP2: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", tlsLn.Addr().String())
+			},
+		}}
+	}
+	var resp *http.Response
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err = client("web.shop.localhost").Get("https://web.shop.localhost/headers")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // the routes are set just after Run starts
+	}
+	if err != nil {
+		t.Fatalf("GET https://web.shop.localhost/headers: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "xfp=https") || resp.ProtoMajor != 2 {
+		t.Errorf("over HTTPS: %s %s %q, want 200 over HTTP/2 with X-Forwarded-Proto https", resp.Proto, resp.Status, b)
+	}
+	for _, host := range []string{"shop.example.com", "plain.example.com", "nothere.example.com"} {
+		if _, err := client(host).Get("https://" + host + "/"); err == nil {
+			t.Errorf("%s: HTTPS answered; want no certificate", host)
+		}
 	}
 }

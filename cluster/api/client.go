@@ -338,6 +338,15 @@ func (c *HTTPClient) Token(ctx context.Context, req TokenRequest) (TokenResponse
 	return r, err
 }
 
+// LocalCA returns the local HTTPS CA's certificate (PEM).
+func (c *HTTPClient) LocalCA(ctx context.Context) ([]byte, error) {
+	var r LocalCAResponse
+	if err := c.Do(ctx, http.MethodGet, "/v1/ca/local", nil, &r); err != nil {
+		return nil, err
+	}
+	return r.CertPEM, nil
+}
+
 // RenewClient asks for a new certificate for the client bundle this client
 // calls with, for the key of csr (PEM).
 func (c *HTTPClient) RenewClient(ctx context.Context, csr []byte) ([]byte, error) {

@@ -41,6 +41,7 @@ import "time"
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
 //	user   POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation
+//	read   GET    /v1/ca/local                            -> LocalCAResponse (the local HTTPS CA's certificate, dev ca export)
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
 //	node   POST   /v1/internal/apply                      a raft command the caller may write, forwarded to the leader
 //	node   POST   /v1/internal/register                   Node (the caller's own record) -> Node
@@ -49,6 +50,7 @@ import "time"
 //	node   POST   /v1/internal/renew                      RenewRequest -> RenewResponse (a new certificate for the caller)
 //	node   GET    /v1/internal/files?pod=NAME             -> FilesResponse (the opened secrets and configs of a pod the caller runs; on a manager)
 //	node   GET    /v1/internal/gossip-key                 -> GossipKeyResponse (the cluster's gossip key, for a node that missed a rotation)
+//	node   POST   /v1/internal/ingress-cert               IngressCertRequest -> IngressCertResponse (a local HTTPS certificate for a tls: local route's host; on a manager)
 
 // Status answers GET /v1/status.
 type Status struct {
@@ -154,6 +156,25 @@ type FilesResponse struct {
 type GossipKeyResponse struct {
 	Key []byte `json:"key"`
 	Gen uint64 `json:"gen"`
+}
+
+// IngressCertRequest asks a manager for a certificate of the local HTTPS
+// CA for a tls: local route's host, for the key of CSR (PEM).
+type IngressCertRequest struct {
+	Host string `json:"host"`
+	CSR  []byte `json:"csr"`
+}
+
+// IngressCertResponse carries the certificate and the local CA's (PEM).
+type IngressCertResponse struct {
+	Cert []byte `json:"cert"`
+	CA   []byte `json:"ca"`
+}
+
+// LocalCAResponse answers GET /v1/ca/local: the local HTTPS CA's
+// certificate (PEM), for users to trust.
+type LocalCAResponse struct {
+	CertPEM []byte `json:"cert_pem"`
 }
 
 // RenewRequest asks for a new certificate for the calling node, for the

@@ -25,6 +25,7 @@ func (srv *Server) registerInternal(mux *http.ServeMux) {
 	handle(mux, "POST "+peers.PathRenew, roleNode, srv.handleRenew)
 	handle(mux, "GET "+peers.PathFiles, roleNode, srv.handleInternalFiles)
 	handle(mux, "GET "+peers.PathGossip, roleNode, srv.handleGossipKey)
+	srv.registerIngressInternal(mux)
 }
 
 // handleGossipKey gives a node the cluster's gossip key as this node's

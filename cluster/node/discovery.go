@@ -198,7 +198,7 @@ func buildCatalog(st *state.Store, node string) *catalog {
 		}
 		c.services = append(c.services, dataPath(rc, vip, eps, local))
 		for _, r := range rc.Template.Ingress {
-			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), Backends: eps})
+			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), TLS: r.TLS, Backends: eps})
 		}
 	}
 	return c

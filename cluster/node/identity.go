@@ -137,7 +137,16 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	ci := state.ClusterInfo{ID: clusterID, CACertPEM: ca.CertPEM, GossipKey: gossipKey, Sealed: sealed}
+	localCA, err := pki.NewLocalCA(clusterID)
+	if err != nil {
+		return nil, err
+	}
+	localSealed, err := dataKey.SealLocalCA(localCA)
+	if err != nil {
+		return nil, err
+	}
+	ci := state.ClusterInfo{ID: clusterID, CACertPEM: ca.CertPEM, GossipKey: gossipKey, Sealed: sealed,
+		LocalCACertPEM: localCA.CertPEM, LocalCASealed: localSealed}
 	b, err := json.Marshal(ci)
 	if err != nil {
 		return nil, fmt.Errorf("encode cluster identity: %w", err)

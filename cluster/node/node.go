@@ -25,6 +25,7 @@ import (
 
 	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/agent/docker"
+	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/apiserver"
 	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/dashboard"
@@ -60,8 +61,10 @@ type Config struct {
 	// (pods use the one on their gateway, port 53).
 	DNSAddr string
 	// IngressAddr is where the HTTP ingress router listens (":80"); empty:
-	// no router.
-	IngressAddr string
+	// no router. IngressTLSAddr is where it serves HTTPS (":443"); empty:
+	// no HTTPS.
+	IngressAddr    string
+	IngressTLSAddr string
 	// DashboardAddr is where the web dashboard listens (a loopback address
 	// serves HTTP, any other HTTPS); empty: no dashboard.
 	DashboardAddr string
@@ -374,7 +377,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
 	if cfg.IngressAddr != "" {
-		eg.Go(func() error { return n.runIngress(ctx, r, disc) })
+		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr) })
 	}
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
@@ -402,19 +405,40 @@ func (n *Node) Run(ctx context.Context) error {
 	return eg.Wait()
 }
 
-// runIngress serves the HTTP ingress router on IngressAddr from the
-// caught-up state. An address it cannot listen on (port 80 taken, no right
-// to bind it) leaves the node without a router, said in the log, rather
+// runIngress serves the ingress router on IngressAddr (HTTP) and
+// IngressTLSAddr (HTTPS, with local certificates from the leader) from the
+// caught-up state. An address it cannot listen on (the port taken, no
+// right to bind it) leaves the node without it, said in the log, rather
 // than stop the agent.
-func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery) error {
-	ln, err := net.Listen("tcp", n.cfg.IngressAddr)
-	if err != nil {
-		n.log.Warn("no ingress router on this node: cannot listen (another server on the port? pick another with --ingress-addr, or turn it off with --ingress-addr=\"\")",
-			"addr", n.cfg.IngressAddr, "err", err)
+func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers) error {
+	listen := func(addr, flag string) net.Listener {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			n.log.Warn("the ingress router does not listen here: another server on the port? pick another address with --"+flag+", or none with --"+flag+"=\"\"",
+				"addr", addr, "err", err)
+			return nil
+		}
+		return ln
+	}
+	ln, tlsLn := listen(n.cfg.IngressAddr, "ingress-addr"), listen(n.cfg.IngressTLSAddr, "ingress-tls-addr")
+	if ln == nil {
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
 		return nil
 	}
+	certs := newLocalCerts(func(ctx context.Context, host string, csr []byte) (api.IngressCertResponse, error) {
+		addr, err := mgr.LeaderAPI()
+		if err != nil {
+			return api.IngressCertResponse{}, err
+		}
+		return pr.IngressCert(ctx, addr, host, csr)
+	})
 	return afterReady(ctx, r, func(ctx context.Context) error {
-		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, Source: disc, Log: n.log}).Run(ctx)
+		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, Source: disc, Log: n.log}).Run(ctx)
 	})
 }
 

@@ -21,13 +21,14 @@ import (
 
 // The node-only routes (cluster/api/requests.go lists them with the rest).
 const (
-	PathApply    = "/v1/internal/apply"
-	PathRegister = "/v1/internal/register"
-	PathImage    = "/v1/internal/image"
-	PathVolumes  = "/v1/internal/volumes/"
-	PathRenew    = "/v1/internal/renew"
-	PathFiles    = "/v1/internal/files"
-	PathGossip   = "/v1/internal/gossip-key"
+	PathApply       = "/v1/internal/apply"
+	PathRegister    = "/v1/internal/register"
+	PathImage       = "/v1/internal/image"
+	PathVolumes     = "/v1/internal/volumes/"
+	PathRenew       = "/v1/internal/renew"
+	PathFiles       = "/v1/internal/files"
+	PathGossip      = "/v1/internal/gossip-key"
+	PathIngressCert = "/v1/internal/ingress-cert"
 )
 
 // ApplyRequest is a command forwarded to the leader: the raft entry bytes
@@ -121,6 +122,16 @@ func (p *Peers) GossipKey(ctx context.Context, addr string) (api.GossipKeyRespon
 	var res api.GossipKeyResponse
 	if err := p.do(ctx, http.MethodGet, addr, PathGossip, nil, &res); err != nil {
 		return res, fmt.Errorf("get the gossip key from %s: %w", addr, err)
+	}
+	return res, nil
+}
+
+// IngressCert asks the manager at addr for a local HTTPS certificate for
+// host, for the key of csr.
+func (p *Peers) IngressCert(ctx context.Context, addr, host string, csr []byte) (api.IngressCertResponse, error) {
+	var res api.IngressCertResponse
+	if err := p.do(ctx, http.MethodPost, addr, PathIngressCert, api.IngressCertRequest{Host: host, CSR: csr}, &res); err != nil {
+		return res, fmt.Errorf("get a certificate for %s from %s: %w", host, addr, err)
 	}
 	return res, nil
 }

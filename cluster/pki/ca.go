@@ -67,6 +67,18 @@ type CA struct {
 
 // NewCA creates a self-signed ECDSA P-256 CA valid for 10 years.
 func NewCA(clusterID string) (*CA, error) {
+	return newCA(clusterID, "dev cluster CA ")
+}
+
+// NewLocalCA creates the cluster's local HTTPS CA: the ingress router's
+// certificates for routes with tls: local (hosts under .localhost), which
+// a user trusts in a browser (dev ca export). It is not the cluster CA:
+// trusting it trusts no node or client certificate.
+func NewLocalCA(clusterID string) (*CA, error) {
+	return newCA(clusterID, "dev local HTTPS CA ")
+}
+
+func newCA(clusterID, cnPrefix string) (*CA, error) {
 	if strings.TrimSpace(clusterID) == "" {
 		return nil, errors.New("create CA: empty cluster ID")
 	}
@@ -82,7 +94,7 @@ func NewCA(clusterID string) (*CA, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject: pkix.Name{
-			CommonName:   "dev cluster CA " + clusterID,
+			CommonName:   cnPrefix + clusterID,
 			Organization: []string{organization},
 		},
 		NotBefore:             now.Add(-clockSkew),
@@ -270,6 +282,43 @@ func (ca *CA) sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []st
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate for %q: %w", name, err)
+	}
+	return encodeCertPEM(der), nil
+}
+
+// SignServer signs a TLS server certificate for hosts (DNS names, the
+// first its CN) for the key of csrPEM, valid for lifetime: what the
+// ingress router presents for routes with tls: local.
+func (ca *CA) SignServer(csrPEM []byte, hosts []string, lifetime time.Duration) ([]byte, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("sign server certificate: no host")
+	}
+	csr, err := parseCSRPEM(csrPEM)
+	if err != nil {
+		return nil, fmt.Errorf("sign server certificate for %s: %w", hosts[0], err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("sign server certificate for %s: %w", hosts[0], err)
+	}
+	now := time.Now()
+	notAfter := now.Add(lifetime)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{organization}},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              hosts,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sign server certificate for %s: %w", hosts[0], err)
 	}
 	return encodeCertPEM(der), nil
 }

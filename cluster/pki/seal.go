@@ -164,3 +164,26 @@ func (k *DataKey) OpenClusterSecrets(sealed []byte) (ClusterSecrets, error) {
 	}
 	return s, nil
 }
+
+// localCAAAD binds a sealed local CA key to its purpose.
+const localCAAAD = "dev/local-ca/v1"
+
+// SealLocalCA seals the local HTTPS CA's key (NewLocalCA) for the
+// replicated state.
+func (k *DataKey) SealLocalCA(ca *CA) ([]byte, error) {
+	keyPEM, err := ca.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return k.Seal(keyPEM, []byte(localCAAAD)), nil
+}
+
+// OpenLocalCA rebuilds the local HTTPS CA from its certificate and sealed
+// key.
+func (k *DataKey) OpenLocalCA(certPEM, sealed []byte) (*CA, error) {
+	keyPEM, err := k.Open(sealed, []byte(localCAAAD))
+	if err != nil {
+		return nil, fmt.Errorf("open the local CA: %w", err)
+	}
+	return ParseCA(certPEM, keyPEM)
+}

@@ -41,6 +41,7 @@ const (
 	CmdLabelNode
 	CmdSealClusterSecrets
 	CmdRotateGossipKey
+	CmdSetLocalCA
 )
 
 // Command is one state change, replicated through the raft log.
@@ -190,6 +191,13 @@ type RotateGossipKey struct {
 	Gen uint64 `json:"gen"`
 }
 
+// SetLocalCA records the local HTTPS CA of a cluster that has none (made
+// before it): the first one recorded stays, a second is refused.
+type SetLocalCA struct {
+	CertPEM []byte `json:"cert_pem"`
+	Sealed  []byte `json:"sealed"`
+}
+
 // CordonNode stops or resumes placing new pods on a node (dev node
 // cordon, uncordon).
 type CordonNode struct {
@@ -207,6 +215,7 @@ type LabelNode struct {
 func (LabelNode) Type() CommandType          { return CmdLabelNode }
 func (SealClusterSecrets) Type() CommandType { return CmdSealClusterSecrets }
 func (RotateGossipKey) Type() CommandType    { return CmdRotateGossipKey }
+func (SetLocalCA) Type() CommandType         { return CmdSetLocalCA }
 func (CordonNode) Type() CommandType         { return CmdCordonNode }
 func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
@@ -277,6 +286,8 @@ func Decode(b []byte) (Command, error) {
 		c = &SealClusterSecrets{}
 	case CmdRotateGossipKey:
 		c = &RotateGossipKey{}
+	case CmdSetLocalCA:
+		c = &SetLocalCA{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -402,6 +413,18 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 		ci := *tx.s.cluster
 		ci.GossipKey, ci.GossipKeyGen, ci.GossipKeyStale = bytes.Clone(c.Key), c.Gen, false
+		tx.s.cluster = &ci
+	case *SetLocalCA:
+		switch {
+		case tx.s.cluster == nil:
+			return fmt.Errorf("set the local CA: the cluster is not set up yet")
+		case len(tx.s.cluster.LocalCACertPEM) > 0:
+			return fmt.Errorf("set the local CA: the cluster has one")
+		case len(c.CertPEM) == 0 || len(c.Sealed) == 0:
+			return fmt.Errorf("set the local CA: no certificate or key")
+		}
+		ci := *tx.s.cluster
+		ci.LocalCACertPEM, ci.LocalCASealed = bytes.Clone(c.CertPEM), bytes.Clone(c.Sealed)
 		tx.s.cluster = &ci
 	case *CordonNode:
 		old := tx.s.nodes[c.Name]

@@ -39,6 +39,12 @@ type ClusterInfo struct {
 	GossipKeyGen   uint64 `json:"gossip_key_gen,omitempty"`
 	GossipKeyStale bool   `json:"gossip_key_stale,omitempty"`
 	Sealed         []byte `json:"sealed,omitempty"`
+	// LocalCACertPEM and LocalCASealed are the local HTTPS CA (the ingress
+	// router's certificates for tls: local routes), its key sealed with
+	// the data key: made with the cluster, or by the first manager that
+	// needs it in a cluster made before it.
+	LocalCACertPEM []byte `json:"local_ca_cert_pem,omitempty"`
+	LocalCASealed  []byte `json:"local_ca_sealed,omitempty"`
 	// CAKeyPEM and JoinSecret are how clusters made before the data key
 	// held the CA key and the one join secret: in the clear, on every
 	// node (Legacy).

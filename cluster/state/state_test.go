@@ -96,6 +96,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.LabelNode{}, 20},
 		{state.SealClusterSecrets{}, 21},
 		{state.RotateGossipKey{}, 22},
+		{state.SetLocalCA{}, 23},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -150,6 +151,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
 		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
 		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), Gen: 3},
+		&state.SetLocalCA{CertPEM: []byte("cert"), Sealed: []byte{9}},
 		&state.Admit{Name: "n2", At: when, Manager: true},
 		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", CACertPEM: []byte("cert"), GossipKey: []byte("k"), Sealed: []byte{4}}, Founder: "n1"},
 	}

@@ -93,7 +93,8 @@ type cluster struct {
 	gossip  string
 	api     string
 	dnsAddr string
-	ingress string // the ingress router's address
+	ingress    string // the ingress router's address (HTTP)
+	ingressTLS string // and HTTPS
 	docker  *client.Client
 	agent   *exec.Cmd
 	exited  chan struct{}
@@ -111,7 +112,7 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{
 		t: t, dir: dir, docker: testimage.Docker(t),
 		node: fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6),
-		raft: freeAddr(t), gossip: freeAddr(t), api: freeAddr(t), dnsAddr: freeAddr(t), ingress: freeAddr(t),
+		raft: freeAddr(t), gossip: freeAddr(t), api: freeAddr(t), dnsAddr: freeAddr(t), ingress: freeAddr(t), ingressTLS: freeAddr(t),
 		logFile: filepath.Join(dir, "agent.log"),
 	}
 	t.Cleanup(func() {
@@ -236,7 +237,7 @@ func (c *cluster) startAgent() {
 	cmd := exec.Command(devBin, "agent", "--data-dir", c.dir, "--node-name", c.node,
 		"--advertise-addr", "127.0.0.1", "--raft-port", port(c.raft), "--gossip-port", port(c.gossip),
 		"--api-port", port(c.api), "--cluster-cidr", e2eCIDR, "--service-cidr", e2eSvcCIDR,
-		"--dns-addr", c.dnsAddr, "--ingress-addr", c.ingress, "--network", e2eNetwork,
+		"--dns-addr", c.dnsAddr, "--ingress-addr", c.ingress, "--ingress-tls-addr", c.ingressTLS, "--network", e2eNetwork,
 		"--bridge", e2eBridge, "--dashboard-addr", "127.0.0.1:0", "--fast")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

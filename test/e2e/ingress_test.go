@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +30,7 @@ services:
     command: ["serve"]
     x-ingress:
       - web.e2eingress.test:8080
+      - web.e2eingress.localhost:8080
   api:
     image: `+testImage+`
     command: ["serve"]
@@ -87,12 +94,42 @@ services:
 		got[r.Host+r.Path] = fmt.Sprintf("%s:%d %s %d/%d", r.Service, r.Port, r.TLS, r.Ready, r.Desired)
 	}
 	want := map[string]string{
+		"web.e2eingress.localhost/":  "web:8080 local 1/1",
 		"web.e2eingress.test/":       "web:8080 auto 1/1",
 		"api.e2eingress.test/":       "api:8080 auto 2/2",
 		"web.e2eingress.test/whoami": "api:8080 auto 2/2",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("dev ingress = %v, want %v", got, want)
+	}
+
+	// HTTPS for the .localhost host, with a certificate of the local CA
+	// that dev ca export prints; not the cluster's CA.
+	caPEM := c.mustDev("ca", "export")
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		t.Fatalf("dev ca export printed no certificate:\n%s", caPEM)
+	}
+	if clusterCA, err := os.ReadFile(filepath.Join(c.dir, "pki", "ca.crt")); err != nil || strings.TrimSpace(string(clusterCA)) == strings.TrimSpace(caPEM) {
+		t.Errorf("dev ca export printed the cluster CA (%v)", err)
+	}
+	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", c.ingressTLS) // as *.localhost resolves to this host
+		},
+	}}
+	resp, err := https.Get("https://web.e2eingress.localhost/")
+	if err != nil {
+		t.Fatalf("https://web.e2eingress.localhost/ with the exported CA: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "hello from e2eingress-web-1") {
+		t.Errorf("https://web.e2eingress.localhost/: %s %q", resp.Status, b)
+	}
+	if _, err := https.Get("https://web.e2eingress.test/"); err == nil {
+		t.Error("https://web.e2eingress.test/ (tls: auto) answered: ACME is not built, it should have no certificate")
 	}
 
 	// Another project may not take a route already served.

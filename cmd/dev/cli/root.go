@@ -93,6 +93,7 @@ func NewRootCommand() *cobra.Command {
 		NewConfigCommand(g),
 		NewServicesCommand(g),
 		NewIngressCommand(g),
+		NewCACommand(g),
 		NewPortCommand(g),
 		NewEventsCommand(g),
 		NewTokenCommand(g),

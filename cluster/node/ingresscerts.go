@@ -1,0 +1,88 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/pki"
+	"github.com/devhq/dev/proxy"
+)
+
+// localCerts gives the ingress router its certificates for tls: local
+// routes: a key made on this node for each host, and a certificate for it
+// from the local HTTPS CA, which only managers can open (the leader signs
+// it, for a host a route names). Kept in memory, asked for again at 2/3 of
+// its life.
+type localCerts struct {
+	issue func(ctx context.Context, host string, csr []byte) (api.IngressCertResponse, error)
+
+	mu    sync.Mutex
+	hosts map[string]*hostCert
+}
+
+// hostCert is one host's certificate; its mutex is held while it is asked
+// for, so that many handshakes make one request.
+type hostCert struct {
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	renewAt time.Time
+}
+
+var _ proxy.CertSource = (*localCerts)(nil)
+
+func newLocalCerts(issue func(ctx context.Context, host string, csr []byte) (api.IngressCertResponse, error)) *localCerts {
+	return &localCerts{issue: issue, hosts: map[string]*hostCert{}}
+}
+
+// Certificate implements proxy.CertSource.
+func (c *localCerts) Certificate(ctx context.Context, host string) (*tls.Certificate, error) {
+	c.mu.Lock()
+	h := c.hosts[host]
+	if h == nil {
+		h = &hostCert{}
+		c.hosts[host] = h
+	}
+	c.mu.Unlock()
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cert != nil && time.Now().Before(h.renewAt) {
+		return h.cert, nil
+	}
+	cert, renewAt, err := c.fetch(ctx, host)
+	if err != nil {
+		if h.cert != nil && time.Now().Before(h.cert.Leaf.NotAfter) {
+			return h.cert, nil // still valid: try again at the next handshake
+		}
+		return nil, err
+	}
+	h.cert, h.renewAt = cert, renewAt
+	return cert, nil
+}
+
+func (c *localCerts) fetch(ctx context.Context, host string) (*tls.Certificate, time.Time, error) {
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(host)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	res, err := c.issue(ctx, host, csrPEM)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	cert, err := tls.X509KeyPair(append(res.Cert, res.CA...), keyPEM)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("certificate for %s: %w", host, err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("certificate for %s: %w", host, err)
+	}
+	cert.Leaf = leaf
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	return &cert, leaf.NotBefore.Add(life * 2 / 3), nil
+}
