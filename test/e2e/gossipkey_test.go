@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -119,28 +118,4 @@ func gossipJoin(t *testing.T, key []byte, ip string) error {
 		_ = g.Leave()
 	}
 	return err
-}
-
-// startMemberAgent starts m's agent in the background (`dev agent` in its
-// host, with its data dir and args, logging to agent.log there, appended)
-// and waits until it answers.
-func startMemberAgent(t *testing.T, m *member, args []string) {
-	t.Helper()
-	cmd := m.h.Command(m.env(), devBin, append([]string{"agent", "--data-dir", m.dir}, args...)...)
-	logf, err := os.OpenFile(filepath.Join(m.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	m.pid = cmd.Process.Pid
-	go func() { _ = cmd.Wait() }()
-	eventually(t, 30*time.Second, m.name+"'s agent answers", func() error {
-		_, err := m.dev(t, "nodes")
-		return err
-	})
 }

@@ -86,19 +86,19 @@ func setup(m *testing.M) (int, error) {
 
 // cluster is one `dev agent` on the local Engine, with its own data dir.
 type cluster struct {
-	t       *testing.T
-	dir     string
-	node    string
-	raft    string
-	gossip  string
-	api     string
-	dnsAddr string
+	t          *testing.T
+	dir        string
+	node       string
+	raft       string
+	gossip     string
+	api        string
+	dnsAddr    string
 	ingress    string // the ingress router's address (HTTP)
 	ingressTLS string // and HTTPS
-	docker  *client.Client
-	agent   *exec.Cmd
-	exited  chan struct{}
-	logFile string
+	docker     *client.Client
+	agent      *exec.Cmd
+	exited     chan struct{}
+	logFile    string
 }
 
 // newCluster starts an agent and registers cleanup of everything it may

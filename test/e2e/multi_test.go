@@ -101,6 +101,30 @@ func (m *member) stop() {
 	}
 }
 
+// startMemberAgent starts m's agent in the background (`dev agent` in its
+// host, with its data dir and args, logging to agent.log there, appended)
+// and waits until it answers.
+func startMemberAgent(t *testing.T, m *member, args []string) {
+	t.Helper()
+	cmd := m.h.Command(m.env(), devBin, append([]string{"agent", "--data-dir", m.dir}, args...)...)
+	logf, err := os.OpenFile(filepath.Join(m.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logf.Close()
+	m.pid = cmd.Process.Pid
+	go func() { _ = cmd.Wait() }()
+	eventually(t, 30*time.Second, m.name+"'s agent answers", func() error {
+		_, err := m.dev(t, "nodes")
+		return err
+	})
+}
+
 var startedPid = regexp.MustCompile(`started dev agent \(pid (\d+)`)
 
 // agentArgs are the flags every test agent gets.
@@ -151,25 +175,7 @@ func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]stri
 			args = append(args, "--label", l)
 		}
 		if i == 0 {
-			// `dev up` starts the first agent; here `dev agent` in the background via join's
-			// code path is not possible, so start it the way `dev up` does: through ensureAgent.
-			cmd := h.Command(m.env(), devBin, append([]string{"agent", "--data-dir", dir}, args...)...)
-			logf, err := os.Create(filepath.Join(dir, "agent.log"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stdout, cmd.Stderr = logf, logf
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			logf.Close()
-			m.pid = cmd.Process.Pid
-			go func() { _ = cmd.Wait() }()
-			eventually(t, 30*time.Second, "first node answers", func() error {
-				_, err := m.dev(t, "token")
-				return err
-			})
+			startMemberAgent(t, m, args) // as `dev up` starts the first agent
 			continue
 		}
 		if slices.Contains(workers, h.Name) {
