@@ -89,6 +89,9 @@ func TestIngressErrors(t *testing.T) {
 		{"path with a query", svc("      - {host: a.example.com, path: /api?x=1, port: 80}\n"), "want a plain path prefix"},
 		{"path with ..", svc("      - {host: a.example.com, path: /a/../b, port: 80}\n"), "want a plain path prefix"},
 		{"bad tls", svc("      - {host: a.example.com, port: 80, tls: maybe}\n"), `tls "maybe": want auto, local or off`},
+		{"tls local outside .localhost", svc("      - {host: github.com, port: 80, tls: local}\n"), "tls: local is for hosts under .localhost"},
+		{"path with %", svc("      - {host: a.example.com, path: /a%2Fb, port: 80}\n"), "want a plain path prefix"},
+		{"path with a . segment", svc("      - {host: a.example.com, path: /a/./b, port: 80}\n"), "want a plain path prefix"},
 		{"two services, one host and path", `services:
   web:
     image: web

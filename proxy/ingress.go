@@ -64,8 +64,14 @@ type IngressConfig struct {
 	TLSListener net.Listener
 	Certs       CertSource
 	Source      RouteSource
-	// MaxConns caps the client connections held at once (default 4096).
-	MaxConns int
+	// MaxConns caps the client connections held at once (default 4096),
+	// MaxConnsPerSource those of one address (an IPv6 /64; default 256).
+	MaxConns          int
+	MaxConnsPerSource int
+	// BodyIdle is how long a request body may go without a byte before
+	// the request is cut off (default 30 s): a client that trickles its
+	// body holds a connection, and a pod's, no longer.
+	BodyIdle time.Duration
 	Log      *slog.Logger
 }
 
@@ -87,6 +93,12 @@ func NewIngress(cfg IngressConfig) *Ingress {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4096
 	}
+	if cfg.MaxConnsPerSource <= 0 {
+		cfg.MaxConnsPerSource = 256
+	}
+	if cfg.BodyIdle <= 0 {
+		cfg.BodyIdle = 30 * time.Second
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
@@ -99,6 +111,7 @@ func NewIngress(cfg IngressConfig) *Ingress {
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   64,
+		MaxConnsPerHost:       512, // per pod
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
@@ -121,14 +134,15 @@ func NewIngress(cfg IngressConfig) *Ingress {
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
 			}
-			page(w, http.StatusBadGateway, "no pod of service %s answered: %v", name, err)
+			page(w, http.StatusBadGateway, "no pod of service %s answered", name)
 		},
 		ErrorLog: slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
 	}
 	return in
 }
 
-// Run serves until ctx ends, following the source's routes.
+// Run serves until ctx ends, following the source's routes; it closes its
+// listeners.
 func (in *Ingress) Run(ctx context.Context) error {
 	newServer := func() *http.Server {
 		return &http.Server{
@@ -136,14 +150,17 @@ func (in *Ingress) Run(ctx context.Context) error {
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
+			// HTTP/2: a connection carries at most 32 requests at once.
+			HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: 32},
+			BaseContext: func(net.Listener) context.Context { return ctx }, // requests end with Run
+			ErrorLog:    slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
 		}
 	}
 	var servers []*http.Server
 	errs := make(chan error, 2)
 	serve := func(srv *http.Server, ln net.Listener, tlsOn bool) {
 		servers = append(servers, srv)
-		ln = netutil.LimitListener(ln, in.cfg.MaxConns)
+		ln = netutil.LimitListener(limitPerSource(ln, in.cfg.MaxConnsPerSource), in.cfg.MaxConns)
 		in.log.Info("ingress router listening", "addr", ln.Addr().String(), "tls", tlsOn)
 		go func() {
 			var err error
@@ -159,10 +176,14 @@ func (in *Ingress) Run(ctx context.Context) error {
 		}()
 	}
 	serve(newServer(), in.cfg.Listener, false)
-	if in.cfg.TLSListener != nil && in.cfg.Certs != nil {
-		srv := newServer()
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: in.certificate, NextProtos: []string{"h2", "http/1.1"}}
-		serve(srv, in.cfg.TLSListener, true)
+	if in.cfg.TLSListener != nil {
+		if in.cfg.Certs == nil {
+			in.cfg.TLSListener.Close() // nothing to serve HTTPS with
+		} else {
+			srv := newServer()
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: in.certificate, NextProtos: []string{"h2", "http/1.1"}}
+			serve(srv, in.cfg.TLSListener, true)
+		}
 	}
 	var err error
 	for {
@@ -182,7 +203,9 @@ func (in *Ingress) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, srv := range servers {
-		_ = srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close() // streams and upgraded connections that outlast the grace
+		}
 	}
 	in.transport.CloseIdleConnections()
 	if err != nil {
@@ -236,6 +259,12 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host = h
 	}
 	host = strings.TrimSuffix(host, ".")
+	if !api.CleanRequestPath(r.URL.Path) {
+		// "/api/../admin" (or %2e%2e, %2F) would be routed by its
+		// prefix and resolved by the pod outside it.
+		page(w, http.StatusBadRequest, "path %q has . or .. segments or an empty one", r.URL.Path)
+		return
+	}
 	rt := in.lookup(host, r.URL.Path)
 	switch {
 	case rt == nil:
@@ -246,7 +275,35 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusServiceUnavailable, "no ready pod of service %s: it is starting, failing its healthcheck, or scaled to 0 (dev ps)", rt.Service)
 		return
 	}
+	if r.Body != nil && r.Body != http.NoBody && r.Header.Get("Upgrade") == "" {
+		// A body that stops coming cuts the request off after BodyIdle.
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(in.cfg.BodyIdle)) == nil {
+			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: in.cfg.BodyIdle}
+		}
+	}
 	in.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+}
+
+// idleBody extends a request's read deadline by idle at every read, and
+// lifts it at the body's end.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case err == nil:
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	// Another error (the deadline passed) keeps the deadline: the server
+	// reads what is left of the body before it answers, and must not wait.
+	return n, err
 }
 
 // lookup returns the route of host with the longest path prefix of path.

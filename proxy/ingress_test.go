@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -341,5 +343,96 @@ func TestIngressTLS(t *testing.T) {
 		if _, err := client(host).Get("https://" + host + "/"); err == nil {
 			t.Errorf("%s: HTTPS answered; want no certificate", host)
 		}
+	}
+}
+
+// TestIngressLimits: a path that would step out of its prefix is refused;
+// X-Forwarded-For sent by the client is replaced, not passed on; one
+// source holds at most MaxConnsPerSource connections; a body that stops
+// coming is cut off after BodyIdle.
+func TestIngressLimits(t *testing.T) {
+	port := freePort(t)
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "web")
+	pods := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := NewIngress(IngressConfig{Listener: ln, MaxConnsPerSource: 2, BodyIdle: 300 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+		Source: newStaticRoutes(Route{Host: "a.example.com", Path: "/api", Service: "p/web", Port: port, Backends: pods})})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr := ln.Addr().String()
+
+	raw := func(req string) string {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprint(c, req)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Status + " " + string(b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.HasPrefix(raw("GET /api/x HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n"), "200") {
+		if time.Now().After(deadline) {
+			t.Fatal("the route is not served")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, p := range []string{"/api/../admin", "/api/%2e%2e/admin", "/api%2F..%2Fadmin", "/api/./x", "/api//x"} {
+		if got := raw("GET " + p + " HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "400") {
+			t.Errorf("GET %s: %q, want 400", p, got)
+		}
+	}
+	if got := raw("GET /api/headers HTTP/1.1\r\nHost: a.example.com\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n"); strings.Contains(got, "6.6.6.6") {
+		t.Errorf("a client's X-Forwarded-For reached the pod: %q", got)
+	}
+
+	// Two idle connections from 127.0.0.1 are all it may hold: a third is
+	// closed at once.
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	third, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := third.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a third connection from one source was kept (read %d, %v)", n, err)
+	}
+	third.Close()
+	for _, c := range held {
+		c.Close()
+	}
+
+	// A body that stops after its first bytes: cut off after BodyIdle,
+	// with an answer. (The slots of the closed connections free up as
+	// the router sees them close.)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		got := raw("POST /api/body HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100\r\n\r\nabc")
+		if strings.HasPrefix(got, "502") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a trickling body: %q, want it cut off with a 502", got)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -52,8 +52,8 @@ func NormalizeIngress(r IngressRoute) (IngressRoute, error) {
 	switch {
 	case !strings.HasPrefix(r.Path, "/"):
 		return r, fmt.Errorf("host %s: path %q: want an absolute path prefix (e.g. /api)", r.Host, r.Path)
-	case strings.ContainsAny(r.Path, "?#* \t\r\n") || strings.Contains(r.Path, "//") || slices.Contains(strings.Split(r.Path, "/"), ".."):
-		return r, fmt.Errorf("host %s: path %q: want a plain path prefix (no ?, #, *, spaces, // or ..)", r.Host, r.Path)
+	case strings.ContainsAny(r.Path, "?#*% \t\r\n") || strings.Contains(r.Path, "//") || slices.ContainsFunc(strings.Split(r.Path, "/"), dotSegment):
+		return r, fmt.Errorf("host %s: path %q: want a plain path prefix (no ?, #, *, %%, spaces, //, . or ..)", r.Host, r.Path)
 	}
 	if len(r.Path) > 1 {
 		r.Path = strings.TrimSuffix(r.Path, "/")
@@ -64,14 +64,42 @@ func NormalizeIngress(r IngressRoute) (IngressRoute, error) {
 	switch r.TLS {
 	case "":
 		r.TLS = IngressTLSAuto
-		if r.Host == "localhost" || strings.HasSuffix(r.Host, ".localhost") {
+		if LocalHost(r.Host) {
 			r.TLS = IngressTLSLocal
 		}
-	case IngressTLSAuto, IngressTLSLocal, IngressTLSOff:
+	case IngressTLSLocal:
+		if !LocalHost(r.Host) {
+			return r, fmt.Errorf("host %s: tls: local is for hosts under .localhost, which resolve to the machine itself (the local CA signs no other name); use tls: auto or off", r.Host)
+		}
+	case IngressTLSAuto, IngressTLSOff:
 	default:
 		return r, fmt.Errorf("host %s: tls %q: want auto, local or off", r.Host, r.TLS)
 	}
 	return r, nil
+}
+
+// LocalHost reports whether host is localhost or under .localhost: the
+// names the local HTTPS CA signs for (browsers resolve them to the machine
+// itself).
+func LocalHost(host string) bool { return host == "localhost" || strings.HasSuffix(host, ".localhost") }
+
+// dotSegment reports whether a path segment is "." or "..".
+func dotSegment(seg string) bool { return seg == "." || seg == ".." }
+
+// CleanRequestPath reports whether a request's (decoded) path may be
+// routed by prefix: absolute, without "." or ".." segments or empty ones
+// ("//"), which a pod could resolve outside the prefix that routed it.
+func CleanRequestPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if dotSegment(s) || (s == "" && i < len(segs)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckIngress checks every route of p and that no two services claim

@@ -48,7 +48,7 @@ func (srv *Server) handleIngressCert(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("decode certificate request: %v", err))
 		return
 	}
-	if !routedLocal(srv.r.State(), req.Host) {
+	if !api.LocalHost(req.Host) || !routedLocal(srv.r.State(), req.Host) {
 		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("certificate for %s: no tls: local route names that host", req.Host)})
 		return
 	}

@@ -31,7 +31,15 @@ type hostCert struct {
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	renewAt time.Time
+	// failed and failedAt keep the last failure for failBackoff: the
+	// handshakes meanwhile get it at once, not a request each.
+	failed   error
+	failedAt time.Time
 }
+
+// failBackoff is how long a failure to get a host's certificate is
+// answered before it is asked for again.
+const failBackoff = 5 * time.Second
 
 var _ proxy.CertSource = (*localCerts)(nil)
 
@@ -54,14 +62,18 @@ func (c *localCerts) Certificate(ctx context.Context, host string) (*tls.Certifi
 	if h.cert != nil && time.Now().Before(h.renewAt) {
 		return h.cert, nil
 	}
+	if h.failed != nil && time.Since(h.failedAt) < failBackoff && h.cert == nil {
+		return nil, h.failed
+	}
 	cert, renewAt, err := c.fetch(ctx, host)
 	if err != nil {
+		h.failed, h.failedAt = err, time.Now()
 		if h.cert != nil && time.Now().Before(h.cert.Leaf.NotAfter) {
 			return h.cert, nil // still valid: try again at the next handshake
 		}
 		return nil, err
 	}
-	h.cert, h.renewAt = cert, renewAt
+	h.cert, h.renewAt, h.failed = cert, renewAt, nil
 	return cert, nil
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,21 @@ func TestLocalCerts(t *testing.T) {
 	}
 	if _, err := c.Leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "other.localhost"}); err == nil {
 		t.Error("the certificate verifies for another host")
+	}
+	// The local CA's name constraint: a certificate it signed for a name
+	// outside .localhost verifies nowhere, whoever got it signed.
+	_, csr, _ := pki.NewKeyAndCSR("x")
+	evilPEM, err := ca.SignServer(csr, []string{"github.com"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(evilPEM)
+	evil, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evil.Verify(x509.VerifyOptions{Roots: pool, DNSName: "github.com"}); err == nil {
+		t.Error("a certificate of the local CA for github.com verifies: the CA has no name constraint")
 	}
 	// Past 2/3 of its life: asked for again.
 	certs.hosts["web.shop.localhost"].renewAt = time.Now().Add(-time.Second)

@@ -437,7 +437,17 @@ func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discover
 		}
 		return pr.IngressCert(ctx, addr, host, csr)
 	})
+	ran := false
+	defer func() {
+		if !ran { // stopped before the state was ready: the router closes them otherwise
+			ln.Close()
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
+		}
+	}()
 	return afterReady(ctx, r, func(ctx context.Context) error {
+		ran = true
 		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, Source: disc, Log: n.log}).Run(ctx)
 	})
 }

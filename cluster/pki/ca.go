@@ -75,10 +75,13 @@ func NewCA(clusterID string) (*CA, error) {
 // a user trusts in a browser (dev ca export). It is not the cluster CA:
 // trusting it trusts no node or client certificate.
 func NewLocalCA(clusterID string) (*CA, error) {
-	return newCA(clusterID, "dev local HTTPS CA ")
+	return newCA(clusterID, "dev local HTTPS CA ", "localhost")
 }
 
-func newCA(clusterID, cnPrefix string) (*CA, error) {
+// newCA makes a CA; with permitted DNS domains, a critical name
+// constraint limits what it can vouch for to those names and the names
+// under them.
+func newCA(clusterID, cnPrefix string, permitted ...string) (*CA, error) {
 	if strings.TrimSpace(clusterID) == "" {
 		return nil, errors.New("create CA: empty cluster ID")
 	}
@@ -104,6 +107,10 @@ func newCA(clusterID, cnPrefix string) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true, // the CA signs leaves only
+	}
+	if len(permitted) > 0 {
+		tmpl.PermittedDNSDomains = permitted
+		tmpl.PermittedDNSDomainsCritical = true
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {

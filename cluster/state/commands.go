@@ -480,6 +480,9 @@ func (tx *Txn) Apply(cmd Command) error {
 		cur := rc.Template
 		rc.Template, rc.Previous = *rc.Previous, &cur
 		rc.Template.Replicas = rc.Replicas
+		// The routes stay as they are: a rollback replaces what runs, and
+		// an old route may have gone to another project since.
+		rc.Template.Ingress = cur.Ingress
 		rc.SpecHash = rc.Template.Hash()
 		rc.Update = &api.UpdateStatus{State: api.UpdateRollingBack, Message: c.Reason}
 		tx.PutRC(*rc)

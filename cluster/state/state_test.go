@@ -1009,3 +1009,22 @@ func TestApplyProjectIngressConflict(t *testing.T) {
 	api2.Path = "/api"
 	w.must(&state.ApplyProject{Project: api.Project{Name: "blog", Services: []api.ServiceSpec{svc("blog", "web", api2)}}})
 }
+
+// TestRollbackKeepsRoutes: a rollback restores what runs, not the routes:
+// the route the service dropped, now another project's, stays theirs.
+func TestRollbackKeepsRoutes(t *testing.T) {
+	w := newWriter(t)
+	route := api.IngressRoute{Host: "a.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto}
+	v1 := api.ServiceSpec{Project: "shop", Name: "web", Image: "web:1", Replicas: 1, Ingress: []api.IngressRoute{route}}
+	v2 := v1
+	v2.Image, v2.Ingress = "web:2", nil
+	blog := api.ServiceSpec{Project: "blog", Name: "web", Image: "blog", Replicas: 1, Ingress: []api.IngressRoute{route}}
+	w.must(&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{v1}}},
+		&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{v2}}},
+		&state.ApplyProject{Project: api.Project{Name: "blog", Services: []api.ServiceSpec{blog}}},
+		&state.RollbackRC{Key: api.RCKey("shop", "web")})
+	rc, _ := w.st.RC(api.RCKey("shop", "web"))
+	if rc.Template.Image != "web:1" || len(rc.Template.Ingress) != 0 {
+		t.Errorf("after the rollback: image %s, routes %v; want web:1 and no route", rc.Template.Image, rc.Template.Ingress)
+	}
+}

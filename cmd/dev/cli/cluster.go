@@ -59,6 +59,9 @@ secrets. Tokens are printed by managers only.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked every client bundle of %s issued so far: every node refuses them now\n", revoke)
 				return nil
 			}
+			if validFor < 0 {
+				return fmt.Errorf("token: --valid-for %s: want a positive duration (e.g. 720h)", validFor)
+			}
 			if (read || validFor != 0) && client == "" {
 				return fmt.Errorf("token: --read and --valid-for make a client bundle: give it a name with --client NAME")
 			}

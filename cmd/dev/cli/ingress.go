@@ -32,8 +32,10 @@ func NewIngressCommand(g *globals) *cobra.Command {
 		Long: `List the HTTP routes that every node's ingress router serves (the compose
 extension x-ingress): requests for HOST whose path starts with PATH go to a
 ready pod of SERVICE on PORT. The router listens on each node's
---ingress-addr (:80 by default). HTTPS (tls: auto and local) is not served
-yet: every route answers on HTTP.`,
+--ingress-addr (:80 by default) and, for routes with tls: local (hosts under
+.localhost), --ingress-tls-addr (:443) with certificates of the cluster's
+local CA (dev ca export). tls: auto (ACME) is not served yet: such routes
+answer on HTTP only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

@@ -145,14 +145,26 @@ func (g *globals) client(ctx context.Context) (*api.HTTPClient, error) {
 	if err != nil {
 		return f.c, err
 	}
-	if b := g.v.GetString("tls-bundle"); b != "" && strings.HasPrefix(g.host(), "tcp://") {
-		if c, err := g.renewBundle(ctx, f.c, b); err != nil {
-			fmt.Fprintf(os.Stderr, "warning: %v\n", err)
-		} else if c != nil {
-			return c, nil
-		}
+	return g.renewedClient(ctx, f.c), nil
+}
+
+// renewedClient is c, or a client with the renewed bundle when --tls-bundle
+// was due for renewal (renewBundle); a failed renewal is a warning: the
+// bundle works until it expires.
+func (g *globals) renewedClient(ctx context.Context, c *api.HTTPClient) *api.HTTPClient {
+	b := g.v.GetString("tls-bundle")
+	if b == "" || !strings.HasPrefix(g.host(), "tcp://") {
+		return c
 	}
-	return f.c, nil
+	renewed, err := g.renewBundle(ctx, c, b)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+		return c
+	}
+	if renewed != nil {
+		return renewed
+	}
+	return c
 }
 
 // connect returns a client for the agent at host (not checked).
@@ -303,7 +315,7 @@ func (g *globals) ensureAgent(ctx context.Context) (*api.HTTPClient, error) {
 		}
 		fmt.Fprintf(os.Stderr, "note: the agent runs dev %s and this is dev %s: %s\n", f.status.Version, Version, how)
 	}
-	return f.c, nil
+	return g.renewedClient(ctx, f.c), nil
 }
 
 // checkAgentKind refuses an agent that answers as a process when a
