@@ -137,7 +137,7 @@ services:
 	if out, err := c.dev("up", "-d", "-f", thief); err == nil || !strings.Contains(out, "routed to service api of project e2eingress") {
 		t.Errorf("dev up of a project taking a served route: %v\n%s", err, out)
 	}
-	if out := c.mustDev("ps", "-a"); strings.Contains(out, "e2ethief") {
+	if out := c.mustDev("ps"); strings.Contains(out, "e2ethief") {
 		t.Errorf("the refused project left pods:\n%s", out)
 	}
 
