@@ -76,7 +76,7 @@ func TestGossipKeyRotation(t *testing.T) {
 	}
 
 	// h2 starts again with the old key in its file and a state from before.
-	startMemberAgent(t, ms[1], agentArgs(hosts[1], "h2"))
+	startMemberAgent(t, ms[1], agentArgs(hosts[1], "h2"), "nodes")
 	eventually(t, 90*time.Second, "h2 ready again, a worker in raft", func() error {
 		n, ok := ms[0].nodes(t)["h2"]
 		if !ok || n.Status != "ready" || n.Role != "worker" {

@@ -103,8 +103,8 @@ func (m *member) stop() {
 
 // startMemberAgent starts m's agent in the background (`dev agent` in its
 // host, with its data dir and args, logging to agent.log there, appended)
-// and waits until it answers.
-func startMemberAgent(t *testing.T, m *member, args []string) {
+// and waits until `dev ready...` succeeds there.
+func startMemberAgent(t *testing.T, m *member, args []string, ready ...string) {
 	t.Helper()
 	cmd := m.h.Command(m.env(), devBin, append([]string{"agent", "--data-dir", m.dir}, args...)...)
 	logf, err := os.OpenFile(filepath.Join(m.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -119,8 +119,8 @@ func startMemberAgent(t *testing.T, m *member, args []string) {
 	logf.Close()
 	m.pid = cmd.Process.Pid
 	go func() { _ = cmd.Wait() }()
-	eventually(t, 30*time.Second, m.name+"'s agent answers", func() error {
-		_, err := m.dev(t, "nodes")
+	eventually(t, 30*time.Second, m.name+"'s agent answers dev "+strings.Join(ready, " "), func() error {
+		_, err := m.dev(t, ready...)
 		return err
 	})
 }
@@ -175,7 +175,7 @@ func newMultiClusterWith(t *testing.T, hosts []*testHost, labels map[string]stri
 			args = append(args, "--label", l)
 		}
 		if i == 0 {
-			startMemberAgent(t, m, args) // as `dev up` starts the first agent
+			startMemberAgent(t, m, args, "token") // as `dev up` starts the first agent
 			continue
 		}
 		if slices.Contains(workers, h.Name) {
