@@ -28,13 +28,24 @@ func (srv *Server) registerIngressInternal(mux *http.ServeMux) {
 }
 
 // handleLocalCA answers the local HTTPS CA's certificate (dev ca export).
-func (srv *Server) handleLocalCA(w http.ResponseWriter, _ *http.Request) {
+// A cluster made before the local CA gets one here when this node is a
+// manager: a user trusts it before any route asks for a certificate.
+func (srv *Server) handleLocalCA(w http.ResponseWriter, r *http.Request) {
 	ci, ok := srv.r.State().Cluster()
-	if !ok || len(ci.LocalCACertPEM) == 0 {
-		writeError(w, notFound("this cluster has no local HTTPS CA yet: it is made when a manager first serves a tls: local route (a host under .localhost)"))
+	if ok && len(ci.LocalCACertPEM) > 0 {
+		writeJSON(w, api.LocalCAResponse{CertPEM: ci.LocalCACertPEM})
 		return
 	}
-	writeJSON(w, api.LocalCAResponse{CertPEM: ci.LocalCACertPEM})
+	if srv.opts.DataKey == nil {
+		writeError(w, notFound("this cluster has no local HTTPS CA yet: run dev ca export on a manager, which makes it"))
+		return
+	}
+	ca, err := srv.localCA(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.LocalCAResponse{CertPEM: ca.CertPEM})
 }
 
 // handleIngressCert signs a certificate for a node's ingress router, for a

@@ -92,8 +92,44 @@ func TestIngressCert(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/v1/ca/local", nil)
 	rec := httptest.NewRecorder()
 	AsCaller(worker.Routes(), Caller{Name: "viewer", Role: roleRead}).ServeHTTP(rec, req)
+	// (A cluster from before the local CA gets it from dev ca export on a
+	// manager, TestLocalCAExportMakesIt.)
 	var ca api.LocalCAResponse
 	if err := json.Unmarshal(rec.Body.Bytes(), &ca); err != nil || rec.Code != 200 || !bytes.Equal(ca.CertPEM, res.CA) {
 		t.Errorf("GET /v1/ca/local as read: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestLocalCAExportMakesIt: in a cluster made before the local CA, dev ca
+// export on a manager makes and records it; on a worker it says where to
+// run it.
+func TestLocalCAExportMakesIt(t *testing.T) {
+	key, err := pki.NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := state.New()
+	r := rafttest.New(st)
+	if _, err := r.Apply(t.Context(), &state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", GossipKey: []byte("g"), Sealed: []byte{1}}, Founder: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	get := func(k *pki.DataKey) (int, []byte) {
+		srv := New(r, manager.New(r, manager.Options{Node: "n"}, slog.New(slog.DiscardHandler)), nil, Options{Node: "n", DataKey: k})
+		rec := httptest.NewRecorder()
+		AsCaller(srv.Routes(), Caller{Name: "viewer", Role: roleRead}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/ca/local", nil))
+		var res api.LocalCAResponse
+		_ = json.Unmarshal(rec.Body.Bytes(), &res)
+		return rec.Code, res.CertPEM
+	}
+	if code, _ := get(nil); code != http.StatusNotFound {
+		t.Errorf("on a worker, with no local CA: %d, want 404", code)
+	}
+	code, made := get(key)
+	ci, _ := st.Cluster()
+	if code != http.StatusOK || len(made) == 0 || !bytes.Equal(made, ci.LocalCACertPEM) {
+		t.Fatalf("on a manager: %d; the CA answered is the one recorded: %v", code, bytes.Equal(made, ci.LocalCACertPEM))
+	}
+	if _, again := get(nil); !bytes.Equal(again, made) {
+		t.Error("the worker does not answer the recorded CA")
 	}
 }
