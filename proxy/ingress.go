@@ -72,6 +72,9 @@ type IngressConfig struct {
 	// the request is cut off (default 30 s): a client that trickles its
 	// body holds a connection, and a pod's, no longer.
 	BodyIdle time.Duration
+	// Observe, when set, is told of every routed request: its route, the
+	// status answered and the time it took.
+	Observe func(r *Route, code int, took time.Duration)
 	Log      *slog.Logger
 }
 
@@ -282,8 +285,31 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: in.cfg.BodyIdle}
 		}
 	}
+	if in.cfg.Observe != nil {
+		start := time.Now()
+		rec := &codeRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() { in.cfg.Observe(rt, rec.code, time.Since(start)) }()
+		w = rec
+	}
 	in.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
 }
+
+// codeRecorder keeps the status answered; http.ResponseController finds
+// the connection's flushes and hijacks (streams, upgrades) through Unwrap.
+type codeRecorder struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (c *codeRecorder) WriteHeader(code int) {
+	if !c.wrote && code >= 200 || code == http.StatusSwitchingProtocols {
+		c.code, c.wrote = code, true
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *codeRecorder) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // idleBody extends a request's read deadline by idle at every read, and
 // lifts it at the body's end.

@@ -42,6 +42,7 @@ import "time"
 //	user   POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation
 //	read   GET    /v1/ca/local                            -> LocalCAResponse (the local HTTPS CA's certificate, dev ca export)
+//	read   GET    /metrics                                -> the node's metrics, Prometheus' text format
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
 //	node   POST   /v1/internal/apply                      a raft command the caller may write, forwarded to the leader
 //	node   POST   /v1/internal/register                   Node (the caller's own record) -> Node

@@ -6,10 +6,13 @@
 package apiserver
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -108,6 +111,12 @@ type Options struct {
 	// secrets); nil on a worker, which then signs nothing and prints no
 	// token.
 	DataKey *pki.DataKey
+	// Metrics serves GET /metrics (Prometheus' text format); nil: 404.
+	Metrics http.Handler
+	// Observe, when set, is told of every request: the route's pattern
+	// ("GET /v1/pods"; "" when none matched), the status and the time it
+	// took.
+	Observe func(route string, code int, took time.Duration)
 	Log     *slog.Logger
 }
 
@@ -169,15 +178,71 @@ func (srv *Server) Routes() http.Handler {
 	internal := http.NewServeMux()
 	srv.registerInternal(internal) // internal.go
 	public.Handle("/v1/internal/", nodeOnly(internal))
-	return srv.awaitState(public)
+	handle(public, "GET /metrics", roleRead, srv.handleMetrics)
+	return srv.observed(srv.awaitState(public))
 }
+
+// handleMetrics serves the node's Prometheus metrics.
+func (srv *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if srv.opts.Metrics == nil {
+		writeError(w, notFound("this node serves no metrics"))
+		return
+	}
+	srv.opts.Metrics.ServeHTTP(w, r)
+}
+
+// observed tells Options.Observe of every request next serves.
+func (srv *Server) observed(next http.Handler) http.Handler {
+	if srv.opts.Observe == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		srv.opts.Observe(r.Pattern, rec.code, time.Since(start)) // the mux that routed r set Pattern
+	})
+}
+
+// statusRecorder keeps the status a handler answered; it passes flushes
+// and hijacks (streams, exec sessions) through.
+type statusRecorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wroteHeader {
+		s.code, s.wroteHeader = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijack: not supported by this connection")
+	}
+	s.code, s.wroteHeader = http.StatusSwitchingProtocols, true
+	return hj.Hijack()
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // passesStateWait reports the routes answered before the state caught up:
 // node-to-node routes (a starting node's raft may need them; join waits in
-// its handler, on the leader) and the status, which says what is missing.
+// its handler, on the leader), the status, which says what is missing, and
+// the metrics, which a scraper reads all along.
 func passesStateWait(r *http.Request) bool {
 	return strings.HasPrefix(r.URL.Path, "/v1/internal/") || r.URL.Path == "/v1/join" ||
-		(r.Method == http.MethodGet && r.URL.Path == "/v1/status")
+		(r.Method == http.MethodGet && (r.URL.Path == "/v1/status" || r.URL.Path == "/metrics"))
 }
 
 // stateWait bounds how long a request waits for a starting agent's state.

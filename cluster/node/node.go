@@ -65,6 +65,9 @@ type Config struct {
 	// no HTTPS.
 	IngressAddr    string
 	IngressTLSAddr string
+	// MetricsAddr, when set, serves the Prometheus metrics (also on the API
+	// at GET /metrics, role read) on a plain address for a scraper.
+	MetricsAddr string
 	// DashboardAddr is where the web dashboard listens (a loopback address
 	// serves HTTP, any other HTTPS); empty: no dashboard.
 	DashboardAddr string
@@ -282,12 +285,14 @@ func (n *Node) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
+	met := newMetrics(cfg.Name, r, g)
 	apiSrv := apiserver.New(r, mgr, nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
 		return n.leave(lctx, r, mgr, g, ag, stop)
 	}}, apiserver.Options{
 		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
 		CertLifetime: cfg.CertLifetime, DataKey: creds.dataKey,
+		Metrics: met.handler(), Observe: met.observeAPI,
 	})
 	handler := apiSrv.Handler()
 	var dash *dashboard.Server
@@ -376,8 +381,11 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
+	if cfg.MetricsAddr != "" {
+		eg.Go(func() error { return met.serve(ctx, cfg.MetricsAddr) })
+	}
 	if cfg.IngressAddr != "" {
-		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr) })
+		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr, met) })
 	}
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
@@ -410,7 +418,7 @@ func (n *Node) Run(ctx context.Context) error {
 // caught-up state. An address it cannot listen on (the port taken, no
 // right to bind it) leaves the node without it, said in the log, rather
 // than stop the agent.
-func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers) error {
+func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers, met *metrics) error {
 	listen := func(addr, flag string) net.Listener {
 		if addr == "" {
 			return nil
@@ -448,7 +456,8 @@ func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discover
 	}()
 	return afterReady(ctx, r, func(ctx context.Context) error {
 		ran = true
-		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, Source: disc, Log: n.log}).Run(ctx)
+		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, Source: disc,
+			Observe: met.observeIngress, Log: n.log}).Run(ctx)
 	})
 }
 

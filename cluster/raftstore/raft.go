@@ -277,6 +277,12 @@ func (r *Raft) TransferLeadership() error {
 	return nil
 }
 
+// Indexes returns raft's commit index, the index applied to the state,
+// and the last index in the log.
+func (r *Raft) Indexes() (commit, applied, last uint64) {
+	return r.raft.CommitIndex(), r.raft.AppliedIndex(), r.raft.LastIndex()
+}
+
 // HasState reports whether this node has raft state (it was bootstrapped or
 // has joined before).
 func (r *Raft) HasState() bool { return r.raft.LastIndex() > 0 }

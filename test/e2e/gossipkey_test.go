@@ -87,6 +87,22 @@ func TestGossipKeyRotation(t *testing.T) {
 	if !bytes.Equal(keyOf(ms[1]), rotated) {
 		t.Error("h2 did not save the new gossip key")
 	}
+	// Exactly one node leads, as each node's metrics say.
+	leaders := 0.0
+	for _, m := range ms[:2] {
+		fams, err := scrape(filepath.Join(m.dir, "dev.sock"))
+		if err != nil {
+			t.Fatalf("scrape %s: %v", m.name, err)
+		}
+		v, ok := metricValue(fams, "dev_raft_leader", nil)
+		if !ok {
+			t.Fatalf("%s has no dev_raft_leader", m.name)
+		}
+		leaders += v
+	}
+	if leaders != 1 {
+		t.Errorf("dev_raft_leader sums to %v over h1 and h2, want 1", leaders)
+	}
 	if out := ms[0].mustDev(t, "nodes"); strings.Contains(out, "h3") {
 		t.Errorf("dev nodes lists the removed h3:\n%s", out)
 	}

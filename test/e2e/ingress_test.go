@@ -141,6 +141,26 @@ services:
 		t.Errorf("the refused project left pods:\n%s", out)
 	}
 
+	// The router's and the API's requests, and raft, in the node's metrics.
+	fams, err := scrape(filepath.Join(c.dir, "dev.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"dev_ingress_request_duration_seconds", map[string]string{"host": "web.e2eingress.test", "path": "/", "service": "e2eingress/web", "code": "2xx"}},
+		{"dev_ingress_request_duration_seconds", map[string]string{"host": "web.e2eingress.localhost", "code": "2xx"}},
+		{"dev_api_request_duration_seconds", map[string]string{"route": "GET /v1/services", "code": "200"}},
+		{"dev_raft_leader", nil},
+		{"dev_pods", map[string]string{"state": "running"}},
+	} {
+		if v, ok := metricValue(fams, want.name, want.labels); !ok || v < 1 {
+			t.Errorf("metric %s%v = %v (present %v), want at least 1", want.name, want.labels, v, ok)
+		}
+	}
+
 	// No ready pod: 503.
 	c.mustDev("scale", "-p", "e2eingress", "api=0")
 	eventually(t, 30*time.Second, "503 with no api pod", func() error {

@@ -50,6 +50,7 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.String("dns-addr", "127.0.0.1:1053", "host-side address of the cluster DNS server (pods use their gateway, port 53)")
 	f.String("ingress-addr", ":80", "address of the HTTP ingress router (compose x-ingress routes); empty: none")
 	f.String("ingress-tls-addr", ":443", "address of the ingress router's HTTPS (routes with tls: local); empty: none")
+	f.String("metrics-addr", "", "also serve the Prometheus metrics on this plain address (e.g. 127.0.0.1:9100), for a scraper; they are always on the API at /metrics")
 	f.String("dashboard-addr", "127.0.0.1:7949", "address of the web dashboard (\"dev dashboard\" prints its login link); a non-loopback address serves HTTPS; empty: no dashboard")
 	f.String("network", "dev", "Docker network name of the node's pod network")
 	f.String("bridge", "dev0", "bridge device of the node's pod network")
@@ -75,7 +76,7 @@ func addAgentFlags(cmd *cobra.Command) {
 
 // agentFlagNames are forwarded to an agent started in the background.
 var agentFlagNames = []string{"node-name", "advertise-addr", "gossip-port", "raft-port", "api-port",
-	"cluster-cidr", "service-cidr", "dns-addr", "ingress-addr", "ingress-tls-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "cert-lifetime", "fast", "debug"}
+	"cluster-cidr", "service-cidr", "dns-addr", "ingress-addr", "ingress-tls-addr", "metrics-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "cert-lifetime", "fast", "debug"}
 
 func (g *globals) nodeConfig() (node.Config, error) {
 	v := g.v
@@ -101,6 +102,7 @@ func (g *globals) nodeConfig() (node.Config, error) {
 		DNSAddr:           v.GetString("dns-addr"),
 		IngressAddr:       v.GetString("ingress-addr"),
 		IngressTLSAddr:    v.GetString("ingress-tls-addr"),
+		MetricsAddr:       v.GetString("metrics-addr"),
 		DashboardAddr:     v.GetString("dashboard-addr"),
 		Network:           v.GetString("network"),
 		Bridge:            v.GetString("bridge"),

@@ -1,0 +1,151 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/raftstore"
+	"github.com/devhq/dev/cluster/state"
+	"github.com/devhq/dev/gossip"
+	"github.com/devhq/dev/proxy"
+)
+
+// metrics are the node's Prometheus metrics: what the state, raft and
+// gossip say at each scrape (a collector reads them then: nothing is kept
+// in step), and the API's and the ingress router's requests as they come.
+type metrics struct {
+	reg     *prometheus.Registry
+	api     *prometheus.HistogramVec
+	ingress *prometheus.HistogramVec
+}
+
+func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		api: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "dev_api_request_duration_seconds", Help: "API requests by route and status code.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
+		}, []string{"route", "code"}),
+		ingress: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "dev_ingress_request_duration_seconds", Help: "Requests through the ingress router by route (host and path) and status class.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
+		}, []string{"host", "path", "service", "code"}),
+	}
+	m.reg.MustRegister(m.api, m.ingress,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{node: node, r: r, g: g})
+	return m
+}
+
+// observeAPI records an API request (apiserver.Options.Observe).
+func (m *metrics) observeAPI(route string, code int, took time.Duration) {
+	if route == "" {
+		route = "unmatched"
+	}
+	m.api.WithLabelValues(route, strconv.Itoa(code)).Observe(took.Seconds())
+}
+
+// observeIngress records a routed request (proxy.IngressConfig.Observe).
+func (m *metrics) observeIngress(rt *proxy.Route, code int, took time.Duration) {
+	m.ingress.WithLabelValues(rt.Host, rt.Path, rt.Service, strconv.Itoa(code/100)+"xx").Observe(took.Seconds())
+}
+
+// handler serves the metrics in Prometheus' text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+}
+
+// serve serves the metrics on a plain address for a scraper
+// (--metrics-addr) until ctx ends.
+func (m *metrics) serve(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen metrics on %s (pick another --metrics-addr): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve metrics: %w", err)
+	}
+	return nil
+}
+
+// stateCollector reads raft, gossip and the state at each scrape.
+type stateCollector struct {
+	node string
+	r    *raftstore.Raft
+	g    *gossip.Gossip
+}
+
+var (
+	descLeader  = prometheus.NewDesc("dev_raft_leader", "1 on the node that leads the cluster (the master), 0 elsewhere.", nil, nil)
+	descIndex   = prometheus.NewDesc("dev_raft_index", "Raft indexes: commit, applied (to the state) and last (in the log).", []string{"kind"}, nil)
+	descMembers = prometheus.NewDesc("dev_gossip_members", "Gossip members by status, as this node sees them.", []string{"status"}, nil)
+	descNodes   = prometheus.NewDesc("dev_nodes", "The cluster's nodes by status, from the state.", []string{"status"}, nil)
+	descPods    = prometheus.NewDesc("dev_pods", "Pods assigned to this node by state.", []string{"state"}, nil)
+	descAlloc   = prometheus.NewDesc("dev_node_allocatable", "What this node offers to pods: CPUs, memory bytes.", []string{"resource"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLeader, descIndex, descMembers, descNodes, descPods, descAlloc} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	leader := 0.0
+	if c.r.IsLeader() {
+		leader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, leader)
+	commit, applied, last := c.r.Indexes()
+	for kind, v := range map[string]uint64{"commit": commit, "applied": applied, "last": last} {
+		ch <- prometheus.MustNewConstMetric(descIndex, prometheus.GaugeValue, float64(v), kind)
+	}
+	members := map[string]int{}
+	for _, m := range c.g.Members() {
+		members[m.Status]++
+	}
+	for status, n := range members {
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(n), status)
+	}
+	st := c.r.State()
+	nodes := map[string]int{}
+	for _, n := range st.Nodes() {
+		nodes[n.Status]++
+		if n.Name == c.node {
+			ch <- prometheus.MustNewConstMetric(descAlloc, prometheus.GaugeValue, float64(n.Allocatable.NanoCPUs)/1e9, "cpu")
+			ch <- prometheus.MustNewConstMetric(descAlloc, prometheus.GaugeValue, float64(n.Allocatable.MemoryBytes), "memory_bytes")
+		}
+	}
+	for status, n := range nodes {
+		ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(n), status)
+	}
+	pods := map[string]int{}
+	for _, p := range st.Pods(state.PodFilter{Node: c.node}) {
+		s := p.Status.State
+		if s == "" {
+			s = api.PodPending
+		}
+		pods[s]++
+	}
+	for s, n := range pods {
+		ch <- prometheus.MustNewConstMetric(descPods, prometheus.GaugeValue, float64(n), s)
+	}
+}
