@@ -75,7 +75,7 @@ type IngressConfig struct {
 	// Observe, when set, is told of every routed request: its route, the
 	// status answered and the time it took.
 	Observe func(r *Route, code int, took time.Duration)
-	Log      *slog.Logger
+	Log     *slog.Logger
 }
 
 // Ingress is the L7 router. New starts nothing; Run serves.
