@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -332,34 +333,10 @@ const (
 // the revocation list at the handshake and does again now, and it lasts as
 // long as that one did. The CLI asks at 2/3 of its bundle's life.
 func (srv *Server) handleRenewClient(w http.ResponseWriter, r *http.Request) {
-	var req api.RenewRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeError(w, invalid("decode renew request: %v", err))
-		return
-	}
-	c, _ := callerFrom(r.Context())
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || (c.Role != pki.RoleAdmin && c.Role != pki.RoleRead) {
-		writeError(w, invalid("renew: only a client bundle renews itself, over TLS with the certificate it renews"))
-		return
-	}
-	leaf := r.TLS.VerifiedChains[0][0]
-	if pki.RevokedFunc(srv.r.State().Revoked).Of(pki.Peer{Name: c.Name, Role: c.Role}, leaf) {
-		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the client bundle %s is revoked", c.Name)})
-		return
-	}
-	u, err := srv.clusterSecrets("renew")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	life := min(max(leaf.NotAfter.Sub(pki.IssuedAt(leaf)), minClientLifetime), maxClientLifetime)
-	cert, err := u.ca.SignFor(req.CSR, c.Name, c.Role, nil, nil, life)
-	if err != nil {
-		writeError(w, invalid("renew: %v", err))
-		return
-	}
-	srv.log.Info("renewed client bundle", "client", c.Name, "role", c.Role)
-	writeJSON(w, api.RenewResponse{Cert: cert})
+	srv.renew(w, r, "a client bundle", func(c Caller, leaf *x509.Certificate) (string, []net.IP, time.Duration, bool) {
+		life := min(max(leaf.NotAfter.Sub(pki.IssuedAt(leaf)), minClientLifetime), maxClientLifetime)
+		return c.Role, nil, life, c.Role == pki.RoleAdmin || c.Role == pki.RoleRead
+	})
 }
 
 // handleDashboard answers GET /v1/dashboard with this node's dashboard

@@ -1,9 +1,11 @@
 package apiserver
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -45,6 +47,18 @@ func (srv *Server) handleGossipKey(w http.ResponseWriter, r *http.Request) {
 // addresses are the certificate's it calls with, whose handshake passed the
 // revocation list (a removed node gets none), and its life the cluster's.
 func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
+	srv.renew(w, r, "a node", func(c Caller, leaf *x509.Certificate) (role string, ips []net.IP, life time.Duration, ok bool) {
+		return pki.RoleNode, leaf.IPAddresses, srv.certLifetime(), true
+	})
+}
+
+// renew signs a new certificate for the caller's own certificate, for the
+// key of the request's CSR, with what grant says of it (nothing when !ok:
+// the caller may not renew here). The certificate must have come over
+// TLS, and is checked against the revocation list again now: it may have
+// been revoked while its request came in.
+func (srv *Server) renew(w http.ResponseWriter, r *http.Request, who string,
+	grant func(c Caller, leaf *x509.Certificate) (role string, ips []net.IP, life time.Duration, ok bool)) {
 	var req api.RenewRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		writeError(w, invalid("decode renew request: %v", err))
@@ -52,14 +66,17 @@ func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 	}
 	c, _ := callerFrom(r.Context())
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-		writeError(w, invalid("renew: a node renews over TLS with the certificate it renews"))
+		writeError(w, invalid("renew: %s renews over TLS with the certificate it renews", who))
 		return
 	}
 	leaf := r.TLS.VerifiedChains[0][0]
-	// Checked at the handshake, and again now: the node may have been
-	// revoked while its request came in.
-	if pki.RevokedFunc(srv.r.State().Revoked).Of(pki.Peer{Name: c.Name, Role: pki.RoleNode}, leaf) {
-		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the certificate of node %s is revoked", c.Name)})
+	role, ips, life, ok := grant(c, leaf)
+	if !ok {
+		writeError(w, invalid("renew: only %s renews itself here, with the certificate it renews", who))
+		return
+	}
+	if pki.RevokedFunc(srv.r.State().Revoked).Of(pki.Peer{Name: c.Name, Role: role}, leaf) {
+		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("renew: the certificate of %s is revoked", c.Name)})
 		return
 	}
 	u, err := srv.clusterSecrets("renew")
@@ -67,12 +84,12 @@ func (srv *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	cert, err := u.ca.SignFor(req.CSR, c.Name, pki.RoleNode, leaf.IPAddresses, nil, srv.certLifetime())
+	cert, err := u.ca.SignFor(req.CSR, c.Name, role, ips, nil, life)
 	if err != nil {
 		writeError(w, invalid("renew: %v", err))
 		return
 	}
-	srv.log.Info("renewed node certificate", "node", c.Name)
+	srv.log.Info("renewed a certificate", "name", c.Name, "role", role)
 	writeJSON(w, api.RenewResponse{Cert: cert})
 }
 
