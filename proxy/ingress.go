@@ -17,6 +17,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,9 @@ type Ingress struct {
 	next      atomic.Uint64 // round robin over a route's backends
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
+	// httpsPort is the port HTTPS is served on (0: none), where plain
+	// HTTP requests of tls: local routes are redirected.
+	httpsPort atomic.Int32
 }
 
 // routeTable is the routes by host, the longest path first.
@@ -185,6 +189,9 @@ func (in *Ingress) Run(ctx context.Context) error {
 		} else {
 			srv := newServer()
 			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: in.certificate, NextProtos: []string{"h2", "http/1.1"}}
+			if a, ok := in.cfg.TLSListener.Addr().(*net.TCPAddr); ok {
+				in.httpsPort.Store(int32(a.Port))
+			}
 			serve(srv, in.cfg.TLSListener, true)
 		}
 	}
@@ -272,6 +279,14 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case rt == nil:
 		page(w, http.StatusNotFound, "no route for %s%s on this cluster's ingress", host, r.URL.Path)
+		return
+	case r.TLS == nil && rt.TLS == api.IngressTLSLocal && in.httpsPort.Load() != 0:
+		// Served over HTTPS: go there (308 keeps the method and body).
+		target := "https://" + host
+		if p := in.httpsPort.Load(); p != 443 {
+			target = "https://" + net.JoinHostPort(host, strconv.Itoa(int(p)))
+		}
+		http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
 		return
 	case len(rt.Backends) == 0:
 		w.Header().Set("Retry-After", "5")

@@ -339,6 +339,25 @@ func TestIngressTLS(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "xfp=https") || resp.ProtoMajor != 2 {
 		t.Errorf("over HTTPS: %s %s %q, want 200 over HTTP/2 with X-Forwarded-Proto https", resp.Proto, resp.Status, b)
 	}
+	// Plain HTTP for the tls: local route goes to HTTPS; the others stay.
+	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpLn.Addr().String()+"/a?b=c", nil)
+	req.Host = "web.shop.localhost"
+	if resp, err := noFollow.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		want := "https://web.shop.localhost:" + strconv.Itoa(tlsLn.Addr().(*net.TCPAddr).Port) + "/a?b=c"
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+			t.Errorf("HTTP for a tls: local route: %s to %q, want 308 to %q", resp.Status, resp.Header.Get("Location"), want)
+		}
+	}
+	req.Host = "shop.example.com"
+	if resp, err := noFollow.Do(req); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+		t.Errorf("HTTP for a tls: auto route (no certificate): %s, want 200", resp.Status)
+	}
 	for _, host := range []string{"shop.example.com", "plain.example.com", "nothere.example.com"} {
 		if _, err := client(host).Get("https://" + host + "/"); err == nil {
 			t.Errorf("%s: HTTPS answered; want no certificate", host)

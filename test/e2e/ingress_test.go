@@ -128,6 +128,15 @@ services:
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "hello from e2eingress-web-1") {
 		t.Errorf("https://web.e2eingress.localhost/: %s %q", resp.Status, b)
 	}
+	// Plain HTTP for it goes to HTTPS.
+	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+	req.Host = "web.e2eingress.localhost"
+	if resp, err := noFollow.Do(req); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://web.e2eingress.localhost:") {
+		t.Errorf("http://web.e2eingress.localhost/: %s to %q, want 308 to https", resp.Status, resp.Header.Get("Location"))
+	}
 	if _, err := https.Get("https://web.e2eingress.test/"); err == nil {
 		t.Error("https://web.e2eingress.test/ (tls: auto) answered: ACME is not built, it should have no certificate")
 	}
