@@ -47,6 +47,9 @@ func Convert(p *types.Project) (*api.Project, []Warning, error) {
 	if out.Services, err = groupSidecars(p, out.Services); err != nil {
 		return nil, nil, err
 	}
+	if err := localhostRoutes(p, out); err != nil {
+		return nil, nil, err
+	}
 	if err := api.CheckIngress(out); err != nil {
 		return nil, nil, err
 	}

@@ -125,7 +125,61 @@ func normalizeIngress(model *types.Project, p *api.Project) {
 			routes[i] = map[string]any{"host": r.Host, "path": r.Path, "port": r.Port, "tls": r.TLS}
 		}
 		svc.Extensions = maps.Clone(svc.Extensions)
+		if svc.Extensions == nil {
+			svc.Extensions = types.Extensions{}
+		}
 		svc.Extensions[ingressKey] = routes
 		model.Services[s.Name] = svc
 	}
+}
+
+// localhostRoutes gives, when the project's top-level x-ingress asks for
+// it ({localhost: true}), every service that serves a TCP port (ports: or
+// expose:) a route <service>.<project>.localhost to the first of them,
+// unless it routes that host already: https://web.hello.localhost on a
+// laptop with one line of compose.
+func localhostRoutes(model *types.Project, p *api.Project) error {
+	raw, ok := model.Extensions[ingressKey]
+	if !ok || raw == nil {
+		return nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return fmt.Errorf("top-level %s: want {localhost: true}", ingressKey)
+	}
+	for k := range m {
+		if k != "localhost" {
+			return fmt.Errorf("top-level %s: unknown key %q (want localhost)", ingressKey, k)
+		}
+	}
+	on, ok := m["localhost"].(bool)
+	if !ok {
+		return fmt.Errorf("top-level %s: localhost %v: want true or false", ingressKey, m["localhost"])
+	}
+	if !on {
+		return nil
+	}
+	project := strings.ReplaceAll(strings.ToLower(p.Name), "_", "-")
+	for i, s := range p.Services {
+		port := 0
+		for _, pt := range s.ServicePorts() {
+			if pt.Protocol == "tcp" {
+				port = int(pt.Target)
+				break
+			}
+		}
+		if port == 0 {
+			continue
+		}
+		host := strings.ReplaceAll(strings.ToLower(s.Name), "_", "-") + "." + project + ".localhost"
+		if slices.ContainsFunc(s.Ingress, func(r api.IngressRoute) bool { return r.Host == host }) {
+			continue
+		}
+		r, err := api.NormalizeIngress(api.IngressRoute{Host: host, Port: port})
+		if err != nil {
+			return fmt.Errorf("service %q: the route top-level %s gives it: %w", s.Name, ingressKey, err)
+		}
+		p.Services[i].Ingress = append(p.Services[i].Ingress, r)
+	}
+	return nil
 }

@@ -118,3 +118,42 @@ func TestIngressErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalhostRoutes: the project's switch gives each service that serves
+// a TCP port a route <service>.<project>.localhost (tls: local) to its
+// first one, beside the routes it declares; services without a port get
+// none.
+func TestLocalhostRoutes(t *testing.T) {
+	l, err := loadYAML(t, `name: my_shop
+x-ingress:
+  localhost: true
+services:
+  web:
+    image: web
+    ports: ["8080:80"]
+    x-ingress: [shop.example.com:80]
+  api:
+    image: api
+    expose: ["9000", "53/udp"]
+  worker:
+    image: worker
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]api.IngressRoute{}
+	for _, s := range l.Project.Services {
+		got[s.Name] = s.Ingress
+	}
+	want := map[string][]api.IngressRoute{
+		"web": {{Host: "shop.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto}, {Host: "web.my-shop.localhost", Path: "/", Port: 80, TLS: api.IngressTLSLocal}},
+		"api": {{Host: "api.my-shop.localhost", Path: "/", Port: 9000, TLS: api.IngressTLSLocal}},
+		"worker": nil,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("routes\n got %+v\nwant %+v", got, want)
+	}
+	if _, err := loadYAML(t, "x-ingress: {localhost: yes please}\nservices:\n  web:\n    image: web\n"); err == nil || !strings.Contains(err.Error(), "want true or false") {
+		t.Errorf("a malformed switch: %v", err)
+	}
+}
