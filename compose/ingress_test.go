@@ -146,8 +146,8 @@ services:
 		got[s.Name] = s.Ingress
 	}
 	want := map[string][]api.IngressRoute{
-		"web": {{Host: "shop.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto}, {Host: "web.my-shop.localhost", Path: "/", Port: 80, TLS: api.IngressTLSLocal}},
-		"api": {{Host: "api.my-shop.localhost", Path: "/", Port: 9000, TLS: api.IngressTLSLocal}},
+		"web":    {{Host: "shop.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto}, {Host: "web.my-shop.localhost", Path: "/", Port: 80, TLS: api.IngressTLSLocal}},
+		"api":    {{Host: "api.my-shop.localhost", Path: "/", Port: 9000, TLS: api.IngressTLSLocal}},
 		"worker": nil,
 	}
 	if !reflect.DeepEqual(got, want) {
