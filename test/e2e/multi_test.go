@@ -579,6 +579,24 @@ func TestMultiHostCluster(t *testing.T) {
 				survivors = append(survivors, h)
 			}
 		}
+		// Through h1's ingress router, by host, all along: a request that
+		// meets a pod of the cut node is sent to another once its dial
+		// fails (3 s), until the pod leaves the route.
+		viaIngress := startLoopWith(func() (string, error) {
+			c := http.Client{Timeout: 10 * time.Second}
+			req, _ := http.NewRequest(http.MethodGet, "http://"+hosts[0].IP+"/", nil)
+			req.Host = "web.e2emulti.test"
+			resp, err := c.Do(req)
+			if err != nil {
+				return "", err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s: %s", resp.Status, b)
+			}
+			return string(b), err
+		})
 		start := time.Now()
 		victim.Cut(t)
 		cut := true
@@ -606,6 +624,11 @@ func TestMultiHostCluster(t *testing.T) {
 		})
 		failover := time.Since(start)
 		t.Logf("failover: %s from cutting %s to 6 web pods on the others and the service answering (grace 10s)", failover.Round(100*time.Millisecond), victim.Name)
+		ok, failed, first := viaIngress.finish()
+		t.Logf("through h1's ingress router while %s was cut: %d requests succeeded, %d failed", victim.Name, ok, failed)
+		if failed != 0 || ok == 0 {
+			t.Errorf("through the ingress router while a node was cut, %d of %d requests failed (first: %v)", failed, ok+failed, first)
+		}
 		victim.Restore(t)
 		cut = false
 		eventually(t, 60*time.Second, victim.Name+" back, no duplicate pods", func() error {
