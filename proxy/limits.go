@@ -4,10 +4,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
-// perSourceListener caps the connections one source holds at once: an
-// IPv4 address, or an IPv6 /64 (what one host usually has). A connection
+// perSourceListener caps the connections one source holds at once
+// (api.SourceKey: an IPv4 address, or an IPv6 /64). A connection
 // over the cap is closed as soon as it is accepted.
 type perSourceListener struct {
 	net.Listener
@@ -21,27 +23,13 @@ func limitPerSource(ln net.Listener, max int) *perSourceListener {
 	return &perSourceListener{Listener: ln, max: max, open: map[netip.Addr]int{}}
 }
 
-// sourceOf is the key a connection's remote address counts under.
-func sourceOf(addr net.Addr) netip.Addr {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	a := ap.Addr().Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.Addr()
-	}
-	return a
-}
-
 func (l *perSourceListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		src := sourceOf(c.RemoteAddr())
+		src := api.SourceOf(c.RemoteAddr())
 		l.mu.Lock()
 		if l.open[src] >= l.max {
 			l.mu.Unlock()

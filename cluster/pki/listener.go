@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
 // HandshakeLimits bound what peers that have not proven who they are can
@@ -220,22 +222,5 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// sourceIP is what MaxPerIP counts by: an IPv4 address, or the /64 of an
-// IPv6 one (a host is handed a whole /64 and can pick any address in it).
-func sourceIP(c net.Conn) netip.Addr {
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return sourceKey(ap.Addr())
-}
-
-func sourceKey(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if a.Is6() {
-		if p, err := a.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return a
-}
+// sourceIP is what MaxPerIP counts by (api.SourceKey).
+func sourceIP(c net.Conn) netip.Addr { return api.SourceOf(c.RemoteAddr()) }

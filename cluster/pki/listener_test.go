@@ -10,6 +10,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
 // closedSoon reports whether the server closes c within d (a read ends
@@ -194,8 +196,8 @@ func TestSourceKey(t *testing.T) {
 		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::"},
 		{"2001:db8:1:3::1", "2001:db8:1:3::"},
 	} {
-		if got := sourceKey(netip.MustParseAddr(tt.in)); got != netip.MustParseAddr(tt.want) {
-			t.Errorf("sourceKey(%s) = %s, want %s", tt.in, got, tt.want)
+		if got := api.SourceKey(netip.MustParseAddr(tt.in)); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("api.SourceKey(%s) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 }
