@@ -92,8 +92,13 @@ type Ingress struct {
 	httpsPort atomic.Int32
 }
 
-// routeTable is the routes by host, the longest path first.
-type routeTable map[string][]Route
+// routeTable is the routes by host, the longest path first, and each
+// host's TLS mode (local if any route of it is, else auto if any is, else
+// off), so that a handshake reads it without looking at every route.
+type routeTable struct {
+	routes map[string][]Route
+	tls    map[string]string
+}
 
 // NewIngress returns a router over cfg.Source.
 func NewIngress(cfg IngressConfig) *Ingress {
@@ -111,7 +116,7 @@ func NewIngress(cfg IngressConfig) *Ingress {
 		log = slog.Default()
 	}
 	in := &Ingress{cfg: cfg, log: log.With("component", "ingress")}
-	in.table.Store(&routeTable{})
+	in.setRoutes(nil)
 	// Keep-alive pools to the pods; a dial gets 3 s (a pod that is gone
 	// answers at once, one on a cut node does not).
 	in.transport = &http.Transport{
@@ -132,11 +137,7 @@ func NewIngress(cfg IngressConfig) *Ingress {
 		Transport:     retryingTransport{in},
 		FlushInterval: -1, // stream: server-sent events, long polls
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			rt, _ := r.Context().Value(routeKey{}).(*Route)
-			name := "?"
-			if rt != nil {
-				name = rt.Service
-			}
+			name := r.Context().Value(routeKey{}).(*Route).Service // ServeHTTP put it there
 			in.log.Debug("proxy error", "host", r.Host, "path", r.URL.Path, "service", name, "err", err)
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
@@ -198,7 +199,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 	var err error
 	for {
 		changed := in.cfg.Source.Changed()
-		in.SetRoutes(in.cfg.Source.Routes())
+		in.setRoutes(in.cfg.Source.Routes())
 		select {
 		case <-ctx.Done():
 		case err = <-errs:
@@ -228,32 +229,30 @@ func (in *Ingress) Run(ctx context.Context) error {
 // (SNI): a route with tls: local gets one from the CertSource.
 func (in *Ingress) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	host := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
-	rs := (*in.table.Load())[host]
-	if len(rs) == 0 {
+	switch in.table.Load().tls[host] {
+	case "":
 		return nil, fmt.Errorf("no route for %q", host)
-	}
-	modes := map[string]bool{}
-	for _, r := range rs {
-		modes[r.TLS] = true
-	}
-	switch {
-	case modes[api.IngressTLSLocal]:
+	case api.IngressTLSLocal:
 		ctx, cancel := context.WithTimeout(hello.Context(), 10*time.Second)
 		defer cancel()
 		return in.cfg.Certs.Certificate(ctx, host)
-	case modes[api.IngressTLSAuto]:
+	case api.IngressTLSAuto:
 		return nil, fmt.Errorf("no certificate for %s: tls: auto (ACME) is not served yet", host)
 	}
 	return nil, fmt.Errorf("%s is served over HTTP only (tls: off)", host)
 }
 
-// SetRoutes replaces the routes served.
-func (in *Ingress) SetRoutes(routes []Route) {
-	t := routeTable{}
+// setRoutes replaces the routes served.
+func (in *Ingress) setRoutes(routes []Route) {
+	t := routeTable{routes: map[string][]Route{}, tls: map[string]string{}}
+	rank := map[string]int{api.IngressTLSOff: 1, api.IngressTLSAuto: 2, api.IngressTLSLocal: 3}
 	for _, r := range routes {
-		t[r.Host] = append(t[r.Host], r)
+		t.routes[r.Host] = append(t.routes[r.Host], r)
+		if rank[r.TLS] > rank[t.tls[r.Host]] {
+			t.tls[r.Host] = r.TLS
+		}
 	}
-	for _, rs := range t {
+	for _, rs := range t.routes {
 		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Path) > len(rs[j].Path) })
 	}
 	in.table.Store(&t)
@@ -349,7 +348,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 
 // lookup returns the route of host with the longest path prefix of path.
 func (in *Ingress) lookup(host, path string) *Route {
-	rs := (*in.table.Load())[host]
+	rs := in.table.Load().routes[host]
 	for i := range rs {
 		if api.MatchIngress(rs[i].Path, path) {
 			return &rs[i]

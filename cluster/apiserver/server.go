@@ -213,7 +213,7 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if !s.wroteHeader {
+	if !s.wroteHeader && code >= 200 { // not an informational 1xx
 		s.code, s.wroteHeader = code, true
 	}
 	s.ResponseWriter.WriteHeader(code)

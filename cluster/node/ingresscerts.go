@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"sync"
 	"time"
@@ -62,19 +61,22 @@ func (c *localCerts) Certificate(ctx context.Context, host string) (*tls.Certifi
 	if h.cert != nil && time.Now().Before(h.renewAt) {
 		return h.cert, nil
 	}
-	if h.failed != nil && time.Since(h.failedAt) < failBackoff && h.cert == nil {
-		return nil, h.failed
-	}
-	cert, renewAt, err := c.fetch(ctx, host)
-	if err != nil {
-		h.failed, h.failedAt = err, time.Now()
-		if h.cert != nil && time.Now().Before(h.cert.Leaf.NotAfter) {
-			return h.cert, nil // still valid: try again at the next handshake
+	var err error
+	if h.failed != nil && time.Since(h.failedAt) < failBackoff {
+		err = h.failed
+	} else {
+		var cert *tls.Certificate
+		var renewAt time.Time
+		if cert, renewAt, err = c.fetch(ctx, host); err == nil {
+			h.cert, h.renewAt, h.failed = cert, renewAt, nil
+			return cert, nil
 		}
-		return nil, err
+		h.failed, h.failedAt = err, time.Now()
 	}
-	h.cert, h.renewAt, h.failed = cert, renewAt, nil
-	return cert, nil
+	if h.cert != nil && time.Now().Before(h.cert.Leaf.NotAfter) {
+		return h.cert, nil // still valid: asked for again after the backoff
+	}
+	return nil, err
 }
 
 func (c *localCerts) fetch(ctx context.Context, host string) (*tls.Certificate, time.Time, error) {
@@ -86,15 +88,9 @@ func (c *localCerts) fetch(ctx context.Context, host string) (*tls.Certificate, 
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	cert, err := tls.X509KeyPair(append(res.Cert, res.CA...), keyPEM)
+	cert, err := tls.X509KeyPair(append(res.Cert, res.CA...), keyPEM) // sets Leaf
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("certificate for %s: %w", host, err)
 	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("certificate for %s: %w", host, err)
-	}
-	cert.Leaf = leaf
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	return &cert, leaf.NotBefore.Add(life * 2 / 3), nil
+	return &cert, pki.RenewAt(cert.Leaf), nil
 }

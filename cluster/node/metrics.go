@@ -20,6 +20,10 @@ import (
 	"github.com/devhq/dev/proxy"
 )
 
+// requestBuckets are the histograms' buckets, in seconds: requests take
+// from a millisecond (a read) to half a minute (a long apply).
+var requestBuckets = []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30}
+
 // metrics are the node's Prometheus metrics: what the state, raft and
 // gossip say at each scrape (a collector reads them then: nothing is kept
 // in step), and the API's and the ingress router's requests as they come.
@@ -34,11 +38,11 @@ func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip) *metrics {
 		reg: prometheus.NewRegistry(),
 		api: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "dev_api_request_duration_seconds", Help: "API requests by route and status code.",
-			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
+			Buckets: requestBuckets,
 		}, []string{"route", "code"}),
 		ingress: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "dev_ingress_request_duration_seconds", Help: "Requests through the ingress router by route (host and path) and status class.",
-			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
+			Buckets: requestBuckets,
 		}, []string{"host", "path", "service", "code"}),
 	}
 	m.reg.MustRegister(m.api, m.ingress,

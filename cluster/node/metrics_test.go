@@ -42,11 +42,13 @@ func TestMetricsAddr(t *testing.T) {
 	if !strings.Contains(body, "dev_test_total 3") {
 		t.Errorf("GET /metrics:\n%s", body)
 	}
-	if resp, err := http.Post("http://"+addr+"/metrics", "text/plain", nil); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("POST /metrics: %s, want 405", resp.Status)
-		}
+	resp, err := http.Post("http://"+addr+"/metrics", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /metrics: %s, want 405", resp.Status)
 	}
 	cancel()
 	select {

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"time"
@@ -33,21 +34,17 @@ func (ca *CA) ClientBundle(name, role string, lifetime time.Duration) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("create client bundle: %w", err)
 	}
-	return BundlePEM(name, role, certPEM, keyPEM, ca.CertPEM), nil
+	return BundlePEM(name, role, certPEM, keyPEM, ca.Cert), nil
 }
 
 // BundlePEM is the client bundle file of a certificate, its key and the CA
 // certificate, with a header that says what it is.
-func BundlePEM(name, role string, certPEM, keyPEM, caPEM []byte) []byte {
+func BundlePEM(name, role string, certPEM, keyPEM []byte, ca *x509.Certificate) []byte {
 	var b bytes.Buffer
-	fp := "?"
-	if c, err := parseCertsPEM(caPEM); err == nil && len(c) > 0 {
-		fp = Fingerprint(c[0])
-	}
-	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, fp)
+	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, Fingerprint(ca))
 	b.Write(certPEM)
 	b.Write(keyPEM)
-	b.Write(caPEM)
+	b.Write(EncodeCertPEM(ca))
 	return b.Bytes()
 }
 

@@ -57,10 +57,13 @@ func (id *Identity) Reload(certPEM, keyPEM []byte) error {
 
 // RenewAt is when the current certificate should be renewed: at 2/3 of
 // its life.
-func (id *Identity) RenewAt() time.Time {
-	leaf := id.Certificate().Leaf
-	issued := IssuedAt(leaf)
-	return issued.Add(leaf.NotAfter.Sub(issued) * 2 / 3)
+func (id *Identity) RenewAt() time.Time { return RenewAt(id.Certificate().Leaf) }
+
+// RenewAt is when cert should be renewed: at 2/3 of its life since it
+// was issued.
+func RenewAt(cert *x509.Certificate) time.Time {
+	issued := IssuedAt(cert)
+	return issued.Add(cert.NotAfter.Sub(issued) * 2 / 3)
 }
 
 // RevokedFunc reports whether the certificate of kind (api.CertNode or

@@ -752,11 +752,18 @@ func (d *Driver) Remove(ctx context.Context, id string) error {
 	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
+	return d.removeContainer(ctx, id, name)
+}
+
+// removeContainer force-removes container id (anonymous volumes too) and
+// the secret files kept for it under its name. A missing container is not
+// an error.
+func (d *Driver) removeContainer(ctx context.Context, id, name string) error {
 	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
-	d.removeSecrets(name) // secrets are kept per container (its name)
+	d.removeSecrets(name)
 	return nil
 }
 

@@ -150,11 +150,12 @@ func (d *Driver) RemovePod(ctx context.Context, pod string) error {
 		if !d.mine(c.Labels) {
 			continue // another cluster's, on a shared engine
 		}
-		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("remove pod %s: %w", pod, err)
-		}
+		name := c.ID
 		if len(c.Names) > 0 {
-			d.removeSecrets(strings.TrimPrefix(c.Names[0], "/")) // kept per container (its name)
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		if err := d.removeContainer(ctx, c.ID, name); err != nil {
+			return fmt.Errorf("remove pod %s: %w", pod, err)
 		}
 	}
 	infra, err := d.cli.ContainerInspect(ctx, InfraName(pod))

@@ -543,7 +543,7 @@ func (g *globals) renewBundle(ctx context.Context, c *api.HTTPClient, path strin
 	if err != nil {
 		return nil, fmt.Errorf("renew client bundle %s (it lasts until %s): %w", path, id.Certificate().Leaf.NotAfter.Local().Format(time.DateTime), err)
 	}
-	data := pki.BundlePEM(id.Name, id.Role, certPEM, keyPEM, pki.EncodeCertPEM(id.CACert))
+	data := pki.BundlePEM(id.Name, id.Role, certPEM, keyPEM, id.CACert)
 	next, err := pki.ParseBundle(data)
 	if err != nil {
 		return nil, fmt.Errorf("renew client bundle %s: %w", path, err)

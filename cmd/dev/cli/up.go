@@ -21,9 +21,6 @@ type upOptions struct {
 	watch   bool
 	// waitTimeout is compose's --wait-timeout (seconds); 0: --timeout.
 	waitTimeout int
-	// wait and removeOrphans are compose's flags for what dev always
-	// does: wait for the pods, remove the services gone from the file.
-	wait, removeOrphans bool
 	// forceRecreate replaces every pod of the project, changed or not.
 	forceRecreate bool
 }
@@ -55,8 +52,9 @@ func NewUpCommand(g *globals) *cobra.Command {
 	f.BoolVar(&o.build, "build", false, "build images before deploying, even when they exist")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the pods to run")
 	f.IntVar(&o.waitTimeout, "wait-timeout", 0, "compose's spelling of --timeout, in seconds")
-	f.BoolVar(&o.wait, "wait", false, "wait until the pods run (and are healthy where they have a healthcheck): dev up always does")
-	f.BoolVar(&o.removeOrphans, "remove-orphans", false, "remove the services no longer in the file: dev up always does")
+	// Compose's flags for what dev up always does: accepted, nothing to set.
+	f.Bool("wait", false, "wait until the pods run (and are healthy where they have a healthcheck): dev up always does")
+	f.Bool("remove-orphans", false, "remove the services no longer in the file: dev up always does")
 	f.BoolVar(&o.forceRecreate, "force-recreate", false, "replace every pod, even of services that did not change (rolling, as an update)")
 	f.BoolVarP(&o.watch, "watch", "w", false, "then follow the services' develop.watch paths (sync, rebuild) until Ctrl-C; with -d the project keeps running afterwards")
 	return cmd
