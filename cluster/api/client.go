@@ -349,12 +349,24 @@ func (c *HTTPClient) LocalCA(ctx context.Context) ([]byte, error) {
 
 // RenewClient asks for a new certificate for the client bundle this client
 // calls with, for the key of csr (PEM).
-func (c *HTTPClient) RenewClient(ctx context.Context, csr []byte) ([]byte, error) {
+func (c *HTTPClient) RenewClient(ctx context.Context, csr []byte) (RenewResponse, error) {
 	var r RenewResponse
-	if err := c.Do(ctx, http.MethodPost, "/v1/clients/renew", RenewRequest{CSR: csr}, &r); err != nil {
-		return nil, err
-	}
-	return r.Cert, nil
+	err := c.Do(ctx, http.MethodPost, "/v1/clients/renew", RenewRequest{CSR: csr}, &r)
+	return r, err
+}
+
+// CA returns the cluster CA's fingerprint and its rotation in progress.
+func (c *HTTPClient) CA(ctx context.Context) (CAStatus, error) {
+	var r CAStatus
+	err := c.Do(ctx, http.MethodGet, "/v1/ca", nil, &r)
+	return r, err
+}
+
+// RotateCA starts moving the cluster to a new CA (dev ca rotate).
+func (c *HTTPClient) RotateCA(ctx context.Context) (CAStatus, error) {
+	var r CAStatus
+	err := c.Do(ctx, http.MethodPost, "/v1/ca/rotate", nil, &r)
+	return r, err
 }
 
 // Leave implements Client: the node moves its pods away, leaves, and stops.

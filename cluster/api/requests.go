@@ -41,6 +41,8 @@ import "time"
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
 //	user   POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
 //	read   GET    /v1/revocations                         -> []Revocation
+//	read   GET    /v1/ca                                  -> CAStatus (the cluster CA, and its rotation in progress)
+//	user   POST   /v1/ca/rotate                           -> CAStatus (dev ca rotate: start moving the cluster to a new CA; on a manager)
 //	read   GET    /v1/ca/local                            -> LocalCAResponse (the local HTTPS CA's certificate, dev ca export)
 //	read   GET    /metrics                                -> the node's metrics, Prometheus' text format
 //	public POST   /v1/join                                JoinRequest -> JoinResponse
@@ -137,10 +139,13 @@ type JoinRequest struct {
 // take part: the CA certificate, the gossip key and gossip peers to join.
 type JoinResponse struct {
 	ClusterID string   `json:"cluster_id"`
-	Cert      []byte   `json:"cert"` // PEM
-	CA        []byte   `json:"ca"`   // PEM
+	Cert      []byte   `json:"cert"` // PEM, with any intermediate
+	CA        []byte   `json:"ca"`   // PEM: the CAs to trust
 	GossipKey []byte   `json:"gossip_key"`
 	Gossip    []string `json:"gossip"` // addresses of live members
+	// Label is the cluster label on dev's containers (LabelCluster);
+	// empty from a dev before CA rotation: the CA's fingerprint's.
+	Label string `json:"label,omitempty"`
 	// DataKey is the managers' data key sealed to the CSR's key
 	// (pki.SealToCSR), for a node that joined with the manager token only.
 	DataKey []byte `json:"data_key,omitempty"`
@@ -184,9 +189,27 @@ type RenewRequest struct {
 	CSR []byte `json:"csr"`
 }
 
-// RenewResponse carries the new certificate (PEM).
+// RenewResponse carries the new certificate, and the intermediate its CA
+// sends along during a CA rotation (PEM), and the CAs to trust with it.
 type RenewResponse struct {
 	Cert []byte `json:"cert"`
+	CA   []byte `json:"ca,omitempty"`
+}
+
+// CAStatus answers GET /v1/ca: the cluster CA, and the rotation to a new
+// one in progress (dev ca rotate), if any.
+type CAStatus struct {
+	Fingerprint string            `json:"fingerprint"`
+	Rotation    *CARotationStatus `json:"rotation,omitempty"`
+}
+
+// CARotationStatus is a CA rotation's progress: the nodes that hold a
+// certificate of the new CA, and those the rotation waits for (a node
+// that is down holds it up until it is back, or removed: dev node rm).
+type CARotationStatus struct {
+	Fingerprint string   `json:"fingerprint"`
+	Moved       []string `json:"moved"`
+	Waiting     []string `json:"waiting"`
 }
 
 // TokenRequest is what `dev token` asks for: the join token (the worker's,

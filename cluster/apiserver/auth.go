@@ -199,8 +199,7 @@ func authenticate(next http.Handler, revoked pki.RevokedFunc, isWorker func(node
 		c := Caller{Name: "local", Role: roleAdmin}
 		if r.TLS != nil {
 			c = Caller{}
-			if len(r.TLS.VerifiedChains) > 0 {
-				leaf := r.TLS.VerifiedChains[0][0]
+			if leaf := pki.VerifiedLeaf(r.TLS); leaf != nil {
 				peer, err := pki.PeerOf(leaf)
 				if err != nil {
 					writeError(w, &httpError{http.StatusForbidden, "forbidden", err})

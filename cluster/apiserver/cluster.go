@@ -117,7 +117,8 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 		}
 	}
 	sort.Strings(gossip)
-	res := api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.CACertPEM, GossipKey: ci.GossipKey, Gossip: gossip}
+	srv.movedToCA(ctx, ci, req.Name)
+	res := api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.TrustedCAs(), GossipKey: ci.GossipKey, Gossip: gossip, Label: ci.Label}
 	if manager {
 		// Sealed to the joiner's key: a node that relayed the join cannot
 		// read it.
@@ -134,7 +135,10 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 type unsealed struct {
 	info    state.ClusterInfo
 	secrets pki.ClusterSecrets
-	ca      *pki.CA
+	ca      *pki.CA // the signer: the new CA during a rotation
+	// fingerprint is the cluster CA's, which join tokens pin: the old
+	// one until a rotation is done (nodes present both meanwhile).
+	fingerprint string
 }
 
 // clusterSecrets opens the cluster's secrets with this node's data key;
@@ -161,7 +165,13 @@ func (srv *Server) clusterSecrets(what string) (unsealed, error) {
 	if err != nil {
 		return unsealed{}, fmt.Errorf("%s: %w", what, err)
 	}
-	u.ca = ca
+	u.ca, u.fingerprint = ca, ca.Fingerprint()
+	if ci.Rotation != nil {
+		// Everything is signed by the new CA from the rotation's start.
+		if u.ca, err = srv.nextCA(ci); err != nil {
+			return unsealed{}, fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	return u, nil
 }
 
@@ -185,7 +195,7 @@ func (u unsealed) token(manager bool) (string, error) {
 }
 
 func (u unsealed) tokenOf(secret string) string {
-	return pki.Token{Fingerprint: u.ca.Fingerprint(), Secret: secret}.String()
+	return pki.Token{Fingerprint: u.fingerprint, Secret: secret}.String()
 }
 
 // errNoManagerToken answers a manager token asked of a Legacy cluster.

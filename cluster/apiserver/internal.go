@@ -65,11 +65,11 @@ func (srv *Server) renew(w http.ResponseWriter, r *http.Request, who string,
 		return
 	}
 	c, _ := callerFrom(r.Context())
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+	leaf := pki.VerifiedLeaf(r.TLS)
+	if leaf == nil {
 		writeError(w, invalid("renew: %s renews over TLS with the certificate it renews", who))
 		return
 	}
-	leaf := r.TLS.VerifiedChains[0][0]
 	role, ips, life, ok := grant(c, leaf)
 	if !ok {
 		writeError(w, invalid("renew: only %s renews itself here, with the certificate it renews", who))
@@ -89,8 +89,11 @@ func (srv *Server) renew(w http.ResponseWriter, r *http.Request, who string,
 		writeError(w, invalid("renew: %v", err))
 		return
 	}
+	if role == pki.RoleNode {
+		srv.movedToCA(r.Context(), u.info, c.Name)
+	}
 	srv.log.Info("renewed a certificate", "name", c.Name, "role", role)
-	writeJSON(w, api.RenewResponse{Cert: cert})
+	writeJSON(w, api.RenewResponse{Cert: cert, CA: u.info.TrustedCAs()})
 }
 
 // nodeOnly refuses every caller but a node before a route is matched: no
@@ -199,6 +202,12 @@ func mayForward(st *state.Store, caller Caller, cmd state.Command) error {
 			return forbidden("only a manager rotates the join secrets")
 		}
 
+	case *state.StartCARotation, *state.MoveToCA:
+		// a manager signs: it starts a rotation (dev ca rotate) and
+		// records the certificates of the new CA it gave
+		if !st.MayVote(node) {
+			return forbidden("only a manager rotates the CA and signs certificates")
+		}
 	case *state.SetPodStopped:
 		if p, ok := st.Pod(c.Name); ok && p.Node != node {
 			return forbidden("pod %s runs on node %s (dev stop is applied by the node that runs the pod)", c.Name, p.Node)

@@ -172,6 +172,7 @@ func (srv *Server) Routes() http.Handler {
 	srv.registerEvents(public)      // events.go
 	srv.registerCluster(public)     // cluster.go: token, join, dashboard link
 	srv.registerIngress(public)     // ingress.go: the local HTTPS CA
+	srv.registerCA(public)          // ca.go: the cluster CA and its rotation
 	srv.registerInteractive(public) // interactive.go: exec, run, stop/start/restart
 	srv.registerFiles(public)       // files.go: copy files into / remove files from pods
 

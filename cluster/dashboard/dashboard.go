@@ -220,7 +220,7 @@ func (s *Server) authed(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 { // verified in the handshake (pki.VerifiedLeaf)
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -38,6 +38,9 @@ type credentials struct {
 	gossipPeers []string
 	// fresh is set when the node has just joined: it has no raft state.
 	fresh bool
+	// label is the cluster label on this node's containers
+	// (api.LabelCluster): the first CA's, kept through CA rotations.
+	label string
 }
 
 const (
@@ -57,6 +60,9 @@ func (n *Node) credentials(ctx context.Context) (*credentials, error) {
 			return nil, fmt.Errorf("read gossip key: %w", err)
 		}
 		c := &credentials{id: id, gossipKey: key}
+		if c.label, err = loadClusterLabel(dir, id.RootsPEM()); err != nil {
+			return nil, err
+		}
 		if c.dataKey, err = pki.LoadDataKey(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
@@ -162,6 +168,13 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 	if err := pki.WriteSecretFile(filepath.Join(dir, gossipKeyFile), gossipKey); err != nil {
 		return nil, err
 	}
+	label, err := pki.ClusterLabel(ca.CertPEM)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveClusterLabel(dir, label); err != nil {
+		return nil, err
+	}
 	if err := pki.SaveIdentity(dir, certPEM, keyPEM, ca.CertPEM); err != nil {
 		return nil, err
 	}
@@ -170,7 +183,7 @@ func (n *Node) bootstrap(dir string) (*credentials, error) {
 		return nil, err
 	}
 	n.log.Info("created cluster", "cluster", clusterID, "ca", ca.Fingerprint())
-	return &credentials{id: id, gossipKey: gossipKey, dataKey: dataKey, pending: &ci, fresh: false}, nil
+	return &credentials{id: id, gossipKey: gossipKey, dataKey: dataKey, pending: &ci, label: label}, nil
 }
 
 // join asks a cluster node (trusted through the token's CA fingerprint) to
@@ -232,6 +245,15 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
+	label := res.Label
+	if label == "" { // a leader from before CA rotation: the CA's
+		if label, err = pki.ClusterLabel(res.CA); err != nil {
+			return nil, fmt.Errorf("join cluster at %s: %w", addr, err)
+		}
+	}
+	if err := saveClusterLabel(dir, label); err != nil {
+		return nil, err
+	}
 	if err := pki.SaveIdentity(dir, res.Cert, keyPEM, res.CA); err != nil {
 		return nil, err
 	}
@@ -244,7 +266,7 @@ func (n *Node) join(ctx context.Context, dir string) (*credentials, error) {
 	if host, _, err := net.SplitHostPort(addr); err == nil && len(peers) == 0 {
 		peers = []string{host}
 	}
-	return &credentials{id: id, gossipKey: res.GossipKey, dataKey: dataKey, gossipPeers: peers, fresh: true}, nil
+	return &credentials{id: id, gossipKey: res.GossipKey, dataKey: dataKey, gossipPeers: peers, fresh: true, label: label}, nil
 }
 
 // joinAPIAddr is the API address of --join ("" without): port 7948 when
@@ -299,12 +321,12 @@ func postJoin(ctx context.Context, hc *http.Client, addr string, body []byte) (a
 	return res, nil
 }
 
-// renewCertificate renews this node's certificate at 2/3 of its life, from
-// the leader (whose handshake checks the revocation list: a removed node
-// gets none), saves it in the data dir and puts it in place in the
-// running TLS configs. A failed renewal is retried every renewRetry until
-// ctx ends.
-func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *manager.Manager, pr *peers.Peers) error {
+// renewCertificate renews this node's certificate at 2/3 of its life, and
+// at once on a signal on now (a CA rotation: followCA), from the leader
+// (whose handshake checks the revocation list: a removed node gets none),
+// saves it in the data dir and puts it in place in the running TLS
+// configs. A failed renewal is retried every renewRetry until ctx ends.
+func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *manager.Manager, pr *peers.Peers, now <-chan struct{}) error {
 	const renewRetry = 10 * time.Second
 	dir := filepath.Join(n.cfg.DataDir, pkiDir)
 	wait := time.Until(id.RenewAt())
@@ -313,6 +335,7 @@ func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *mana
 		case <-ctx.Done():
 			return nil
 		case <-time.After(max(wait, 0)):
+		case <-now:
 		}
 		wait = renewRetry
 		addr, err := mgr.LeaderAPI()
@@ -326,13 +349,17 @@ func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *mana
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		certPEM, err := pr.Renew(rctx, addr, csrPEM)
+		res, err := pr.Renew(rctx, addr, csrPEM)
 		cancel()
-		if err == nil {
-			err = pki.SaveIdentity(dir, certPEM, keyPEM, pki.EncodeCertPEM(id.CACert))
+		roots := res.CA
+		if len(roots) == 0 { // a leader from before CA rotation
+			roots = id.RootsPEM()
 		}
 		if err == nil {
-			err = id.Reload(certPEM, keyPEM)
+			err = pki.SaveIdentity(dir, res.Cert, keyPEM, roots)
+		}
+		if err == nil {
+			err = id.Reload(res.Cert, keyPEM, roots)
 		}
 		if err != nil {
 			n.log.Warn("renew certificate", "err", err, "expires", id.Certificate().Leaf.NotAfter)
@@ -341,4 +368,32 @@ func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *mana
 		n.log.Info("renewed certificate", "expires", id.Certificate().Leaf.NotAfter)
 		wait = time.Until(id.RenewAt())
 	}
+}
+
+// labelFile holds the cluster label (credentials.label) in the pki dir.
+const labelFile = "cluster.label"
+
+// loadClusterLabel reads the cluster label from dir. A node made before
+// CA rotation has no file: its label is its CA's (caPEM), written now,
+// before a rotation can change its ca.crt.
+func loadClusterLabel(dir string, caPEM []byte) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, labelFile))
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read cluster label: %w", err)
+	}
+	label, err := pki.ClusterLabel(caPEM)
+	if err != nil {
+		return "", err
+	}
+	return label, saveClusterLabel(dir, label)
+}
+
+func saveClusterLabel(dir, label string) error {
+	if err := pki.WriteSecretFile(filepath.Join(dir, labelFile), []byte(label+"\n")); err != nil {
+		return fmt.Errorf("save cluster label: %w", err)
+	}
+	return nil
 }

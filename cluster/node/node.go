@@ -387,7 +387,15 @@ func (n *Node) Run(ctx context.Context) error {
 	if cfg.IngressAddr != "" {
 		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr, met) })
 	}
-	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr) })
+	renewNow := make(chan struct{}, 1)
+	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr, renewNow) })
+	var finishCA func(context.Context) (bool, error)
+	if creds.dataKey != nil {
+		finishCA = apiSrv.FinishCARotation
+	}
+	eg.Go(func() error {
+		return afterReady(ctx, r, func(ctx context.Context) error { return n.followCA(ctx, r.State(), creds.id, renewNow, finishCA) })
+	})
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	eg.Go(func() error {
 		return n.closeRevoked(ctx, r.State(), map[string]*pki.HandshakeListener{"api": apiLn, "raft": raftLn})
@@ -671,6 +679,4 @@ func addrIsLocal(a netip.Addr) bool {
 }
 
 // clusterLabel is the cluster's identity on containers: its CA fingerprint.
-func clusterLabel(c *credentials) string {
-	return strings.TrimPrefix(pki.Fingerprint(c.id.CACert), "sha256:")[:16]
-}
+func clusterLabel(c *credentials) string { return c.label }

@@ -98,12 +98,12 @@ func (p *Peers) Register(ctx context.Context, addr string, n api.Node) (api.Node
 
 // Renew asks the node at addr to sign a new certificate for the calling
 // node (its name from the certificate it calls with) for the key of csr.
-func (p *Peers) Renew(ctx context.Context, addr string, csr []byte) ([]byte, error) {
+func (p *Peers) Renew(ctx context.Context, addr string, csr []byte) (api.RenewResponse, error) {
 	var res api.RenewResponse
 	if err := p.do(ctx, http.MethodPost, addr, PathRenew, api.RenewRequest{CSR: csr}, &res); err != nil {
-		return nil, fmt.Errorf("renew certificate at %s: %w", addr, err)
+		return res, fmt.Errorf("renew certificate at %s: %w", addr, err)
 	}
-	return res.Cert, nil
+	return res, nil
 }
 
 // OpenFiles asks the manager at addr for the opened secrets and configs of

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -34,39 +35,45 @@ func (ca *CA) ClientBundle(name, role string, lifetime time.Duration) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("create client bundle: %w", err)
 	}
-	return BundlePEM(name, role, certPEM, keyPEM, ca.Cert), nil
+	return BundlePEM(name, role, certPEM, keyPEM, ca.Roots()), nil
 }
 
-// BundlePEM is the client bundle file of a certificate, its key and the CA
-// certificate, with a header that says what it is.
-func BundlePEM(name, role string, certPEM, keyPEM []byte, ca *x509.Certificate) []byte {
+// BundlePEM is the client bundle file of a certificate (and the
+// intermediates its CA gave with it), its key and the CAs to trust, with
+// a header that says what it is.
+func BundlePEM(name, role string, certPEM, keyPEM []byte, roots []*x509.Certificate) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, Fingerprint(ca))
+	fps := make([]string, len(roots))
+	for i, r := range roots {
+		fps[i] = Fingerprint(r)
+	}
+	fmt.Fprintf(&b, "# dev client bundle for %q (role %s), cluster CA %s\n# Keep it secret: it grants access to the cluster API.\n", name, role, strings.Join(fps, " and "))
 	b.Write(certPEM)
 	b.Write(keyPEM)
-	b.Write(EncodeCertPEM(ca))
+	b.Write(encodeCertsPEM(roots))
 	return b.Bytes()
 }
 
-// ParseBundle reads a bundle made by ClientBundle: a leaf certificate, its
-// key and the self-signed CA certificate, in any order.
+// ParseBundle reads a bundle made by ClientBundle: a leaf certificate, any
+// intermediate, its key and the self-signed CA certificates, in any order
+// but the leaf first of the certificates that are not self-signed.
 func ParseBundle(data []byte) (*Identity, error) {
 	certs, err := parseCertsPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse client bundle: %w", err)
 	}
-	var leafPEM, caPEM []byte
+	var chainPEM, caPEM []byte
 	for _, c := range certs {
 		if isSelfSignedCA(c) {
-			caPEM = encodeCertPEM(c.Raw)
-		} else if leafPEM == nil {
-			leafPEM = encodeCertPEM(c.Raw)
+			caPEM = append(caPEM, encodeCertPEM(c.Raw)...)
+		} else {
+			chainPEM = append(chainPEM, encodeCertPEM(c.Raw)...)
 		}
 	}
-	if leafPEM == nil || caPEM == nil {
+	if chainPEM == nil || caPEM == nil {
 		return nil, fmt.Errorf(`parse client bundle: want a client certificate and the CA certificate; create the bundle with "dev token --client"`)
 	}
-	id, err := newIdentity(leafPEM, data, caPEM, time.Now())
+	id, err := newIdentity(chainPEM, data, caPEM, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("parse client bundle: %w; create a new one with \"dev token --client\"", err)
 	}

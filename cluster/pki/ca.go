@@ -63,6 +63,56 @@ type CA struct {
 	Cert    *x509.Certificate
 	Key     crypto.Signer
 	CertPEM []byte
+	// Chain is PEM sent after every certificate the CA signs: during a CA
+	// rotation, the new CA cross-signed by the old one, so that a peer
+	// that trusts only the old CA still accepts the certificate.
+	Chain []byte
+	// Trust are the CAs that whom it issues to should trust (Roots): nil
+	// is the CA itself; during a rotation, the old CA and the new.
+	Trust []*x509.Certificate
+}
+
+// Roots are the CAs to trust along with what the CA signs.
+func (ca *CA) Roots() []*x509.Certificate {
+	if len(ca.Trust) > 0 {
+		return ca.Trust
+	}
+	return []*x509.Certificate{ca.Cert}
+}
+
+// RootsPEM is Roots, PEM encoded.
+func (ca *CA) RootsPEM() []byte { return encodeCertsPEM(ca.Roots()) }
+
+// CrossSign signs next's certificate (its subject and key) with this CA:
+// the intermediate through which a peer that trusts only this CA accepts
+// what next signs. It lasts as long as both CAs do.
+func (ca *CA) CrossSign(next *CA) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("cross-sign CA: %w", err)
+	}
+	n := next.Cert
+	notAfter := n.NotAfter
+	if ca.Cert.NotAfter.Before(notAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               n.Subject,
+		SubjectKeyId:          n.SubjectKeyId,
+		NotBefore:             time.Now().Add(-clockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              n.KeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, n.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("cross-sign CA: %w", err)
+	}
+	return encodeCertPEM(der), nil
 }
 
 // NewCA creates a self-signed ECDSA P-256 CA valid for 10 years.
@@ -290,7 +340,7 @@ func (ca *CA) sign(csrPEM []byte, name, role string, ips []net.IP, dnsNames []st
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate for %q: %w", name, err)
 	}
-	return encodeCertPEM(der), nil
+	return append(encodeCertPEM(der), ca.Chain...), nil
 }
 
 // SignServer signs a TLS server certificate for hosts (DNS names, the
@@ -394,6 +444,39 @@ func parseCertsPEM(data []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("parse certificate: no CERTIFICATE PEM block")
 	}
 	return certs, nil
+}
+
+// parseRootsPEM returns the certificates in data, every one a self-signed
+// CA: the CAs an identity trusts (ca.crt).
+func parseRootsPEM(data []byte) ([]*x509.Certificate, error) {
+	certs, err := parseCertsPEM(data)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range certs {
+		if !isSelfSignedCA(c) {
+			return nil, fmt.Errorf("parse CA certificates: %q is not a self-signed CA", c.Subject.CommonName)
+		}
+	}
+	return certs, nil
+}
+
+// encodeCertsPEM is the PEM of certs, in order.
+func encodeCertsPEM(certs []*x509.Certificate) []byte {
+	var b []byte
+	for _, c := range certs {
+		b = append(b, encodeCertPEM(c.Raw)...)
+	}
+	return b
+}
+
+// encodeDERsPEM is the PEM of DER certificates, in order.
+func encodeDERsPEM(ders [][]byte) []byte {
+	var b []byte
+	for _, d := range ders {
+		b = append(b, encodeCertPEM(d)...)
+	}
+	return b
 }
 
 func parseCACertPEM(data []byte) (*x509.Certificate, error) {

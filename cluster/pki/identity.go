@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -9,49 +10,105 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
 )
 
-// Identity is a node's (or a remote CLI's) certificate, key and cluster CA.
+// Identity is a node's (or a remote CLI's) certificate, key and the cluster
+// CAs it trusts.
 type Identity struct {
-	// Cert holds the chain [leaf, CA] so that servers send the CA certificate
-	// too (PinnedTLS needs it), and Leaf is set.
-	Cert   tls.Certificate
-	CAPool *x509.CertPool
-	CACert *x509.Certificate
 	// Name is the node or client name, without the "client:" prefix.
 	Name string
 	// Role is RoleNode, RoleAdmin or RoleRead.
 	Role string
 
-	revoked atomic.Pointer[RevokedFunc]     // see SetRevoked
-	current atomic.Pointer[tls.Certificate] // a renewed Cert (Reload); nil: Cert
+	revoked atomic.Pointer[RevokedFunc] // see SetRevoked
+	current atomic.Pointer[held]        // Reload and SetRoots replace it
+	trust   atomic.Pointer[trust]       // SetRoots replaces it
+	mu      sync.Mutex                  // serializes Reload and SetRoots
 }
 
-// Certificate is the identity's current certificate chain: Cert, or the
-// one Reload put in its place. The TLS configs present it on every
-// handshake, so a renewal needs no listener restarted.
-func (id *Identity) Certificate() *tls.Certificate {
-	if c := id.current.Load(); c != nil {
-		return c
-	}
-	return &id.Cert
+// held is the certificate an identity presents: its own chain (the leaf
+// and the intermediates its CA gave with it: the cross-signed CA during a
+// CA rotation) followed by the roots it trusts, so that a joining node's
+// pinned check (PinnedTLS) finds the self-signed CA in it.
+type held struct {
+	tls   tls.Certificate
+	own   [][]byte            // the leaf and its intermediates, DER
+	chain []*x509.Certificate // own, parsed
 }
+
+// trust is the set of self-signed cluster CAs an identity accepts: one,
+// or two while the CA is rotated (dev ca rotate).
+type trust struct {
+	roots []*x509.Certificate
+	pool  *x509.CertPool
+}
+
+func newTrust(roots []*x509.Certificate) *trust {
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	return &trust{roots: roots, pool: pool}
+}
+
+// Certificate is the identity's current certificate chain: the one it
+// was made with, or the one Reload or SetRoots put in its place. The TLS
+// configs present it on every handshake, so a renewal needs no listener
+// restarted.
+func (id *Identity) Certificate() *tls.Certificate { return &id.current.Load().tls }
+
+// Roots are the self-signed cluster CAs the identity trusts.
+func (id *Identity) Roots() []*x509.Certificate { return slices.Clone(id.trust.Load().roots) }
+
+// RootsPEM is Roots, PEM encoded, as ca.crt holds them.
+func (id *Identity) RootsPEM() []byte { return encodeCertsPEM(id.trust.Load().roots) }
 
 // Reload puts a renewed certificate (and its key) in place of the current
-// one: it must be of the same CA, name and role, and valid now.
-func (id *Identity) Reload(certPEM, keyPEM []byte) error {
-	next, err := newIdentity(certPEM, keyPEM, encodeCertPEM(id.CACert.Raw), time.Now())
+// one, and the CAs of rootsPEM in place of those trusted (nil: the same):
+// it must chain to one of them, be of the same name and role, and be
+// valid now.
+func (id *Identity) Reload(certPEM, keyPEM, rootsPEM []byte) error {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if rootsPEM == nil {
+		rootsPEM = id.RootsPEM()
+	}
+	next, err := newIdentity(certPEM, keyPEM, rootsPEM, time.Now())
 	if err != nil {
 		return fmt.Errorf("reload certificate: %w", err)
 	}
 	if next.Name != id.Name || next.Role != id.Role {
 		return fmt.Errorf("reload certificate: it is %s %q's, not %s %q's", next.Role, next.Name, id.Role, id.Name)
 	}
-	id.current.Store(&next.Cert)
+	id.trust.Store(next.trust.Load())
+	id.current.Store(next.current.Load())
+	return nil
+}
+
+// SetRoots replaces the CAs the identity trusts with those in rootsPEM
+// (self-signed CA certificates), on every TLS config of the identity and
+// from the next handshake on: a CA rotation adds the new CA, then drops
+// the old one. The identity's own certificate must still chain to one of
+// them.
+func (id *Identity) SetRoots(rootsPEM []byte) error {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	roots, err := parseRootsPEM(rootsPEM)
+	if err != nil {
+		return fmt.Errorf("set trusted CAs: %w", err)
+	}
+	cur := id.current.Load()
+	next, err := newIdentityOf(cur.own, cur.tls.PrivateKey.(crypto.Signer), roots, time.Now())
+	if err != nil {
+		return fmt.Errorf("set trusted CAs: this node's certificate: %w", err)
+	}
+	id.trust.Store(next.trust.Load())
+	id.current.Store(next.current.Load())
 	return nil
 }
 
@@ -126,8 +183,9 @@ func LoadIdentity(dir string) (*Identity, error) {
 	return id, nil
 }
 
-// SaveIdentity checks that certPEM, keyPEM and caPEM form a valid identity,
-// then writes node.crt (0644), node.key (0600) and ca.crt (0644) into dir,
+// SaveIdentity checks that certPEM (the leaf, then any intermediate),
+// keyPEM and caPEM (the CAs to trust) form a valid identity, then writes
+// node.crt (0644), node.key (0600) and ca.crt (0644) into dir,
 // creating dir (0700) if needed. The three are replaced as one: a crash
 // leaves the old identity or the new one (once LoadIdentity ran).
 func SaveIdentity(dir string, certPEM, keyPEM, caPEM []byte) error {
@@ -144,8 +202,8 @@ func SaveIdentity(dir string, certPEM, keyPEM, caPEM []byte) error {
 		perm os.FileMode
 	}{
 		{NodeKeyFile, keyPEM, 0o600},
-		{NodeCertFile, encodeCertPEM(id.Cert.Leaf.Raw), 0o644},
-		{CACertFile, encodeCertPEM(id.CACert.Raw), 0o644},
+		{NodeCertFile, encodeDERsPEM(id.current.Load().own), 0o644},
+		{CACertFile, id.RootsPEM(), 0o644},
 	}
 	// The three files change as one: all are written beside the old ones
 	// first (name.next), then renamed into place. LoadIdentity finishes or
@@ -211,15 +269,15 @@ func finishSave(dir string) error {
 	return nil
 }
 
-// newIdentity builds an Identity from the first certificate in certPEM, the
-// key in keyPEM and the CA in caPEM, verifying the certificate at time now.
+// newIdentity builds an Identity from the first certificate in certPEM
+// (and the intermediates after it), the key in keyPEM and the CAs in
+// caPEM, verifying the certificate at time now.
 func newIdentity(certPEM, keyPEM, caPEM []byte, now time.Time) (*Identity, error) {
 	certs, err := parseCertsPEM(certPEM)
 	if err != nil {
 		return nil, err
 	}
-	leaf := certs[0]
-	ca, err := parseCACertPEM(caPEM)
+	roots, err := parseRootsPEM(caPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -227,26 +285,47 @@ func newIdentity(certPEM, keyPEM, caPEM []byte, now time.Time) (*Identity, error
 	if err != nil {
 		return nil, err
 	}
+	own := [][]byte{certs[0].Raw}
+	for _, c := range certs[1:] {
+		if !isSelfSignedCA(c) && len(own) <= maxIntermediates {
+			own = append(own, c.Raw)
+		}
+	}
+	return newIdentityOf(own, key, roots, now)
+}
+
+// newIdentityOf is newIdentity of parsed parts: own is the leaf and its
+// intermediates (DER).
+func newIdentityOf(own [][]byte, key crypto.Signer, roots []*x509.Certificate, now time.Time) (*Identity, error) {
+	chain := make([]*x509.Certificate, len(own))
+	for i, der := range own {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("parse certificate: %w", err)
+		}
+		chain[i] = c
+	}
+	leaf := chain[0]
 	if !publicKeysEqual(leaf.PublicKey, key.Public()) {
 		return nil, errors.New("the private key does not match the certificate")
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	peer, err := verifyLeaf(leaf, pool, now, x509.ExtKeyUsageAny)
+	tr := newTrust(roots)
+	peer, err := verifyChain(chain, tr, now, x509.ExtKeyUsageAny)
 	if err != nil {
 		return nil, err
 	}
-	return &Identity{
-		Cert: tls.Certificate{
-			Certificate: [][]byte{leaf.Raw, ca.Raw},
-			PrivateKey:  key,
-			Leaf:        leaf,
-		},
-		CAPool: pool,
-		CACert: ca,
-		Name:   peer.Name,
-		Role:   peer.Role,
-	}, nil
+	presented := slices.Clone(own)
+	for _, r := range roots {
+		presented = append(presented, r.Raw)
+	}
+	id := &Identity{Name: peer.Name, Role: peer.Role}
+	id.trust.Store(tr)
+	id.current.Store(&held{
+		tls:   tls.Certificate{Certificate: presented, PrivateKey: key, Leaf: leaf},
+		own:   slices.Clone(own),
+		chain: chain,
+	})
+	return id, nil
 }
 
 // Peer is the verified cluster identity on the other side of a connection.
@@ -262,17 +341,17 @@ func (id *Identity) VerifyPeer(cs *tls.ConnectionState) (Peer, error) {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return Peer{}, ErrNoCertificate
 	}
-	return id.verifyPeerLeaf(cs.PeerCertificates[0], x509.ExtKeyUsageAny)
+	return id.verifyPeerChain(cs.PeerCertificates, x509.ExtKeyUsageAny)
 }
 
-// verifyPeerLeaf is verifyLeaf against this identity's CA, now, and its
-// revocation list.
-func (id *Identity) verifyPeerLeaf(leaf *x509.Certificate, usage x509.ExtKeyUsage) (Peer, error) {
-	peer, err := verifyLeaf(leaf, id.CAPool, time.Now(), usage)
+// verifyPeerChain is verifyChain against the CAs this identity trusts,
+// now, and its revocation list.
+func (id *Identity) verifyPeerChain(chain []*x509.Certificate, usage x509.ExtKeyUsage) (Peer, error) {
+	peer, err := verifyChain(chain, id.trust.Load(), time.Now(), usage)
 	if err != nil {
 		return Peer{}, err
 	}
-	if err := id.checkRevoked(peer, leaf); err != nil {
+	if err := id.checkRevoked(peer, chain[0]); err != nil {
 		return Peer{}, err
 	}
 	return peer, nil
@@ -282,30 +361,73 @@ func (id *Identity) verifyPeerLeaf(leaf *x509.Certificate, usage x509.ExtKeyUsag
 // certificate (e.g. a node that has not joined yet, on JoinServerTLS).
 var ErrNoCertificate = errors.New("no cluster certificate presented: join the cluster first (dev join), or use a client bundle from \"dev token --client\"")
 
-// verifyLeaf checks that leaf is signed directly by a CA in pool, is valid at
-// now and allows usage, and returns the identity it carries. No
-// intermediates: the cluster CA signs every leaf itself.
-func verifyLeaf(leaf *x509.Certificate, pool *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) (Peer, error) {
-	_, err := leaf.Verify(x509.VerifyOptions{
-		Roots:       pool,
-		CurrentTime: now,
-		KeyUsages:   []x509.ExtKeyUsage{usage},
-	})
+// maxIntermediates caps the certificates a peer may send between its
+// leaf and the roots that are tried as a cross-signed CA: one is used
+// (during a CA rotation); a few more are tolerated.
+const maxIntermediates = 4
+
+// verifyChain checks that chain[0], the leaf, is signed by a CA of tr, or
+// by a cross-signed CA among the next certificates of the chain (a CA
+// rotation's new CA, signed by the old one, which tr may trust alone), is
+// valid at now and allows usage, and returns the identity it carries.
+//
+// The cluster's CAs are made to sign leaves only (MaxPathLen 0), so the
+// standard path building refuses leaf -> cross-signed CA -> old CA. The
+// cross-signed CA is instead checked on its own against tr, and then
+// trusted as a root for the leaf: the same trust, one hop made explicit.
+func verifyChain(chain []*x509.Certificate, tr *trust, now time.Time, usage x509.ExtKeyUsage) (Peer, error) {
+	leaf := chain[0]
+	opts := x509.VerifyOptions{Roots: tr.pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}
+	_, err := leaf.Verify(opts)
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		if pool := crossSigned(chain[1:], tr, now); pool != nil {
+			opts.Roots = pool
+			if _, err2 := leaf.Verify(opts); err2 == nil {
+				err = nil
+			}
+		}
+	}
 	cn := leaf.Subject.CommonName
 	var invalid x509.CertificateInvalidError
-	var unknown x509.UnknownAuthorityError
 	switch {
 	case err == nil:
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return Peer{}, fmt.Errorf("certificate of %q is expired or not yet valid (valid %s to %s, now %s): check the clocks, or get a new certificate",
 			cn, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case errors.As(err, &unknown):
-		return Peer{}, fmt.Errorf("certificate of %q is not signed by this cluster's CA (issuer %q): it belongs to another cluster", cn, leaf.Issuer.CommonName)
+		return Peer{}, fmt.Errorf("certificate of %q is not signed by this cluster's CA (issuer %q): it belongs to another cluster, or to a CA this cluster no longer trusts (dev ca rotate)", cn, leaf.Issuer.CommonName)
 	default:
 		return Peer{}, fmt.Errorf("verify certificate of %q: %w", cn, err)
 	}
 	return PeerOf(leaf)
 }
+
+// crossSigned returns tr's pool plus the CA certificates among inter that
+// a CA of tr signed (and that are valid at now), or nil when there is
+// none.
+func crossSigned(inter []*x509.Certificate, tr *trust, now time.Time) *x509.CertPool {
+	var pool *x509.CertPool
+	for i, c := range inter {
+		if i == maxIntermediates {
+			break
+		}
+		if !c.BasicConstraintsValid || !c.IsCA || isSelfSignedCA(c) {
+			continue
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: tr.pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			continue
+		}
+		if pool == nil {
+			pool = tr.pool.Clone()
+		}
+		pool.AddCert(c)
+	}
+	return pool
+}
+
+// SignedBy reports whether cert was signed by ca's key.
+func SignedBy(cert, ca *x509.Certificate) bool { return cert.CheckSignatureFrom(ca) == nil }
 
 // PeerOf returns the name and role a certificate carries. It verifies
 // nothing: call it on a certificate whose chain is verified (a TLS
@@ -322,4 +444,16 @@ func PeerOf(leaf *x509.Certificate) (Peer, error) {
 	default:
 		return Peer{}, fmt.Errorf("certificate of %q carries no dev role", cn)
 	}
+}
+
+// SaveRoots replaces dir's ca.crt with rootsPEM, the CAs an identity
+// trusts (SetRoots): a CA rotation adds one, then drops the old one.
+func SaveRoots(dir string, rootsPEM []byte) error {
+	if _, err := parseRootsPEM(rootsPEM); err != nil {
+		return fmt.Errorf("save CA certificates: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, CACertFile), rootsPEM, 0o644); err != nil {
+		return fmt.Errorf("save CA certificates: %w", err)
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 package pki
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ParseCA rebuilds a CA from its certificate and key PEM, as replicated in
@@ -29,4 +31,25 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 		return nil, fmt.Errorf("encode CA key: %w", err)
 	}
 	return b, nil
+}
+
+// ParseRoots reads the CAs to trust (ca.crt, state.ClusterInfo.TrustedCAs):
+// one or more self-signed CA certificates, PEM.
+func ParseRoots(pemData []byte) ([]*x509.Certificate, error) {
+	roots, err := parseRootsPEM(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA certificates: %w", err)
+	}
+	return roots, nil
+}
+
+// ClusterLabel is the cluster label on dev's containers (api.LabelCluster)
+// of a cluster whose first CA is the first certificate of caPEM: 16 hex
+// digits of its fingerprint. A CA rotation keeps it (state.ClusterInfo.Label).
+func ClusterLabel(caPEM []byte) (string, error) {
+	certs, err := parseCertsPEM(caPEM)
+	if err != nil {
+		return "", fmt.Errorf("cluster label: %w", err)
+	}
+	return strings.TrimPrefix(Fingerprint(certs[0]), fingerprintPrefix)[:16], nil
 }

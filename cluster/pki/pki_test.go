@@ -52,7 +52,7 @@ func issue(t *testing.T, ca *CA, name, role string, notBefore, notAfter time.Tim
 	if !notAfter.IsZero() {
 		at = notBefore.Add(time.Minute)
 	}
-	id, err := newIdentity(certPEM, keyPEM, ca.CertPEM, at)
+	id, err := newIdentity(certPEM, keyPEM, ca.RootsPEM(), at)
 	if err != nil {
 		t.Fatalf("newIdentity: %v", err)
 	}
@@ -126,7 +126,7 @@ func TestCASaveLoad(t *testing.T) {
 	}
 	// The loaded CA signs certificates the original's pool accepts.
 	id := issue(t, got, "n1", RoleNode, time.Time{}, time.Time{})
-	if _, err := id.Cert.Leaf.Verify(x509.VerifyOptions{Roots: id.CAPool}); err != nil {
+	if _, err := id.Certificate().Leaf.Verify(x509.VerifyOptions{Roots: id.trust.Load().pool}); err != nil {
 		t.Errorf("certificate from loaded CA: %v", err)
 	}
 
@@ -364,7 +364,7 @@ func TestSign(t *testing.T) {
 			if tt.wantNoIPs && len(ips) > 0 || !tt.wantNoIPs && !slices.Equal(ips, tt.wantIPs) {
 				t.Errorf("IPAddresses = %v, want %v", ips, tt.wantIPs)
 			}
-			peer, err := verifyLeaf(c, poolOf(ca), time.Now(), x509.ExtKeyUsageAny)
+			peer, err := verifyChain([]*x509.Certificate{c}, newTrust(ca.Roots()), time.Now(), x509.ExtKeyUsageAny)
 			if err != nil {
 				t.Fatalf("verifyLeaf: %v", err)
 			}
@@ -373,12 +373,6 @@ func TestSign(t *testing.T) {
 			}
 		})
 	}
-}
-
-func poolOf(ca *CA) *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.Cert)
-	return p
 }
 
 func TestIdentitySaveLoad(t *testing.T) {
@@ -435,10 +429,10 @@ func TestIdentitySaveLoad(t *testing.T) {
 			if id.Name != "n1" || id.Role != RoleNode {
 				t.Errorf("identity = %q/%q, want n1/node", id.Name, id.Role)
 			}
-			if !id.CACert.Equal(ca.Cert) {
-				t.Error("CACert differs")
+			if r := id.Roots(); len(r) != 1 || !r[0].Equal(ca.Cert) {
+				t.Error("trusted CAs differ")
 			}
-			if len(id.Cert.Certificate) != 2 || !bytes.Equal(id.Cert.Certificate[1], ca.Cert.Raw) {
+			if c := id.Certificate().Certificate; len(c) != 2 || !bytes.Equal(c[1], ca.Cert.Raw) {
 				t.Error("tls.Certificate chain is not [leaf, CA]")
 			}
 		})
@@ -488,7 +482,7 @@ func TestClientBundle(t *testing.T) {
 	if id.Name != "alice" || id.Role != RoleAdmin {
 		t.Errorf("identity = %q/%q, want alice/admin", id.Name, id.Role)
 	}
-	if Fingerprint(id.CACert) != ca.Fingerprint() {
+	if r := id.Roots(); len(r) != 1 || Fingerprint(r[0]) != ca.Fingerprint() {
 		t.Error("bundle CA differs")
 	}
 	// A read bundle carries its role; no other role makes a bundle.
@@ -585,16 +579,16 @@ func TestTLS(t *testing.T) {
 	impostor := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		Certificates: []tls.Certificate{{
-			Certificate: [][]byte{evil.Cert.Leaf.Raw, caA.Cert.Raw},
-			PrivateKey:  evil.Cert.PrivateKey,
+			Certificate: [][]byte{evil.Certificate().Leaf.Raw, caA.Cert.Raw},
+			PrivateKey:  evil.Certificate().PrivateKey,
 		}},
 	}
 	// n1 without the CA certificate in its chain.
 	leafOnly := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		Certificates: []tls.Certificate{{
-			Certificate: [][]byte{n1.Cert.Leaf.Raw},
-			PrivateKey:  n1.Cert.PrivateKey,
+			Certificate: [][]byte{n1.Certificate().Leaf.Raw},
+			PrivateKey:  n1.Certificate().PrivateKey,
 		}},
 	}
 	noCert := n2.ClientTLS()
@@ -642,7 +636,7 @@ func TestTLS(t *testing.T) {
 			name: "client cert from another CA refused",
 			// evil's own ClientTLS would refuse n1 first: trust any server.
 			server: n1.ServerTLS(), client: insecureWithCert(evil),
-			wantServerErr: "unknown authority",
+			wantServerErr: "not signed by this cluster's CA",
 		},
 		{
 			name:   "client without certificate refused",
@@ -682,7 +676,7 @@ func TestTLS(t *testing.T) {
 		{
 			name:   "join server refuses a certificate from another CA",
 			server: n1.JoinServerTLS(), client: insecureWithCert(evil),
-			wantServerErr: "unknown authority",
+			wantServerErr: "not signed by this cluster's CA",
 		},
 		{
 			name:   "pinned: right fingerprint",
@@ -772,7 +766,7 @@ func insecureWithCert(id *Identity) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &id.Cert, nil
+			return id.Certificate(), nil
 		},
 		InsecureSkipVerify: true,
 	}
@@ -790,8 +784,8 @@ func TestVerifyPeer(t *testing.T) {
 	}{
 		{name: "nil state (plain HTTP)", cs: nil, wantErr: "no cluster certificate"},
 		{name: "no certificate", cs: &tls.ConnectionState{}, wantErr: "no cluster certificate"},
-		{name: "own CA", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{n1.Cert.Leaf}}, want: Peer{Name: "n1", Role: RoleNode}},
-		{name: "another CA", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{evil.Cert.Leaf}}, wantErr: "not signed by this cluster's CA"},
+		{name: "own CA", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{n1.Certificate().Leaf}}, want: Peer{Name: "n1", Role: RoleNode}},
+		{name: "another CA", cs: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{evil.Certificate().Leaf}}, wantErr: "not signed by this cluster's CA"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -888,7 +882,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n1.Reload(certPEM, keyPEM); err != nil {
+	if err := n1.Reload(certPEM, keyPEM, nil); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
 	renewed := n1.Certificate().Leaf
@@ -911,13 +905,13 @@ func TestReload(t *testing.T) {
 
 	other, otherCSR, _ := NewKeyAndCSR("n2")
 	otherCert, _ := ca.SignFor(otherCSR, "n2", RoleNode, nil, nil, time.Hour)
-	if err := n1.Reload(otherCert, other); err == nil {
+	if err := n1.Reload(otherCert, other, nil); err == nil {
 		t.Error("Reload took another node's certificate")
 	}
 	foreign := newTestCA(t, "b")
 	fk, fcsr, _ := NewKeyAndCSR("n1")
 	fcert, _ := foreign.SignFor(fcsr, "n1", RoleNode, nil, nil, time.Hour)
-	if err := n1.Reload(fcert, fk); err == nil {
+	if err := n1.Reload(fcert, fk, nil); err == nil {
 		t.Error("Reload took a certificate of another CA")
 	}
 }
@@ -978,7 +972,7 @@ func TestSaveCutShort(t *testing.T) {
 			if tt.wantNew {
 				want = newCert
 			}
-			if got := EncodeCertPEM(id.Cert.Leaf); !bytes.Equal(got, want) {
+			if got := EncodeCertPEM(id.Certificate().Leaf); !bytes.Equal(got, want) {
 				t.Errorf("loaded the %s certificate", map[bool]string{true: "old", false: "new"}[tt.wantNew])
 			}
 			if left, _ := filepath.Glob(filepath.Join(dir, "*"+nextSuffix)); len(left) > 0 {

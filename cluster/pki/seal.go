@@ -165,25 +165,44 @@ func (k *DataKey) OpenClusterSecrets(sealed []byte) (ClusterSecrets, error) {
 	return s, nil
 }
 
-// localCAAAD binds a sealed local CA key to its purpose.
-const localCAAAD = "dev/local-ca/v1"
+// What a sealed CA key is for: a blob sealed for one does not open as the
+// other.
+const (
+	localCAAAD = "dev/local-ca/v1"
+	nextCAAAD  = "dev/next-ca/v1"
+)
 
 // SealLocalCA seals the local HTTPS CA's key (NewLocalCA) for the
 // replicated state.
-func (k *DataKey) SealLocalCA(ca *CA) ([]byte, error) {
-	keyPEM, err := ca.KeyPEM()
-	if err != nil {
-		return nil, err
-	}
-	return k.Seal(keyPEM, []byte(localCAAAD)), nil
-}
+func (k *DataKey) SealLocalCA(ca *CA) ([]byte, error) { return k.sealCA(ca, localCAAAD) }
 
 // OpenLocalCA rebuilds the local HTTPS CA from its certificate and sealed
 // key.
 func (k *DataKey) OpenLocalCA(certPEM, sealed []byte) (*CA, error) {
-	keyPEM, err := k.Open(sealed, []byte(localCAAAD))
+	return k.openCA(certPEM, sealed, localCAAAD, "the local CA")
+}
+
+// SealNextCA seals the key of the CA a rotation moves the cluster to (dev
+// ca rotate), for the replicated state until the rotation is done.
+func (k *DataKey) SealNextCA(ca *CA) ([]byte, error) { return k.sealCA(ca, nextCAAAD) }
+
+// OpenNextCA rebuilds the CA a rotation moves to.
+func (k *DataKey) OpenNextCA(certPEM, sealed []byte) (*CA, error) {
+	return k.openCA(certPEM, sealed, nextCAAAD, "the new cluster CA")
+}
+
+func (k *DataKey) sealCA(ca *CA, aad string) ([]byte, error) {
+	keyPEM, err := ca.KeyPEM()
 	if err != nil {
-		return nil, fmt.Errorf("open the local CA: %w", err)
+		return nil, err
+	}
+	return k.Seal(keyPEM, []byte(aad)), nil
+}
+
+func (k *DataKey) openCA(certPEM, sealed []byte, aad, what string) (*CA, error) {
+	keyPEM, err := k.Open(sealed, []byte(aad))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
 	return ParseCA(certPEM, keyPEM)
 }

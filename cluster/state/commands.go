@@ -42,6 +42,9 @@ const (
 	CmdSealClusterSecrets
 	CmdRotateGossipKey
 	CmdSetLocalCA
+	CmdStartCARotation
+	CmdMoveToCA
+	CmdFinishCARotation
 )
 
 // Command is one state change, replicated through the raft log.
@@ -198,6 +201,31 @@ type SetLocalCA struct {
 	Sealed  []byte `json:"sealed"`
 }
 
+// StartCARotation begins moving the cluster to a new CA (dev ca rotate):
+// every node trusts both CAs from this entry on, and is given a
+// certificate of the new one (MoveToCA records it); once every node has
+// one, FinishCARotation drops the old CA. Label keeps the containers'
+// cluster label (api.LabelCluster) what it was: it names the old CA.
+type StartCARotation struct {
+	Rotation CARotation `json:"rotation"`
+	Label    string     `json:"label"`
+}
+
+// MoveToCA records that node holds a certificate of rotation ID's CA.
+type MoveToCA struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
+}
+
+// FinishCARotation ends rotation ID: the new CA becomes the cluster's,
+// its key sealed in Sealed (the cluster secrets, as SealClusterSecrets
+// replaces them from Prev).
+type FinishCARotation struct {
+	ID     string `json:"id"`
+	Sealed []byte `json:"sealed"`
+	Prev   []byte `json:"prev"`
+}
+
 // CordonNode stops or resumes placing new pods on a node (dev node
 // cordon, uncordon).
 type CordonNode struct {
@@ -216,6 +244,9 @@ func (LabelNode) Type() CommandType          { return CmdLabelNode }
 func (SealClusterSecrets) Type() CommandType { return CmdSealClusterSecrets }
 func (RotateGossipKey) Type() CommandType    { return CmdRotateGossipKey }
 func (SetLocalCA) Type() CommandType         { return CmdSetLocalCA }
+func (StartCARotation) Type() CommandType    { return CmdStartCARotation }
+func (MoveToCA) Type() CommandType           { return CmdMoveToCA }
+func (FinishCARotation) Type() CommandType   { return CmdFinishCARotation }
 func (CordonNode) Type() CommandType         { return CmdCordonNode }
 func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
@@ -288,6 +319,12 @@ func Decode(b []byte) (Command, error) {
 		c = &RotateGossipKey{}
 	case CmdSetLocalCA:
 		c = &SetLocalCA{}
+	case CmdStartCARotation:
+		c = &StartCARotation{}
+	case CmdMoveToCA:
+		c = &MoveToCA{}
+	case CmdFinishCARotation:
+		c = &FinishCARotation{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -426,6 +463,12 @@ func (tx *Txn) Apply(cmd Command) error {
 		ci := *tx.s.cluster
 		ci.LocalCACertPEM, ci.LocalCASealed = bytes.Clone(c.CertPEM), bytes.Clone(c.Sealed)
 		tx.s.cluster = &ci
+	case *StartCARotation:
+		return tx.startCARotation(c)
+	case *MoveToCA:
+		return tx.moveToCA(c)
+	case *FinishCARotation:
+		return tx.finishCARotation(c)
 	case *CordonNode:
 		old := tx.s.nodes[c.Name]
 		if old == nil {

@@ -50,6 +50,12 @@ type ClusterInfo struct {
 	// node (Legacy).
 	CAKeyPEM   []byte `json:"ca_key_pem,omitempty"`
 	JoinSecret string `json:"join_secret,omitempty"`
+	// Label is the cluster label on dev's containers (api.LabelCluster):
+	// the first CA's fingerprint, kept through CA rotations; empty until
+	// the first rotation (it is then CACertPEM's).
+	Label string `json:"label,omitempty"`
+	// Rotation is the CA rotation in progress, if any.
+	Rotation *CARotation `json:"rotation,omitempty"`
 }
 
 // Legacy reports whether the cluster keeps its CA key in the clear (made

@@ -97,6 +97,9 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.SealClusterSecrets{}, 21},
 		{state.RotateGossipKey{}, 22},
 		{state.SetLocalCA{}, 23},
+		{state.StartCARotation{}, 24},
+		{state.MoveToCA{}, 25},
+		{state.FinishCARotation{}, 26},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -152,6 +155,9 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
 		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), Gen: 3},
 		&state.SetLocalCA{CertPEM: []byte("cert"), Sealed: []byte{9}},
+		&state.StartCARotation{Rotation: state.CARotation{ID: "sha256:ab", CertPEM: []byte("new"), CrossPEM: []byte("cross"), Sealed: []byte{7}}, Label: "0123456789abcdef"},
+		&state.MoveToCA{ID: "sha256:ab", Node: "n1"},
+		&state.FinishCARotation{ID: "sha256:ab", Sealed: []byte{8}, Prev: []byte{7}},
 		&state.Admit{Name: "n2", At: when, Manager: true},
 		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", CACertPEM: []byte("cert"), GossipKey: []byte("k"), Sealed: []byte{4}}, Founder: "n1"},
 	}

@@ -532,18 +532,24 @@ func (g *globals) renewBundle(ctx context.Context, c *api.HTTPClient, path strin
 	if err != nil {
 		return nil, err
 	}
-	if time.Now().Before(id.RenewAt()) {
+	if time.Now().Before(id.RenewAt()) && !movingCA(ctx, c, id) {
 		return nil, nil
 	}
 	keyPEM, csrPEM, err := pki.NewKeyAndCSR(id.Name)
 	if err != nil {
 		return nil, fmt.Errorf("renew client bundle %s: %w", path, err)
 	}
-	certPEM, err := c.RenewClient(ctx, csrPEM)
+	res, err := c.RenewClient(ctx, csrPEM)
 	if err != nil {
 		return nil, fmt.Errorf("renew client bundle %s (it lasts until %s): %w", path, id.Certificate().Leaf.NotAfter.Local().Format(time.DateTime), err)
 	}
-	data := pki.BundlePEM(id.Name, id.Role, certPEM, keyPEM, id.CACert)
+	roots := id.Roots()
+	if len(res.CA) > 0 {
+		if roots, err = pki.ParseRoots(res.CA); err != nil {
+			return nil, fmt.Errorf("renew client bundle %s: %w", path, err)
+		}
+	}
+	data := pki.BundlePEM(id.Name, id.Role, res.Cert, keyPEM, roots)
 	next, err := pki.ParseBundle(data)
 	if err != nil {
 		return nil, fmt.Errorf("renew client bundle %s: %w", path, err)
@@ -556,4 +562,21 @@ func (g *globals) renewBundle(ctx context.Context, c *api.HTTPClient, path strin
 	}
 	fmt.Fprintf(os.Stderr, "renewed client bundle %s: valid until %s\n", path, next.Certificate().Leaf.NotAfter.Local().Format(time.DateTime))
 	return api.NewClient(g.host(), next.ClientTLS())
+}
+
+// movingCA reports whether the cluster is moving to a new CA (dev ca
+// rotate) that id's certificate is not of: the bundle is then renewed at
+// once, so that it keeps working when the old CA is dropped. An agent
+// that cannot tell (an older dev) is taken to be moving nowhere.
+func movingCA(ctx context.Context, c *api.HTTPClient, id *pki.Identity) bool {
+	st, err := c.CA(ctx)
+	if err != nil || st.Rotation == nil {
+		return false
+	}
+	for _, r := range id.Roots() {
+		if pki.Fingerprint(r) == st.Rotation.Fingerprint {
+			return !pki.SignedBy(id.Certificate().Leaf, r)
+		}
+	}
+	return true // it does not even trust the new CA yet
 }
