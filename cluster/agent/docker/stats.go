@@ -85,9 +85,7 @@ func (d *Driver) readStats(ctx context.Context, cs []statsContainer) map[string]
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, statsReads)
 	for _, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -104,7 +102,7 @@ func (d *Driver) readStats(ctx context.Context, cs []statsContainer) map[string]
 			mu.Lock()
 			out[c.ID] = s
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return out
