@@ -30,6 +30,9 @@ type Client interface {
 	Logs(ctx context.Context, pod, container string, follow bool, tail int) (io.ReadCloser, error)
 	Nodes(ctx context.Context) ([]Node, error)
 	Services(ctx context.Context, project string) ([]ServiceInfo, error)
+	// Stats returns what the running pods use (CPU, memory, network), of
+	// every node.
+	Stats(ctx context.Context, q StatsQuery) (StatsList, error)
 	// Token returns a join token (the worker's, or the manager's) and, for
 	// a client name, a certificate bundle with role "admin" or "read".
 	Token(ctx context.Context, req TokenRequest) (TokenResponse, error)

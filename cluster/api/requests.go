@@ -23,6 +23,7 @@ import "time"
 //	admin  POST   /v1/projects/{name}/services/{service}/run  RunRequest -> stream (Upgrade)
 //	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
 //	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
+//	read   GET    /v1/stats?project=P&service=S&local=1   -> StatsList (running pods' CPU, memory, network; of every node, or this node's with local=1)
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
 //	admin  POST   /v1/pods/{name}/stop|start|restart      -> WriteResult
 //	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult

@@ -99,8 +99,14 @@ func newStreamTestAPI(t *testing.T) *api.HTTPClient {
 // one, node n1) on a unix socket until the test ends, and returns a client.
 func serveTestAPI(t *testing.T, st *state.Store, local Local) *api.HTTPClient {
 	t.Helper()
+	return serveTestAPIWith(t, st, local, Options{Node: "n1"})
+}
+
+// serveTestAPIWith is serveTestAPI with opts (their Node is the leader's).
+func serveTestAPIWith(t *testing.T, st *state.Store, local Local, opts Options) *api.HTTPClient {
+	t.Helper()
 	r := rafttest.New(st)
-	srv := New(r, manager.New(r, manager.Options{Node: "n1"}, slog.New(slog.DiscardHandler)), local, Options{Node: "n1"})
+	srv := New(r, manager.New(r, manager.Options{Node: opts.Node}, slog.New(slog.DiscardHandler)), local, opts)
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

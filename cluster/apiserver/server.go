@@ -111,6 +111,8 @@ type Options struct {
 	// secrets); nil on a worker, which then signs nothing and prints no
 	// token.
 	DataKey *pki.DataKey
+	// Stats reads this node's pods' stats (GET /v1/stats); nil: none.
+	Stats StatsReader
 	// Metrics serves GET /metrics (Prometheus' text format); nil: 404.
 	Metrics http.Handler
 	// Observe, when set, is told of every request: the route's pattern
@@ -175,6 +177,7 @@ func (srv *Server) Routes() http.Handler {
 	srv.registerCA(public)          // ca.go: the cluster CA and its rotation
 	srv.registerInteractive(public) // interactive.go: exec, run, stop/start/restart
 	srv.registerFiles(public)       // files.go: copy files into / remove files from pods
+	srv.registerStats(public)       // stats.go: what the pods use
 
 	internal := http.NewServeMux()
 	srv.registerInternal(internal) // internal.go

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -24,16 +25,20 @@ import (
 // from a millisecond (a read) to half a minute (a long apply).
 var requestBuckets = []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30}
 
-// metrics are the node's Prometheus metrics: what the state, raft and
-// gossip say at each scrape (a collector reads them then: nothing is kept
-// in step), and the API's and the ingress router's requests as they come.
+// metrics are the node's Prometheus metrics: what the state, raft,
+// gossip and the Engine's stats of the node's pods say at each scrape
+// (collectors read them then: nothing is kept in step; the pods' stats are
+// kept a few seconds, podmetrics.go), and the API's and the ingress
+// router's requests as they come.
 type metrics struct {
 	reg     *prometheus.Registry
 	api     *prometheus.HistogramVec
 	ingress *prometheus.HistogramVec
 }
 
-func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip) *metrics {
+// newMetrics makes the node's registry; stats reads its pods' use of
+// the Engine (nil: none but their restarts).
+func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip, stats podStatser, log *slog.Logger) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		api: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -47,7 +52,8 @@ func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip) *metrics {
 	}
 	m.reg.MustRegister(m.api, m.ingress,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&stateCollector{node: node, r: r, g: g})
+		&stateCollector{node: node, r: r, g: g},
+		&podCollector{node: node, state: r.State, stats: stats, log: log.With("component", "metrics")})
 	return m
 }
 

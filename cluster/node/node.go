@@ -285,14 +285,14 @@ func (n *Node) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
-	met := newMetrics(cfg.Name, r, g)
+	met := newMetrics(cfg.Name, r, g, drv, n.log)
 	apiSrv := apiserver.New(r, mgr, nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
 		return n.leave(lctx, r, mgr, g, ag, stop)
 	}}, apiserver.Options{
 		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
 		CertLifetime: cfg.CertLifetime, DataKey: creds.dataKey,
-		Metrics: met.handler(), Observe: met.observeAPI,
+		Metrics: met.handler(), Observe: met.observeAPI, Stats: drv,
 	})
 	handler := apiSrv.Handler()
 	var dash *dashboard.Server

@@ -106,6 +106,9 @@ type Driver struct {
 	log     *slog.Logger
 	gateway atomic.Value // netip.Addr of the pod network, set by EnsureNetwork
 	pause   pauseImage   // the infra containers' image, once built (infra.go)
+	// memBytes is the Engine's memory, read once for the pods' memory
+	// limits (stats.go).
+	memBytes atomic.Uint64
 
 	// secretsMu serialises the writing and removal of secret files, and
 	// the mount and unmount of their tmpfs, across pods.

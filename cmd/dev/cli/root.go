@@ -87,6 +87,7 @@ func NewRootCommand() *cobra.Command {
 		NewUpCommand(g),
 		NewDownCommand(g),
 		NewPsCommand(g),
+		NewStatsCommand(g),
 		NewLsCommand(g),
 		NewLogsCommand(g),
 		NewScaleCommand(g),
