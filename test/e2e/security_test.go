@@ -171,7 +171,8 @@ func TestRevocation(t *testing.T) {
 	}
 }
 
-// TestCertRenewal on two hosts whose node certificates last 45 s: each
+// TestCertRenewal on three hosts (a manager, another manager and a
+// worker) whose node certificates last 45 s: each
 // node renews its own at 2/3 of its life, without a restart, and the
 // cluster goes on working past two lifetimes: heartbeats and forwarded
 // writes (mutual TLS between the nodes) and a remote CLI's calls to the
@@ -180,10 +181,10 @@ func TestRevocation(t *testing.T) {
 // and role, and so goes on working too.
 func TestCertRenewal(t *testing.T) {
 	const lifetime = 45 * time.Second
-	hosts := newHosts(t, 2)
+	hosts := newHosts(t, 3)
 	ms := newMultiClusterWith(t, hosts, nil, func(h *testHost) []string {
 		return append(agentArgs(h, h.Name), "--cert-lifetime", lifetime.String())
-	})
+	}, "h3")
 	leaf := func(m *member) *x509.Certificate {
 		t.Helper()
 		id, err := pki.LoadIdentity(filepath.Join(m.dir, "pki"))
@@ -211,7 +212,7 @@ func TestCertRenewal(t *testing.T) {
 	end := time.Now().Add(2*lifetime + 10*time.Second)
 	for time.Now().Before(end) {
 		nodes := ms[0].nodes(t)
-		if nodes["h1"].Status != "ready" || nodes["h2"].Status != "ready" {
+		if nodes["h1"].Status != "ready" || nodes["h2"].Status != "ready" || nodes["h3"].Status != "ready" {
 			t.Fatalf("nodes %v at %s", nodes, time.Now().Format(time.TimeOnly))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
