@@ -190,4 +190,3 @@ func pinnedDial(ip, fingerprint string) error {
 	}
 	return conn.Close()
 }
-
