@@ -56,6 +56,26 @@ type CertSource interface {
 	Certificate(ctx context.Context, host string) (*tls.Certificate, error)
 }
 
+// The ACME challenges the router lets through to its ACMESource.
+const (
+	acmeTLS1          = "acme-tls/1"
+	acmeChallengePath = "/.well-known/acme-challenge/"
+)
+
+// ACMESource serves the hosts of tls: auto routes: certificates from an
+// ACME CA, and the CA's challenges.
+type ACMESource interface {
+	// GetCertificate answers a TLS client hello for a tls: auto host: its
+	// certificate, or the CA's TLS-ALPN-01 challenge.
+	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+	// HandleHTTPChallenge answers the CA's HTTP-01 challenge request and
+	// reports whether r was one.
+	HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool
+	// Has reports whether host has a certificate: plain HTTP is then
+	// redirected to HTTPS.
+	Has(host string) bool
+}
+
 // IngressConfig configures the ingress router.
 type IngressConfig struct {
 	// Listener is where HTTP is served.
@@ -64,7 +84,9 @@ type IngressConfig struct {
 	// certificates from Certs.
 	TLSListener net.Listener
 	Certs       CertSource
-	Source      RouteSource
+	// ACME, when not nil, serves the hosts of tls: auto routes.
+	ACME   ACMESource
+	Source RouteSource
 	// MaxConns caps the client connections held at once (default 4096),
 	// MaxConnsPerSource those of one address (an IPv6 /64; default 256).
 	MaxConns          int
@@ -189,7 +211,9 @@ func (in *Ingress) Run(ctx context.Context) error {
 			in.cfg.TLSListener.Close() // nothing to serve HTTPS with
 		} else {
 			srv := newServer()
-			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: in.certificate, NextProtos: []string{"h2", "http/1.1"}}
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: in.certificate,
+				// acme-tls/1: only an ACME CA's TLS-ALPN-01 check asks for it.
+				NextProtos: []string{"h2", "http/1.1", acmeTLS1}}
 			if a, ok := in.cfg.TLSListener.Addr().(*net.TCPAddr); ok {
 				in.httpsPort.Store(int32(a.Port))
 			}
@@ -237,7 +261,10 @@ func (in *Ingress) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		defer cancel()
 		return in.cfg.Certs.Certificate(ctx, host)
 	case api.IngressTLSAuto:
-		return nil, fmt.Errorf("no certificate for %s: tls: auto (ACME) is not served yet", host)
+		if in.cfg.ACME == nil {
+			return nil, fmt.Errorf("no certificate for %s: this node serves no tls: auto route", host)
+		}
+		return in.cfg.ACME.GetCertificate(hello)
 	}
 	return nil, fmt.Errorf("%s is served over HTTP only (tls: off)", host)
 }
@@ -275,11 +302,15 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := in.lookup(host, r.URL.Path)
+	auto := rt != nil && rt.TLS == api.IngressTLSAuto && in.cfg.ACME != nil
+	if auto && r.TLS == nil && strings.HasPrefix(r.URL.Path, acmeChallengePath) && in.cfg.ACME.HandleHTTPChallenge(w, r) {
+		return
+	}
 	switch {
 	case rt == nil:
 		page(w, http.StatusNotFound, "no route for %s%s on this cluster's ingress", host, r.URL.Path)
 		return
-	case r.TLS == nil && rt.TLS == api.IngressTLSLocal && in.httpsPort.Load() != 0:
+	case r.TLS == nil && in.httpsPort.Load() != 0 && (rt.TLS == api.IngressTLSLocal || auto && in.cfg.ACME.Has(host)):
 		// Served over HTTPS: go there (308 keeps the method and body).
 		target := "https://" + host
 		if p := in.httpsPort.Load(); p != 443 {

@@ -54,6 +54,7 @@ import "time"
 //	node   POST   /v1/internal/renew                      RenewRequest -> RenewResponse (a new certificate for the caller)
 //	node   GET    /v1/internal/files?pod=NAME             -> FilesResponse (the opened secrets and configs of a pod the caller runs; on a manager)
 //	node   GET    /v1/internal/gossip-key                 -> GossipKeyResponse (the cluster's gossip key, for a node that missed a rotation)
+//	node   POST   /v1/internal/acme-key                   ACMEKeyRequest -> ACMEKeyResponse (the opened key of a tls: auto certificate; on a manager)
 //	node   POST   /v1/internal/ingress-cert               IngressCertRequest -> IngressCertResponse (a local HTTPS certificate for a tls: local route's host; on a manager)
 
 // Status answers GET /v1/status.
@@ -122,6 +123,9 @@ type ServiceInfo struct {
 	// Ingress are the service's HTTP routes (x-ingress), which every
 	// node's ingress router sends to Endpoints.
 	Ingress []IngressRoute `json:"ingress,omitempty"`
+	// Certs are the states of the certificates of the service's tls: auto
+	// hosts, by host: "pending", or "valid until ...".
+	Certs map[string]string `json:"certs,omitempty"`
 }
 
 // JoinRequest is what a joining node sends to POST /v1/join (over TLS pinned
@@ -163,6 +167,17 @@ type FilesResponse struct {
 type GossipKeyResponse struct {
 	Key []byte `json:"key"`
 	Gen uint64 `json:"gen"`
+}
+
+// ACMEKeyRequest asks a manager for the private key of a certificate of
+// the ACME storage (a tls: auto route's), opened.
+type ACMEKeyRequest struct {
+	Key string `json:"key"`
+}
+
+// ACMEKeyResponse carries the key (PEM).
+type ACMEKeyResponse struct {
+	KeyPEM []byte `json:"key_pem"`
 }
 
 // IngressCertRequest asks a manager for a certificate of the local HTTPS

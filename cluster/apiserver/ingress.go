@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -25,6 +26,37 @@ func (srv *Server) registerIngress(mux *http.ServeMux) {
 
 func (srv *Server) registerIngressInternal(mux *http.ServeMux) {
 	handle(mux, "POST "+peers.PathIngressCert, roleNode, srv.handleIngressCert)
+	handle(mux, "POST "+peers.PathACMEKey, roleNode, srv.handleACMEKey)
+}
+
+// handleACMEKey opens the private key of a certificate of the ACME
+// storage (a tls: auto route's) for a worker's ingress router, which
+// serves it but holds no data key. An ACME account key is never given.
+func (srv *Server) handleACMEKey(w http.ResponseWriter, r *http.Request) {
+	var req api.ACMEKeyRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, invalid("decode key request: %v", err))
+		return
+	}
+	if !strings.HasPrefix(req.Key, "certificates/") || !strings.HasSuffix(req.Key, ".key") {
+		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("open %s: only a certificate's key is given to a node", req.Key)})
+		return
+	}
+	if srv.opts.DataKey == nil {
+		writeError(w, srv.errNoDataKey("open a certificate's key"))
+		return
+	}
+	e, ok := srv.r.State().ACME(req.Key)
+	if !ok || !e.Sealed {
+		writeError(w, notFound("no sealed key %s", req.Key))
+		return
+	}
+	key, err := srv.opts.DataKey.OpenACME(req.Key, e.Value)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, api.ACMEKeyResponse{KeyPEM: key})
 }
 
 // handleLocalCA answers the local HTTPS CA's certificate (dev ca export).

@@ -111,6 +111,9 @@ type Options struct {
 	// secrets); nil on a worker, which then signs nothing and prints no
 	// token.
 	DataKey *pki.DataKey
+	// CertState describes a tls: auto host's certificate (ServiceInfo.Certs);
+	// nil: this node serves no ingress.
+	CertState func(host string) string
 	// Stats reads this node's pods' stats (GET /v1/stats); nil: none.
 	Stats StatsReader
 	// Metrics serves GET /metrics (Prometheus' text format); nil: 404.

@@ -25,6 +25,14 @@ func (srv *Server) Services(project string) []api.ServiceInfo {
 			Project: rc.Project, Name: rc.Service, VIP: rc.VIP, Desired: rc.Replicas,
 			Ports: rc.Template.ServicePorts(), Endpoints: []string{}, Ingress: rc.Template.Ingress,
 		}
+		for _, route := range rc.Template.Ingress {
+			if route.TLS == api.IngressTLSAuto && srv.opts.CertState != nil {
+				if info.Certs == nil {
+					info.Certs = map[string]string{}
+				}
+				info.Certs[route.Host] = srv.opts.CertState(route.Host)
+			}
+		}
 		for _, pt := range rc.Template.Ports {
 			if pt.Published != 0 {
 				info.Published = append(info.Published, pt)

@@ -65,6 +65,11 @@ type Config struct {
 	// no HTTPS.
 	IngressAddr    string
 	IngressTLSAddr string
+	// ACMECA is the ACME directory of tls: auto routes' certificates
+	// (default Let's Encrypt's); ACMECARoot a PEM file of the CAs to trust
+	// for its HTTPS (a test CA such as Pebble); ACMEEmail the account's
+	// contact. Only the leader's count: it obtains and renews them.
+	ACMECA, ACMECARoot, ACMEEmail string
 	// MetricsAddr, when set, serves the Prometheus metrics (also on the API
 	// at GET /metrics, role read) on a plain address for a scraper.
 	MetricsAddr string
@@ -286,13 +291,31 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
 	met := newMetrics(cfg.Name, r, g, drv, n.log)
+	var acme *acmeCerts
+	var certState func(string) string
+	if cfg.IngressAddr != "" {
+		storage := &acmeStorage{st: r.State(), key: creds.dataKey, node: cfg.Name, challengeWait: 3 * time.Second, lockLease: 5 * time.Minute,
+			apply: func(ctx context.Context, cmd state.Command) error { _, err := mgr.Apply(ctx, cmd); return err },
+			openKey: func(ctx context.Context, key string) ([]byte, error) {
+				addr, err := mgr.LeaderAPI()
+				if err != nil {
+					return nil, err
+				}
+				return pr.ACMEKey(ctx, addr, key)
+			}}
+		var err error
+		if acme, err = newACMECerts(r.State(), storage, cfg.ACMECA, cfg.ACMEEmail, cfg.ACMECARoot, cfg.Fast, n.log); err != nil {
+			return err
+		}
+		certState = acme.State
+	}
 	apiSrv := apiserver.New(r, mgr, nodeLocal{Agent: ag, leave: func(lctx context.Context) error {
 		return n.leave(lctx, r, mgr, g, ag, stop)
 	}}, apiserver.Options{
 		Node: cfg.Name, ServiceCIDR: cfg.ServiceCIDR, Version: cfg.Version, Peers: pr,
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
 		CertLifetime: cfg.CertLifetime, DataKey: creds.dataKey,
-		Metrics: met.handler(), Observe: met.observeAPI, Stats: drv,
+		Metrics: met.handler(), Observe: met.observeAPI, CertState: certState, Stats: drv,
 	})
 	handler := apiSrv.Handler()
 	var dash *dashboard.Server
@@ -385,7 +408,12 @@ func (n *Node) Run(ctx context.Context) error {
 		eg.Go(func() error { return met.serve(ctx, cfg.MetricsAddr) })
 	}
 	if cfg.IngressAddr != "" {
-		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr, met) })
+		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr, met, acme) })
+		eg.Go(func() error {
+			return afterReady(ctx, r, func(ctx context.Context) error {
+				return acme.Run(ctx, r.IsLeader, func() []string { return autoHosts(disc.Routes()) }, disc.Changed)
+			})
+		})
 	}
 	renewNow := make(chan struct{}, 1)
 	eg.Go(func() error { return n.renewCertificate(ctx, creds.id, mgr, pr, renewNow) })
@@ -426,7 +454,7 @@ func (n *Node) Run(ctx context.Context) error {
 // caught-up state. An address it cannot listen on (the port taken, no
 // right to bind it) leaves the node without it, said in the log, rather
 // than stop the agent.
-func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers, met *metrics) error {
+func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers, met *metrics, acme *acmeCerts) error {
 	listen := func(addr, flag string) net.Listener {
 		if addr == "" {
 			return nil
@@ -464,7 +492,7 @@ func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discover
 	}()
 	return afterReady(ctx, r, func(ctx context.Context) error {
 		ran = true
-		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, Source: disc,
+		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, ACME: acme, Source: disc,
 			Observe: met.observeIngress, Log: n.log}).Run(ctx)
 	})
 }

@@ -29,6 +29,7 @@ const (
 	PathFiles       = "/v1/internal/files"
 	PathGossip      = "/v1/internal/gossip-key"
 	PathIngressCert = "/v1/internal/ingress-cert"
+	PathACMEKey     = "/v1/internal/acme-key"
 )
 
 // ApplyRequest is a command forwarded to the leader: the raft entry bytes
@@ -134,6 +135,16 @@ func (p *Peers) IngressCert(ctx context.Context, addr, host string, csr []byte) 
 		return res, fmt.Errorf("get a certificate for %s from %s: %w", host, addr, err)
 	}
 	return res, nil
+}
+
+// ACMEKey asks the manager at addr for the private key of a certificate
+// of the ACME storage at key, opened.
+func (p *Peers) ACMEKey(ctx context.Context, addr, key string) ([]byte, error) {
+	var res api.ACMEKeyResponse
+	if err := p.do(ctx, http.MethodPost, addr, PathACMEKey, api.ACMEKeyRequest{Key: key}, &res); err != nil {
+		return nil, fmt.Errorf("get the key of %s from %s: %w", key, addr, err)
+	}
+	return res.KeyPEM, nil
 }
 
 // Join relays a join request to the leader at addr.

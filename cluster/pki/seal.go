@@ -206,3 +206,19 @@ func (k *DataKey) openCA(certPEM, sealed []byte, aad, what string) (*CA, error) 
 	}
 	return ParseCA(certPEM, keyPEM)
 }
+
+// SealACME seals value, stored at key of the ACME storage (a private
+// key), for the replicated state: bound to its key, so that a blob moved
+// to another key does not open.
+func (k *DataKey) SealACME(key string, value []byte) []byte {
+	return k.Seal(value, []byte("dev/acme/v1/"+key))
+}
+
+// OpenACME reverses SealACME.
+func (k *DataKey) OpenACME(key string, sealed []byte) ([]byte, error) {
+	b, err := k.Open(sealed, []byte("dev/acme/v1/"+key))
+	if err != nil {
+		return nil, fmt.Errorf("open ACME entry %s: %w", key, err)
+	}
+	return b, nil
+}

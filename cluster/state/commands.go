@@ -45,6 +45,10 @@ const (
 	CmdStartCARotation
 	CmdMoveToCA
 	CmdFinishCARotation
+	CmdPutACME
+	CmdDeleteACME
+	CmdLockACME
+	CmdUnlockACME
 )
 
 // Command is one state change, replicated through the raft log.
@@ -247,6 +251,10 @@ func (SetLocalCA) Type() CommandType         { return CmdSetLocalCA }
 func (StartCARotation) Type() CommandType    { return CmdStartCARotation }
 func (MoveToCA) Type() CommandType           { return CmdMoveToCA }
 func (FinishCARotation) Type() CommandType   { return CmdFinishCARotation }
+func (PutACME) Type() CommandType            { return CmdPutACME }
+func (DeleteACME) Type() CommandType         { return CmdDeleteACME }
+func (LockACME) Type() CommandType           { return CmdLockACME }
+func (UnlockACME) Type() CommandType         { return CmdUnlockACME }
 func (CordonNode) Type() CommandType         { return CmdCordonNode }
 func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
@@ -325,6 +333,14 @@ func Decode(b []byte) (Command, error) {
 		c = &MoveToCA{}
 	case CmdFinishCARotation:
 		c = &FinishCARotation{}
+	case CmdPutACME:
+		c = &PutACME{}
+	case CmdDeleteACME:
+		c = &DeleteACME{}
+	case CmdLockACME:
+		c = &LockACME{}
+	case CmdUnlockACME:
+		c = &UnlockACME{}
 	case CmdReleaseRC:
 		c = &ReleaseRC{}
 	case CmdSetCluster:
@@ -469,6 +485,8 @@ func (tx *Txn) Apply(cmd Command) error {
 		return tx.moveToCA(c)
 	case *FinishCARotation:
 		return tx.finishCARotation(c)
+	case *PutACME, *DeleteACME, *LockACME, *UnlockACME:
+		return tx.applyACME(c)
 	case *CordonNode:
 		old := tx.s.nodes[c.Name]
 		if old == nil {

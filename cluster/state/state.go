@@ -65,31 +65,35 @@ func (ci ClusterInfo) Legacy() bool { return len(ci.Sealed) == 0 }
 // Store holds the cluster state. Reads may happen from any goroutine; writes
 // happen only through Update, called by the FSM in log order.
 type Store struct {
-	mu       sync.RWMutex
-	index    uint64
-	projects map[string]*ProjectRecord
-	rcs      map[string]*api.ReplicationController
-	pods     map[string]*api.Pod
-	nodes    map[string]*api.Node
-	cluster  *ClusterInfo
-	revoked  map[string]api.Revocation // by revocationKey
-	revGen   uint64                    // bumped at every change of revoked
-	admitted map[string]time.Time      // node -> when its certificate was signed
-	managers map[string]bool           // nodes admitted as managers (and the founder)
-	changed  chan struct{}             // closed and replaced at every Update
+	mu        sync.RWMutex
+	index     uint64
+	projects  map[string]*ProjectRecord
+	rcs       map[string]*api.ReplicationController
+	pods      map[string]*api.Pod
+	nodes     map[string]*api.Node
+	cluster   *ClusterInfo
+	revoked   map[string]api.Revocation // by revocationKey
+	revGen    uint64                    // bumped at every change of revoked
+	admitted  map[string]time.Time      // node -> when its certificate was signed
+	managers  map[string]bool           // nodes admitted as managers (and the founder)
+	acme      map[string]ACMEEntry      // the ACME storage (tls: auto certificates)
+	acmeLocks map[string]ACMELock
+	changed   chan struct{} // closed and replaced at every Update
 }
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		projects: map[string]*ProjectRecord{},
-		rcs:      map[string]*api.ReplicationController{},
-		pods:     map[string]*api.Pod{},
-		nodes:    map[string]*api.Node{},
-		revoked:  map[string]api.Revocation{},
-		admitted: map[string]time.Time{},
-		managers: map[string]bool{},
-		changed:  make(chan struct{}),
+		projects:  map[string]*ProjectRecord{},
+		rcs:       map[string]*api.ReplicationController{},
+		pods:      map[string]*api.Pod{},
+		nodes:     map[string]*api.Node{},
+		revoked:   map[string]api.Revocation{},
+		admitted:  map[string]time.Time{},
+		managers:  map[string]bool{},
+		acme:      map[string]ACMEEntry{},
+		acmeLocks: map[string]ACMELock{},
+		changed:   make(chan struct{}),
 	}
 }
 
@@ -544,15 +548,17 @@ func cloneNode(n *api.Node) api.Node {
 
 // snapshot is the serialized form of the whole store.
 type snapshot struct {
-	Index    uint64                      `json:"index"`
-	Projects []ProjectRecord             `json:"projects"`
-	RCs      []api.ReplicationController `json:"rcs"`
-	Pods     []api.Pod                   `json:"pods"`
-	Nodes    []api.Node                  `json:"nodes"`
-	Cluster  *ClusterInfo                `json:"cluster,omitempty"`
-	Revoked  []api.Revocation            `json:"revoked,omitempty"`
-	Admitted map[string]time.Time        `json:"admitted,omitempty"`
-	Managers []string                    `json:"managers,omitempty"`
+	Index     uint64                      `json:"index"`
+	Projects  []ProjectRecord             `json:"projects"`
+	RCs       []api.ReplicationController `json:"rcs"`
+	Pods      []api.Pod                   `json:"pods"`
+	Nodes     []api.Node                  `json:"nodes"`
+	Cluster   *ClusterInfo                `json:"cluster,omitempty"`
+	Revoked   []api.Revocation            `json:"revoked,omitempty"`
+	Admitted  map[string]time.Time        `json:"admitted,omitempty"`
+	Managers  []string                    `json:"managers,omitempty"`
+	ACME      map[string]ACMEEntry        `json:"acme,omitempty"`
+	ACMELocks map[string]ACMELock         `json:"acme_locks,omitempty"`
 }
 
 // MarshalSnapshot serializes the whole store.
@@ -570,6 +576,12 @@ func (s *Store) MarshalSnapshot() ([]byte, error) {
 		snap.Admitted = maps.Clone(s.admitted)
 	}
 	snap.Managers = slices.Sorted(maps.Keys(s.managers))
+	if len(s.acme) > 0 {
+		snap.ACME = maps.Clone(s.acme)
+	}
+	if len(s.acmeLocks) > 0 {
+		snap.ACMELocks = maps.Clone(s.acmeLocks)
+	}
 	s.mu.RUnlock()
 	if len(snap.Revoked) == 0 {
 		snap.Revoked = nil
@@ -608,6 +620,10 @@ func (s *Store) RestoreSnapshot(b []byte) error {
 		s.revoked[revocationKey(r.Kind, r.Name)] = r
 	}
 	s.revGen++
+	s.acme = map[string]ACMEEntry{}
+	maps.Copy(s.acme, snap.ACME)
+	s.acmeLocks = map[string]ACMELock{}
+	maps.Copy(s.acmeLocks, snap.ACMELocks)
 	s.cluster = snap.Cluster
 	for i := range snap.Projects {
 		s.projects[snap.Projects[i].Name] = &snap.Projects[i]

@@ -49,7 +49,10 @@ func addAgentFlags(cmd *cobra.Command) {
 	f.String("service-cidr", "10.214.0.0/16", "virtual IPs of services")
 	f.String("dns-addr", "127.0.0.1:1053", "host-side address of the cluster DNS server (pods use their gateway, port 53)")
 	f.String("ingress-addr", ":80", "address of the HTTP ingress router (compose x-ingress routes); empty: none")
-	f.String("ingress-tls-addr", ":443", "address of the ingress router's HTTPS (routes with tls: local); empty: none")
+	f.String("ingress-tls-addr", ":443", "address of the ingress router's HTTPS (routes with tls: local or auto); empty: none")
+	f.String("acme-ca", "", "ACME directory URL that certificates of tls: auto routes come from (default Let's Encrypt's, "+node.DefaultACMECA+")")
+	f.String("acme-ca-root", "", "PEM file of the CAs to trust for the ACME directory's own HTTPS (a test CA such as Pebble); default: the system's")
+	f.String("acme-email", "", "contact address of the cluster's ACME account (the CA's expiry notices)")
 	f.String("metrics-addr", "", "also serve the Prometheus metrics on this plain address (e.g. 127.0.0.1:9100), for a scraper; they are always on the API at /metrics")
 	f.String("dashboard-addr", "127.0.0.1:7949", "address of the web dashboard (\"dev dashboard\" prints its login link); a non-loopback address serves HTTPS; empty: no dashboard")
 	f.String("network", "dev", "Docker network name of the node's pod network")
@@ -76,7 +79,7 @@ func addAgentFlags(cmd *cobra.Command) {
 
 // agentFlagNames are forwarded to an agent started in the background.
 var agentFlagNames = []string{"node-name", "advertise-addr", "gossip-port", "raft-port", "api-port",
-	"cluster-cidr", "service-cidr", "dns-addr", "ingress-addr", "ingress-tls-addr", "metrics-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "cert-lifetime", "fast", "debug"}
+	"cluster-cidr", "service-cidr", "dns-addr", "ingress-addr", "ingress-tls-addr", "acme-ca", "acme-ca-root", "acme-email", "metrics-addr", "dashboard-addr", "network", "bridge", "vxlan-device", "node-grace", "cert-lifetime", "fast", "debug"}
 
 func (g *globals) nodeConfig() (node.Config, error) {
 	v := g.v
@@ -102,6 +105,9 @@ func (g *globals) nodeConfig() (node.Config, error) {
 		DNSAddr:           v.GetString("dns-addr"),
 		IngressAddr:       v.GetString("ingress-addr"),
 		IngressTLSAddr:    v.GetString("ingress-tls-addr"),
+		ACMECA:            v.GetString("acme-ca"),
+		ACMECARoot:        v.GetString("acme-ca-root"),
+		ACMEEmail:         v.GetString("acme-email"),
 		MetricsAddr:       v.GetString("metrics-addr"),
 		DashboardAddr:     v.GetString("dashboard-addr"),
 		Network:           v.GetString("network"),

@@ -17,6 +17,24 @@ type ingressRow struct {
 	Ready     int    `json:"ready"`
 	Desired   int    `json:"desired"`
 	Endpoints int    `json:"endpoints"` // ready pods the routers send to, any template
+	// Cert is the state of the host's certificate: the local CA's for
+	// tls: local, the ACME CA's ("pending", "valid until ...") for auto.
+	Cert string `json:"cert"`
+}
+
+// certOf says where route r's certificate comes from, and for tls: auto
+// its state (certs: the service's, by host).
+func certOf(r api.IngressRoute, certs map[string]string) string {
+	switch r.TLS {
+	case api.IngressTLSLocal:
+		return "local CA"
+	case api.IngressTLSAuto:
+		if s, ok := certs[r.Host]; ok {
+			return s
+		}
+		return "pending"
+	}
+	return "-"
 }
 
 // NewIngressCommand is `dev ingress` (alias `dev routes`).
@@ -32,10 +50,13 @@ func NewIngressCommand(g *globals) *cobra.Command {
 		Long: `List the HTTP routes that every node's ingress router serves (the compose
 extension x-ingress): requests for HOST whose path starts with PATH go to a
 ready pod of SERVICE on PORT. The router listens on each node's
---ingress-addr (:80 by default) and, for routes with tls: local (hosts under
-.localhost), --ingress-tls-addr (:443) with certificates of the cluster's
-local CA (dev ca export). tls: auto (ACME) is not served yet: such routes
-answer on HTTP only.`,
+--ingress-addr (:80 by default) and --ingress-tls-addr (:443) for HTTPS:
+routes with tls: local (hosts under .localhost) get certificates of the
+cluster's local CA (dev ca export), routes with tls: auto (the default for
+other hosts) certificates from an ACME CA (Let's Encrypt, or the agents'
+--acme-ca), which the leader obtains and renews and every node serves.
+CERTIFICATE shows where each comes from and, for tls: auto, until when it
+is valid ("pending" until the CA has issued it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -54,16 +75,16 @@ answer on HTTP only.`,
 			for _, s := range svcs {
 				for _, r := range s.Ingress {
 					rows = append(rows, ingressRow{IngressRoute: r, Project: s.Project, Service: s.Name,
-						Ready: s.Ready, Desired: s.Desired, Endpoints: len(s.Endpoints)})
+						Ready: s.Ready, Desired: s.Desired, Endpoints: len(s.Endpoints), Cert: certOf(r, s.Certs)})
 				}
 			}
 			if output == "json" {
 				return printJSON(cmd.OutOrStdout(), rows)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tPATH\tPROJECT\tSERVICE\tPORT\tTLS\tREADY")
+			fmt.Fprintln(tw, "HOST\tPATH\tPROJECT\tSERVICE\tPORT\tTLS\tREADY\tCERTIFICATE")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d/%d\n", r.Host, r.Path, r.Project, r.Service, r.Port, r.TLS, r.Ready, r.Desired)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\n", r.Host, r.Path, r.Project, r.Service, r.Port, r.TLS, r.Ready, r.Desired, r.Cert)
 			}
 			return tw.Flush()
 		},
