@@ -505,3 +505,10 @@ func (c *HTTPClient) PodAction(ctx context.Context, pod, action string, req PodA
 	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/pods/"+url.PathEscape(pod)+"/"+url.PathEscape(action), req, &r)
 	return r, err
 }
+
+// PodTop lists the processes of a pod's running containers (`dev top`).
+func (c *HTTPClient) PodTop(ctx context.Context, pod string) (PodTop, error) {
+	var r PodTop
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/top", nil, &r)
+	return r, err
+}

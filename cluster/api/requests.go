@@ -24,8 +24,9 @@ import "time"
 //	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
 //	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
 //	read   GET    /v1/stats?project=P&service=S&local=1   -> StatsList (running pods' CPU, memory, network; of every node, or this node's with local=1)
+//	read   GET    /v1/pods/{name}/top                     -> PodTop (the processes of the pod's running containers)
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
-//	admin  POST   /v1/pods/{name}/stop|start|restart      -> WriteResult
+//	admin  POST   /v1/pods/{name}/stop|start|restart|kill|pause|unpause PodActionRequest -> PodActionResult
 //	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult
 //	admin  DELETE /v1/pods/{name}/files                   RemoveFilesRequest -> FilesResult
 //	read   GET    /v1/nodes                               -> []Node
@@ -247,6 +248,8 @@ type TokenResponse struct {
 //	POST   /v1/pods/{name}/stop                      PodActionRequest -> PodActionResult
 //	POST   /v1/pods/{name}/start                     PodActionRequest -> PodActionResult
 //	POST   /v1/pods/{name}/restart                   PodActionRequest -> PodActionResult
+//	POST   /v1/pods/{name}/kill                      PodActionRequest -> PodActionResult
+//	POST   /v1/pods/{name}/pause|unpause             PodActionRequest -> PodActionResult
 //
 // Each is served by the node that runs the pod: any other node relays it
 // there over mutual TLS.
@@ -292,11 +295,30 @@ type RunRequest struct {
 	Files map[string][]byte `json:"files,omitempty"`
 }
 
-// PodActionRequest stops, starts or restarts a pod's container.
+// Pod actions: the last segment of POST /v1/pods/{name}/ACTION.
+const (
+	ActionStop    = "stop"
+	ActionStart   = "start"
+	ActionRestart = "restart"
+	// ActionKill sends a signal to the pod's containers (`dev kill`).
+	ActionKill = "kill"
+	// ActionPause and ActionUnpause freeze and thaw the pod's containers
+	// (`dev pause`, `dev unpause`).
+	ActionPause   = "pause"
+	ActionUnpause = "unpause"
+)
+
+// PodActions lists every pod action.
+var PodActions = []string{ActionStop, ActionStart, ActionRestart, ActionKill, ActionPause, ActionUnpause}
+
+// PodActionRequest stops, starts, restarts, kills, pauses or unpauses a
+// pod's containers.
 type PodActionRequest struct {
 	// Timeout is the stop grace period in seconds; nil: the service's
 	// stop_grace_period (default 10s).
 	Timeout *int `json:"timeout,omitempty"`
+	// Signal is what kill sends (NormalizeSignal; empty: SIGKILL).
+	Signal string `json:"signal,omitempty"`
 }
 
 // PodActionResult answers a pod action with the pod's state once the node
