@@ -244,7 +244,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		}
 		st := api.PodStatus{
 			State: api.PodRunning, Health: c.Health, IP: c.IP, ContainerID: c.ID,
-			Restarts: w.restarts, StartedAt: c.StartedAt, Sidecars: sidecars,
+			Restarts: w.restarts, StartedAt: c.StartedAt, Sidecars: sidecars, Paused: c.Paused(),
 		}
 		wait := w.pollInterval()
 		for _, sc := range sidecars {
@@ -411,7 +411,7 @@ func (w *podWorker) report(ctx context.Context, pod api.Pod, st api.PodStatus) e
 }
 
 func sameStatus(a, b api.PodStatus) bool {
-	return a.State == b.State && a.Health == b.Health && a.IP == b.IP &&
+	return a.State == b.State && a.Health == b.Health && a.IP == b.IP && a.Paused == b.Paused &&
 		a.ContainerID == b.ContainerID && a.ExitCode == b.ExitCode &&
 		a.Restarts == b.Restarts && a.Message == b.Message && a.StartedAt.Equal(b.StartedAt) &&
 		slices.Equal(a.Sidecars, b.Sidecars)
