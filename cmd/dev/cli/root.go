@@ -104,6 +104,9 @@ func NewRootCommand() *cobra.Command {
 		NewLeaveCommand(g),
 		NewExecCommand(g), NewRunCommand(g), // interactive sessions: exec.go, run.go
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
+		NewKillCommand(g),
+		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
+		NewTopCommand(g),
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
 		NewInitCommand(g),
