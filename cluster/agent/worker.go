@@ -334,17 +334,9 @@ func (w *podWorker) shouldRestart(pod api.Pod, exitCode int) bool {
 }
 
 // restartsAfter says whether a container that exited with exitCode is
-// started again under restart policy.
-func restartsAfter(policy string, exitCode int) bool {
-	switch policy {
-	case api.RestartNo:
-		return false
-	case api.RestartOnFailure:
-		return exitCode != 0
-	default:
-		return true
-	}
-}
+// started again under restart policy (api.RestartsAfter: `dev rm` asks the
+// same).
+func restartsAfter(policy string, exitCode int) bool { return api.RestartsAfter(policy, exitCode) }
 
 // backoff spaces the restarts of a container that keeps failing.
 type backoff struct {

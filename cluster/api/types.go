@@ -324,6 +324,19 @@ func (s ServiceSpec) RestartPolicy() string {
 	return s.Restart
 }
 
+// RestartsAfter says whether a container that exited with exitCode is
+// started again under restart policy.
+func RestartsAfter(policy string, exitCode int) bool {
+	switch policy {
+	case RestartNo:
+		return false
+	case RestartOnFailure:
+		return exitCode != 0
+	default:
+		return true
+	}
+}
+
 // Update orders and failure actions.
 const (
 	OrderStartFirst = "start-first"

@@ -100,6 +100,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.StartCARotation{}, 24},
 		{state.MoveToCA{}, 25},
 		{state.FinishCARotation{}, 26},
+		{state.RemoveStoppedPods{}, 27},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -158,6 +159,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.StartCARotation{Rotation: state.CARotation{ID: "sha256:ab", CertPEM: []byte("new"), CrossPEM: []byte("cross"), Sealed: []byte{7}}, Label: "0123456789abcdef"},
 		&state.MoveToCA{ID: "sha256:ab", Node: "n1"},
 		&state.FinishCARotation{ID: "sha256:ab", Sealed: []byte{8}, Prev: []byte{7}},
+		&state.RemoveStoppedPods{Names: []string{"shop-web-1", "shop-web-2"}},
 		&state.Admit{Name: "n2", At: when, Manager: true},
 		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", CACertPEM: []byte("cert"), GossipKey: []byte("k"), Sealed: []byte{4}}, Founder: "n1"},
 	}
