@@ -512,3 +512,10 @@ func (c *HTTPClient) PodTop(ctx context.Context, pod string) (PodTop, error) {
 	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/top", nil, &r)
 	return r, err
 }
+
+// Remove removes stopped pods of a project (`dev rm`).
+func (c *HTTPClient) Remove(ctx context.Context, project string, req RemoveRequest) (RemoveResult, error) {
+	var r RemoveResult
+	_, err := c.do(ctx, c.hc, http.MethodPost, "/v1/projects/"+url.PathEscape(project)+"/rm", req, &r)
+	return r, err
+}

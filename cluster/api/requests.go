@@ -20,6 +20,7 @@ import "time"
 //	admin  DELETE /v1/projects/{name}/volumes             -> WriteResult
 //	admin  POST   /v1/projects/{name}/scale               ScaleRequest -> WriteResult
 //	admin  POST   /v1/projects/{name}/rollback            {"service": S} -> WriteResult
+//	admin  POST   /v1/projects/{name}/rm                  RemoveRequest -> RemoveResult (dev rm: the stopped pods, the services' replicas lowered)
 //	admin  POST   /v1/projects/{name}/services/{service}/run  RunRequest -> stream (Upgrade)
 //	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
 //	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
@@ -87,6 +88,22 @@ type WriteResult struct {
 // ScaleRequest maps service names to desired replicas.
 type ScaleRequest struct {
 	Replicas map[string]int `json:"replicas"`
+}
+
+// RemoveRequest is `dev rm`: remove the stopped pods of the project's
+// Services (all when empty), or only those of Pods when set (the ones a
+// dry run listed, confirmed by the user).
+type RemoveRequest struct {
+	Services []string `json:"services,omitempty"`
+	Pods     []string `json:"pods,omitempty"`
+	// DryRun lists what would be removed and changes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// RemoveResult lists the pods removed (or, for a dry run, to be removed).
+type RemoveResult struct {
+	Index   uint64   `json:"index"`
+	Removed []string `json:"removed"`
 }
 
 // PodList answers a pod query; Index is the store index it reflects, to be
