@@ -19,6 +19,8 @@ type fakePodsAPI struct {
 	pods []api.Pod
 	mu   sync.Mutex
 	sent []string // action pod signal
+	// onAction, when set, changes the pods as an action would.
+	onAction func(pod, action string)
 }
 
 func (f *fakePodsAPI) Pods(context.Context, api.PodQuery) (api.PodList, error) {
@@ -29,6 +31,9 @@ func (f *fakePodsAPI) PodAction(_ context.Context, pod, action string, req api.P
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sent = append(f.sent, strings.TrimSpace(action+" "+pod+" "+req.Signal))
+	if f.onAction != nil {
+		f.onAction(pod, action)
+	}
 	st := api.PodStatus{State: api.PodRunning, Paused: action == api.ActionPause}
 	if action == api.ActionKill && req.Signal == "SIGKILL" {
 		st = api.PodStatus{State: api.PodExited, ExitCode: 137}
