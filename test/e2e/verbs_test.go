@@ -164,3 +164,55 @@ func TestVerbTop(t *testing.T) {
 		t.Errorf("dev top nosuch: %s", res)
 	}
 }
+
+// TestVerbRm: `dev rm` as `docker compose rm`: it asks first (unless
+// --force), removes only stopped pods with their containers, leaves the
+// service defined with nothing to replace them (desired lowered), and `dev
+// up` brings them back; -s stops first.
+func TestVerbRm(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	if out := c.mustDev("rm", "-p", "e2ebasic", "--force"); !strings.Contains(out, "No stopped pods") {
+		t.Fatalf("dev rm with everything running printed:\n%s", out)
+	}
+
+	c.mustDev("stop", "-p", "e2ebasic", "web")
+	res := c.sess("n\n", "", "rm", "-p", "e2ebasic")
+	if res.code != 0 || !strings.Contains(res.stdout, "Going to remove e2ebasic-web-1, e2ebasic-web-2") {
+		t.Fatalf("dev rm answered no: %s", res)
+	}
+	if n := len(c.ps("e2ebasic")); n != 3 {
+		t.Fatalf("after answering no: %d pods, want the 3 still there", n)
+	}
+	out := c.mustDev("rm", "-p", "e2ebasic", "--force", "web")
+	if !strings.Contains(out, "removed e2ebasic-web-1") || !strings.Contains(out, "removed e2ebasic-web-2") {
+		t.Fatalf("dev rm --force web printed:\n%s", out)
+	}
+	rows := c.ps("e2ebasic")
+	if len(rows) != 1 || rows[0].Service != "worker" || rows[0].State != "running" {
+		t.Fatalf("after dev rm web: pods %+v, want only the running worker", rows)
+	}
+	for _, ct := range c.containers("e2ebasic") {
+		if ct.Labels["dev.service"] == "web" {
+			t.Errorf("container %v of web left after dev rm", ct.Names)
+		}
+	}
+	if svc := c.services("e2ebasic")["web"]; svc.Desired != 0 {
+		t.Errorf("web desired %d after dev rm, want 0: nothing replaces removed pods", svc.Desired)
+	}
+
+	// dev up: the file's replicas again.
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	if rows := running(c.ps("e2ebasic"), "web"); len(rows) != 2 {
+		t.Fatalf("after dev up: running web pods %v, want 2", podNames(rows))
+	}
+
+	// -s: stop first, then remove.
+	out = c.mustDev("rm", "-p", "e2ebasic", "-s", "--force", "worker")
+	if !strings.Contains(out, "removed e2ebasic-worker-1") {
+		t.Fatalf("dev rm -s worker printed:\n%s", out)
+	}
+	if rows := c.ps("e2ebasic"); len(rows) != 2 {
+		t.Errorf("after dev rm -s worker: pods %v, want the 2 web", podNames(rows))
+	}
+}
