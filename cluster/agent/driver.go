@@ -43,6 +43,17 @@ type Driver interface {
 	// were stopped: its sidecars' containers, then its infra container.
 	// Nothing left is not an error.
 	RemovePod(ctx context.Context, pod string) error
+	// Kill sends signal (a NormalizeSignal form) to the running container
+	// id, as `docker kill -s`.
+	Kill(ctx context.Context, id, signal string) error
+	// Pause freezes the processes of the running container id (docker
+	// pause); Unpause thaws them. Pausing a paused container, or unpausing
+	// one that is not, is not an error.
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
+	// Top lists the processes of the running container id, as `docker
+	// top` (the Engine's ContainerTop, ps's default columns).
+	Top(ctx context.Context, id string) (api.ProcessList, error)
 	// Inspect returns the container's state; ErrNotFound if it does not exist.
 	Inspect(ctx context.Context, id string) (Container, error)
 	// List returns every container dev manages on this engine (label
@@ -113,8 +124,17 @@ type Container struct {
 // gone.
 const InfraMissing = "missing"
 
-// Running reports whether the container's process is up.
-func (c Container) Running() bool { return c.State == "running" || c.State == "restarting" }
+// Running reports whether the container's process is up (frozen, too,
+// when paused: Docker says running of a paused container).
+func (c Container) Running() bool {
+	return c.State == "running" || c.State == "restarting" || c.State == StatePaused
+}
+
+// StatePaused is Docker's state of a paused container (`dev pause`).
+const StatePaused = "paused"
+
+// Paused reports whether the container is frozen (`dev pause`).
+func (c Container) Paused() bool { return c.State == StatePaused }
 
 // Errors a Driver returns, to be tested with errors.Is.
 var (

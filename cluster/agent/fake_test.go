@@ -186,6 +186,71 @@ func (f *fakeDriver) Remove(_ context.Context, id string) error {
 	return nil
 }
 
+// Kill: SIGKILL and SIGTERM end the process (code 128+n), as a process
+// without handlers; other signals are handled and it runs on.
+func (f *fakeDriver) Kill(_ context.Context, id, signal string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return fmt.Errorf("kill container %s: %w", id, agent.ErrNotFound)
+	}
+	f.calls = append(f.calls, call{Op: "kill", Pod: c.Pod, Signal: signal})
+	if !c.Running() {
+		return fmt.Errorf("kill container %s: container is not running", id)
+	}
+	switch signal {
+	case "SIGKILL":
+		c.State, c.ExitCode, c.FinishedAt = "exited", 137, time.Now().UTC()
+	case "SIGTERM":
+		c.State, c.ExitCode, c.FinishedAt = "exited", 143, time.Now().UTC()
+	}
+	f.notify(c.Pod)
+	return nil
+}
+
+func (f *fakeDriver) Pause(_ context.Context, id string) error { return f.setPaused(id, true) }
+
+func (f *fakeDriver) Unpause(_ context.Context, id string) error { return f.setPaused(id, false) }
+
+func (f *fakeDriver) setPaused(id string, paused bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return fmt.Errorf("pause container %s: %w", id, agent.ErrNotFound)
+	}
+	op := "pause"
+	if !paused {
+		op = "unpause"
+	}
+	f.calls = append(f.calls, call{Op: op, Pod: c.Pod})
+	switch {
+	case !c.Running():
+		return fmt.Errorf("%s container %s: container is not running", op, id)
+	case paused:
+		c.State = agent.StatePaused
+	default:
+		c.State = "running"
+	}
+	f.notify(c.Pod)
+	return nil
+}
+
+// Top: one process, the container's name as its command.
+func (f *fakeDriver) Top(_ context.Context, id string) (api.ProcessList, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return api.ProcessList{}, fmt.Errorf("top %s: %w", id, agent.ErrNotFound)
+	}
+	if !c.Running() {
+		return api.ProcessList{}, fmt.Errorf("top %s: container is not running", id)
+	}
+	return api.ProcessList{Titles: []string{"PID", "CMD"}, Processes: [][]string{{"1", c.Name}}}, nil
+}
+
 // HasFiles: the container's files were written by Create and are not gone.
 func (f *fakeDriver) HasFiles(container string) bool {
 	f.mu.Lock()

@@ -45,6 +45,9 @@ func (a *Agent) Exec(ctx context.Context, pod string, req api.ExecRequest, stdio
 	if !c.Running() {
 		return 0, fmt.Errorf("exec in %s: the pod is not running (%s); start it with `dev start %s`", pod, c.State, p.Service)
 	}
+	if c.Paused() {
+		return 0, fmt.Errorf("exec in %s: the pod is paused; unpause it with `dev unpause %s`", pod, p.Service)
+	}
 	return a.d.Exec(ctx, c.ID, req, stdio)
 }
 

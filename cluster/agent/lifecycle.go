@@ -27,11 +27,11 @@ import (
 // StoppedMessage is the status message of a pod stopped by `dev stop`.
 const StoppedMessage = api.PodStoppedMessage
 
-// Pod actions.
+// Pod actions (kill, pause and unpause: control.go).
 const (
-	ActionStop    = "stop"
-	ActionStart   = "start"
-	ActionRestart = "restart"
+	ActionStop    = api.ActionStop
+	ActionStart   = api.ActionStart
+	ActionRestart = api.ActionRestart
 )
 
 // acting holds the pods whose container a start or restart is moving right

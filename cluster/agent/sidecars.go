@@ -96,7 +96,7 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 			return true, nil, nil
 		case c.Running():
 			s.ran(c.StartedAt)
-			st.State, st.Health = api.PodRunning, c.Health
+			st.State, st.Health, st.Paused = api.PodRunning, c.Health, c.Paused()
 		default: // created, exited or dead
 			st.State, st.ExitCode = api.PodExited, c.ExitCode
 			restart := c.State == "created" || restartsAfter(spec.RestartPolicy(), c.ExitCode)

@@ -244,7 +244,7 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		}
 		st := api.PodStatus{
 			State: api.PodRunning, Health: c.Health, IP: c.IP, ContainerID: c.ID,
-			Restarts: w.restarts, StartedAt: c.StartedAt, Sidecars: sidecars,
+			Restarts: w.restarts, StartedAt: c.StartedAt, Sidecars: sidecars, Paused: c.Paused(),
 		}
 		wait := w.pollInterval()
 		for _, sc := range sidecars {
@@ -334,17 +334,9 @@ func (w *podWorker) shouldRestart(pod api.Pod, exitCode int) bool {
 }
 
 // restartsAfter says whether a container that exited with exitCode is
-// started again under restart policy.
-func restartsAfter(policy string, exitCode int) bool {
-	switch policy {
-	case api.RestartNo:
-		return false
-	case api.RestartOnFailure:
-		return exitCode != 0
-	default:
-		return true
-	}
-}
+// started again under restart policy (api.RestartsAfter: `dev rm` asks the
+// same).
+func restartsAfter(policy string, exitCode int) bool { return api.RestartsAfter(policy, exitCode) }
 
 // backoff spaces the restarts of a container that keeps failing.
 type backoff struct {
@@ -411,7 +403,7 @@ func (w *podWorker) report(ctx context.Context, pod api.Pod, st api.PodStatus) e
 }
 
 func sameStatus(a, b api.PodStatus) bool {
-	return a.State == b.State && a.Health == b.Health && a.IP == b.IP &&
+	return a.State == b.State && a.Health == b.Health && a.IP == b.IP && a.Paused == b.Paused &&
 		a.ContainerID == b.ContainerID && a.ExitCode == b.ExitCode &&
 		a.Restarts == b.Restarts && a.Message == b.Message && a.StartedAt.Equal(b.StartedAt) &&
 		slices.Equal(a.Sidecars, b.Sidecars)

@@ -505,3 +505,17 @@ func (c *HTTPClient) PodAction(ctx context.Context, pod, action string, req PodA
 	_, err := c.do(ctx, c.stream, http.MethodPost, "/v1/pods/"+url.PathEscape(pod)+"/"+url.PathEscape(action), req, &r)
 	return r, err
 }
+
+// PodTop lists the processes of a pod's running containers (`dev top`).
+func (c *HTTPClient) PodTop(ctx context.Context, pod string) (PodTop, error) {
+	var r PodTop
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/top", nil, &r)
+	return r, err
+}
+
+// Remove removes stopped pods of a project (`dev rm`).
+func (c *HTTPClient) Remove(ctx context.Context, project string, req RemoveRequest) (RemoveResult, error) {
+	var r RemoveResult
+	_, err := c.do(ctx, c.hc, http.MethodPost, "/v1/projects/"+url.PathEscape(project)+"/rm", req, &r)
+	return r, err
+}

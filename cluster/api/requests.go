@@ -20,12 +20,14 @@ import "time"
 //	admin  DELETE /v1/projects/{name}/volumes             -> WriteResult
 //	admin  POST   /v1/projects/{name}/scale               ScaleRequest -> WriteResult
 //	admin  POST   /v1/projects/{name}/rollback            {"service": S} -> WriteResult
+//	admin  POST   /v1/projects/{name}/rm                  RemoveRequest -> RemoveResult (dev rm: the stopped pods, the services' replicas lowered)
 //	admin  POST   /v1/projects/{name}/services/{service}/run  RunRequest -> stream (Upgrade)
 //	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
 //	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
 //	read   GET    /v1/stats?project=P&service=S&local=1   -> StatsList (running pods' CPU, memory, network; of every node, or this node's with local=1)
+//	read   GET    /v1/pods/{name}/top                     -> PodTop (the processes of the pod's running containers)
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
-//	admin  POST   /v1/pods/{name}/stop|start|restart      -> WriteResult
+//	admin  POST   /v1/pods/{name}/stop|start|restart|kill|pause|unpause PodActionRequest -> PodActionResult
 //	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult
 //	admin  DELETE /v1/pods/{name}/files                   RemoveFilesRequest -> FilesResult
 //	read   GET    /v1/nodes                               -> []Node
@@ -87,6 +89,22 @@ type WriteResult struct {
 // ScaleRequest maps service names to desired replicas.
 type ScaleRequest struct {
 	Replicas map[string]int `json:"replicas"`
+}
+
+// RemoveRequest is `dev rm`: remove the stopped pods of the project's
+// Services (all when empty), or only those of Pods when set (the ones a
+// dry run listed, confirmed by the user).
+type RemoveRequest struct {
+	Services []string `json:"services,omitempty"`
+	Pods     []string `json:"pods,omitempty"`
+	// DryRun lists what would be removed and changes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// RemoveResult lists the pods removed (or, for a dry run, to be removed).
+type RemoveResult struct {
+	Index   uint64   `json:"index"`
+	Removed []string `json:"removed"`
 }
 
 // PodList answers a pod query; Index is the store index it reflects, to be
@@ -262,6 +280,8 @@ type TokenResponse struct {
 //	POST   /v1/pods/{name}/stop                      PodActionRequest -> PodActionResult
 //	POST   /v1/pods/{name}/start                     PodActionRequest -> PodActionResult
 //	POST   /v1/pods/{name}/restart                   PodActionRequest -> PodActionResult
+//	POST   /v1/pods/{name}/kill                      PodActionRequest -> PodActionResult
+//	POST   /v1/pods/{name}/pause|unpause             PodActionRequest -> PodActionResult
 //
 // Each is served by the node that runs the pod: any other node relays it
 // there over mutual TLS.
@@ -307,11 +327,30 @@ type RunRequest struct {
 	Files map[string][]byte `json:"files,omitempty"`
 }
 
-// PodActionRequest stops, starts or restarts a pod's container.
+// Pod actions: the last segment of POST /v1/pods/{name}/ACTION.
+const (
+	ActionStop    = "stop"
+	ActionStart   = "start"
+	ActionRestart = "restart"
+	// ActionKill sends a signal to the pod's containers (`dev kill`).
+	ActionKill = "kill"
+	// ActionPause and ActionUnpause freeze and thaw the pod's containers
+	// (`dev pause`, `dev unpause`).
+	ActionPause   = "pause"
+	ActionUnpause = "unpause"
+)
+
+// PodActions lists every pod action.
+var PodActions = []string{ActionStop, ActionStart, ActionRestart, ActionKill, ActionPause, ActionUnpause}
+
+// PodActionRequest stops, starts, restarts, kills, pauses or unpauses a
+// pod's containers.
 type PodActionRequest struct {
 	// Timeout is the stop grace period in seconds; nil: the service's
 	// stop_grace_period (default 10s).
 	Timeout *int `json:"timeout,omitempty"`
+	// Signal is what kill sends (NormalizeSignal; empty: SIGKILL).
+	Signal string `json:"signal,omitempty"`
 }
 
 // PodActionResult answers a pod action with the pod's state once the node

@@ -324,6 +324,19 @@ func (s ServiceSpec) RestartPolicy() string {
 	return s.Restart
 }
 
+// RestartsAfter says whether a container that exited with exitCode is
+// started again under restart policy.
+func RestartsAfter(policy string, exitCode int) bool {
+	switch policy {
+	case RestartNo:
+		return false
+	case RestartOnFailure:
+		return exitCode != 0
+	default:
+		return true
+	}
+}
+
 // Update orders and failure actions.
 const (
 	OrderStartFirst = "start-first"
@@ -683,6 +696,10 @@ type PodStatus struct {
 	Restarts    int       `json:"restarts,omitempty"`
 	Message     string    `json:"message,omitempty"`
 	StartedAt   time.Time `json:"started_at,omitzero"`
+	// Paused: the running container is frozen (`dev pause`); State stays
+	// running, and the pod stays an endpoint of its service, as a paused
+	// compose container keeps its name and address (its clients wait).
+	Paused bool `json:"paused,omitempty"`
 	// Sidecars are the states of the pod's sidecar containers, in the
 	// order of the template's Sidecars; the fields above are the service's
 	// own container's.
@@ -696,6 +713,7 @@ type ContainerStatus struct {
 	Health   string `json:"health,omitempty"`
 	ExitCode int    `json:"exit_code,omitempty"`
 	Restarts int    `json:"restarts,omitempty"`
+	Paused   bool   `json:"paused,omitempty"`
 }
 
 // Ready reports whether the pod should take traffic: every container

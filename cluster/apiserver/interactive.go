@@ -17,14 +17,15 @@ import (
 )
 
 // The interactive API: `dev exec` and `dev run` switch the connection to the
-// framed stream protocol of api/stream.go; `dev stop|start|restart` are
-// plain JSON requests. All are served by the node that runs the pod; any
+// framed stream protocol of api/stream.go; `dev
+// stop|start|restart|kill|pause|unpause` are plain JSON requests (and `dev
+// top`, control.go). All are served by the node that runs the pod; any
 // other node relays them there over mutual TLS (the stream byte for byte).
 
 func (srv *Server) registerInteractive(mux *http.ServeMux) {
 	handle(mux, "POST /v1/pods/{name}/exec", roleAdmin, srv.handleExec)
 	handle(mux, "POST /v1/projects/{name}/services/{service}/run", roleAdmin, srv.handleRun)
-	for _, action := range []string{"stop", "start", "restart"} {
+	for _, action := range api.PodActions {
 		handle(mux, "POST /v1/pods/{name}/"+action, roleAdmin, srv.handlePodAction(action))
 	}
 }
@@ -315,6 +316,14 @@ func (srv *Server) handlePodAction(action string) http.HandlerFunc {
 			writeError(w, invalid("%s %s: timeout must be >= 0 seconds", action, name))
 			return
 		}
+		if action == api.ActionKill {
+			sig, err := api.NormalizeSignal(req.Signal)
+			if err != nil {
+				writeError(w, invalid("kill %s: %v", name, err))
+				return
+			}
+			req.Signal = sig
+		}
 		pod, err := srv.placedPod(action, name)
 		if err != nil {
 			writeError(w, err)
@@ -334,16 +343,27 @@ func (srv *Server) handlePodAction(action string) http.HandlerFunc {
 			writeJSON(w, res)
 			return
 		}
-		var grace *time.Duration
-		if req.Timeout != nil {
-			g := time.Duration(*req.Timeout) * time.Second
-			grace = &g
-		}
-		p, err := srv.local.PodAction(r.Context(), name, action, grace)
+		p, err := srv.localPodAction(r.Context(), name, action, req)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		writeJSON(w, api.PodActionResult{Pod: p})
 	}
+}
+
+// localPodAction acts on a pod of this node.
+func (srv *Server) localPodAction(ctx context.Context, name, action string, req api.PodActionRequest) (api.Pod, error) {
+	switch action {
+	case api.ActionKill:
+		return srv.local.KillPod(ctx, name, req.Signal)
+	case api.ActionPause, api.ActionUnpause:
+		return srv.local.PausePod(ctx, name, action == api.ActionPause)
+	}
+	var grace *time.Duration
+	if req.Timeout != nil {
+		g := time.Duration(*req.Timeout) * time.Second
+		grace = &g
+	}
+	return srv.local.PodAction(ctx, name, action, grace)
 }

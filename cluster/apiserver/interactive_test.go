@@ -63,6 +63,19 @@ func (l *scriptedLocal) PodAction(_ context.Context, pod, action string, grace *
 	return api.Pod{Name: pod, Status: api.PodStatus{State: api.PodExited, Message: fmt.Sprintf("%s %v", action, *grace)}}, nil
 }
 
+func (l *scriptedLocal) KillPod(_ context.Context, pod, signal string) (api.Pod, error) {
+	return api.Pod{Name: pod, Status: api.PodStatus{State: api.PodExited, Message: "kill " + signal}}, nil
+}
+
+func (l *scriptedLocal) PausePod(_ context.Context, pod string, pause bool) (api.Pod, error) {
+	return api.Pod{Name: pod, Status: api.PodStatus{State: api.PodRunning, Paused: pause}}, nil
+}
+
+func (l *scriptedLocal) TopPod(_ context.Context, pod string) (api.PodTop, error) {
+	return api.PodTop{Pod: pod, Node: "n1", Containers: []api.ContainerTop{{Container: "web",
+		ProcessList: api.ProcessList{Titles: []string{"PID", "CMD"}, Processes: [][]string{{"1", "sleep"}}}}}}, nil
+}
+
 // newStreamTestAPI serves the API of node n1 (pods shop-web-1 on n1,
 // shop-far-1 on n2 which is unreachable) on a unix socket.
 func newStreamTestAPI(t *testing.T) *api.HTTPClient {
@@ -265,6 +278,42 @@ func TestRunStreamAndPodAction(t *testing.T) {
 	res, err := c.PodAction(ctx, "shop-web-1", "stop", api.PodActionRequest{Timeout: &timeout})
 	if err != nil || res.Pod.Status.Message != "stop 4s" {
 		t.Fatalf("stop: %+v, %v", res, err)
+	}
+}
+
+// TestKillPauseTop: kill's signal reaches the pod's node in one form (the
+// default SIGKILL), a bad one is refused before; pause and unpause are
+// served there; top answers with the node's process lists; a pod on a node
+// that cannot be reached gives an error naming it.
+func TestKillPauseTop(t *testing.T) {
+	c := newStreamTestAPI(t)
+	ctx := t.Context()
+	for _, tt := range []struct{ signal, want string }{{"", "kill SIGKILL"}, {"hup", "kill SIGHUP"}} {
+		res, err := c.PodAction(ctx, "shop-web-1", api.ActionKill, api.PodActionRequest{Signal: tt.signal})
+		if err != nil || res.Pod.Status.Message != tt.want {
+			t.Errorf("kill -s %q: %+v, %v; want %q", tt.signal, res.Pod.Status, err, tt.want)
+		}
+	}
+	_, err := c.PodAction(ctx, "shop-web-1", api.ActionKill, api.PodActionRequest{Signal: "SIGNOPE"})
+	var ae *api.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "unknown signal") {
+		t.Errorf("kill -s SIGNOPE: %v, want 400 unknown signal", err)
+	}
+	for _, action := range []string{api.ActionPause, api.ActionUnpause} {
+		res, err := c.PodAction(ctx, "shop-web-1", action, api.PodActionRequest{})
+		if err != nil || res.Pod.Status.Paused != (action == api.ActionPause) {
+			t.Errorf("%s: %+v, %v", action, res.Pod.Status, err)
+		}
+	}
+	top, err := c.PodTop(ctx, "shop-web-1")
+	if err != nil || len(top.Containers) != 1 || top.Containers[0].Processes[0][1] != "sleep" {
+		t.Errorf("top: %+v, %v", top, err)
+	}
+	if _, err := c.PodTop(ctx, "shop-far-1"); err == nil || !strings.Contains(err.Error(), "n2") {
+		t.Errorf("top of a pod on an unreachable node: %v, want an error naming n2", err)
+	}
+	if _, err := c.PodTop(ctx, "shop-nope-1"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("top of no pod: %v, want 404", err)
 	}
 }
 

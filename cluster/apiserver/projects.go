@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/devhq/dev/cluster/api"
@@ -20,6 +21,7 @@ func (srv *Server) registerProjects(mux *http.ServeMux) {
 	handle(mux, "DELETE /v1/projects/{name}/volumes", roleAdmin, srv.handleDeleteVolumes)
 	handle(mux, "POST /v1/projects/{name}/scale", roleAdmin, srv.handleScale)
 	handle(mux, "POST /v1/projects/{name}/rollback", roleAdmin, srv.handleRollback)
+	handle(mux, "POST /v1/projects/{name}/rm", roleAdmin, srv.handleRemove)
 }
 
 // validateProject checks a project sent to path name: the body's name
@@ -154,6 +156,52 @@ func (srv *Server) handleScale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, api.WriteResult{Index: idx})
+}
+
+// handleRemove is `dev rm`: the project's removable pods (state.Removable)
+// of the services asked (all without), or of the pods asked, are removed
+// with their controllers' replicas lowered, in one write (the state machine
+// checks each pod again).
+func (srv *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req api.RemoveRequest
+	if _, err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	st := srv.r.State()
+	if _, ok := st.Project(name); !ok {
+		writeError(w, notFound("project %s is not deployed; nothing to remove", name))
+		return
+	}
+	for _, svc := range req.Services {
+		if _, ok := st.RC(api.RCKey(name, svc)); !ok {
+			writeError(w, notFound("no service %s in project %s", svc, name))
+			return
+		}
+	}
+	res := api.RemoveResult{Removed: []string{}}
+	for _, p := range st.Pods(state.PodFilter{Project: name}) {
+		if (len(req.Services) > 0 && !slices.Contains(req.Services, p.Service)) ||
+			(len(req.Pods) > 0 && !slices.Contains(req.Pods, p.Name)) {
+			continue
+		}
+		if rc, ok := st.RC(api.RCKey(name, p.Service)); ok && state.Removable(p, rc) {
+			res.Removed = append(res.Removed, p.Name)
+		}
+	}
+	sort.Strings(res.Removed)
+	if req.DryRun || len(res.Removed) == 0 {
+		writeJSON(w, res)
+		return
+	}
+	idx, err := srv.mgr.Apply(r.Context(), &state.RemoveStoppedPods{Names: res.Removed})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res.Index = idx
+	writeJSON(w, res)
 }
 
 // published is one host port a service publishes.

@@ -45,6 +45,8 @@ const (
 	CmdStartCARotation
 	CmdMoveToCA
 	CmdFinishCARotation
+	CmdRemoveStoppedPods
+	CmdFinishDrainPlaceholder28
 	CmdPutACME
 	CmdDeleteACME
 	CmdLockACME
@@ -151,6 +153,30 @@ type SetUpdate struct {
 type SetPodStopped struct {
 	Name    string `json:"name"`
 	Stopped bool   `json:"stopped"`
+}
+
+// RemoveStoppedPods is `dev rm`: of the named pods, those that are stopped
+// (Removable) are marked deleting and their controllers' replicas lowered
+// by as many, in one step, so that no controller replaces them: as `docker
+// compose rm` leaves a service defined with no containers until the next
+// `up`, which sets the replicas from the file again. A pod started
+// meanwhile is left alone.
+type RemoveStoppedPods struct {
+	Names []string `json:"names"`
+}
+
+// Removable reports whether `dev rm` removes pod: stopped by the user
+// (`dev stop`, `dev kill`), or exited and not to be restarted by its
+// restart policy (a finished job), as `docker compose rm` removes the
+// containers that are not running. rc is the pod's controller.
+func Removable(p api.Pod, rc api.ReplicationController) bool {
+	if p.Deleting {
+		return false
+	}
+	if p.Stopped {
+		return true
+	}
+	return p.Node != "" && p.Status.State == api.PodExited && !api.RestartsAfter(rc.Template.RestartPolicy(), p.Status.ExitCode)
 }
 
 // Revoke puts certificates on the revocation list every TLS listener
@@ -260,6 +286,7 @@ func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
 func (Revoke) Type() CommandType             { return CmdRevoke }
 func (SetPodStopped) Type() CommandType      { return CmdSetPodStopped }
+func (RemoveStoppedPods) Type() CommandType  { return CmdRemoveStoppedPods }
 func (RollbackRC) Type() CommandType         { return CmdRollbackRC }
 func (SetUpdate) Type() CommandType          { return CmdSetUpdate }
 func (SetCluster) Type() CommandType         { return CmdSetCluster }
@@ -311,6 +338,8 @@ func Decode(b []byte) (Command, error) {
 		c = &PutNode{}
 	case CmdSetPodStopped:
 		c = &SetPodStopped{}
+	case CmdRemoveStoppedPods:
+		c = &RemoveStoppedPods{}
 	case CmdRevoke:
 		c = &Revoke{}
 	case CmdAdmit:
@@ -421,6 +450,8 @@ func (tx *Txn) Apply(cmd Command) error {
 			p.Stopped = c.Stopped
 			tx.PutPod(*p)
 		}
+	case *RemoveStoppedPods:
+		tx.removeStopped(c)
 	case *SetCluster:
 		if tx.s.cluster == nil {
 			ci := c.Cluster
@@ -705,6 +736,24 @@ func (tx *Txn) scale(c *Scale) error {
 		tx.startStopped(c.Project, svc)
 	}
 	return nil
+}
+
+func (tx *Txn) removeStopped(c *RemoveStoppedPods) {
+	for _, name := range c.Names {
+		p := tx.Pod(name)
+		if p == nil {
+			continue
+		}
+		rc := tx.RC(api.RCKey(p.Project, p.Service))
+		if rc == nil || !Removable(*p, *rc) {
+			continue
+		}
+		p.Deleting = true
+		tx.PutPod(*p)
+		rc.Replicas = max(rc.Replicas-1, 0)
+		rc.Template.Replicas = rc.Replicas
+		tx.PutRC(*rc)
+	}
 }
 
 // startStopped clears the `dev stop` of a service's pods: `dev up`, `dev

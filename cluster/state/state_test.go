@@ -100,10 +100,11 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.StartCARotation{}, 24},
 		{state.MoveToCA{}, 25},
 		{state.FinishCARotation{}, 26},
-		{state.PutACME{}, 27},
-		{state.DeleteACME{}, 28},
-		{state.LockACME{}, 29},
-		{state.UnlockACME{}, 30},
+		{state.RemoveStoppedPods{}, 27},
+		{state.PutACME{}, 29},
+		{state.DeleteACME{}, 30},
+		{state.LockACME{}, 31},
+		{state.UnlockACME{}, 32},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -162,6 +163,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.StartCARotation{Rotation: state.CARotation{ID: "sha256:ab", CertPEM: []byte("new"), CrossPEM: []byte("cross"), Sealed: []byte{7}}, Label: "0123456789abcdef"},
 		&state.MoveToCA{ID: "sha256:ab", Node: "n1"},
 		&state.FinishCARotation{ID: "sha256:ab", Sealed: []byte{8}, Prev: []byte{7}},
+		&state.RemoveStoppedPods{Names: []string{"shop-web-1", "shop-web-2"}},
 		&state.PutACME{Key: "certificates/ca/a.example/a.example.key", Entry: state.ACMEEntry{Value: []byte{1}, Sealed: true, Modified: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)}},
 		&state.DeleteACME{Key: "certificates/ca/a.example"},
 		&state.LockACME{Name: "issue_cert_a.example", Owner: "n1", At: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 12, 7, 0, 5, 0, 0, time.UTC)},

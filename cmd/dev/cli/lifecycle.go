@@ -51,7 +51,7 @@ func newLifecycleCommand(g *globals, action, short string) *cobra.Command {
 				}
 				req.Timeout = &o.timeout
 			}
-			return podActions(ctx, c, project, args, action, req, cmd.OutOrStdout())
+			return podActions(ctx, c, project, args, action, req, nil, cmd.OutOrStdout())
 		},
 	}
 	o.project.register(cmd)
@@ -61,9 +61,19 @@ func newLifecycleCommand(g *globals, action, short string) *cobra.Command {
 	return cmd
 }
 
+// podActionClient is what the pod actions need of the API.
+type podActionClient interface {
+	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
+	PodAction(ctx context.Context, pod, action string, req api.PodActionRequest) (api.PodActionResult, error)
+}
+
+var _ podActionClient = (*api.HTTPClient)(nil)
+
 // podActions applies action to the pods of the project's services (all
-// without services), in parallel, and prints one line per pod.
-func podActions(ctx context.Context, c *api.HTTPClient, project string, services []string, action string, req api.PodActionRequest, w io.Writer) error {
+// without services), in parallel, and prints one line per pod. skip, when
+// set, says why a pod is left alone ("" acts on it).
+func podActions(ctx context.Context, c podActionClient, project string, services []string, action string, req api.PodActionRequest,
+	skip func(api.Pod) string, w io.Writer) error {
 	list, err := c.Pods(ctx, api.PodQuery{Project: project})
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
@@ -98,6 +108,12 @@ func podActions(ctx context.Context, c *api.HTTPClient, project string, services
 			lines[i] = fmt.Sprintf("skipped %s: not scheduled yet", p.Name)
 			continue
 		}
+		if skip != nil {
+			if why := skip(p); why != "" {
+				lines[i] = fmt.Sprintf("skipped %s: %s", p.Name, why)
+				continue
+			}
+		}
 		wg.Go(func() {
 			res, err := c.PodAction(ctx, p.Name, action, req)
 			if err != nil {
@@ -118,10 +134,25 @@ func podActions(ctx context.Context, c *api.HTTPClient, project string, services
 
 func pastTense(action string) string {
 	switch action {
-	case "stop":
+	case api.ActionStop:
 		return "stopped"
-	case "start":
+	case api.ActionStart:
 		return "started"
+	case api.ActionKill:
+		return "killed"
+	case api.ActionPause:
+		return "paused"
+	case api.ActionUnpause:
+		return "unpaused"
 	}
 	return "restarted"
+}
+
+// notRunning says why kill, pause and top leave a pod alone: its
+// containers are not running (compose acts on running containers only).
+func notRunning(p api.Pod) string {
+	if p.Status.State != api.PodRunning {
+		return "not running (" + podPhase(p) + ")"
+	}
+	return ""
 }

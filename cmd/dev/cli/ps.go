@@ -83,8 +83,11 @@ func NewPsCommand(g *globals) *cobra.Command {
 
 func toRow(p api.Pod) psRow {
 	state := p.Status.State
-	if state == "" {
+	switch {
+	case state == "":
 		state = api.PodPending
+	case state == api.PodRunning && p.Status.Paused:
+		state = "paused" // as docker compose ps says
 	}
 	cid := p.Status.ContainerID
 	if len(cid) > 12 {

@@ -104,6 +104,10 @@ func NewRootCommand() *cobra.Command {
 		NewLeaveCommand(g),
 		NewExecCommand(g), NewRunCommand(g), // interactive sessions: exec.go, run.go
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
+		NewKillCommand(g),
+		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
+		NewTopCommand(g),
+		NewRmCommand(g),
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
 		NewInitCommand(g),

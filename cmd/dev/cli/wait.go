@@ -23,6 +23,9 @@ func podPhase(p api.Pod) string {
 	}
 	switch s.State {
 	case api.PodRunning:
+		if s.Paused {
+			return "paused"
+		}
 		switch s.Health {
 		case api.HealthHealthy:
 			return "healthy"

@@ -936,7 +936,7 @@ func (w *watcher) restart(ctx context.Context, service string) {
 // returns how many.
 func (w *watcher) restartPods(ctx context.Context, service string) (int, error) {
 	var out bytes.Buffer
-	err := podActions(ctx, w.c, w.project.Name, []string{service}, "restart", api.PodActionRequest{}, &out)
+	err := podActions(ctx, w.c, w.project.Name, []string{service}, "restart", api.PodActionRequest{}, nil, &out)
 	return strings.Count(out.String(), "restarted "), err
 }
 

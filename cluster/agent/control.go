@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/state"
+)
+
+// `dev kill`, `dev pause|unpause` and `dev top` act on the running
+// containers of a pod of this node: the service's container and its
+// sidecars' (a pod is what a compose user calls the service's container;
+// its sidecars are the containers of the services declared with
+// network_mode: service:X, which `docker compose kill|pause|top` without a
+// service reach too). The infra container, which only holds the pod's
+// network, is left alone.
+//
+// Kill follows the Engine's rule for `docker kill` and the restart policy:
+// SIGKILL, or the container's stop signal (stop_signal, else SIGTERM), is a
+// stop that no restart policy undoes, so the pod is recorded stopped as
+// `dev stop` does (`dev start` or `dev up` bring it back, as after `docker
+// compose kill`); any other signal is the process's to handle (a reload),
+// and should it exit from it, its restart policy applies.
+
+// Kill, pause and unpause: the pod actions of this file.
+const (
+	ActionKill    = api.ActionKill
+	ActionPause   = api.ActionPause
+	ActionUnpause = api.ActionUnpause
+)
+
+// podContainer is one running container of a pod: its name in the pod
+// (the service's, or a sidecar's) and the engine's view of it.
+type podContainer struct {
+	name string
+	c    Container
+}
+
+// localPod returns a pod of this node that is not being removed, and its
+// controller.
+func (a *Agent) localPod(action, pod string) (api.Pod, api.ReplicationController, error) {
+	p, ok := a.st.Pod(pod)
+	switch {
+	case !ok:
+		return p, api.ReplicationController{}, fmt.Errorf("%s %s: no such pod", action, pod)
+	case p.Node != a.opts.Node:
+		return p, api.ReplicationController{}, fmt.Errorf("%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
+	case p.Deleting:
+		return p, api.ReplicationController{}, fmt.Errorf("%s %s: the pod is being removed", action, pod)
+	}
+	rc, ok := a.st.RC(api.RCKey(p.Project, p.Service))
+	if !ok {
+		return p, rc, fmt.Errorf("%s %s: its service %s is being removed", action, pod, p.Service)
+	}
+	return p, rc, nil
+}
+
+// runningContainers lists the pod's running containers, sidecars first
+// (they go before the service's container, as a pod is stopped), the
+// service's last. None running is an error that says what to do.
+func (a *Agent) runningContainers(ctx context.Context, action string, p api.Pod, rc api.ReplicationController) ([]podContainer, error) {
+	names := make([]string, 0, 1+len(rc.Template.Sidecars))
+	for _, sc := range rc.Template.Sidecars {
+		names = append(names, sc.Name)
+	}
+	names = append(names, p.Service)
+	var out []podContainer
+	for _, n := range names {
+		id := p.Name
+		if n != p.Service {
+			id = api.SidecarContainer(p.Name, n)
+		}
+		c, err := a.d.Inspect(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", action, p.Name, err)
+		}
+		if c.Running() {
+			out = append(out, podContainer{name: n, c: c})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s %s: the pod is not running (%s); start it with `dev start %s`", action, p.Name, stateOf(p), p.Service)
+	}
+	return out, nil
+}
+
+// KillPod sends signal (api.NormalizeSignal; empty: SIGKILL) to the running
+// containers of a pod of this node and returns the pod: once the agent has
+// reported it exited when the signal stops it (see above), as it is
+// otherwise.
+func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error) {
+	sig, err := api.NormalizeSignal(signal)
+	if err != nil {
+		return api.Pod{}, fmt.Errorf("kill %s: %w", pod, err)
+	}
+	p, rc, err := a.localPod(ActionKill, pod)
+	if err != nil {
+		return api.Pod{}, err
+	}
+	cs, err := a.runningContainers(ctx, ActionKill, p, rc)
+	if err != nil {
+		return api.Pod{}, err
+	}
+	stops := api.StopsContainer(sig, rc.Template.StopSignal)
+	if stops && !p.Stopped {
+		// Recorded first: from then on the worker restarts nothing.
+		if _, err := a.c.Apply(ctx, &state.SetPodStopped{Name: pod, Stopped: true}); err != nil {
+			return api.Pod{}, fmt.Errorf("kill %s: record it stopped: %w", pod, err)
+		}
+	}
+	var errs []error
+	for _, pc := range cs {
+		if err := a.d.Kill(ctx, pc.c.ID, sig); err != nil {
+			errs = append(errs, fmt.Errorf("kill %s: %s: %w", pod, pc.name, err))
+		}
+	}
+	a.kick(pod)
+	if err := errors.Join(errs...); err != nil {
+		return api.Pod{}, err
+	}
+	a.log.Info("killed pod", "pod", pod, "signal", sig, "stops", stops)
+	main := cs[len(cs)-1]
+	if !stops || main.name != p.Service {
+		got, _ := a.st.Pod(pod)
+		return got, nil
+	}
+	return a.awaitPod(ctx, pod, func(p api.Pod) bool {
+		return p.Stopped && p.Status.State == api.PodExited && p.Status.ContainerID == main.c.ID
+	})
+}
+
+// PausePod freezes (pause true) or thaws the running containers of a pod
+// of this node, as `docker pause|unpause`, and returns the pod once the
+// agent has reported it so (or as last known after 15 s). The pod stays
+// running for its controller, its service and `dev stop`.
+func (a *Agent) PausePod(ctx context.Context, pod string, pause bool) (api.Pod, error) {
+	action, op := ActionUnpause, a.d.Unpause
+	if pause {
+		action, op = ActionPause, a.d.Pause
+	}
+	p, rc, err := a.localPod(action, pod)
+	if err != nil {
+		return api.Pod{}, err
+	}
+	cs, err := a.runningContainers(ctx, action, p, rc)
+	if err != nil {
+		return api.Pod{}, err
+	}
+	var errs []error
+	for _, pc := range cs {
+		if pc.c.Paused() == pause {
+			continue
+		}
+		if err := op(ctx, pc.c.ID); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %s: %w", action, pod, pc.name, err))
+		}
+	}
+	a.kick(pod)
+	if err := errors.Join(errs...); err != nil {
+		return api.Pod{}, err
+	}
+	return a.awaitPod(ctx, pod, func(p api.Pod) bool {
+		if p.Status.State != api.PodRunning || p.Status.Paused != pause {
+			return false
+		}
+		for _, sc := range p.Status.Sidecars {
+			if sc.State == api.PodRunning && sc.Paused != pause {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TopPod lists the processes of the running containers of a pod of this
+// node (`dev top`): the service's first, then its sidecars'.
+func (a *Agent) TopPod(ctx context.Context, pod string) (api.PodTop, error) {
+	p, rc, err := a.localPod("top", pod)
+	if err != nil {
+		return api.PodTop{}, err
+	}
+	cs, err := a.runningContainers(ctx, "top", p, rc)
+	if err != nil {
+		return api.PodTop{}, err
+	}
+	out := api.PodTop{Pod: p.Name, Service: p.Service, Node: p.Node}
+	// The service's container first: it is what the pod is.
+	cs = append(cs[len(cs)-1:], cs[:len(cs)-1]...)
+	for _, pc := range cs {
+		procs, err := a.d.Top(ctx, pc.c.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // gone meanwhile
+		}
+		if err != nil {
+			return api.PodTop{}, fmt.Errorf("top %s: %s: %w", pod, pc.name, err)
+		}
+		out.Containers = append(out.Containers, api.ContainerTop{Container: pc.name, ProcessList: procs})
+	}
+	return out, nil
+}

@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The compose verbs of issue 17 (kill, pause/unpause, top), each against
+// what docker compose does on the same file.
+
+// lcExit returns a container's state and exit code.
+func (c *cluster) lcExit(name string) (state string, code int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ins, err := c.docker.ContainerInspect(ctx, name)
+	if err != nil {
+		c.t.Fatalf("inspect %s: %v", name, err)
+	}
+	return ins.State.Status, ins.State.ExitCode
+}
+
+// TestVerbKill: `dev kill` as `docker compose kill`: SIGKILL leaves the
+// restart: always pods exited (137) and not restarted, until `dev start`;
+// a signal that is not the stop signal (SIGINT) lets the restart policy
+// bring the container back; pods not running are skipped.
+func TestVerbKill(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	wid, _, _ := c.lcInspect("e2ebasic-worker-1")
+	before := running(c.ps("e2ebasic"), "worker")[0]
+
+	// SIGINT ends the test app (code 0); restart: always brings it back.
+	out := c.mustDev("kill", "-p", "e2ebasic", "-s", "SIGINT", "worker")
+	if !strings.Contains(out, "killed e2ebasic-worker-1") {
+		t.Fatalf("dev kill -s SIGINT worker printed:\n%s", out)
+	}
+	eventually(t, 30*time.Second, "worker restarted after SIGINT", func() error {
+		rows := running(c.ps("e2ebasic"), "worker")
+		if len(rows) != 1 || rows[0].Restarts != before.Restarts+1 {
+			return fmt.Errorf("running worker pods %+v, want one with %d restarts", rows, before.Restarts+1)
+		}
+		return nil
+	})
+	if id, _, _ := c.lcInspect("e2ebasic-worker-1"); id != wid {
+		t.Errorf("worker container replaced (%s -> %s), want it started again", wid[:12], id[:12])
+	}
+
+	// SIGKILL (the default): exited 137, kept exited, as compose's.
+	out = c.mustDev("kill", "-p", "e2ebasic", "web")
+	for _, name := range []string{"e2ebasic-web-1", "e2ebasic-web-2"} {
+		if !strings.Contains(out, "killed "+name+" (exited (137))") {
+			t.Fatalf("dev kill web printed:\n%s\nwant killed %s (exited (137))", out, name)
+		}
+		if state, code := c.lcExit(name); state != "exited" || code != 137 {
+			t.Errorf("container %s is %s (%d), want exited (137)", name, state, code)
+		}
+	}
+	for _, r := range c.ps("e2ebasic") {
+		if r.Service == "web" && (r.State != "exited" || r.Message != "stopped (dev stop)") {
+			t.Errorf("dev ps after kill: %s is %s %q, want exited, stopped", r.Name, r.State, r.Message)
+		}
+		if r.Service == "worker" && r.State != "running" {
+			t.Errorf("dev ps after kill web: worker is %s, want running", r.State)
+		}
+	}
+	out = c.mustDev("kill", "-p", "e2ebasic", "web")
+	if !strings.Contains(out, "skipped e2ebasic-web-1: not running") {
+		t.Errorf("dev kill of killed pods printed:\n%s\nwant them skipped", out)
+	}
+	if res := c.sess("", "", "kill", "-p", "e2ebasic", "-s", "SIGNOPE"); res.code != 1 || !strings.Contains(res.stderr, "unknown signal") {
+		t.Errorf("dev kill -s SIGNOPE: %s", res)
+	}
+
+	// dev start brings the same containers back, as docker compose start.
+	c.mustDev("start", "-p", "e2ebasic", "web")
+	if rows := running(c.ps("e2ebasic"), "web"); len(rows) != 2 {
+		t.Fatalf("after dev start: running web pods %v, want 2", podNames(rows))
+	}
+}
+
+// TestVerbPauseUnpause: `dev pause` freezes the pods' containers (docker
+// says paused, dev ps says paused, exec says to unpause), other services
+// run on; `dev unpause` thaws the same containers, no restart counted.
+func TestVerbPauseUnpause(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	ids := map[string]string{}
+	for _, name := range []string{"e2ebasic-web-1", "e2ebasic-web-2"} {
+		ids[name], _, _ = c.lcInspect(name)
+	}
+
+	out := c.mustDev("pause", "-p", "e2ebasic", "web")
+	for name := range ids {
+		if !strings.Contains(out, "paused "+name+" (paused)") {
+			t.Fatalf("dev pause web printed:\n%s\nwant paused %s (paused)", out, name)
+		}
+		if _, state, _ := c.lcInspect(name); state != "paused" {
+			t.Errorf("container %s is %s, want paused", name, state)
+		}
+	}
+	for _, r := range c.ps("e2ebasic") {
+		want := "running"
+		if r.Service == "web" {
+			want = "paused"
+		}
+		if r.State != want {
+			t.Errorf("dev ps after pause web: %s is %s, want %s", r.Name, r.State, want)
+		}
+	}
+	res := c.sess("", "", "exec", "-p", "e2ebasic", "web", "/app", "exit", "0")
+	if res.code == 0 || !strings.Contains(res.stderr, "dev unpause web") {
+		t.Errorf("exec in a paused pod: %s, want an error naming dev unpause", res)
+	}
+	if out := c.mustDev("pause", "-p", "e2ebasic", "web"); !strings.Contains(out, "skipped e2ebasic-web-1: already paused") {
+		t.Errorf("dev pause of paused pods printed:\n%s", out)
+	}
+
+	out = c.mustDev("unpause", "-p", "e2ebasic")
+	if !strings.Contains(out, "unpaused e2ebasic-web-1") || !strings.Contains(out, "skipped e2ebasic-worker-1: not paused") {
+		t.Fatalf("dev unpause printed:\n%s", out)
+	}
+	for name, id := range ids {
+		if got, state, _ := c.lcInspect(name); got != id || state != "running" {
+			t.Errorf("after unpause: %s is %s %s, want %s running", name, got[:12], state, id[:12])
+		}
+	}
+	eventually(t, 30*time.Second, "web running and healthy again", func() error {
+		for _, r := range c.ps("e2ebasic") {
+			if r.Service == "web" && (r.State != "running" || r.Health != "healthy" || r.Restarts != 0) {
+				return fmt.Errorf("%s is %s %s, %d restarts", r.Name, r.State, r.Health, r.Restarts)
+			}
+		}
+		return nil
+	})
+}
+
+// TestVerbTop: `dev top` lists each running pod's processes under its
+// name, as `docker compose top` lists each container's; a SERVICE filters;
+// a stopped service has none.
+func TestVerbTop(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	out := c.mustDev("top", "-p", "e2ebasic")
+	for _, want := range []string{"e2ebasic-web-1\n", "e2ebasic-web-2\n", "e2ebasic-worker-1\n", "PID", "serve"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev top printed:\n%s\nwant %q", out, want)
+		}
+	}
+	out = c.mustDev("top", "-p", "e2ebasic", "worker")
+	if !strings.Contains(out, "e2ebasic-worker-1\n") || strings.Contains(out, "e2ebasic-web-1") {
+		t.Errorf("dev top worker printed:\n%s", out)
+	}
+	c.mustDev("stop", "-p", "e2ebasic", "worker")
+	res := c.sess("", "", "top", "-p", "e2ebasic", "worker")
+	if res.code != 0 || res.stdout != "" || !strings.Contains(res.stderr, "no running pods") {
+		t.Errorf("dev top of a stopped service: %s", res)
+	}
+	res = c.sess("", "", "top", "-p", "e2ebasic", "nosuch")
+	if res.code != 1 || !strings.Contains(res.stderr, "no pods of service nosuch") {
+		t.Errorf("dev top nosuch: %s", res)
+	}
+}
+
+// TestVerbRm: `dev rm` as `docker compose rm`: it asks first (unless
+// --force), removes only stopped pods with their containers, leaves the
+// service defined with nothing to replace them (desired lowered), and `dev
+// up` brings them back; -s stops first.
+func TestVerbRm(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	if out := c.mustDev("rm", "-p", "e2ebasic", "--force"); !strings.Contains(out, "No stopped pods") {
+		t.Fatalf("dev rm with everything running printed:\n%s", out)
+	}
+
+	c.mustDev("stop", "-p", "e2ebasic", "web")
+	res := c.sess("n\n", "", "rm", "-p", "e2ebasic")
+	if res.code != 0 || !strings.Contains(res.stdout, "Going to remove e2ebasic-web-1, e2ebasic-web-2") {
+		t.Fatalf("dev rm answered no: %s", res)
+	}
+	if n := len(c.ps("e2ebasic")); n != 3 {
+		t.Fatalf("after answering no: %d pods, want the 3 still there", n)
+	}
+	out := c.mustDev("rm", "-p", "e2ebasic", "--force", "web")
+	if !strings.Contains(out, "removed e2ebasic-web-1") || !strings.Contains(out, "removed e2ebasic-web-2") {
+		t.Fatalf("dev rm --force web printed:\n%s", out)
+	}
+	rows := c.ps("e2ebasic")
+	if len(rows) != 1 || rows[0].Service != "worker" || rows[0].State != "running" {
+		t.Fatalf("after dev rm web: pods %+v, want only the running worker", rows)
+	}
+	for _, ct := range c.containers("e2ebasic") {
+		if ct.Labels["dev.service"] == "web" {
+			t.Errorf("container %v of web left after dev rm", ct.Names)
+		}
+	}
+	if svc := c.services("e2ebasic")["web"]; svc.Desired != 0 {
+		t.Errorf("web desired %d after dev rm, want 0: nothing replaces removed pods", svc.Desired)
+	}
+
+	// dev up: the file's replicas again.
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	if rows := running(c.ps("e2ebasic"), "web"); len(rows) != 2 {
+		t.Fatalf("after dev up: running web pods %v, want 2", podNames(rows))
+	}
+
+	// -s: stop first, then remove.
+	out = c.mustDev("rm", "-p", "e2ebasic", "-s", "--force", "worker")
+	if !strings.Contains(out, "removed e2ebasic-worker-1") {
+		t.Fatalf("dev rm -s worker printed:\n%s", out)
+	}
+	if rows := c.ps("e2ebasic"); len(rows) != 2 {
+		t.Errorf("after dev rm -s worker: pods %v, want the 2 web", podNames(rows))
+	}
+}
