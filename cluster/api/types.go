@@ -741,6 +741,11 @@ type Node struct {
 	// Cordoned nodes take no new pods (dev node cordon); what runs there
 	// stays. Only a user's write sets it: the node's own reports keep it.
 	Cordoned bool `json:"cordoned,omitempty"`
+	// Draining nodes are cordoned and have their pods moved to other nodes
+	// the way a rolling update replaces them (dev node drain); the leader
+	// clears it once only pods that cannot move (their data is on the
+	// node) are left. A user's write, like Cordoned.
+	Draining bool `json:"draining,omitempty"`
 	// UserLabels are the labels set (a value) or removed ("") with `dev
 	// node label`; Labels is the node's own (--label) with them applied.
 	UserLabels map[string]string `json:"user_labels,omitempty"`
