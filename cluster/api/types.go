@@ -749,6 +749,10 @@ type Node struct {
 	// UserLabels are the labels set (a value) or removed ("") with `dev
 	// node label`; Labels is the node's own (--label) with them applied.
 	UserLabels map[string]string `json:"user_labels,omitempty"`
+	// EngineUnreachable: the node's agent reports, but its Docker Engine
+	// does not answer its probe. The node takes no new pods; its pods stay
+	// where they are (their containers may well go on serving).
+	EngineUnreachable bool `json:"engine_unreachable,omitempty"`
 	// Allocatable is what the node offers to pods.
 	Allocatable ResourceAmounts `json:"allocatable"`
 	// Heartbeat is the last time the node's agent reported.

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/state"
@@ -180,5 +181,33 @@ func TestPlanDrainEmptyNode(t *testing.T) {
 	fin, ok := cmdOf[*state.FinishDrain](h.plan())
 	if !ok || fin.Name != "n1" {
 		t.Fatalf("plan for an empty draining node: %s, want FinishDrain n1", describe(h.plan()))
+	}
+}
+
+// TestPlanEngineUnreachableKeepsPods: a node that reports but whose Engine
+// does not answer keeps its pods (they are not made again elsewhere: their
+// containers may still serve) and takes no new one.
+func TestPlanEngineUnreachableKeepsPods(t *testing.T) {
+	h := newHarness(t)
+	h.addNode("n1")
+	h.addNode("n2")
+	h.apply(project(web(2)))
+	h.converge()
+	h.agentStep(running)
+	before := onNode(h.pods(), "n1")
+	h.apply(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Heartbeat: t0, EngineUnreachable: true,
+		Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}}})
+	h.now = t0.Add(5 * time.Second) // heartbeats go on: within the node timeout
+	h.converge()
+	if got := onNode(h.pods(), "n1"); len(got) != 1 || got[0] != before[0] || len(live(h.pods())) != 2 {
+		t.Errorf("pods after n1's engine stopped answering: on n1 %v (was %v), live %v", got, before, live(h.pods()))
+	}
+	h.apply(&state.Scale{Project: "shop", Replicas: map[string]int{"web": 4}})
+	h.converge()
+	if got := onNode(h.pods(), "n1"); len(got) != 1 {
+		t.Errorf("pods on n1 after scaling up: %v, want no new one", got)
+	}
+	if got := onNode(h.pods(), "n2"); len(got) != 3 {
+		t.Errorf("pods on n2 after scaling up: %v, want the 2 new ones there", got)
 	}
 }

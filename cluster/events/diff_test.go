@@ -130,6 +130,19 @@ func diffTests() []diffTest {
 			want: []api.Event{ev(api.EventNodeReady, "node", "h1", "h1", "h1 is ready")},
 		},
 		{
+			name: "engine unreachable",
+			prev: []any{h1},
+			cur:  []any{api.Node{Name: "h1", Status: api.NodeReady, EngineUnreachable: true}},
+			want: []api.Event{warn(ev(api.EventEngineUnreachable, "node", "h1", "h1",
+				"the Docker Engine of h1 does not answer: no new pods go there; its pods stay (their containers may still run)"))},
+		},
+		{
+			name: "engine back",
+			prev: []any{api.Node{Name: "h1", Status: api.NodeReady, EngineUnreachable: true}},
+			cur:  []any{h1},
+			want: []api.Event{ev(api.EventEngineReachable, "node", "h1", "h1", "the Docker Engine of h1 answers again")},
+		},
+		{
 			name: "node draining",
 			prev: []any{h1},
 			cur:  []any{api.Node{Name: "h1", Status: api.NodeReady, Cordoned: true, Draining: true}},
@@ -393,7 +406,7 @@ func TestDiffCoversEveryReason(t *testing.T) {
 		api.EventScheduled, api.EventPending, api.EventStarted, api.EventFailed, api.EventExited,
 		api.EventUnhealthy, api.EventRemoved, api.EventScaled, api.EventCreated, api.EventDeleted,
 		api.EventNodeJoined, api.EventNodeReady, api.EventNodeDown, api.EventNodeLeft,
-		api.EventNodeDraining, api.EventNodeDrained,
+		api.EventNodeDraining, api.EventNodeDrained, api.EventEngineUnreachable, api.EventEngineReachable,
 	} {
 		if !seen[r] {
 			t.Errorf("no Diff case wants a %s event", r)

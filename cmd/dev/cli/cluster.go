@@ -285,10 +285,14 @@ func NewLeaveCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// nodeStatus is a node's STATUS in dev nodes: ready, down or left, and
+// nodeStatus is a node's STATUS in dev nodes: ready, engine unreachable
+// (ready, but its Docker Engine does not answer), down or left; and
 // draining or cordoned.
 func nodeStatus(n api.Node) string {
 	status := n.Status
+	if n.Status == api.NodeReady && n.EngineUnreachable {
+		status = "engine unreachable"
+	}
 	switch {
 	case n.Draining:
 		status += ",draining"

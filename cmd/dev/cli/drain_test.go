@@ -110,3 +110,24 @@ func TestRunDrain(t *testing.T) {
 		t.Errorf("--detach: %v %q", err, out.String())
 	}
 }
+
+// TestNodeStatus: dev nodes' STATUS column.
+func TestNodeStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		node api.Node
+		want string
+	}{
+		{"ready", api.Node{Status: api.NodeReady}, "ready"},
+		{"cordoned", api.Node{Status: api.NodeReady, Cordoned: true}, "ready,cordoned"},
+		{"draining", api.Node{Status: api.NodeReady, Cordoned: true, Draining: true}, "ready,draining"},
+		{"engine unreachable", api.Node{Status: api.NodeReady, EngineUnreachable: true}, "engine unreachable"},
+		{"engine unreachable, cordoned", api.Node{Status: api.NodeReady, EngineUnreachable: true, Cordoned: true}, "engine unreachable,cordoned"},
+		{"down", api.Node{Status: api.NodeDown, EngineUnreachable: true}, "down"},
+	}
+	for _, tt := range tests {
+		if got := nodeStatus(tt.node); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
