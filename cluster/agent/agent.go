@@ -48,6 +48,10 @@ type Options struct {
 	Heartbeat time.Duration
 	// MaxBackoff caps the delay between restarts of a crashing container.
 	MaxBackoff time.Duration
+	// EngineTimeout bounds the probe of the Engine at each heartbeat
+	// (default: the heartbeat period, at least 2s); one that does not
+	// answer in time is reported unreachable.
+	EngineTimeout time.Duration
 	// DrainDelay is how long a running pod that is being deleted keeps
 	// running after it left the service endpoints (default 1s; negative:
 	// none), so that no new connection reaches a stopping container.
@@ -66,6 +70,12 @@ type Agent struct {
 	workers map[string]*podWorker
 	wg      sync.WaitGroup
 
+	// engineMu guards what the last probes of the Engine found: the
+	// resources it reported last, and whether it stopped answering.
+	engineMu   sync.Mutex
+	engineRes  api.ResourceAmounts
+	engineDown bool
+
 	acting  acting    // pods a start or restart is moving (lifecycle.go)
 	oneOffs oneOffSet // one-off pods running now (interactive.go)
 }
@@ -83,6 +93,9 @@ func New(st *state.Store, c Cluster, d Driver, opts Options, log *slog.Logger) *
 	}
 	if opts.DrainDelay == 0 {
 		opts.DrainDelay = time.Second
+	}
+	if opts.EngineTimeout == 0 {
+		opts.EngineTimeout = max(opts.Heartbeat, 2*time.Second)
 	}
 	return &Agent{
 		st: st, c: c, d: d, opts: opts,
@@ -148,7 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // heartbeats reports this node every Heartbeat, each report bounded by
-// twice that, until ctx ends.
+// twice that and the Engine's probe, until ctx ends.
 func (a *Agent) heartbeats(ctx context.Context) {
 	tick := time.NewTicker(a.opts.Heartbeat)
 	defer tick.Stop()
@@ -158,7 +171,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, 2*a.opts.Heartbeat+time.Second)
+		hctx, cancel := context.WithTimeout(ctx, a.opts.EngineTimeout+2*a.opts.Heartbeat+time.Second)
 		if _, err := a.register(hctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("heartbeat", "err", err)
 		}
@@ -167,18 +180,52 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) register(ctx context.Context) (api.Node, error) {
-	res, err := a.d.Resources(ctx)
+	res, reachable, err := a.probeEngine(ctx)
 	if err != nil {
-		return api.Node{}, fmt.Errorf("read engine resources: %w", err)
+		return api.Node{}, err
 	}
 	n, err := a.c.RegisterNode(ctx, api.Node{
 		Name: a.opts.Node, Address: a.opts.Address, APIAddr: a.opts.APIAddr, Labels: a.opts.Labels,
-		Status: api.NodeReady, Allocatable: res, Load: loadAverage(),
+		Status: api.NodeReady, Allocatable: res, Load: loadAverage(), EngineUnreachable: !reachable,
 	})
 	if err != nil {
 		return api.Node{}, fmt.Errorf("register node %s: %w", a.opts.Node, err)
 	}
 	return n, nil
+}
+
+// probeEngine pings the Engine and reads its resources, within
+// EngineTimeout. An Engine that does not answer (refused, or hanging: its
+// containers may still run) is reported unreachable with the resources it
+// reported last; the node is alive all the same, so that its pods are not
+// made again elsewhere. Only before the Engine ever answered is it an
+// error.
+func (a *Agent) probeEngine(ctx context.Context) (res api.ResourceAmounts, reachable bool, err error) {
+	pctx, cancel := context.WithTimeout(ctx, a.opts.EngineTimeout)
+	defer cancel()
+	err = a.d.Ping(pctx)
+	if err == nil {
+		res, err = a.d.Resources(pctx)
+	}
+	a.engineMu.Lock()
+	defer a.engineMu.Unlock()
+	switch {
+	case err == nil:
+		if a.engineDown {
+			a.log.Info("docker engine answers again")
+		}
+		a.engineRes, a.engineDown = res, false
+		return res, true, nil
+	case ctx.Err() != nil:
+		return api.ResourceAmounts{}, false, fmt.Errorf("probe docker engine: %w", ctx.Err())
+	case a.engineRes == (api.ResourceAmounts{}):
+		return api.ResourceAmounts{}, false, fmt.Errorf("read engine resources: %w", err)
+	}
+	if !a.engineDown {
+		a.log.Warn("docker engine does not answer: reporting it unreachable (no new pods here, the pods here stay)", "err", err, "timeout", a.opts.EngineTimeout)
+	}
+	a.engineDown = true
+	return a.engineRes, false, nil
 }
 
 // syncPods starts a worker for every pod bound to this node and wakes the

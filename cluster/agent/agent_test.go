@@ -181,6 +181,44 @@ func TestAgentRegistersNode(t *testing.T) {
 	})
 }
 
+// TestAgentReportsEngineUnreachable: an Engine that stops answering its
+// probe is reported in the node's record at the next heartbeat, with the
+// resources it had; heartbeats go on (the node is alive) and its running
+// pod is left as it is; once the Engine answers again, so says the record.
+func TestAgentReportsEngineUnreachable(t *testing.T) {
+	e := newEnv(t)
+	name := e.deploy(spec("web", ""), 1, node)
+	e.run()
+	c := e.waitRunning(name, 0)
+
+	e.d.setEngineDown(true)
+	var down api.Node
+	eventually(t, "the engine reported unreachable", func() error {
+		down, _ = e.st.Node(node)
+		if !down.EngineUnreachable || down.Status != api.NodeReady || down.Allocatable.NanoCPUs != 4e9 {
+			return fmt.Errorf("node = %+v", down)
+		}
+		return nil
+	})
+	eventually(t, "heartbeats while the engine does not answer", func() error {
+		if n, _ := e.st.Node(node); !n.Heartbeat.After(down.Heartbeat) {
+			return fmt.Errorf("heartbeat still %v", n.Heartbeat)
+		}
+		return nil
+	})
+	if p, _ := e.pod(name); p.Status.State != api.PodRunning || p.Status.ContainerID != c.ID {
+		t.Errorf("pod while the engine does not answer: %+v, want it running as it was", p.Status)
+	}
+
+	e.d.setEngineDown(false)
+	eventually(t, "the engine reported back", func() error {
+		if n, _ := e.st.Node(node); n.EngineUnreachable {
+			return errors.New("still unreachable")
+		}
+		return nil
+	})
+}
+
 func TestAgentRunFailsWhenRegistrationFails(t *testing.T) {
 	e := newEnv(t)
 	e.cl.registerErr = errors.New("no leader")

@@ -68,6 +68,9 @@ type Driver interface {
 	Logs(ctx context.Context, id string, follow bool, tail int) (io.ReadCloser, error)
 	// RemoveVolumes removes the named volumes of project (label dev.project).
 	RemoveVolumes(ctx context.Context, project string) error
+	// Ping checks that the engine answers (the agent bounds it with a
+	// timeout: an engine that hangs is as unreachable as one that refuses).
+	Ping(ctx context.Context) error
 	// Resources reports what the engine offers: CPUs and memory.
 	Resources(ctx context.Context) (api.ResourceAmounts, error)
 	// SaveImage streams an image as a tar archive (docker save); LoadImage

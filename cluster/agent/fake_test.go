@@ -43,6 +43,7 @@ type fakeDriver struct {
 	// secretFiles: the containers (by name) whose secret and config files
 	// are on the node, written by Create, gone with Remove or dropFiles.
 	secretFiles map[string]bool
+	engineDown  bool // Ping fails
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -316,6 +317,22 @@ func (f *fakeDriver) Logs(_ context.Context, id string, _ bool, _ int) (io.ReadC
 }
 
 func (f *fakeDriver) RemoveVolumes(context.Context, string) error { return nil }
+
+// Ping fails while engineDown is set.
+func (f *fakeDriver) Ping(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.engineDown {
+		return errors.New("engine does not answer")
+	}
+	return nil
+}
+
+func (f *fakeDriver) setEngineDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.engineDown = down
+}
 
 func (f *fakeDriver) Resources(context.Context) (api.ResourceAmounts, error) {
 	return api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}, nil

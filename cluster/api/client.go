@@ -389,6 +389,14 @@ func (c *HTTPClient) CordonNode(ctx context.Context, name string, cordoned bool)
 	return r, err
 }
 
+// DrainNode cordons a node and has its pods moved to other nodes (dev
+// node drain); the node's record says Draining until they have moved.
+func (c *HTTPClient) DrainNode(ctx context.Context, name string) (WriteResult, error) {
+	var r WriteResult
+	err := c.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/drain", nil, &r)
+	return r, err
+}
+
 // LabelNode implements Client.
 func (c *HTTPClient) LabelNode(ctx context.Context, name string, labels map[string]string) (WriteResult, error) {
 	var r WriteResult

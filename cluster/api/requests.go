@@ -40,6 +40,7 @@ import "time"
 //	admin  POST   /v1/leave                               -> WriteResult
 //	admin  DELETE /v1/nodes/{name}?force=1                -> WriteResult (dev node rm: revoked, forgotten)
 //	admin  POST   /v1/nodes/{name}/cordon|uncordon        -> WriteResult (no new pods there / again)
+//	admin  POST   /v1/nodes/{name}/drain                  -> WriteResult (cordoned, its pods moved to other nodes)
 //	admin  POST   /v1/nodes/{name}/labels                 map[string]string (k: v sets, k: "" removes) -> WriteResult
 //	admin  DELETE /v1/clients/{name}                      -> WriteResult (dev token --revoke)
 //	user   POST   /v1/token/rotate                        RotateTokenRequest -> TokenResponse (a new join secret; the old one stops working)
@@ -363,21 +364,25 @@ type PodActionResult struct {
 // events` and the dashboard show it (Kubernetes event reasons, compose
 // words).
 const (
-	EventScheduled   = "Scheduled"   // a pod was placed on a node
-	EventPending     = "Pending"     // a pod cannot be placed (Message says why)
-	EventStarted     = "Started"     // a pod's container runs
-	EventFailed      = "Failed"      // a pod's container exited with an error or failed to start
-	EventExited      = "Exited"      // a pod's container exited with code 0
-	EventUnhealthy   = "Unhealthy"   // a pod's healthcheck fails
-	EventRescheduled = "Rescheduled" // a pod lost with its node was placed on another node
-	EventRemoved     = "Removed"     // a pod was stopped and removed
-	EventScaled      = "Scaled"      // a service's replica count changed
-	EventCreated     = "Created"     // a service was created
-	EventDeleted     = "Deleted"     // a service was removed
-	EventNodeJoined  = "NodeJoined"
-	EventNodeReady   = "NodeReady"
-	EventNodeDown    = "NodeDown"
-	EventNodeLeft    = "NodeLeft"
+	EventScheduled         = "Scheduled"   // a pod was placed on a node
+	EventPending           = "Pending"     // a pod cannot be placed (Message says why)
+	EventStarted           = "Started"     // a pod's container runs
+	EventFailed            = "Failed"      // a pod's container exited with an error or failed to start
+	EventExited            = "Exited"      // a pod's container exited with code 0
+	EventUnhealthy         = "Unhealthy"   // a pod's healthcheck fails
+	EventRescheduled       = "Rescheduled" // a pod lost with its node was placed on another node
+	EventRemoved           = "Removed"     // a pod was stopped and removed
+	EventScaled            = "Scaled"      // a service's replica count changed
+	EventCreated           = "Created"     // a service was created
+	EventDeleted           = "Deleted"     // a service was removed
+	EventNodeJoined        = "NodeJoined"
+	EventNodeReady         = "NodeReady"
+	EventNodeDown          = "NodeDown"
+	EventNodeLeft          = "NodeLeft"
+	EventNodeDraining      = "NodeDraining"      // dev node drain: the node's pods move to other nodes
+	EventNodeDrained       = "NodeDrained"       // a drain ended: the node is cordoned (or was uncordoned)
+	EventEngineUnreachable = "EngineUnreachable" // a node's Docker Engine stopped answering its agent
+	EventEngineReachable   = "EngineReachable"   // it answers again
 )
 
 // Event is one change of the cluster, derived by every node from the

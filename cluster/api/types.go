@@ -759,9 +759,18 @@ type Node struct {
 	// Cordoned nodes take no new pods (dev node cordon); what runs there
 	// stays. Only a user's write sets it: the node's own reports keep it.
 	Cordoned bool `json:"cordoned,omitempty"`
+	// Draining nodes are cordoned and have their pods moved to other nodes
+	// the way a rolling update replaces them (dev node drain); the leader
+	// clears it once only pods that cannot move (their data is on the
+	// node) are left. A user's write, like Cordoned.
+	Draining bool `json:"draining,omitempty"`
 	// UserLabels are the labels set (a value) or removed ("") with `dev
 	// node label`; Labels is the node's own (--label) with them applied.
 	UserLabels map[string]string `json:"user_labels,omitempty"`
+	// EngineUnreachable: the node's agent reports, but its Docker Engine
+	// does not answer its probe. The node takes no new pods; its pods stay
+	// where they are (their containers may well go on serving).
+	EngineUnreachable bool `json:"engine_unreachable,omitempty"`
 	// Allocatable is what the node offers to pods.
 	Allocatable ResourceAmounts `json:"allocatable"`
 	// Heartbeat is the last time the node's agent reported.

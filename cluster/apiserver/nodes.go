@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/devhq/dev/cluster/api"
+	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/state"
 )
 
@@ -14,6 +15,7 @@ func (srv *Server) registerNodes(mux *http.ServeMux) {
 	handle(mux, "DELETE /v1/nodes/{name}", roleAdmin, srv.handleNodeRemove)
 	handle(mux, "POST /v1/nodes/{name}/cordon", roleAdmin, srv.handleCordon(true))
 	handle(mux, "POST /v1/nodes/{name}/uncordon", roleAdmin, srv.handleCordon(false))
+	handle(mux, "POST /v1/nodes/{name}/drain", roleAdmin, srv.handleDrain)
 	handle(mux, "POST /v1/nodes/{name}/labels", roleAdmin, srv.handleLabel)
 }
 
@@ -46,6 +48,31 @@ func (srv *Server) handleCordon(cordoned bool) http.HandlerFunc {
 		name := r.PathValue("name")
 		srv.applyToNode(w, r, name, &state.CordonNode{Name: name, Cordoned: cordoned}, "cordoned", cordoned)
 	}
+}
+
+// handleDrain is `dev node drain`: the node is cordoned and the leader's
+// controller moves its pods to other nodes (controller.drain), then ends
+// the drain. Refused when no other node could take them.
+func (srv *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	st := srv.r.State()
+	movable := 0
+	for _, p := range st.Pods(state.PodFilter{Node: name}) {
+		if rc, ok := st.RC(api.RCKey(p.Project, p.Service)); ok && !p.Deleting && controller.Movable(rc) {
+			movable++
+		}
+	}
+	room := false
+	for _, n := range st.Nodes() {
+		if n.Name != name && n.Status == api.NodeReady && !n.Cordoned {
+			room = true
+		}
+	}
+	if _, ok := st.Node(name); ok && movable > 0 && !room {
+		writeError(w, conflict("no other node can take the pods of %s: every other node is cordoned or not ready (dev nodes); join a node or uncordon one first", name))
+		return
+	}
+	srv.applyToNode(w, r, name, &state.CordonNode{Name: name, Cordoned: true, Drain: true}, "draining", true)
 }
 
 // applyToNode applies a user's write about node name, which must exist.

@@ -98,6 +98,23 @@ func (d *differ) nodes(prev, cur []api.Node) {
 		case c.Status == api.NodeReady:
 			d.add(false, api.EventNodeReady, kindNode, c.Name, c.Name, "%s is ready", c.Name)
 		}
+		switch {
+		case !had || c.EngineUnreachable == p.EngineUnreachable:
+		case c.EngineUnreachable:
+			d.add(true, api.EventEngineUnreachable, kindNode, c.Name, c.Name,
+				"the Docker Engine of %s does not answer: no new pods go there; its pods stay (their containers may still run)", c.Name)
+		default:
+			d.add(false, api.EventEngineReachable, kindNode, c.Name, c.Name, "the Docker Engine of %s answers again", c.Name)
+		}
+		switch {
+		case !had || c.Draining == p.Draining:
+		case c.Draining:
+			d.add(false, api.EventNodeDraining, kindNode, c.Name, c.Name, "draining %s: its pods move to other nodes", c.Name)
+		case c.Cordoned:
+			d.add(false, api.EventNodeDrained, kindNode, c.Name, c.Name, "%s drained; it stays cordoned", c.Name)
+		default:
+			d.add(false, api.EventNodeDrained, kindNode, c.Name, c.Name, "drain of %s stopped: uncordoned", c.Name)
+		}
 	}
 	// Nodes forgotten without being seen leaving first.
 	for _, p := range prev {

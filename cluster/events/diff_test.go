@@ -130,6 +130,37 @@ func diffTests() []diffTest {
 			want: []api.Event{ev(api.EventNodeReady, "node", "h1", "h1", "h1 is ready")},
 		},
 		{
+			name: "engine unreachable",
+			prev: []any{h1},
+			cur:  []any{api.Node{Name: "h1", Status: api.NodeReady, EngineUnreachable: true}},
+			want: []api.Event{warn(ev(api.EventEngineUnreachable, "node", "h1", "h1",
+				"the Docker Engine of h1 does not answer: no new pods go there; its pods stay (their containers may still run)"))},
+		},
+		{
+			name: "engine back",
+			prev: []any{api.Node{Name: "h1", Status: api.NodeReady, EngineUnreachable: true}},
+			cur:  []any{h1},
+			want: []api.Event{ev(api.EventEngineReachable, "node", "h1", "h1", "the Docker Engine of h1 answers again")},
+		},
+		{
+			name: "node draining",
+			prev: []any{h1},
+			cur:  []any{api.Node{Name: "h1", Status: api.NodeReady, Cordoned: true, Draining: true}},
+			want: []api.Event{ev(api.EventNodeDraining, "node", "h1", "h1", "draining h1: its pods move to other nodes")},
+		},
+		{
+			name: "node drained",
+			prev: []any{api.Node{Name: "h1", Status: api.NodeReady, Cordoned: true, Draining: true}},
+			cur:  []any{api.Node{Name: "h1", Status: api.NodeReady, Cordoned: true}},
+			want: []api.Event{ev(api.EventNodeDrained, "node", "h1", "h1", "h1 drained; it stays cordoned")},
+		},
+		{
+			name: "drain stopped",
+			prev: []any{api.Node{Name: "h1", Status: api.NodeReady, Cordoned: true, Draining: true}},
+			cur:  []any{h1},
+			want: []api.Event{ev(api.EventNodeDrained, "node", "h1", "h1", "drain of h1 stopped: uncordoned")},
+		},
+		{
 			name: "node left",
 			prev: []any{h1, h2},
 			cur:  []any{h1, node("h2", api.NodeLeft)},
@@ -375,6 +406,7 @@ func TestDiffCoversEveryReason(t *testing.T) {
 		api.EventScheduled, api.EventPending, api.EventStarted, api.EventFailed, api.EventExited,
 		api.EventUnhealthy, api.EventRemoved, api.EventScaled, api.EventCreated, api.EventDeleted,
 		api.EventNodeJoined, api.EventNodeReady, api.EventNodeDown, api.EventNodeLeft,
+		api.EventNodeDraining, api.EventNodeDrained, api.EventEngineUnreachable, api.EventEngineReachable,
 	} {
 		if !seen[r] {
 			t.Errorf("no Diff case wants a %s event", r)

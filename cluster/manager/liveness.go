@@ -84,6 +84,7 @@ func (m *Manager) lastSeen(n api.Node) time.Time {
 func sameReport(old, n api.Node) bool {
 	if old.Name != n.Name || old.Address != n.Address || old.APIAddr != n.APIAddr || old.Status != n.Status ||
 		old.PodSubnet != n.PodSubnet || old.Allocatable != n.Allocatable || !old.DownSince.Equal(n.DownSince) ||
+		old.EngineUnreachable != n.EngineUnreachable ||
 		len(old.Labels) != len(n.Labels) {
 		return false
 	}

@@ -54,6 +54,7 @@ func TestSameReport(t *testing.T) {
 		{"label value", func(n *api.Node) { n.Labels = map[string]string{"zone": "b"} }, false},
 		{"label added", func(n *api.Node) { n.Labels = map[string]string{"zone": "a", "gpu": "1"} }, false},
 		{"resources", func(n *api.Node) { n.Allocatable.MemoryBytes = 2 << 30 }, false},
+		{"engine unreachable", func(n *api.Node) { n.EngineUnreachable = true }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

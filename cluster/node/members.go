@@ -274,6 +274,12 @@ func (n *Node) leave(ctx context.Context, r *raftstore.Raft, mgr *manager.Manage
 		}
 	}
 	if others > 0 {
+		// First as dev node drain moves pods (each replacement ready
+		// before its pod stops), for a while: what could not move by
+		// then (no room, or data on this node) is made again elsewhere
+		// once the node has left, as it always was.
+		n.drainSelf(ctx, mgr, st)
+		self, _ = st.Node(n.cfg.Name)
 		self.Status = api.NodeLeft
 		if _, err := mgr.Apply(ctx, &state.PutNode{Node: self}); err != nil {
 			return fmt.Errorf("leave: drain node: %w", err)
@@ -313,6 +319,42 @@ func (n *Node) leave(ctx context.Context, r *raftstore.Raft, mgr *manager.Manage
 		stop()
 	}()
 	return nil
+}
+
+// leaveDrainTimeout bounds the drain that dev leave starts with.
+const leaveDrainTimeout = time.Minute
+
+// drainSelf drains this node (dev node drain) and waits until the leader
+// ends the drain, for leaveDrainTimeout at most; it does nothing when no
+// other node could take the pods. Failures are logged: dev leave goes on.
+func (n *Node) drainSelf(ctx context.Context, mgr *manager.Manager, st *state.Store) {
+	room := false
+	for _, nd := range st.Nodes() {
+		if nd.Name != n.cfg.Name && nd.Status == api.NodeReady && !nd.Cordoned {
+			room = true
+		}
+	}
+	if !room {
+		return
+	}
+	if _, err := mgr.Apply(ctx, &state.CordonNode{Name: n.cfg.Name, Cordoned: true, Drain: true}); err != nil {
+		n.log.Warn("leave: drain this node", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaveDrainTimeout)
+	defer cancel()
+	for {
+		changed := st.Changed()
+		if self, ok := st.Node(n.cfg.Name); !ok || !self.Draining {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			n.log.Warn("leave: pods still moving; the rest is made again elsewhere", "after", leaveDrainTimeout)
+			return
+		case <-changed:
+		}
+	}
 }
 
 // podMTU is the MTU pods get: the underlay's minus the VXLAN overhead, so

@@ -172,3 +172,26 @@ func TestCordonedNode(t *testing.T) {
 		t.Errorf("both cordoned: p-web-2 assigned %q, reason %q", plan.Assign["p-web-2"], why)
 	}
 }
+
+// TestEngineUnreachableNode: a node whose Docker Engine does not answer
+// takes no new pod (it could not start it); one that fits nowhere else
+// waits with the reason, and what runs there counts on.
+func TestEngineUnreachableNode(t *testing.T) {
+	spec := api.ServiceSpec{Project: "p", Name: "web"}
+	controllers := func(key string) (api.ReplicationController, bool) {
+		return api.ReplicationController{Project: "p", Service: "web", Template: spec}, key == api.RCKey("p", "web")
+	}
+	a, b := labelled("a", nil), labelled("b", nil)
+	b.EngineUnreachable = true
+	pods := append([]api.Pod{{Name: "p-web-1", Project: "p", Service: "web", Node: "a"}}, pendingPods("web", 3)[1:]...)
+	plan := scheduler.Schedule([]api.Node{a, b}, pods, controllers)
+	for _, p := range []string{"p-web-2", "p-web-3"} {
+		if got := plan.Assign[p]; got != "a" {
+			t.Errorf("%s on %q, want a (b's engine does not answer)", p, got)
+		}
+	}
+	plan = scheduler.Schedule([]api.Node{b}, pods, controllers)
+	if why := plan.Unschedulable["p-web-2"]; why != "0/1 nodes available: 1 engine unreachable" {
+		t.Errorf("only b: p-web-2 assigned %q, reason %q", plan.Assign["p-web-2"], why)
+	}
+}

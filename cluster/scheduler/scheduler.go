@@ -30,7 +30,7 @@ type Controllers func(rcKey string) (api.ReplicationController, bool)
 // node. pods is the full pod list: assigned pods count towards each node's
 // reserved resources and the spread of their service.
 //
-// Filters: node ready and not cordoned, resource reservations, placement constraints, max
+// Filters: node ready, not cordoned, its Engine answering, resource reservations, placement constraints, max
 // replicas per node, the pinned node of services with host data, and the
 // node ports of host-network pods. Scores,
 // in order: spread preferences over node labels, then spread of the
@@ -310,6 +310,9 @@ func (t *tally) rejects(res api.ResourceAmounts) string {
 	}
 	if t.node.Cordoned {
 		return "node cordoned"
+	}
+	if t.node.EngineUnreachable {
+		return "engine unreachable"
 	}
 	alloc := t.node.Allocatable
 	if res.NanoCPUs > 0 && alloc.NanoCPUs > 0 && t.cpu+res.NanoCPUs > alloc.NanoCPUs {

@@ -46,7 +46,7 @@ const (
 	CmdMoveToCA
 	CmdFinishCARotation
 	CmdRemoveStoppedPods
-	CmdFinishDrainPlaceholder28
+	CmdFinishDrain
 	CmdPutACME
 	CmdDeleteACME
 	CmdLockACME
@@ -257,10 +257,21 @@ type FinishCARotation struct {
 }
 
 // CordonNode stops or resumes placing new pods on a node (dev node
-// cordon, uncordon).
+// cordon, uncordon). Drain (dev node drain) cordons it and moves its pods
+// away too; a cordon keeps a drain in progress going, an uncordon stops
+// it.
 type CordonNode struct {
 	Name     string `json:"name"`
 	Cordoned bool   `json:"cordoned"`
+	Drain    bool   `json:"drain,omitempty"`
+}
+
+// FinishDrain ends the drain of a node whose pods have moved (all but
+// those whose data is on the node): it stays cordoned. The leader writes
+// it; it does nothing to a node that is no longer draining (uncordoned
+// meanwhile).
+type FinishDrain struct {
+	Name string `json:"name"`
 }
 
 // LabelNode sets (k: v) or removes (k: "") a node's labels over what the
@@ -282,6 +293,7 @@ func (DeleteACME) Type() CommandType         { return CmdDeleteACME }
 func (LockACME) Type() CommandType           { return CmdLockACME }
 func (UnlockACME) Type() CommandType         { return CmdUnlockACME }
 func (CordonNode) Type() CommandType         { return CmdCordonNode }
+func (FinishDrain) Type() CommandType        { return CmdFinishDrain }
 func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
 func (Revoke) Type() CommandType             { return CmdRevoke }
@@ -348,6 +360,8 @@ func Decode(b []byte) (Command, error) {
 		c = &RotateJoinSecret{}
 	case CmdCordonNode:
 		c = &CordonNode{}
+	case CmdFinishDrain:
+		c = &FinishDrain{}
 	case CmdLabelNode:
 		c = &LabelNode{}
 	case CmdSealClusterSecrets:
@@ -525,7 +539,14 @@ func (tx *Txn) Apply(cmd Command) error {
 		}
 		n := cloneNode(old)
 		n.Cordoned = c.Cordoned
+		n.Draining = c.Cordoned && (c.Drain || n.Draining)
 		tx.PutNode(n)
+	case *FinishDrain:
+		if old := tx.s.nodes[c.Name]; old != nil && old.Draining {
+			n := cloneNode(old)
+			n.Draining = false
+			tx.PutNode(n)
+		}
 	case *LabelNode:
 		old := tx.s.nodes[c.Name]
 		if old == nil {
@@ -819,10 +840,10 @@ func (tx *Txn) putNode(c *PutNode) error {
 			n.PodSubnet = old.PodSubnet
 		}
 		// A user's choices (CordonNode, LabelNode), not the reporter's.
-		n.Cordoned, n.UserLabels = old.Cordoned, old.UserLabels // stored maps are never changed in place
+		n.Cordoned, n.Draining, n.UserLabels = old.Cordoned, old.Draining, old.UserLabels // stored maps are never changed in place
 		n.Labels = NodeLabels(n.Labels, n.UserLabels)
 	} else {
-		n.Cordoned, n.UserLabels = false, nil
+		n.Cordoned, n.Draining, n.UserLabels = false, false, nil
 	}
 	if n.PodSubnet == "" && c.ClusterCIDR != "" {
 		sub, err := allocateSubnet(c.ClusterCIDR, tx.s.nodes)

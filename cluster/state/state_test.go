@@ -101,6 +101,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.MoveToCA{}, 25},
 		{state.FinishCARotation{}, 26},
 		{state.RemoveStoppedPods{}, 27},
+		{state.FinishDrain{}, 28},
 		{state.PutACME{}, 29},
 		{state.DeleteACME{}, 30},
 		{state.LockACME{}, 31},
@@ -156,6 +157,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		}},
 		&state.ReleaseRC{Key: "shop/web"},
 		&state.CordonNode{Name: "n1", Cordoned: true},
+		&state.CordonNode{Name: "n1", Cordoned: true, Drain: true},
+		&state.FinishDrain{Name: "n1"},
 		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
 		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
 		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), Gen: 3},
@@ -937,6 +940,44 @@ func TestCordonNode(t *testing.T) {
 	if err := apply(&state.CordonNode{Name: "nope", Cordoned: true}); err == nil {
 		t.Error("cordoned a node that does not exist")
 	}
+}
+
+// TestDrainNode: a drain cordons the node and outlives its reports; a
+// cordon keeps it going, the leader's FinishDrain ends it (the node stays
+// cordoned), an uncordon stops it, and a FinishDrain after an uncordon
+// (a stale plan) changes nothing.
+func TestDrainNode(t *testing.T) {
+	st := state.New()
+	idx := uint64(0)
+	apply := func(cmd state.Command) {
+		t.Helper()
+		idx++
+		if err := st.Update(idx, func(tx *state.Txn) error { return tx.Apply(cmd) }); err != nil {
+			t.Fatalf("apply %T: %v", cmd, err)
+		}
+	}
+	want := func(step string, cordoned, draining bool) {
+		t.Helper()
+		if n, _ := st.Node("n1"); n.Cordoned != cordoned || n.Draining != draining {
+			t.Errorf("%s: cordoned %v draining %v, want %v %v", step, n.Cordoned, n.Draining, cordoned, draining)
+		}
+	}
+	apply(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Draining: true}})
+	want("a node's own report", false, false)
+	apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
+	want("drain", true, true)
+	apply(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}})
+	want("the node's next report", true, true)
+	apply(&state.CordonNode{Name: "n1", Cordoned: true})
+	want("cordon during a drain", true, true)
+	apply(&state.FinishDrain{Name: "n1"})
+	want("drain finished", true, false)
+	apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
+	apply(&state.CordonNode{Name: "n1"})
+	want("uncordon during a drain", false, false)
+	apply(&state.FinishDrain{Name: "n1"})
+	want("a stale FinishDrain after the uncordon", false, false)
+	apply(&state.FinishDrain{Name: "nope"})
 }
 
 // TestLabelNode: labels a user sets or removes override the node's own

@@ -977,6 +977,14 @@ func (d *Driver) RemoveVolumes(ctx context.Context, project string) error {
 	return errors.Join(errs...)
 }
 
+// Ping implements agent.Driver: the Engine's /_ping.
+func (d *Driver) Ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("ping docker engine: %w", err)
+	}
+	return nil
+}
+
 // Resources reports the engine's CPUs (in nano-CPUs) and total memory.
 func (d *Driver) Resources(ctx context.Context) (api.ResourceAmounts, error) {
 	info, err := d.cli.Info(ctx)

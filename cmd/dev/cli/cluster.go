@@ -172,10 +172,7 @@ func NewNodesCommand(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tROLE\tPODS\tCPU (reserved/allocatable)\tMEMORY (reserved/allocatable)\tSUBNET\tLABELS")
 			for _, n := range nodes {
-				status := n.Status
-				if n.Cordoned {
-					status += ",cordoned"
-				}
+				status := nodeStatus(n)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f/%.1f\t%s/%s\t%s\t%s\n", n.Name, n.Address, status, n.Role, n.Pods,
 					float64(n.Reserved.NanoCPUs)/1e9, float64(n.Allocatable.NanoCPUs)/1e9,
 					mib(n.Reserved.MemoryBytes), mib(n.Allocatable.MemoryBytes), n.PodSubnet, labelList(n.Labels))
@@ -191,7 +188,7 @@ func NewNodesCommand(g *globals) *cobra.Command {
 func NewNodeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Manage one node of the cluster (cordon, uncordon, label, rm)",
+		Short: "Manage one node of the cluster (cordon, uncordon, drain, label, rm)",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "label NAME KEY=VALUE... | KEY-...",
@@ -224,6 +221,7 @@ func NewNodeCommand(g *globals) *cobra.Command {
 			}),
 		})
 	}
+	cmd.AddCommand(newNodeDrainCommand(g))
 	var force bool
 	rm := &cobra.Command{
 		Use:   "rm NAME",
@@ -285,6 +283,23 @@ func NewLeaveCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the pods to move")
 	return cmd
+}
+
+// nodeStatus is a node's STATUS in dev nodes: ready, engine unreachable
+// (ready, but its Docker Engine does not answer), down or left; and
+// draining or cordoned.
+func nodeStatus(n api.Node) string {
+	status := n.Status
+	if n.Status == api.NodeReady && n.EngineUnreachable {
+		status = "engine unreachable"
+	}
+	switch {
+	case n.Draining:
+		status += ",draining"
+	case n.Cordoned:
+		status += ",cordoned"
+	}
+	return status
 }
 
 func mib(b int64) string {
