@@ -172,15 +172,15 @@ func TestRevocation(t *testing.T) {
 }
 
 // TestCertRenewal on three hosts (a manager, another manager and a
-// worker) whose node certificates last 45 s: each
+// worker) whose node certificates last 30 s: each
 // node renews its own at 2/3 of its life, without a restart, and the
-// cluster goes on working past two lifetimes: heartbeats and forwarded
+// cluster goes on working for five lifetimes: heartbeats and forwarded
 // writes (mutual TLS between the nodes) and a remote CLI's calls to the
 // first node (its server certificate). The remote CLI's bundle (read
-// role, --valid-for 45s) is renewed by the CLI itself, keeps its name
+// role, --valid-for 30s) is renewed by the CLI itself, keeps its name
 // and role, and so goes on working too.
 func TestCertRenewal(t *testing.T) {
-	const lifetime = 45 * time.Second
+	const lifetime = 30 * time.Second
 	hosts := newHosts(t, 3)
 	ms := newMultiClusterWith(t, hosts, nil, func(h *testHost) []string {
 		return append(agentArgs(h, h.Name), "--cert-lifetime", lifetime.String())
@@ -209,7 +209,7 @@ func TestCertRenewal(t *testing.T) {
 	compose := writeTemp(t, "name: e2erenew\nservices:\n  web:\n    image: "+testImage+"\n    command: [\"serve\"]\n")
 	ms[1].mustDev(t, "up", "-d", "-f", compose)
 
-	end := time.Now().Add(2*lifetime + 10*time.Second)
+	end := time.Now().Add(5*lifetime + 10*time.Second)
 	for time.Now().Before(end) {
 		nodes := ms[0].nodes(t)
 		if nodes["h1"].Status != "ready" || nodes["h2"].Status != "ready" || nodes["h3"].Status != "ready" {
@@ -223,7 +223,7 @@ func TestCertRenewal(t *testing.T) {
 		}
 		time.Sleep(5 * time.Second)
 	}
-	// A forwarded write from the follower, past two lifetimes.
+	// A forwarded write from the follower, past five lifetimes.
 	ms[1].mustDev(t, "scale", "-p", "e2erenew", "web=2")
 	renewed, err := pki.LoadClientBundle(bundle)
 	if err != nil {
@@ -231,7 +231,7 @@ func TestCertRenewal(t *testing.T) {
 	}
 	if l := renewed.Certificate().Leaf; renewed.Name != "ops" || renewed.Role != pki.RoleRead ||
 		!l.NotAfter.After(firstBundle.Certificate().Leaf.NotAfter.Add(lifetime/2)) {
-		t.Errorf("the client bundle after two lifetimes: %s %q until %s (first until %s); want read \"ops\", renewed",
+		t.Errorf("the client bundle after five lifetimes: %s %q until %s (first until %s); want read \"ops\", renewed",
 			renewed.Role, renewed.Name, l.NotAfter, firstBundle.Certificate().Leaf.NotAfter)
 	}
 	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o600 {
