@@ -45,13 +45,16 @@ type acmeCerts struct {
 	answerIss *certmagic.ACMEIssuer
 	answerC   *certmagic.Cache
 
-	mu    sync.Mutex
+	mu    sync.Mutex           // guards certs
 	certs map[string]*acmeCert // by host
 }
 
 // acmeCert is a host's certificate as last loaded, and when its entry was
-// written: a renewal writes a new one.
+// written: a renewal writes a new one. Its mutex is held while the key is
+// loaded, so that many handshakes make one request, and one host's wait
+// holds up no other.
 type acmeCert struct {
+	mu       sync.Mutex
 	cert     *tls.Certificate
 	modified time.Time
 	failed   error
@@ -159,14 +162,16 @@ func (a *acmeCerts) certificate(ctx context.Context, host string) (*tls.Certific
 		return nil, fmt.Errorf("no certificate for %s yet: the leader asks the ACME CA (%s) for one", host, a.ca)
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	c := a.certs[host]
-	if c != nil && c.cert != nil && c.modified.Equal(e.Modified) {
-		return c.cert, nil
-	}
 	if c == nil {
 		c = &acmeCert{}
 		a.certs[host] = c
+	}
+	a.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert != nil && c.modified.Equal(e.Modified) {
+		return c.cert, nil
 	}
 	if c.failed != nil && time.Since(c.failedAt) < failBackoff {
 		return a.stale(c)

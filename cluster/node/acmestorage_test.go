@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/devhq/dev/cluster/pki"
 	"github.com/devhq/dev/cluster/state"
@@ -99,5 +103,67 @@ func TestACMEStorage(t *testing.T) {
 	}
 	if err := w.Lock(ctx, "issue_cert_a.example"); err != nil {
 		t.Errorf("n2 after n1's unlock: %v", err)
+	}
+}
+
+// TestACMECerts: a node serves the certificate the state holds for a
+// host, the new one once a renewal rewrote it, and says which it is.
+func TestACMECerts(t *testing.T) {
+	ctx := context.Background()
+	st := state.New()
+	key, err := pki.NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testACMEStorage(t, st, key, "n1")
+	a, err := newACMECerts(st, s, "https://acme.example/dir", "", "", true, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.answerC.Stop()
+	const host = "shop.example"
+	if a.Has(host) || a.State(host) != "pending" {
+		t.Fatalf("before any certificate: Has %v, State %q", a.Has(host), a.State(host))
+	}
+	if _, err := a.certificate(ctx, host); err == nil {
+		t.Fatal("a certificate before the CA issued one")
+	}
+	ca, err := pki.NewLocalCA("test") // any CA: the router does not check who issued it
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() []byte {
+		keyPEM, csrPEM, err := pki.NewKeyAndCSR(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certPEM, err := ca.SignServer(csrPEM, []string{host + ".localhost"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		iss := a.answerIss.IssuerKey()
+		if err := s.Store(ctx, certmagic.StorageKeys.SitePrivateKey(iss, host), keyPEM); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Store(ctx, certmagic.StorageKeys.SiteCert(iss, host), certPEM); err != nil {
+			t.Fatal(err)
+		}
+		return certPEM
+	}
+	issue()
+	first, err := a.certificate(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Has(host) || !strings.HasPrefix(a.State(host), "valid until ") {
+		t.Errorf("after issuance: Has %v, State %q", a.Has(host), a.State(host))
+	}
+	issue()
+	second, err := a.certificate(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0 {
+		t.Error("the renewed certificate is not served")
 	}
 }
