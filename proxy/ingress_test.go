@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,7 +263,7 @@ type testCerts struct {
 	asked atomic.Int32
 }
 
-func newTestCerts(t *testing.T) *testCerts {
+func newTestCerts(t testing.TB) *testCerts {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
@@ -453,5 +454,105 @@ func TestIngressLimits(t *testing.T) {
 			t.Fatalf("a trickling body: %q, want it cut off with a 502", got)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fakeACME is an ACMESource: a certificate for its hosts once has is set,
+// and an HTTP-01 answer for token "tok".
+type fakeACME struct {
+	certs *testCerts
+	has   atomic.Bool
+}
+
+func (f *fakeACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if slices.Contains(hello.SupportedProtos, acmeTLS1) {
+		return nil, errors.New("no challenge in progress")
+	}
+	return f.certs.Certificate(hello.Context(), hello.ServerName)
+}
+
+func (f *fakeACME) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.Path != acmeChallengePath+"tok" {
+		return false
+	}
+	_, _ = io.WriteString(w, "tok.keyauth")
+	return true
+}
+
+func (f *fakeACME) Has(string) bool { return f.has.Load() }
+
+// TestIngressACME: a tls: auto route takes its certificate from the
+// ACMESource, whose HTTP-01 answers pass before routing; plain HTTP goes
+// to HTTPS only once the host has a certificate; a tls: local route never
+// asks the ACMESource.
+func TestIngressACME(t *testing.T) {
+	port := freePort(t)
+	backend(t, "127.0.0.1:"+strconv.Itoa(int(port)), "shop")
+	pods := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	src := newStaticRoutes(
+		Route{Host: "shop.example.com", Path: "/", Service: "shop/web", Port: port, TLS: "auto", Backends: pods},
+		Route{Host: "web.shop.localhost", Path: "/", Service: "shop/web", Port: port, TLS: "local", Backends: pods},
+	)
+	httpLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, acme := newTestCerts(t), &fakeACME{certs: newTestCerts(t)}
+	in := NewIngress(IngressConfig{Listener: httpLn, TLSListener: tlsLn, Certs: local, ACME: acme, Source: src, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+httpLn.Addr().String()+path, nil)
+		req.Host = "shop.example.com"
+		var resp *http.Response
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if resp, err = noFollow.Do(req); err != nil || resp.StatusCode != http.StatusNotFound || time.Now().After(deadline) {
+				break // 404 until Run has set the routes
+			}
+			resp.Body.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, body := get(acmeChallengePath + "tok"); resp.StatusCode != 200 || body != "tok.keyauth" {
+		t.Errorf("HTTP-01 challenge: %s %q", resp.Status, body)
+	}
+	if resp, _ := get("/"); resp.StatusCode != 200 {
+		t.Errorf("plain HTTP before a certificate: %s, want 200 (no redirect)", resp.Status)
+	}
+	acme.has.Store(true)
+	if resp, _ := get("/"); resp.StatusCode != http.StatusPermanentRedirect {
+		t.Errorf("plain HTTP with a certificate: %s, want 308", resp.Status)
+	}
+	if resp, body := get(acmeChallengePath + "tok"); resp.StatusCode != 200 || body != "tok.keyauth" {
+		t.Errorf("HTTP-01 challenge once a certificate exists (a renewal): %s %q, want it answered, not redirected", resp.Status, body)
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: acme.certs.pool, ServerName: "shop.example.com"},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", tlsLn.Addr().String())
+		},
+	}}
+	resp, err := c.Get("https://shop.example.com/")
+	if err != nil {
+		t.Fatalf("HTTPS with the ACME certificate: %v", err)
+	}
+	resp.Body.Close()
+	if local.asked.Load() != 0 {
+		t.Errorf("the local CA was asked %d times for a tls: auto host", local.asked.Load())
+	}
+	if acme.certs.asked.Load() == 0 {
+		t.Error("the ACMESource was not asked")
 	}
 }
