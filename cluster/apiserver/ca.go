@@ -105,13 +105,10 @@ func (srv *Server) handleRotateCA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.log.Info("started a CA rotation", "from", u.fingerprint, "to", next.Fingerprint())
-	ci, _ := srv.r.State().Cluster()
-	st, err := srv.caStatus(ci)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, st)
+	// From the command: on a follower the entry may not have reached this
+	// node's state yet.
+	writeJSON(w, api.CAStatus{Fingerprint: u.fingerprint, Rotation: &api.CARotationStatus{
+		Fingerprint: next.Fingerprint(), Moved: []string{}, Waiting: CAWaiting(srv.r.State(), &cmd.Rotation)}})
 }
 
 // nextCA is the CA rotation ci.Rotation moves to, ready to sign: what it
@@ -130,18 +127,6 @@ func (srv *Server) nextCA(ci state.ClusterInfo) (*pki.CA, error) {
 	}
 	next.Chain = ci.Rotation.CrossPEM
 	return next, nil
-}
-
-// movedToCA records that node was just given a certificate of the CA ci's
-// rotation moves to, if one is in progress. A failure is logged: the node
-// renews again (it sees its certificate is not of the new CA).
-func (srv *Server) movedToCA(ctx context.Context, ci state.ClusterInfo, node string) {
-	if ci.Rotation == nil {
-		return
-	}
-	if _, err := srv.mgr.Apply(ctx, &state.MoveToCA{ID: ci.Rotation.ID, Node: node}); err != nil {
-		srv.log.Warn("record a certificate of the new CA", "node", node, "err", err)
-	}
 }
 
 // FinishCARotation makes the CA of the rotation in progress the cluster's
@@ -167,8 +152,16 @@ func (srv *Server) FinishCARotation(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// New join secrets with the new CA: the tokens pin the CA, and the new
+	// fingerprint is public (every node sends it), so an old token's
+	// secret must not admit anyone either.
 	secrets := u.secrets
 	secrets.CAKeyPEM = keyPEM
+	for _, s := range []*string{&secrets.WorkerSecret, &secrets.ManagerSecret} {
+		if *s, err = pki.NewSecret(); err != nil {
+			return false, err
+		}
+	}
 	sealed, err := srv.opts.DataKey.SealClusterSecrets(secrets)
 	if err != nil {
 		return false, err

@@ -117,7 +117,6 @@ func (srv *Server) admit(ctx context.Context, req api.JoinRequest) (api.JoinResp
 		}
 	}
 	sort.Strings(gossip)
-	srv.movedToCA(ctx, ci, req.Name)
 	res := api.JoinResponse{ClusterID: ci.ID, Cert: cert, CA: ci.TrustedCAs(), GossipKey: ci.GossipKey, Gossip: gossip, Label: ci.Label}
 	if manager {
 		// Sealed to the joiner's key: a node that relayed the join cannot

@@ -89,9 +89,6 @@ func (srv *Server) renew(w http.ResponseWriter, r *http.Request, who string,
 		writeError(w, invalid("renew: %v", err))
 		return
 	}
-	if role == pki.RoleNode {
-		srv.movedToCA(r.Context(), u.info, c.Name)
-	}
 	srv.log.Info("renewed a certificate", "name", c.Name, "role", role)
 	writeJSON(w, api.RenewResponse{Cert: cert, CA: u.info.TrustedCAs()})
 }
@@ -202,11 +199,19 @@ func mayForward(st *state.Store, caller Caller, cmd state.Command) error {
 			return forbidden("only a manager rotates the join secrets")
 		}
 
-	case *state.StartCARotation, *state.MoveToCA:
-		// a manager signs: it starts a rotation (dev ca rotate) and
-		// records the certificates of the new CA it gave
+	case *state.StartCARotation:
+		// a manager makes the new CA (dev ca rotate on it)
+		if err := usersWrite(); err != nil {
+			return err
+		}
 		if !st.MayVote(node) {
-			return forbidden("only a manager rotates the CA and signs certificates")
+			return forbidden("only a manager rotates the CA")
+		}
+	case *state.MoveToCA:
+		// a node records its own move, once its certificate of the new CA
+		// is in place (node.followCA)
+		if c.Node != node {
+			return forbidden("the move of node %s to the new CA", c.Node)
 		}
 	case *state.SetPodStopped:
 		if p, ok := st.Pod(c.Name); ok && p.Node != node {

@@ -351,15 +351,15 @@ func (n *Node) renewCertificate(ctx context.Context, id *pki.Identity, mgr *mana
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res, err := pr.Renew(rctx, addr, csrPEM)
 		cancel()
-		roots := res.CA
-		if len(roots) == 0 { // a leader from before CA rotation
-			roots = id.RootsPEM()
-		}
 		if err == nil {
-			err = pki.SaveIdentity(dir, res.Cert, keyPEM, roots)
-		}
-		if err == nil {
-			err = id.Reload(res.Cert, keyPEM, roots)
+			// The CAs trusted stay what followCA made them: the state's
+			// (the signer's answer may predate a rotation's end).
+			n.pkiMu.Lock()
+			roots := id.RootsPEM()
+			if err = pki.SaveIdentity(dir, res.Cert, keyPEM, roots); err == nil {
+				err = id.Reload(res.Cert, keyPEM, roots)
+			}
+			n.pkiMu.Unlock()
 		}
 		if err != nil {
 			n.log.Warn("renew certificate", "err", err, "expires", id.Certificate().Leaf.NotAfter)

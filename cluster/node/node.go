@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -124,6 +125,9 @@ type Node struct {
 	cfg  Config
 	log  *slog.Logger
 	left atomic.Bool // set by a completed `dev leave`
+	// pkiMu serializes what changes this node's identity files and
+	// trusted CAs: a renewal, and following the state's CAs (followCA).
+	pkiMu sync.Mutex
 }
 
 // New returns a node; it starts nothing.
@@ -421,8 +425,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if creds.dataKey != nil {
 		finishCA = apiSrv.FinishCARotation
 	}
+	recordMove := func(ctx context.Context, cmd state.Command) error { _, err := mgr.Apply(ctx, cmd); return err }
 	eg.Go(func() error {
-		return afterReady(ctx, r, func(ctx context.Context) error { return n.followCA(ctx, r.State(), creds.id, renewNow, finishCA) })
+		return afterReady(ctx, r, func(ctx context.Context) error {
+			return n.followCA(ctx, r.State(), creds.id, renewNow, recordMove, finishCA)
+		})
 	})
 	eg.Go(func() error { return n.runOverlay(ctx, g, r.State(), overlayKick) })
 	eg.Go(func() error {

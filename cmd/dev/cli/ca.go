@@ -123,6 +123,9 @@ func runCARotate(ctx context.Context, g *globals, out io.Writer, opts caRotateOp
 	if err != nil {
 		return err
 	}
+	if st.Rotation == nil {
+		return fmt.Errorf("rotate the CA: the agent answered without the rotation it started: upgrade it (dev agent upgrade), then see dev ca status")
+	}
 	from, to := st.Fingerprint, st.Rotation.Fingerprint
 	fmt.Fprintf(out, "rotating the cluster CA from %s to %s\n", from, to)
 	// A client bundle renews now, while the old CA is still trusted.
@@ -142,7 +145,7 @@ func runCARotate(ctx context.Context, g *globals, out io.Writer, opts caRotateOp
 		case err != nil:
 			return err
 		case st.Rotation == nil && st.Fingerprint == to:
-			fmt.Fprintf(out, "done: every node holds a certificate of %s; the old CA is no longer trusted\nthe join tokens changed: get them with dev token (and dev token --manager)\n", to)
+			fmt.Fprintf(out, "done: every node holds a certificate of %s; the old CA is no longer trusted\nthe join tokens changed (new CA, new secrets): get them with dev token (and dev token --manager)\n", to)
 			return nil
 		case st.Rotation == nil:
 			return fmt.Errorf("rotate the CA: the cluster CA is now %s, not %s: another rotation?", st.Fingerprint, to)
