@@ -269,15 +269,25 @@ func (in *Ingress) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	return nil, fmt.Errorf("%s is served over HTTP only (tls: off)", host)
 }
 
+// HostTLS is each host's TLS mode over routes: local if any route of the
+// host is, else auto if any is, else off. The router serves and redirects
+// by it, and the hosts it says are auto get ACME certificates.
+func HostTLS(routes []Route) map[string]string {
+	rank := map[string]int{api.IngressTLSOff: 1, api.IngressTLSAuto: 2, api.IngressTLSLocal: 3}
+	out := map[string]string{}
+	for _, r := range routes {
+		if rank[r.TLS] > rank[out[r.Host]] {
+			out[r.Host] = r.TLS
+		}
+	}
+	return out
+}
+
 // setRoutes replaces the routes served.
 func (in *Ingress) setRoutes(routes []Route) {
-	t := routeTable{routes: map[string][]Route{}, tls: map[string]string{}}
-	rank := map[string]int{api.IngressTLSOff: 1, api.IngressTLSAuto: 2, api.IngressTLSLocal: 3}
+	t := routeTable{routes: map[string][]Route{}, tls: HostTLS(routes)}
 	for _, r := range routes {
 		t.routes[r.Host] = append(t.routes[r.Host], r)
-		if rank[r.TLS] > rank[t.tls[r.Host]] {
-			t.tls[r.Host] = r.TLS
-		}
 	}
 	for _, rs := range t.routes {
 		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Path) > len(rs[j].Path) })
@@ -301,11 +311,13 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusBadRequest, "path %q has . or .. segments or an empty one", r.URL.Path)
 		return
 	}
-	rt := in.lookup(host, r.URL.Path)
-	auto := rt != nil && rt.TLS == api.IngressTLSAuto && in.cfg.ACME != nil
+	// The host's mode, not the route's: a challenge may come for a path
+	// no route of the host takes.
+	auto := in.cfg.ACME != nil && in.table.Load().tls[host] == api.IngressTLSAuto
 	if auto && r.TLS == nil && strings.HasPrefix(r.URL.Path, acmeChallengePath) && in.cfg.ACME.HandleHTTPChallenge(w, r) {
 		return
 	}
+	rt := in.lookup(host, r.URL.Path)
 	switch {
 	case rt == nil:
 		page(w, http.StatusNotFound, "no route for %s%s on this cluster's ingress", host, r.URL.Path)

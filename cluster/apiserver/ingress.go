@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -38,7 +37,7 @@ func (srv *Server) handleACMEKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("decode key request: %v", err))
 		return
 	}
-	if !strings.HasPrefix(req.Key, "certificates/") || !strings.HasSuffix(req.Key, ".key") {
+	if !state.IsACMECertificateKey(req.Key) {
 		writeError(w, &httpError{http.StatusForbidden, "forbidden", fmt.Errorf("open %s: only a certificate's key is given to a node", req.Key)})
 		return
 	}

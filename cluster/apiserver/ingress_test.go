@@ -133,3 +133,58 @@ func TestLocalCAExportMakesIt(t *testing.T) {
 		t.Error("the worker does not answer the recorded CA")
 	}
 }
+
+// TestACMEKey: a manager opens a tls: auto certificate's key for a node's
+// router; never an ACME account's key, never for a client, never on a
+// worker.
+func TestACMEKey(t *testing.T) {
+	key, err := pki.NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := state.New()
+	r := rafttest.New(st)
+	const certKey, accountKey = "certificates/ca/shop.example/shop.example.key", "acme/ca/users/x/x.key"
+	for _, cmd := range []state.Command{
+		&state.SetCluster{Cluster: state.ClusterInfo{ID: "c1", GossipKey: []byte("g"), Sealed: []byte{1}}, Founder: "n1"},
+		&state.PutACME{Key: certKey, Entry: state.ACMEEntry{Value: key.SealACME(certKey, []byte("cert key")), Sealed: true}},
+		&state.PutACME{Key: accountKey, Entry: state.ACMEEntry{Value: key.SealACME(accountKey, []byte("account key")), Sealed: true}},
+	} {
+		if _, err := r.Apply(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newServer := func(node string, k *pki.DataKey) *Server {
+		return New(r, manager.New(r, manager.Options{Node: node}, slog.New(slog.DiscardHandler)), nil, Options{Node: node, DataKey: k})
+	}
+	mgr, worker := newServer("n1", key), newServer("n2", nil)
+	ask := func(srv *Server, c Caller, k string) (int, string) {
+		t.Helper()
+		body, _ := json.Marshal(api.ACMEKeyRequest{Key: k})
+		req := httptest.NewRequest(http.MethodPost, "/v1/internal/acme-key", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		AsCaller(srv.Routes(), c).ServeHTTP(rec, req)
+		var res api.ACMEKeyResponse
+		_ = json.Unmarshal(rec.Body.Bytes(), &res)
+		return rec.Code, string(res.KeyPEM) + rec.Body.String()
+	}
+	node := Caller{Name: "n3", Role: roleNode}
+	if code, got := ask(mgr, node, certKey); code != http.StatusOK || !strings.Contains(got, "cert key") {
+		t.Errorf("a certificate's key for a node: %d %s", code, got)
+	}
+	for name, tc := range map[string]struct {
+		srv *Server
+		c   Caller
+		key string
+	}{
+		"the account key":             {mgr, node, accountKey},
+		"a path out of certificates/": {mgr, node, "certificates/../acme/ca/users/x/x.key"},
+		"a client, not a node":        {mgr, Caller{Name: "ops", Role: roleAdmin}, certKey},
+		"a worker holds no data key":  {worker, node, certKey},
+	} {
+		if code, got := ask(tc.srv, tc.c, tc.key); code == http.StatusOK || strings.Contains(got, "key") && strings.Contains(got, "account key") {
+			t.Errorf("%s: %d %s, want refused", name, code, got)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -32,18 +33,39 @@ type acmeStorage struct {
 	// a follower a moment before the entry reaches it.
 	challengeWait time.Duration
 	lockLease     time.Duration
+	// owner holds the locks this storage takes (node: its node's name);
+	// each leadership term takes them as an owner of its own (term).
+	owner string
+	held  *heldLocks
+}
+
+// heldLocks are the locks an owner holds, each kept alive (its lease
+// extended) until released: certmagic holds one through all the retries
+// of an issuance.
+type heldLocks struct {
+	mu   sync.Mutex
+	stop map[string]context.CancelFunc
+}
+
+// term is s for one leadership term: the same state, its own lock owner.
+func (s *acmeStorage) term() *acmeStorage {
+	t := *s
+	t.owner = newLockOwner(s.node)
+	t.held = &heldLocks{stop: map[string]context.CancelFunc{}}
+	return &t
+}
+
+func (s *acmeStorage) lockOwner() string {
+	if s.owner != "" {
+		return s.owner
+	}
+	return s.node
 }
 
 var _ certmagic.Storage = (*acmeStorage)(nil)
 
 // isPrivateKey reports whether key holds a private key (sealed).
 func isPrivateKey(key string) bool { return strings.HasSuffix(key, ".key") }
-
-// IsCertificateKey reports whether key is a certificate's private key,
-// which a worker may get opened (an account key it may not).
-func isCertificateKey(key string) bool {
-	return isPrivateKey(key) && strings.HasPrefix(key, "certificates/")
-}
 
 func isChallenge(key string) bool { return strings.Contains(key, "/challenge_tokens/") }
 
@@ -70,7 +92,7 @@ func (s *acmeStorage) Load(ctx context.Context, key string) ([]byte, error) {
 		return e.Value, nil
 	case s.key != nil:
 		return s.key.OpenACME(key, e.Value)
-	case s.openKey != nil && isCertificateKey(key):
+	case s.openKey != nil && state.IsACMECertificateKey(key):
 		return s.openKey(ctx, key)
 	}
 	return nil, fmt.Errorf("load %s: sealed, and this node is a worker", key)
@@ -141,13 +163,16 @@ func (s *acmeStorage) Stat(_ context.Context, key string) (certmagic.KeyInfo, er
 }
 
 // Lock takes name in the state: one node at a time obtains or renews a
-// name's certificate and solves its challenges. A lock whose holder went
-// away without releasing it expires after lockLease.
+// name's certificate and solves its challenges. The lease is extended
+// every third of it while held; a lock whose holder went away without
+// releasing it expires after lockLease.
 func (s *acmeStorage) Lock(ctx context.Context, name string) error {
+	owner := s.lockOwner()
 	for {
 		now := time.Now().UTC()
-		err := s.apply(ctx, &state.LockACME{Name: name, Owner: s.node, At: now, Until: now.Add(s.lockLease)})
+		err := s.apply(ctx, &state.LockACME{Name: name, Owner: owner, At: now, Until: now.Add(s.lockLease)})
 		if err == nil {
+			s.keepAlive(name, owner)
 			return nil
 		}
 		if !errors.Is(err, state.ErrACMELocked) {
@@ -161,6 +186,43 @@ func (s *acmeStorage) Lock(ctx context.Context, name string) error {
 	}
 }
 
+// keepAlive extends the lease of a held lock until it is released.
+func (s *acmeStorage) keepAlive(name, owner string) {
+	if s.held == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.held.mu.Lock()
+	if old := s.held.stop[name]; old != nil {
+		old()
+	}
+	s.held.stop[name] = cancel
+	s.held.mu.Unlock()
+	go func() {
+		tick := time.NewTicker(s.lockLease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				now := time.Now().UTC()
+				actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+				_ = s.apply(actx, &state.LockACME{Name: name, Owner: owner, At: now, Until: now.Add(s.lockLease)})
+				acancel()
+			}
+		}
+	}()
+}
+
 func (s *acmeStorage) Unlock(ctx context.Context, name string) error {
-	return s.apply(ctx, &state.UnlockACME{Name: name, Owner: s.node})
+	if s.held != nil {
+		s.held.mu.Lock()
+		if stop := s.held.stop[name]; stop != nil {
+			stop()
+			delete(s.held.stop, name)
+		}
+		s.held.mu.Unlock()
+	}
+	return s.apply(ctx, &state.UnlockACME{Name: name, Owner: s.lockOwner()})
 }

@@ -116,16 +116,21 @@ func TestACMECerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testACMEStorage(t, st, key, "n1")
-	a, err := newACMECerts(st, s, "https://acme.example/dir", "", "", true, slog.New(slog.DiscardHandler))
+	a, err := newACMECerts(s, "", "", "", 80, 443, true, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.answerC.Stop()
+	defer a.stop()
 	const host = "shop.example"
+	if a.answering() != nil || !strings.Contains(a.State(host), "--acme-email") {
+		t.Fatalf("no CA configured: answering %v, State %q; want none, and what to configure", a.answering(), a.State(host))
+	}
+	a.flags = acmeConfig{CA: "https://acme.example/dir"}
+	ans := a.answering()
 	if a.Has(host) || a.State(host) != "pending" {
 		t.Fatalf("before any certificate: Has %v, State %q", a.Has(host), a.State(host))
 	}
-	if _, err := a.certificate(ctx, host); err == nil {
+	if _, err := a.certificate(ctx, ans, host); err == nil {
 		t.Fatal("a certificate before the CA issued one")
 	}
 	ca, err := pki.NewLocalCA("test") // any CA: the router does not check who issued it
@@ -141,7 +146,7 @@ func TestACMECerts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		iss := a.answerIss.IssuerKey()
+		iss := ans.iss.IssuerKey()
 		if err := s.Store(ctx, certmagic.StorageKeys.SitePrivateKey(iss, host), keyPEM); err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +156,7 @@ func TestACMECerts(t *testing.T) {
 		return certPEM
 	}
 	issue()
-	first, err := a.certificate(ctx, host)
+	first, err := a.certificate(ctx, ans, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +164,7 @@ func TestACMECerts(t *testing.T) {
 		t.Errorf("after issuance: Has %v, State %q", a.Has(host), a.State(host))
 	}
 	issue()
-	second, err := a.certificate(ctx, host)
+	second, err := a.certificate(ctx, ans, host)
 	if err != nil {
 		t.Fatal(err)
 	}

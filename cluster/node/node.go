@@ -67,9 +67,10 @@ type Config struct {
 	IngressAddr    string
 	IngressTLSAddr string
 	// ACMECA is the ACME directory of tls: auto routes' certificates
-	// (default Let's Encrypt's); ACMECARoot a PEM file of the CAs to trust
-	// for its HTTPS (a test CA such as Pebble); ACMEEmail the account's
-	// contact. Only the leader's count: it obtains and renews them.
+	// (with ACMEEmail and no ACMECA, Let's Encrypt's; neither: none);
+	// ACMECARoot a PEM file of the CAs to trust for its HTTPS (a test CA
+	// such as Pebble); ACMEEmail the account's contact. The leader writes
+	// its CA and email into the state, which every node then follows.
 	ACMECA, ACMECARoot, ACMEEmail string
 	// MetricsAddr, when set, serves the Prometheus metrics (also on the API
 	// at GET /metrics, role read) on a plain address for a scraper.
@@ -308,7 +309,7 @@ func (n *Node) Run(ctx context.Context) error {
 				return pr.ACMEKey(ctx, addr, key)
 			}}
 		var err error
-		if acme, err = newACMECerts(r.State(), storage, cfg.ACMECA, cfg.ACMEEmail, cfg.ACMECARoot, cfg.Fast, n.log); err != nil {
+		if acme, err = newACMECerts(storage, cfg.ACMECA, cfg.ACMEEmail, cfg.ACMECARoot, addrPort(cfg.IngressAddr), addrPort(cfg.IngressTLSAddr), cfg.Fast, n.log); err != nil {
 			return err
 		}
 		certState = acme.State
@@ -502,6 +503,16 @@ func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discover
 		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, ACME: acme, Source: disc,
 			Observe: met.observeIngress, Log: n.log}).Run(ctx)
 	})
+}
+
+// addrPort is the port of a listen address (":443"), 0 when there is none.
+func addrPort(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // maxAPIConns caps the TCP API's connections (nodes, remote CLIs, their

@@ -57,6 +57,13 @@ type UnlockACME struct {
 	Owner string `json:"owner"`
 }
 
+// IsACMECertificateKey reports whether key is the private key of a
+// certificate of the ACME storage: what a worker's router may get opened
+// from a manager to serve it. An ACME account's key is not.
+func IsACMECertificateKey(key string) bool {
+	return strings.HasPrefix(key, "certificates/") && strings.HasSuffix(key, ".key") && !strings.Contains(key, "..")
+}
+
 // ErrACMELocked refuses a LockACME while another node holds the lock.
 var ErrACMELocked = errors.New("the ACME lock is held by another node")
 
