@@ -2,14 +2,15 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The compose verbs of issue 17 (kill, pause/unpause, top), each against
-// what docker compose does on the same file.
+// The compose verbs of issue 17 (kill, pause/unpause, top, rm, images),
+// each against what docker compose does on the same file.
 
 // lcExit returns a container's state and exit code.
 func (c *cluster) lcExit(name string) (state string, code int) {
@@ -214,5 +215,57 @@ func TestVerbRm(t *testing.T) {
 	}
 	if rows := c.ps("e2ebasic"); len(rows) != 2 {
 		t.Errorf("after dev rm -s worker: pods %v, want the 2 web", podNames(rows))
+	}
+}
+
+// TestVerbImages: `dev images` lists the image of each pod's container as
+// `docker compose images` lists each container's, with the ID and size the
+// Engine of its node gives; stopped pods are listed too; -q gives each
+// image ID once; -o json the same rows; a SERVICE filters.
+func TestVerbImages(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	img, err := c.docker.ImageInspect(ctx, "dev-testapp:e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(img.ID, "sha256:")
+	c.mustDev("stop", "-p", "e2ebasic", "worker")
+
+	out := c.mustDev("images", "-p", "e2ebasic")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "CONTAINER NODE REPOSITORY TAG IMAGE ID SIZE" {
+		t.Fatalf("dev images printed:\n%s\nwant a header and 3 pods", out)
+	}
+	for i, pod := range []string{"e2ebasic-web-1", "e2ebasic-web-2", "e2ebasic-worker-1"} {
+		f := strings.Fields(lines[i+1])
+		if len(f) != 6 || f[0] != pod || f[2] != "dev-testapp" || f[3] != "e2e" || f[4] != id[:12] {
+			t.Errorf("row %d = %q, want %s ... dev-testapp e2e %s SIZE", i+1, lines[i+1], pod, id[:12])
+		}
+	}
+
+	if out := c.mustDev("images", "-p", "e2ebasic", "-q"); out != id+"\n" {
+		t.Errorf("dev images -q printed %q, want the one image ID %q", out, id)
+	}
+
+	var rows []struct {
+		Container, Service, Node, Repository, Tag string
+		ImageID                                   string `json:"image_id"`
+		Size                                      int64
+	}
+	out = c.mustDev("images", "-p", "e2ebasic", "-o", "json", "worker")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("dev images -o json: %v in:\n%s", err, out)
+	}
+	if len(rows) != 1 || rows[0].Container != "e2ebasic-worker-1" || rows[0].Service != "worker" || rows[0].Node == "" ||
+		rows[0].ImageID != img.ID || rows[0].Size != img.Size {
+		t.Errorf("dev images -o json worker = %+v, want worker-1's image %s of %d bytes", rows, img.ID, img.Size)
+	}
+
+	res := c.sess("", "", "images", "-p", "e2ebasic", "nosuch")
+	if res.code != 1 || !strings.Contains(res.stderr, "no pods of service nosuch") {
+		t.Errorf("dev images nosuch: %s", res)
 	}
 }

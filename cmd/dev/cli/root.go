@@ -107,6 +107,7 @@ func NewRootCommand() *cobra.Command {
 		NewKillCommand(g),
 		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
 		NewTopCommand(g),
+		NewImagesCommand(g),
 		NewRmCommand(g),
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
