@@ -269,3 +269,106 @@ func TestVerbImages(t *testing.T) {
 		t.Errorf("dev images nosuch: %s", res)
 	}
 }
+
+// describeField returns the value of "Key:   value" in dev describe's
+// output, or "".
+func describeField(out, key string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && k == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestVerbDescribe: `dev describe pod|service|node NAME` shows what dev ps,
+// services, nodes and events know of the object, in kubectl's way: a pod's
+// spec (no environment value, no secret), status and events; why a pod is
+// pending; a service's replicas, VIP, pods and events; a node's status and
+// pods; -o json the object.
+func TestVerbDescribe(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	var web1 podRow
+	for _, r := range c.ps("e2ebasic") {
+		if r.Name == "e2ebasic-web-1" {
+			web1 = r
+		}
+	}
+
+	out := c.mustDev("describe", "pod", "-p", "e2ebasic", "web-1") // SERVICE-N in -p's project
+	for key, want := range map[string]string{
+		"Name": "e2ebasic-web-1", "Service": "web", "Node": c.node, "IP": web1.IP, "State": "running",
+		"Ready": "1/1", "Health": "healthy", "Command": "serve", "Restart": "always",
+		"Environment": "GREETING (values not shown)", "Mounts": "/data from volume data",
+	} {
+		if got := describeField(out, key); got != want {
+			t.Errorf("describe pod: %s is %q, want %q\n%s", key, got, want, out)
+		}
+	}
+	if !strings.HasPrefix(describeField(out, "Image"), testImage) || !strings.Contains(describeField(out, "Labels"), "tier=front") ||
+		!strings.Contains(out, "Started") {
+		t.Errorf("describe pod web-1: want its image, labels and Started event:\n%s", out)
+	}
+	out = c.mustDev("describe", "pod", "e2ebasic-worker-1")
+	if describeField(out, "Secrets") != "token at /run/secrets/token" || strings.Contains(out, "s3cret") {
+		t.Errorf("describe pod worker-1: want its secret by name, never its content:\n%s", out)
+	}
+
+	// A pod that fits no node says why, as the scheduler put it.
+	compose := writeTemp(t, "name: e2epending\nservices:\n  gpu:\n    image: "+testImage+"\n    command: [\"serve\"]\n"+
+		"    deploy:\n      placement:\n        constraints: [node.labels.gpu == yes]\n")
+	_, _ = c.dev("up", "-d", "--timeout", "3s", "-f", compose) // its pod cannot start: up gives up waiting
+	eventually(t, 20*time.Second, "describe says why gpu-1 is pending", func() error {
+		out := c.mustDev("describe", "pod", "e2epending-gpu-1")
+		if p := describeField(out, "Pending"); !strings.HasPrefix(p, "0/1 nodes available:") || !strings.Contains(p, "gpu") ||
+			describeField(out, "State") != "pending" || describeField(out, "Node") != "-" {
+			return fmt.Errorf("describe pod e2epending-gpu-1:\n%s", out)
+		}
+		return nil
+	})
+
+	var svcs []struct{ Name, VIP string }
+	if err := json.Unmarshal([]byte(c.mustDev("services", "-p", "e2ebasic", "-o", "json")), &svcs); err != nil {
+		t.Fatal(err)
+	}
+	out = c.mustDev("describe", "service", "-p", "e2ebasic", "web")
+	for _, s := range svcs {
+		if s.Name == "web" && describeField(out, "VIP") != s.VIP {
+			t.Errorf("describe service web: VIP %q, want %q", describeField(out, "VIP"), s.VIP)
+		}
+	}
+	if describeField(out, "Replicas") != "2 desired, 2 ready" || !strings.Contains(out, "e2ebasic-web-1") ||
+		!strings.Contains(out, "e2ebasic-web-2") || strings.Contains(out, "e2ebasic-worker-1") || !strings.Contains(out, "Created") {
+		t.Errorf("describe service web: want 2/2, its two pods, its Created event:\n%s", out)
+	}
+	if out := c.mustDev("describe", "svc", "e2ebasic/worker"); describeField(out, "Replicas") != "1 desired, 1 ready" {
+		t.Errorf("describe svc e2ebasic/worker:\n%s", out)
+	}
+
+	out = c.mustDev("describe", "node", c.node)
+	if describeField(out, "Status") != "ready" || describeField(out, "Role") != "leader" ||
+		!strings.Contains(out, "e2ebasic-web-1") || !strings.Contains(out, "e2ebasic-worker-1") {
+		t.Errorf("describe node %s: want ready, leader, with the pods:\n%s", c.node, out)
+	}
+
+	var d struct {
+		Pod     struct{ Name, Node string }
+		Pending string
+		Events  []struct{ Reason string }
+	}
+	out = c.mustDev("describe", "pod", "e2epending-gpu-1", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &d); err != nil || d.Pod.Name != "e2epending-gpu-1" || d.Pod.Node != "" ||
+		!strings.Contains(d.Pending, "gpu") {
+		t.Errorf("describe pod -o json: %v, %+v\n%s", err, d, out)
+	}
+
+	res := c.sess("", "", "describe", "pod", "nosuch")
+	if res.code != 1 || !strings.Contains(res.stderr, "no such pod") {
+		t.Errorf("dev describe pod nosuch: %s", res)
+	}
+	res = c.sess("", "", "describe", "volume", "data")
+	if res.code != 1 || !strings.Contains(res.stderr, "describe a pod, a service or a node") {
+		t.Errorf("dev describe volume data: %s", res)
+	}
+}

@@ -108,6 +108,7 @@ func NewRootCommand() *cobra.Command {
 		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
 		NewTopCommand(g),
 		NewImagesCommand(g),
+		NewDescribeCommand(g),
 		NewRmCommand(g),
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
