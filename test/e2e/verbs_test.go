@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The compose verbs of issue 17 (kill, pause/unpause, top, rm, images),
-// each against what docker compose does on the same file.
+// The compose verbs of issue 17 (kill, pause/unpause, top, rm, images, ls)
+// and dev describe, each against what docker compose (kubectl) does.
 
 // lcExit returns a container's state and exit code.
 func (c *cluster) lcExit(name string) (state string, code int) {
@@ -370,5 +371,34 @@ func TestVerbDescribe(t *testing.T) {
 	res = c.sess("", "", "describe", "volume", "data")
 	if res.code != 1 || !strings.Contains(res.stderr, "describe a pod, a service or a node") {
 		t.Errorf("dev describe volume data: %s", res)
+	}
+}
+
+// TestVerbLsPaused: `dev ls` counts paused pods as paused, as `docker
+// compose ls` counts paused containers, and as running again once
+// unpaused.
+func TestVerbLsPaused(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	c.mustDev("pause", "-p", "e2ebasic", "web")
+	line := regexp.MustCompile(`(?m)^e2ebasic\s+paused\(2\), running\(1\)\s+2$`)
+	if out := c.mustDev("ls"); !line.MatchString(out) {
+		t.Errorf("dev ls after dev pause web:\n%s\nwant e2ebasic paused(2), running(1) with 2 services", out)
+	}
+	var rows []struct {
+		Name string
+		Pods map[string]int
+	}
+	if err := json.Unmarshal([]byte(c.mustDev("ls", "-o", "json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Name == "e2ebasic" && (r.Pods["paused"] != 2 || r.Pods["running"] != 1) {
+			t.Errorf("dev ls -o json: e2ebasic pods %v, want paused 2, running 1", r.Pods)
+		}
+	}
+	c.mustDev("unpause", "-p", "e2ebasic")
+	if out := c.mustDev("ls"); !regexp.MustCompile(`(?m)^e2ebasic\s+running\(3\)\s+2$`).MatchString(out) {
+		t.Errorf("dev ls after dev unpause:\n%s\nwant e2ebasic running(3)", out)
 	}
 }
