@@ -145,7 +145,7 @@ type specView struct {
 	Configs     []fileView          `json:"configs,omitempty"`
 	Labels      map[string]string   `json:"labels,omitempty"`
 	Healthcheck *api.Healthcheck    `json:"healthcheck,omitempty"`
-	Restart     string              `json:"restart,omitempty"`
+	Restart     string              `json:"restart"` // the effective policy (default always)
 	Resources   api.Resources       `json:"resources,omitzero"`
 	Placement   api.Placement       `json:"placement,omitzero"`
 	HostNetwork bool                `json:"host_network,omitempty"`
@@ -169,7 +169,7 @@ func viewSpec(s api.ServiceSpec) specView {
 	v := specView{
 		Image: s.Image, ImageID: s.ImageID, Command: s.Command, Entrypoint: s.Entrypoint,
 		Ports: s.Ports, Expose: s.Expose, Volumes: s.Volumes, Secrets: files(s.Secrets), Configs: files(s.Configs),
-		Labels: s.Labels, Healthcheck: s.Healthcheck, Restart: s.Restart, Resources: s.Resources,
+		Labels: s.Labels, Healthcheck: s.Healthcheck, Restart: s.RestartPolicy(), Resources: s.Resources,
 		Placement: s.Placement, HostNetwork: s.HostNetwork,
 	}
 	for k := range s.Environment {
@@ -504,7 +504,7 @@ func describeService(ctx context.Context, c describeClient, name, project string
 	}
 	rc, ok := findRC(projects, project, service)
 	if !ok {
-		return serviceDescription{}, fmt.Errorf("describe service %s: project %s has no such service; `dev services -p %s` lists them", service, project, project)
+		return serviceDescription{}, fmt.Errorf("describe service %s: project %s has no such service; `dev services -p %s` lists them (another project's: PROJECT/%s)", service, project, project, service)
 	}
 	svcs, err := c.Services(ctx, project)
 	if err != nil {

@@ -23,10 +23,10 @@ func describeWeb() api.ServiceSpec {
 	d := api.Duration(sec)
 	return api.ServiceSpec{Project: "shop", Name: "web", Image: "shop-web", ImageID: "sha256:0123456789abcdef0123",
 		Command: []string{"serve", "--port", "8080"}, Environment: map[string]string{"DB_PASSWORD": "hunter2", "MODE": "prod"},
-		Ports:   []api.PortSpec{{Target: 8080, Published: 80, Protocol: "tcp"}},
-		Volumes: []api.VolumeMount{{Type: api.MountVolume, Source: "data", Target: "/data"}},
-		Secrets: []api.SecretMount{{Name: "token", Target: "/run/secrets/token", Content: []byte("s3cret")}},
-		Labels:  map[string]string{"tier": "front"}, Restart: api.RestartAlways,
+		Ports:       []api.PortSpec{{Target: 8080, Published: 80, Protocol: "tcp"}},
+		Volumes:     []api.VolumeMount{{Type: api.MountVolume, Source: "data", Target: "/data"}},
+		Secrets:     []api.SecretMount{{Name: "token", Target: "/run/secrets/token", Content: []byte("s3cret")}},
+		Labels:      map[string]string{"tier": "front"}, // restart: none given, always
 		Healthcheck: &api.Healthcheck{Test: []string{"CMD", "/app", "health"}, Interval: &d, Retries: 3},
 		Resources:   api.Resources{Reservations: api.ResourceAmounts{MemoryBytes: 256 << 20}},
 		Update:      &api.UpdateConfig{Parallelism: 2, Order: "start-first"},
