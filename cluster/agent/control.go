@@ -203,3 +203,31 @@ func (a *Agent) TopPod(ctx context.Context, pod string) (api.PodTop, error) {
 	}
 	return out, nil
 }
+
+// PodImages lists the images of the containers of a pod of this node
+// (`dev images`): the service's first, then its sidecars', running or not;
+// a container that is not there (not made yet, or removed) is left out.
+func (a *Agent) PodImages(ctx context.Context, pod string) (api.PodImages, error) {
+	p, rc, err := a.localPod("images", pod)
+	if err != nil {
+		return api.PodImages{}, err
+	}
+	out := api.PodImages{Pod: p.Name, Service: p.Service, Node: p.Node, Containers: []api.ContainerImage{}}
+	specs := append([]api.ServiceSpec{rc.Template}, rc.Template.Sidecars...)
+	for i, s := range specs {
+		n, id := p.Service, p.Name
+		if i > 0 {
+			n, id = s.Name, api.SidecarContainer(p.Name, s.Name)
+		}
+		img, err := a.d.Image(ctx, id, s.Image)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return api.PodImages{}, fmt.Errorf("images %s: %s: %w", pod, n, err)
+		}
+		img.Container = n
+		out.Containers = append(out.Containers, img)
+	}
+	return out, nil
+}

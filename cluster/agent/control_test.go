@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,5 +170,50 @@ func TestTopPod(t *testing.T) {
 	e.waitStopped(name)
 	if _, err := e.a.TopPod(ctx, name); err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("top of a stopped pod = %v, want not running", err)
+	}
+}
+
+// TestPodImages: the image of the service's container, then its
+// sidecar's, whether the pod runs or not.
+func TestPodImages(t *testing.T) {
+	e := newEnv(t)
+	s := spec("web", "")
+	s.Image = "shop-web:1.2"
+	side := spec("logs", "")
+	side.Image = "shop-logs"
+	s.Sidecars = []api.ServiceSpec{side}
+	name := e.deploy(s, 1, node)
+	e.run()
+	e.waitRunning(name, 0)
+	ctx := context.Background()
+	sc := api.SidecarContainer(name, "logs")
+	eventually(t, "sidecar made", func() error {
+		if _, ok := e.d.container(sc); !ok {
+			return fmt.Errorf("no sidecar container")
+		}
+		return nil
+	})
+	want := []api.ContainerImage{
+		{Container: "web", Repository: "shop-web:1.2", Tag: "latest", ImageID: "sha256:shop-web:1.2", Size: 12},
+		{Container: "logs", Repository: "shop-logs", Tag: "latest", ImageID: "sha256:shop-logs", Size: 9},
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := e.a.PodImages(ctx, name)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if got.Pod != name || got.Service != "web" || got.Node != node || !slices.Equal(got.Containers, want) {
+			t.Fatalf("%s: images = %+v, want containers %+v", when, got, want)
+		}
+	}
+	check("running")
+	if _, err := e.a.PodAction(ctx, name, agent.ActionStop, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStopped(name)
+	check("stopped")
+	if _, err := e.a.PodImages(ctx, "nope-web-1"); err == nil || !strings.Contains(err.Error(), "no such pod") {
+		t.Errorf("images of no pod = %v", err)
 	}
 }

@@ -54,6 +54,11 @@ type Driver interface {
 	// Top lists the processes of the running container id, as `docker
 	// top` (the Engine's ContainerTop, ps's default columns).
 	Top(ctx context.Context, id string) (api.ProcessList, error)
+	// Image describes the image container id runs (its Container field
+	// left empty), as `docker compose images`; want is the image the
+	// container's spec names, to name an image pinned by ID. ErrNotFound
+	// if the container does not exist.
+	Image(ctx context.Context, id, want string) (api.ContainerImage, error)
 	// Inspect returns the container's state; ErrNotFound if it does not exist.
 	Inspect(ctx context.Context, id string) (Container, error)
 	// List returns every container dev manages on this engine (label

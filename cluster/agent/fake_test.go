@@ -238,6 +238,19 @@ func (f *fakeDriver) setPaused(id string, paused bool) error {
 	return nil
 }
 
+// Image: the image of the spec the container was created from, with an ID
+// and size made from its name.
+func (f *fakeDriver) Image(_ context.Context, id, _ string) (api.ContainerImage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return api.ContainerImage{}, fmt.Errorf("image of %s: %w", id, agent.ErrNotFound)
+	}
+	ref := f.specs[c.Name].Image
+	return api.ContainerImage{Repository: ref, Tag: "latest", ImageID: "sha256:" + ref, Size: int64(len(ref))}, nil
+}
+
 // Top: one process, the container's name as its command.
 func (f *fakeDriver) Top(_ context.Context, id string) (api.ProcessList, error) {
 	f.mu.Lock()

@@ -521,6 +521,13 @@ func (c *HTTPClient) PodTop(ctx context.Context, pod string) (PodTop, error) {
 	return r, err
 }
 
+// PodImages lists the images of a pod's containers (`dev images`).
+func (c *HTTPClient) PodImages(ctx context.Context, pod string) (PodImages, error) {
+	var r PodImages
+	_, err := c.do(ctx, c.hc, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/images", nil, &r)
+	return r, err
+}
+
 // Remove removes stopped pods of a project (`dev rm`).
 func (c *HTTPClient) Remove(ctx context.Context, project string, req RemoveRequest) (RemoveResult, error) {
 	var r RemoveResult

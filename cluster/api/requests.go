@@ -26,6 +26,7 @@ import "time"
 //	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
 //	read   GET    /v1/stats?project=P&service=S&local=1   -> StatsList (running pods' CPU, memory, network; of every node, or this node's with local=1)
 //	read   GET    /v1/pods/{name}/top                     -> PodTop (the processes of the pod's running containers)
+//	read   GET    /v1/pods/{name}/images                  -> PodImages (the images of the pod's containers)
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
 //	admin  POST   /v1/pods/{name}/stop|start|restart|kill|pause|unpause PodActionRequest -> PodActionResult
 //	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult

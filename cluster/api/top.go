@@ -23,3 +23,25 @@ type PodTop struct {
 	Node       string         `json:"node"`
 	Containers []ContainerTop `json:"containers"`
 }
+
+// ContainerImage is the image one container of a pod runs, as its node's
+// Engine knows it (`dev images`, as `docker compose images`): Repository
+// and Tag of the reference the container was made from ("<none>" when the
+// image has no tag any more), the image's ID ("sha256:...") and size.
+type ContainerImage struct {
+	Container  string `json:"container"`
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	ImageID    string `json:"image_id"`
+	Size       int64  `json:"size"`
+}
+
+// PodImages answers GET /v1/pods/{name}/images (`dev images`): the images
+// of each container of the pod (the service's, then its sidecars'),
+// running or not, read on the node that runs it.
+type PodImages struct {
+	Pod        string           `json:"pod"`
+	Service    string           `json:"service"`
+	Node       string           `json:"node"`
+	Containers []ContainerImage `json:"containers"`
+}

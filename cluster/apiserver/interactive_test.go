@@ -76,6 +76,11 @@ func (l *scriptedLocal) TopPod(_ context.Context, pod string) (api.PodTop, error
 		ProcessList: api.ProcessList{Titles: []string{"PID", "CMD"}, Processes: [][]string{{"1", "sleep"}}}}}}, nil
 }
 
+func (l *scriptedLocal) PodImages(_ context.Context, pod string) (api.PodImages, error) {
+	return api.PodImages{Pod: pod, Node: "n1", Containers: []api.ContainerImage{{Container: "web",
+		Repository: "shop-web", Tag: "latest", ImageID: "sha256:abc", Size: 42}}}, nil
+}
+
 // newStreamTestAPI serves the API of node n1 (pods shop-web-1 on n1,
 // shop-far-1 on n2 which is unreachable) on a unix socket.
 func newStreamTestAPI(t *testing.T) *api.HTTPClient {
@@ -314,6 +319,16 @@ func TestKillPauseTop(t *testing.T) {
 	}
 	if _, err := c.PodTop(ctx, "shop-nope-1"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
 		t.Errorf("top of no pod: %v, want 404", err)
+	}
+	imgs, err := c.PodImages(ctx, "shop-web-1")
+	if err != nil || imgs.Pod != "shop-web-1" || len(imgs.Containers) != 1 || imgs.Containers[0].Repository != "shop-web" {
+		t.Errorf("images: %+v, %v", imgs, err)
+	}
+	if _, err := c.PodImages(ctx, "shop-far-1"); err == nil || !strings.Contains(err.Error(), "n2") {
+		t.Errorf("images of a pod on an unreachable node: %v, want an error naming n2", err)
+	}
+	if _, err := c.PodImages(ctx, "shop-nope-1"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("images of no pod: %v, want 404", err)
 	}
 }
 

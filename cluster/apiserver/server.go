@@ -68,11 +68,12 @@ type Local interface {
 	Exec(ctx context.Context, pod string, req api.ExecRequest, stdio api.IO) (int, error)
 	RunOneOff(ctx context.Context, project, service string, req api.RunRequest, stdio api.IO) (int, error)
 	PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error)
-	// KillPod, PausePod and TopPod serve `dev kill`, `dev pause|unpause`
-	// and `dev top` for pods of this node.
+	// KillPod, PausePod, TopPod and PodImages serve `dev kill`, `dev
+	// pause|unpause`, `dev top` and `dev images` for pods of this node.
 	KillPod(ctx context.Context, pod, signal string) (api.Pod, error)
 	PausePod(ctx context.Context, pod string, pause bool) (api.Pod, error)
 	TopPod(ctx context.Context, pod string) (api.PodTop, error)
+	PodImages(ctx context.Context, pod string) (api.PodImages, error)
 
 	// CopyFiles extracts a tar archive into directory dir of the running
 	// container of a pod of this node; RemoveFiles removes paths from it
@@ -187,7 +188,7 @@ func (srv *Server) Routes() http.Handler {
 	srv.registerInteractive(public) // interactive.go: exec, run, stop/start/restart
 	srv.registerFiles(public)       // files.go: copy files into / remove files from pods
 	srv.registerStats(public)       // stats.go: what the pods use
-	srv.registerControl(public)     // control.go: top
+	srv.registerControl(public)     // control.go: top, images
 
 	internal := http.NewServeMux()
 	srv.registerInternal(internal) // internal.go

@@ -2,14 +2,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The compose verbs of issue 17 (kill, pause/unpause, top), each against
-// what docker compose does on the same file.
+// The compose verbs of issue 17 (kill, pause/unpause, top, rm, images, ls)
+// and dev describe, each against what docker compose (kubectl) does.
 
 // lcExit returns a container's state and exit code.
 func (c *cluster) lcExit(name string) (state string, code int) {
@@ -214,5 +216,189 @@ func TestVerbRm(t *testing.T) {
 	}
 	if rows := c.ps("e2ebasic"); len(rows) != 2 {
 		t.Errorf("after dev rm -s worker: pods %v, want the 2 web", podNames(rows))
+	}
+}
+
+// TestVerbImages: `dev images` lists the image of each pod's container as
+// `docker compose images` lists each container's, with the ID and size the
+// Engine of its node gives; stopped pods are listed too; -q gives each
+// image ID once; -o json the same rows; a SERVICE filters.
+func TestVerbImages(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	img, err := c.docker.ImageInspect(ctx, "dev-testapp:e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(img.ID, "sha256:")
+	c.mustDev("stop", "-p", "e2ebasic", "worker")
+
+	out := c.mustDev("images", "-p", "e2ebasic")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "CONTAINER NODE REPOSITORY TAG IMAGE ID SIZE" {
+		t.Fatalf("dev images printed:\n%s\nwant a header and 3 pods", out)
+	}
+	for i, pod := range []string{"e2ebasic-web-1", "e2ebasic-web-2", "e2ebasic-worker-1"} {
+		f := strings.Fields(lines[i+1])
+		if len(f) != 6 || f[0] != pod || f[2] != "dev-testapp" || f[3] != "e2e" || f[4] != id[:12] {
+			t.Errorf("row %d = %q, want %s ... dev-testapp e2e %s SIZE", i+1, lines[i+1], pod, id[:12])
+		}
+	}
+
+	if out := c.mustDev("images", "-p", "e2ebasic", "-q"); out != id+"\n" {
+		t.Errorf("dev images -q printed %q, want the one image ID %q", out, id)
+	}
+
+	var rows []struct {
+		Container, Service, Node, Repository, Tag string
+		ImageID                                   string `json:"image_id"`
+		Size                                      int64
+	}
+	out = c.mustDev("images", "-p", "e2ebasic", "-o", "json", "worker")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("dev images -o json: %v in:\n%s", err, out)
+	}
+	if len(rows) != 1 || rows[0].Container != "e2ebasic-worker-1" || rows[0].Service != "worker" || rows[0].Node == "" ||
+		rows[0].ImageID != img.ID || rows[0].Size != img.Size {
+		t.Errorf("dev images -o json worker = %+v, want worker-1's image %s of %d bytes", rows, img.ID, img.Size)
+	}
+
+	res := c.sess("", "", "images", "-p", "e2ebasic", "nosuch")
+	if res.code != 1 || !strings.Contains(res.stderr, "no pods of service nosuch") {
+		t.Errorf("dev images nosuch: %s", res)
+	}
+}
+
+// describeField returns the value of "Key:   value" in dev describe's
+// output, or "".
+func describeField(out, key string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && k == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestVerbDescribe: `dev describe pod|service|node NAME` shows what dev ps,
+// services, nodes and events know of the object, in kubectl's way: a pod's
+// spec (no environment value, no secret), status and events; why a pod is
+// pending; a service's replicas, VIP, pods and events; a node's status and
+// pods; -o json the object.
+func TestVerbDescribe(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	var web1 podRow
+	for _, r := range c.ps("e2ebasic") {
+		if r.Name == "e2ebasic-web-1" {
+			web1 = r
+		}
+	}
+
+	out := c.mustDev("describe", "pod", "-p", "e2ebasic", "web-1") // SERVICE-N in -p's project
+	for key, want := range map[string]string{
+		"Name": "e2ebasic-web-1", "Service": "web", "Node": c.node, "IP": web1.IP, "State": "running",
+		"Ready": "1/1", "Health": "healthy", "Command": "serve", "Restart": "always",
+		"Environment": "GREETING (values not shown)", "Mounts": "/data from volume data",
+	} {
+		if got := describeField(out, key); got != want {
+			t.Errorf("describe pod: %s is %q, want %q\n%s", key, got, want, out)
+		}
+	}
+	if !strings.HasPrefix(describeField(out, "Image"), testImage) || !strings.Contains(describeField(out, "Labels"), "tier=front") ||
+		!strings.Contains(out, "Started") {
+		t.Errorf("describe pod web-1: want its image, labels and Started event:\n%s", out)
+	}
+	out = c.mustDev("describe", "pod", "e2ebasic-worker-1")
+	if describeField(out, "Secrets") != "token at /run/secrets/token" || strings.Contains(out, "s3cret") {
+		t.Errorf("describe pod worker-1: want its secret by name, never its content:\n%s", out)
+	}
+
+	// A pod that fits no node says why, as the scheduler put it.
+	compose := writeTemp(t, "name: e2epending\nservices:\n  gpu:\n    image: "+testImage+"\n    command: [\"serve\"]\n"+
+		"    deploy:\n      placement:\n        constraints: [node.labels.gpu == yes]\n")
+	_, _ = c.dev("up", "-d", "--timeout", "3s", "-f", compose) // its pod cannot start: up gives up waiting
+	eventually(t, 20*time.Second, "describe says why gpu-1 is pending", func() error {
+		out := c.mustDev("describe", "pod", "e2epending-gpu-1")
+		if p := describeField(out, "Pending"); !strings.HasPrefix(p, "0/1 nodes available:") || !strings.Contains(p, "gpu") ||
+			describeField(out, "State") != "pending" || describeField(out, "Node") != "-" {
+			return fmt.Errorf("describe pod e2epending-gpu-1:\n%s", out)
+		}
+		return nil
+	})
+
+	var svcs []struct{ Name, VIP string }
+	if err := json.Unmarshal([]byte(c.mustDev("services", "-p", "e2ebasic", "-o", "json")), &svcs); err != nil {
+		t.Fatal(err)
+	}
+	out = c.mustDev("describe", "service", "-p", "e2ebasic", "web")
+	for _, s := range svcs {
+		if s.Name == "web" && describeField(out, "VIP") != s.VIP {
+			t.Errorf("describe service web: VIP %q, want %q", describeField(out, "VIP"), s.VIP)
+		}
+	}
+	if describeField(out, "Replicas") != "2 desired, 2 ready" || !strings.Contains(out, "e2ebasic-web-1") ||
+		!strings.Contains(out, "e2ebasic-web-2") || strings.Contains(out, "e2ebasic-worker-1") || !strings.Contains(out, "Created") {
+		t.Errorf("describe service web: want 2/2, its two pods, its Created event:\n%s", out)
+	}
+	if out := c.mustDev("describe", "svc", "e2ebasic/worker"); describeField(out, "Replicas") != "1 desired, 1 ready" {
+		t.Errorf("describe svc e2ebasic/worker:\n%s", out)
+	}
+
+	out = c.mustDev("describe", "node", c.node)
+	if describeField(out, "Status") != "ready" || describeField(out, "Role") != "leader" ||
+		!strings.Contains(out, "e2ebasic-web-1") || !strings.Contains(out, "e2ebasic-worker-1") {
+		t.Errorf("describe node %s: want ready, leader, with the pods:\n%s", c.node, out)
+	}
+
+	var d struct {
+		Pod     struct{ Name, Node string }
+		Pending string
+		Events  []struct{ Reason string }
+	}
+	out = c.mustDev("describe", "pod", "e2epending-gpu-1", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &d); err != nil || d.Pod.Name != "e2epending-gpu-1" || d.Pod.Node != "" ||
+		!strings.Contains(d.Pending, "gpu") {
+		t.Errorf("describe pod -o json: %v, %+v\n%s", err, d, out)
+	}
+
+	res := c.sess("", "", "describe", "pod", "nosuch")
+	if res.code != 1 || !strings.Contains(res.stderr, "no such pod") {
+		t.Errorf("dev describe pod nosuch: %s", res)
+	}
+	res = c.sess("", "", "describe", "volume", "data")
+	if res.code != 1 || !strings.Contains(res.stderr, "describe a pod, a service or a node") {
+		t.Errorf("dev describe volume data: %s", res)
+	}
+}
+
+// TestVerbLsPaused: `dev ls` counts paused pods as paused, as `docker
+// compose ls` counts paused containers, and as running again once
+// unpaused.
+func TestVerbLsPaused(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "-d", "-f", fixture("basic"))
+	c.mustDev("pause", "-p", "e2ebasic", "web")
+	line := regexp.MustCompile(`(?m)^e2ebasic\s+paused\(2\), running\(1\)\s+2$`)
+	if out := c.mustDev("ls"); !line.MatchString(out) {
+		t.Errorf("dev ls after dev pause web:\n%s\nwant e2ebasic paused(2), running(1) with 2 services", out)
+	}
+	var rows []struct {
+		Name string
+		Pods map[string]int
+	}
+	if err := json.Unmarshal([]byte(c.mustDev("ls", "-o", "json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Name == "e2ebasic" && (r.Pods["paused"] != 2 || r.Pods["running"] != 1) {
+			t.Errorf("dev ls -o json: e2ebasic pods %v, want paused 2, running 1", r.Pods)
+		}
+	}
+	c.mustDev("unpause", "-p", "e2ebasic")
+	if out := c.mustDev("ls"); !regexp.MustCompile(`(?m)^e2ebasic\s+running\(3\)\s+2$`).MatchString(out) {
+		t.Errorf("dev ls after dev unpause:\n%s\nwant e2ebasic running(3)", out)
 	}
 }

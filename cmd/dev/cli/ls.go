@@ -18,8 +18,8 @@ type lsRow struct {
 	Name     string `json:"name"`
 	Status   string `json:"status"` // "running(3), pending(1)", as docker compose ls
 	Services int    `json:"services"`
-	// Pods counts the project's pods by state: running, exited, failed,
-	// pending (not started yet), removing.
+	// Pods counts the project's pods by state: running, paused (dev
+	// pause), exited, failed, pending (not started yet), removing.
 	Pods map[string]int `json:"pods"`
 }
 
@@ -86,10 +86,10 @@ func lsState(p api.Pod) string {
 	switch {
 	case p.Deleting:
 		return "removing"
-	case p.Node == "" || p.Status.State == "":
+	case p.Node == "":
 		return api.PodPending
 	}
-	return p.Status.State
+	return podState(p)
 }
 
 func printLs(w io.Writer, rows []lsRow) error {

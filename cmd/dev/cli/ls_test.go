@@ -24,6 +24,7 @@ func TestLsRows(t *testing.T) {
 		pod("shop", "", "", false),              // not placed yet
 		pod("shop", "n1", "", false),            // placed, not started
 		pod("shop", "n1", api.PodRunning, true), // going
+		{Project: "shop", Node: "n2", Status: api.PodStatus{State: api.PodRunning, Paused: true}},
 		pod("blog", "n1", api.PodExited, false),
 		pod("other", "n1", api.PodRunning, false), // no such project (deleted)
 	}
@@ -32,10 +33,10 @@ func TestLsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"NAME   STATUS                                SERVICES",
-		"blog   exited(1)                             1",
-		"idle   no pods                               1",
-		"shop   pending(2), removing(1), running(2)   2",
+		"NAME   STATUS                                           SERVICES",
+		"blog   exited(1)                                        1",
+		"idle   no pods                                          1",
+		"shop   paused(1), pending(2), removing(1), running(2)   2",
 	}
 	if got := strings.Split(strings.TrimSpace(b.String()), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("dev ls:\n%s\nwant:\n%s", b.String(), strings.Join(want, "\n"))

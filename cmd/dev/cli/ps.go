@@ -82,13 +82,7 @@ func NewPsCommand(g *globals) *cobra.Command {
 }
 
 func toRow(p api.Pod) psRow {
-	state := p.Status.State
-	switch {
-	case state == "":
-		state = api.PodPending
-	case state == api.PodRunning && p.Status.Paused:
-		state = "paused" // as docker compose ps says
-	}
+	state := podState(p)
 	cid := p.Status.ContainerID
 	if len(cid) > 12 {
 		cid = cid[:12]
@@ -99,6 +93,22 @@ func toRow(p api.Pod) psRow {
 		Restarts: p.Status.Restarts, Message: p.Status.Message, Labels: p.Labels, Sidecars: p.Status.Sidecars,
 	}
 }
+
+// podState is a pod's STATE as dev ps and dev ls show it: its
+// container's, pending before it has one, paused when frozen (as docker
+// compose ps and ls say).
+func podState(p api.Pod) string {
+	switch {
+	case p.Status.State == "":
+		return api.PodPending
+	case p.Status.State == api.PodRunning && p.Status.Paused:
+		return statePaused
+	}
+	return p.Status.State
+}
+
+// statePaused is the state dev ps and dev ls show of a paused pod.
+const statePaused = "paused"
 
 func printPods(w io.Writer, rows []psRow) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -107,6 +107,8 @@ func NewRootCommand() *cobra.Command {
 		NewKillCommand(g),
 		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
 		NewTopCommand(g),
+		NewImagesCommand(g),
+		NewDescribeCommand(g),
 		NewRmCommand(g),
 		NewRollbackCommand(g),
 		NewWatchCommand(g), // watch.go (also dev up --watch)
