@@ -39,6 +39,9 @@ type Route struct {
 	// TLS is how the route is served over HTTPS (api.IngressTLSLocal:
 	// with a certificate from CertSource).
 	TLS string
+	// H2C speaks HTTP/2 without TLS to the pods (api.IngressH2C: h2c and
+	// gRPC routes), HTTP/1.1 otherwise.
+	H2C bool
 	// Backends are the service's ready pods.
 	Backends []netip.Addr
 }
@@ -125,6 +128,7 @@ type Ingress struct {
 	table     atomic.Pointer[routeTable]
 	next      atomic.Uint64 // round robin over a route's backends
 	transport *http.Transport
+	h2c       *http.Transport // HTTP/2 without TLS, for H2C routes
 	proxy     *httputil.ReverseProxy
 	// httpsPort is the port HTTPS is served on (0: none), where plain
 	// HTTP requests of tls: local routes are redirected.
@@ -158,14 +162,23 @@ func NewIngress(cfg IngressConfig) *Ingress {
 	in.setRoutes(nil)
 	// Keep-alive pools to the pods; a dial gets 3 s (a pod that is gone
 	// answers at once, one on a cut node does not).
-	in.transport = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   64,
-		MaxConnsPerHost:       512, // per pod
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
+	newTransport := func() *http.Transport {
+		return &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   64,
+			MaxConnsPerHost:       512, // per pod
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
 	}
+	in.transport = newTransport()
+	// h2c routes (gRPC): HTTP/2 with prior knowledge over plain TCP, a
+	// connection to a pod carrying many streams; trailers pass through.
+	in.h2c = newTransport()
+	in.h2c.Protocols = new(http.Protocols)
+	in.h2c.Protocols.SetUnencryptedHTTP2(true)
+	in.h2c.HTTP2 = &http.HTTP2Config{PingTimeout: 15 * time.Second, SendPingTimeout: 30 * time.Second}
 	in.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -222,7 +235,12 @@ func (in *Ingress) Run(ctx context.Context) error {
 			errs <- err
 		}()
 	}
-	serve(newServer(), in.cfg.Listener, false)
+	plain := newServer()
+	// HTTP/2 with prior knowledge too (h2c): gRPC clients without TLS.
+	plain.Protocols = new(http.Protocols)
+	plain.Protocols.SetHTTP1(true)
+	plain.Protocols.SetUnencryptedHTTP2(true)
+	serve(plain, in.cfg.Listener, false)
 	if in.cfg.TLSListener != nil {
 		if in.cfg.Certs == nil {
 			in.cfg.TLSListener.Close() // nothing to serve HTTPS with
@@ -260,6 +278,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 		}
 	}
 	in.transport.CloseIdleConnections()
+	in.h2c.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("serve ingress: %w", err)
 	}
@@ -460,7 +479,11 @@ func (t retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		req.URL.Host = netip.AddrPortFrom(pod, rt.Port).String()
 		ro.pod = pod
 		var resp *http.Response
-		resp, err = t.in.transport.RoundTrip(req)
+		tr := t.in.transport
+		if rt.H2C {
+			tr = t.in.h2c
+		}
+		resp, err = tr.RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}

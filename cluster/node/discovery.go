@@ -202,7 +202,7 @@ func buildCatalog(st *state.Store, node string) *catalog {
 		}
 		c.services = append(c.services, dataPath(rc, vip, eps, local))
 		for _, r := range rc.Template.Ingress {
-			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), TLS: r.TLS, Backends: eps})
+			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), TLS: r.TLS, H2C: api.IngressH2C(r.Protocol), Backends: eps})
 		}
 	}
 	return c
