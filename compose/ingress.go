@@ -17,7 +17,7 @@ import (
 const ingressKey = "x-ingress"
 
 // convertIngress reads a service's x-ingress: a list whose items are
-// "HOST:PORT" or {host, path, port, tls}, normalized (api.NormalizeIngress).
+// "HOST:PORT" or {host, path, port, tls, protocol}, normalized (api.NormalizeIngress).
 func convertIngress(service string, s types.ServiceConfig) ([]api.IngressRoute, error) {
 	raw, ok := s.Extensions[ingressKey]
 	if !ok || raw == nil {
@@ -25,7 +25,7 @@ func convertIngress(service string, s types.ServiceConfig) ([]api.IngressRoute, 
 	}
 	items, ok := raw.([]any)
 	if !ok {
-		return nil, fmt.Errorf("service %q: %s: want a list of routes, each HOST:PORT or {host, path, port, tls}", service, ingressKey)
+		return nil, fmt.Errorf("service %q: %s: want a list of routes, each HOST:PORT or {host, path, port, tls, protocol}", service, ingressKey)
 	}
 	var out []api.IngressRoute
 	for i, item := range items {
@@ -42,7 +42,7 @@ func convertIngress(service string, s types.ServiceConfig) ([]api.IngressRoute, 
 }
 
 // ingressFields are the keys of a route's long form.
-var ingressFields = []string{"host", "path", "port", "tls"}
+var ingressFields = []string{"host", "path", "port", "tls", "protocol"}
 
 func ingressItem(item any) (api.IngressRoute, error) {
 	switch v := item.(type) {
@@ -73,6 +73,9 @@ func ingressItem(item any) (api.IngressRoute, error) {
 		if r.TLS, err = ingressString(v, "tls"); err != nil {
 			return r, err
 		}
+		if r.Protocol, err = ingressString(v, "protocol"); err != nil {
+			return r, err
+		}
 		switch p := v["port"].(type) {
 		case nil:
 			return r, fmt.Errorf("host %s: no port: give the container port the service serves HTTP on", r.Host)
@@ -94,7 +97,7 @@ func ingressItem(item any) (api.IngressRoute, error) {
 		}
 		return r, nil
 	}
-	return api.IngressRoute{}, fmt.Errorf("%v: want HOST:PORT or {host, path, port, tls}", item)
+	return api.IngressRoute{}, fmt.Errorf("%v: want HOST:PORT or {host, path, port, tls, protocol}", item)
 }
 
 func ingressString(m map[string]any, key string) (string, error) {
@@ -122,7 +125,7 @@ func normalizeIngress(model *types.Project, p *api.Project) {
 		}
 		routes := make([]any, len(s.Ingress))
 		for i, r := range s.Ingress {
-			routes[i] = map[string]any{"host": r.Host, "path": r.Path, "port": r.Port, "tls": r.TLS}
+			routes[i] = map[string]any{"host": r.Host, "path": r.Path, "port": r.Port, "tls": r.TLS, "protocol": r.Protocol}
 		}
 		svc.Extensions = maps.Clone(svc.Extensions)
 		if svc.Extensions == nil {

@@ -18,6 +18,8 @@ services:
       - {host: shop.example.com, path: /api/, port: "9000", tls: "off"}
       - {host: web.shop.localhost, port: 8000}
       - {host: raw.example.com, port: 80, tls: off}
+      - {host: grpc.example.com, port: 50051, protocol: grpc}
+      - {host: h2.example.com, port: 8080, protocol: h2c, tls: "off"}
   db:
     image: db
 `)
@@ -25,10 +27,12 @@ services:
 		t.Fatal(err)
 	}
 	want := []api.IngressRoute{
-		{Host: "shop.example.com", Path: "/", Port: 8000, TLS: api.IngressTLSAuto},
-		{Host: "shop.example.com", Path: "/api", Port: 9000, TLS: api.IngressTLSOff},
-		{Host: "web.shop.localhost", Path: "/", Port: 8000, TLS: api.IngressTLSLocal},
-		{Host: "raw.example.com", Path: "/", Port: 80, TLS: api.IngressTLSOff},
+		{Host: "shop.example.com", Path: "/", Port: 8000, TLS: api.IngressTLSAuto, Protocol: api.IngressProtoHTTP},
+		{Host: "shop.example.com", Path: "/api", Port: 9000, TLS: api.IngressTLSOff, Protocol: api.IngressProtoHTTP},
+		{Host: "web.shop.localhost", Path: "/", Port: 8000, TLS: api.IngressTLSLocal, Protocol: api.IngressProtoHTTP},
+		{Host: "raw.example.com", Path: "/", Port: 80, TLS: api.IngressTLSOff, Protocol: api.IngressProtoHTTP},
+		{Host: "grpc.example.com", Path: "/", Port: 50051, TLS: api.IngressTLSAuto, Protocol: api.IngressProtoGRPC},
+		{Host: "h2.example.com", Path: "/", Port: 8080, TLS: api.IngressTLSOff, Protocol: api.IngressProtoH2C},
 	}
 	var got []api.IngressRoute
 	for _, s := range l.Project.Services {
@@ -46,7 +50,7 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"host: shop.example.com", "path: /api", "port: 9000", "tls: \"off\"", "tls: local", "tls: auto"} {
+	for _, s := range []string{"host: shop.example.com", "path: /api", "port: 9000", "tls: \"off\"", "tls: local", "tls: auto", "protocol: grpc", "protocol: h2c", "protocol: http"} {
 		if !strings.Contains(string(b), s) {
 			t.Errorf("dev config does not show %q:\n%s", s, b)
 		}
@@ -89,6 +93,8 @@ func TestIngressErrors(t *testing.T) {
 		{"path with a query", svc("      - {host: a.example.com, path: /api?x=1, port: 80}\n"), "want a plain path prefix"},
 		{"path with ..", svc("      - {host: a.example.com, path: /a/../b, port: 80}\n"), "want a plain path prefix"},
 		{"bad tls", svc("      - {host: a.example.com, port: 80, tls: maybe}\n"), `tls "maybe": want auto, local or off`},
+		{"bad protocol", svc("      - {host: a.example.com, port: 80, protocol: http2}\n"), `protocol "http2": want http (HTTP/1.1 to the pods), h2c (HTTP/2 without TLS) or grpc`},
+		{"protocol not a string", svc("      - {host: a.example.com, port: 80, protocol: [grpc]}\n"), `protocol [grpc]: want a string`},
 		{"tls local outside .localhost", svc("      - {host: github.com, port: 80, tls: local}\n"), "tls: local is for hosts under .localhost"},
 		{"path with %", svc("      - {host: a.example.com, path: /a%2Fb, port: 80}\n"), "want a plain path prefix"},
 		{"path with a . segment", svc("      - {host: a.example.com, path: /a/./b, port: 80}\n"), "want a plain path prefix"},
@@ -146,8 +152,8 @@ services:
 		got[s.Name] = s.Ingress
 	}
 	want := map[string][]api.IngressRoute{
-		"web":    {{Host: "shop.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto}, {Host: "web.my-shop.localhost", Path: "/", Port: 80, TLS: api.IngressTLSLocal}},
-		"api":    {{Host: "api.my-shop.localhost", Path: "/", Port: 9000, TLS: api.IngressTLSLocal}},
+		"web":    {{Host: "shop.example.com", Path: "/", Port: 80, TLS: api.IngressTLSAuto, Protocol: api.IngressProtoHTTP}, {Host: "web.my-shop.localhost", Path: "/", Port: 80, TLS: api.IngressTLSLocal, Protocol: api.IngressProtoHTTP}},
+		"api":    {{Host: "api.my-shop.localhost", Path: "/", Port: 9000, TLS: api.IngressTLSLocal, Protocol: api.IngressProtoHTTP}},
 		"worker": nil,
 	}
 	if !reflect.DeepEqual(got, want) {

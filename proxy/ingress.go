@@ -39,6 +39,9 @@ type Route struct {
 	// TLS is how the route is served over HTTPS (api.IngressTLSLocal:
 	// with a certificate from CertSource).
 	TLS string
+	// H2C speaks HTTP/2 without TLS to the pods (api.IngressH2C: h2c and
+	// gRPC routes), HTTP/1.1 otherwise.
+	H2C bool
 	// Backends are the service's ready pods.
 	Backends []netip.Addr
 }
@@ -95,10 +98,27 @@ type IngressConfig struct {
 	// the request is cut off (default 30 s): a client that trickles its
 	// body holds a connection, and a pod's, no longer.
 	BodyIdle time.Duration
-	// Observe, when set, is told of every routed request: its route, the
-	// status answered and the time it took.
-	Observe func(r *Route, code int, took time.Duration)
+	// Observe, when set, is told of every request for a route once it is
+	// answered (the node's metrics and access log).
+	Observe func(a *Access)
 	Log     *slog.Logger
+}
+
+// Access is a request the router answered for a route, as Observe is
+// told of it.
+type Access struct {
+	Route  *Route
+	Start  time.Time
+	Client string // the client's address, without its port
+	Method string
+	Path   string
+	Proto  string // the client's
+	Status int
+	Bytes  int64 // of the response body
+	Took   time.Duration
+	// Pod is the pod the request went to last (invalid when it went to
+	// none: no ready pod, a redirect).
+	Pod netip.Addr
 }
 
 // Ingress is the L7 router. New starts nothing; Run serves.
@@ -108,6 +128,7 @@ type Ingress struct {
 	table     atomic.Pointer[routeTable]
 	next      atomic.Uint64 // round robin over a route's backends
 	transport *http.Transport
+	h2c       *http.Transport // HTTP/2 without TLS, for H2C routes
 	proxy     *httputil.ReverseProxy
 	// httpsPort is the port HTTPS is served on (0: none), where plain
 	// HTTP requests of tls: local routes are redirected.
@@ -141,14 +162,23 @@ func NewIngress(cfg IngressConfig) *Ingress {
 	in.setRoutes(nil)
 	// Keep-alive pools to the pods; a dial gets 3 s (a pod that is gone
 	// answers at once, one on a cut node does not).
-	in.transport = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   64,
-		MaxConnsPerHost:       512, // per pod
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
+	newTransport := func() *http.Transport {
+		return &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   64,
+			MaxConnsPerHost:       512, // per pod
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
 	}
+	in.transport = newTransport()
+	// h2c routes (gRPC): HTTP/2 with prior knowledge over plain TCP, a
+	// connection to a pod carrying many streams; trailers pass through.
+	in.h2c = newTransport()
+	in.h2c.Protocols = new(http.Protocols)
+	in.h2c.Protocols.SetUnencryptedHTTP2(true)
+	in.h2c.HTTP2 = &http.HTTP2Config{PingTimeout: 15 * time.Second, SendPingTimeout: 30 * time.Second}
 	in.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -159,7 +189,7 @@ func NewIngress(cfg IngressConfig) *Ingress {
 		Transport:     retryingTransport{in},
 		FlushInterval: -1, // stream: server-sent events, long polls
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			name := r.Context().Value(routeKey{}).(*Route).Service // ServeHTTP put it there
+			name := r.Context().Value(routeKey{}).(*routed).route.Service // ServeHTTP put it there
 			in.log.Debug("proxy error", "host", r.Host, "path", r.URL.Path, "service", name, "err", err)
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
@@ -205,7 +235,12 @@ func (in *Ingress) Run(ctx context.Context) error {
 			errs <- err
 		}()
 	}
-	serve(newServer(), in.cfg.Listener, false)
+	plain := newServer()
+	// HTTP/2 with prior knowledge too (h2c): gRPC clients without TLS.
+	plain.Protocols = new(http.Protocols)
+	plain.Protocols.SetHTTP1(true)
+	plain.Protocols.SetUnencryptedHTTP2(true)
+	serve(plain, in.cfg.Listener, false)
 	if in.cfg.TLSListener != nil {
 		if in.cfg.Certs == nil {
 			in.cfg.TLSListener.Close() // nothing to serve HTTPS with
@@ -243,6 +278,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 		}
 	}
 	in.transport.CloseIdleConnections()
+	in.h2c.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("serve ingress: %w", err)
 	}
@@ -295,8 +331,14 @@ func (in *Ingress) setRoutes(routes []Route) {
 	in.table.Store(&t)
 }
 
-// routeKey carries a request's route to the transport.
+// routeKey carries a request's route to the transport, and back the pod
+// the transport sent it to.
 type routeKey struct{}
+
+type routed struct {
+	route *Route
+	pod   netip.Addr // set by the transport, which runs in ServeHTTP's goroutine
+}
 
 // ServeHTTP routes one request.
 func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -318,10 +360,24 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := in.lookup(host, r.URL.Path)
-	switch {
-	case rt == nil:
+	if rt == nil {
 		page(w, http.StatusNotFound, "no route for %s%s on this cluster's ingress", host, r.URL.Path)
 		return
+	}
+	ro := &routed{route: rt}
+	if in.cfg.Observe != nil {
+		a := &Access{Route: rt, Start: time.Now(), Method: r.Method, Path: r.URL.Path, Proto: r.Proto}
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			a.Client = ap.Addr().Unmap().String()
+		}
+		rec := &codeRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			a.Status, a.Bytes, a.Took, a.Pod = rec.code, rec.bytes, time.Since(a.Start), ro.pod
+			in.cfg.Observe(a)
+		}()
+		w = rec
+	}
+	switch {
 	case r.TLS == nil && in.httpsPort.Load() != 0 && (rt.TLS == api.IngressTLSLocal || auto && in.cfg.ACME.Has(host)):
 		// Served over HTTPS: go there (308 keeps the method and body).
 		target := "https://" + host
@@ -342,21 +398,23 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: in.cfg.BodyIdle}
 		}
 	}
-	if in.cfg.Observe != nil {
-		start := time.Now()
-		rec := &codeRecorder{ResponseWriter: w, code: http.StatusOK}
-		defer func() { in.cfg.Observe(rt, rec.code, time.Since(start)) }()
-		w = rec
-	}
-	in.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+	in.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, ro)))
 }
 
-// codeRecorder keeps the status answered; http.ResponseController finds
-// the connection's flushes and hijacks (streams, upgrades) through Unwrap.
+// codeRecorder keeps the status answered and counts the body's bytes;
+// http.ResponseController finds the connection's flushes and hijacks
+// (streams, upgrades) through Unwrap.
 type codeRecorder struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	bytes int64
+}
+
+func (c *codeRecorder) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.bytes += int64(n)
+	return n, err
 }
 
 func (c *codeRecorder) WriteHeader(code int) {
@@ -415,10 +473,11 @@ func page(w http.ResponseWriter, code int, format string, a ...any) {
 type retryingTransport struct{ in *Ingress }
 
 func (t retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt, _ := req.Context().Value(routeKey{}).(*Route)
-	if rt == nil || len(rt.Backends) == 0 {
+	ro, _ := req.Context().Value(routeKey{}).(*routed)
+	if ro == nil || len(ro.route.Backends) == 0 {
 		return nil, errors.New("no route")
 	}
+	rt := ro.route
 	var body *heldBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &heldBody{ReadCloser: req.Body}
@@ -430,8 +489,13 @@ func (t retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	for i := range min(n, 3) {
 		pod := rt.Backends[(first+i)%n]
 		req.URL.Host = netip.AddrPortFrom(pod, rt.Port).String()
+		ro.pod = pod
 		var resp *http.Response
-		resp, err = t.in.transport.RoundTrip(req)
+		tr := t.in.transport
+		if rt.H2C {
+			tr = t.in.h2c
+		}
+		resp, err = tr.RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}

@@ -20,6 +20,24 @@ type IngressRoute struct {
 	// certificate from an ACME CA), IngressTLSLocal (the cluster's own CA,
 	// the default under .localhost) or IngressTLSOff.
 	TLS string `json:"tls"`
+	// Protocol is what the router speaks to the pods: IngressProtoHTTP
+	// (HTTP/1.1, the default), IngressProtoH2C (HTTP/2 without TLS) or
+	// IngressProtoGRPC (h2c too: gRPC needs HTTP/2's trailers). A route
+	// stored before the field existed has none: HTTP/1.1.
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// The backend protocols of an IngressRoute.
+const (
+	IngressProtoHTTP = "http"
+	IngressProtoH2C  = "h2c"
+	IngressProtoGRPC = "grpc"
+)
+
+// IngressH2C reports whether a route's pods are spoken to in HTTP/2
+// without TLS (h2c, grpc).
+func IngressH2C(protocol string) bool {
+	return protocol == IngressProtoH2C || protocol == IngressProtoGRPC
 }
 
 // The TLS modes of an IngressRoute.
@@ -75,6 +93,13 @@ func NormalizeIngress(r IngressRoute) (IngressRoute, error) {
 	default:
 		return r, fmt.Errorf("host %s: tls %q: want auto, local or off", r.Host, r.TLS)
 	}
+	switch r.Protocol {
+	case "":
+		r.Protocol = IngressProtoHTTP
+	case IngressProtoHTTP, IngressProtoH2C, IngressProtoGRPC:
+	default:
+		return r, fmt.Errorf("host %s: protocol %q: want http (HTTP/1.1 to the pods), h2c (HTTP/2 without TLS) or grpc (a gRPC server: h2c)", r.Host, r.Protocol)
+	}
 	return r, nil
 }
 
@@ -112,6 +137,9 @@ func CheckIngress(p *Project) error {
 			n, err := NormalizeIngress(r)
 			if err != nil {
 				return fmt.Errorf("service %s: x-ingress: %w", s.Name, err)
+			}
+			if r.Protocol == "" && n.Protocol == IngressProtoHTTP {
+				n.Protocol = "" // stored before routes had a protocol: HTTP/1.1
 			}
 			if n != r {
 				return fmt.Errorf("service %s: x-ingress: route %+v is not normalized (want %+v)", s.Name, r, n)

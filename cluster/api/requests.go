@@ -25,6 +25,7 @@ import "time"
 //	read   GET    /v1/pods?project=P&selector=k=v&index=N&wait=30s -> PodList
 //	read   GET    /v1/pods/{name}/logs?follow=1&tail=N&container=C -> raw log stream
 //	read   GET    /v1/stats?project=P&service=S&local=1   -> StatsList (running pods' CPU, memory, network; of every node, or this node's with local=1)
+//	read   GET    /v1/ingress/log?project=P&service=S&tail=N&after=NODE:SEQ&wait=30s&local=1 -> IngressLog (the ingress routers' access logs: of every node, or this node's with local=1)
 //	read   GET    /v1/pods/{name}/top                     -> PodTop (the processes of the pod's running containers)
 //	read   GET    /v1/pods/{name}/images                  -> PodImages (the images of the pod's containers)
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)

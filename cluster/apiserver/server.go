@@ -123,6 +123,9 @@ type Options struct {
 	CertState func(host string) string
 	// Stats reads this node's pods' stats (GET /v1/stats); nil: none.
 	Stats StatsReader
+	// IngressLog is this node's ingress access log (GET /v1/ingress/log);
+	// nil: none.
+	IngressLog IngressLogReader
 	// Metrics serves GET /metrics (Prometheus' text format); nil: 404.
 	Metrics http.Handler
 	// Observe, when set, is told of every request: the route's pattern
@@ -188,6 +191,7 @@ func (srv *Server) Routes() http.Handler {
 	srv.registerInteractive(public) // interactive.go: exec, run, stop/start/restart
 	srv.registerFiles(public)       // files.go: copy files into / remove files from pods
 	srv.registerStats(public)       // stats.go: what the pods use
+	srv.registerIngressLog(public)  // ingresslog.go: the ingress routers' access logs
 	srv.registerControl(public)     // control.go: top, images
 
 	internal := http.NewServeMux()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -45,28 +46,23 @@ func (srv *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var (
 		mu   sync.Mutex
-		wg   sync.WaitGroup
 		list = api.StatsList{Pods: []api.PodStats{}}
 	)
-	for node, pods := range byNode {
-		wg.Go(func() {
-			var got api.StatsList
-			var err error
-			if node == srv.opts.Node {
-				got.Pods, err = srv.localStats(ctx, pods)
-			} else {
-				got, err = srv.peerStats(ctx, node, q)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			list.Pods = append(list.Pods, got.Pods...)
-			list.Errors = append(list.Errors, got.Errors...) // a peer's say which node
-			if err != nil {
-				list.Errors = append(list.Errors, fmt.Sprintf("node %s: %v", node, err))
-			}
-		})
-	}
-	wg.Wait()
+	errs := srv.eachNode(ctx, slices.Collect(maps.Keys(byNode)), func(ctx context.Context, node string) error {
+		var got api.StatsList
+		var err error
+		if node == srv.opts.Node {
+			got.Pods, err = srv.localStats(ctx, byNode[node])
+		} else {
+			got, err = srv.peerStats(ctx, node, q)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		list.Pods = append(list.Pods, got.Pods...)
+		list.Errors = append(list.Errors, got.Errors...) // a peer's say which node
+		return err
+	})
+	list.Errors = append(list.Errors, errs...)
 	list.Sort()
 	slices.Sort(list.Errors)
 	writeJSON(w, list)
@@ -106,10 +102,7 @@ func (srv *Server) localStats(ctx context.Context, pods []string) ([]api.PodStat
 
 // peerStats asks another node for its own pods' stats.
 func (srv *Server) peerStats(ctx context.Context, node string, q api.StatsQuery) (api.StatsList, error) {
-	if n, ok := srv.r.State().Node(node); ok && n.Status != api.NodeReady {
-		return api.StatsList{}, fmt.Errorf("the node is %s", n.Status)
-	}
-	c, err := srv.nodeClient(node)
+	c, err := srv.peerClient(node)
 	if err != nil {
 		return api.StatsList{}, err
 	}

@@ -77,6 +77,9 @@ func (d *discovery) Changed() <-chan struct{} {
 	return d.changed
 }
 
+// PodAt names the pod with address ip ("" for none).
+func (d *discovery) PodAt(ip netip.Addr) string { return d.cur.Load().byIP[ip].pod }
+
 // ClientProject implements dns.Resolver.
 func (d *discovery) ClientProject(client netip.Addr) (string, bool) {
 	p, ok := d.cur.Load().byIP[client]
@@ -119,6 +122,7 @@ type catalog struct {
 
 type client struct {
 	project  string
+	pod      string
 	networks map[string]bool
 }
 
@@ -169,7 +173,7 @@ func buildCatalog(st *state.Store, node string) *catalog {
 		for _, n := range specs[api.RCKey(p.Project, p.Service)].NetworkNames() {
 			nets[n] = true
 		}
-		c.byIP[ip] = client{project: p.Project, networks: nets}
+		c.byIP[ip] = client{project: p.Project, pod: p.Name, networks: nets}
 		if p.Ready() {
 			ready[api.RCKey(p.Project, p.Service)] = append(ready[api.RCKey(p.Project, p.Service)], ip)
 			local[ip] = p.Node == node
@@ -198,7 +202,7 @@ func buildCatalog(st *state.Store, node string) *catalog {
 		}
 		c.services = append(c.services, dataPath(rc, vip, eps, local))
 		for _, r := range rc.Template.Ingress {
-			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), TLS: r.TLS, Backends: eps})
+			c.routes = append(c.routes, proxy.Route{Host: r.Host, Path: r.Path, Service: key, Port: uint16(r.Port), TLS: r.TLS, H2C: api.IngressH2C(r.Protocol), Backends: eps})
 		}
 	}
 	return c

@@ -65,9 +65,10 @@ func (m *metrics) observeAPI(route string, code int, took time.Duration) {
 	m.api.WithLabelValues(route, strconv.Itoa(code)).Observe(took.Seconds())
 }
 
-// observeIngress records a routed request (proxy.IngressConfig.Observe).
-func (m *metrics) observeIngress(rt *proxy.Route, code int, took time.Duration) {
-	m.ingress.WithLabelValues(rt.Host, rt.Path, rt.Service, strconv.Itoa(code/100)+"xx").Observe(took.Seconds())
+// observeIngress records a request for a route (proxy.IngressConfig.Observe,
+// through ingressObserver).
+func (m *metrics) observeIngress(a *proxy.Access) {
+	m.ingress.WithLabelValues(a.Route.Host, a.Route.Path, a.Route.Service, strconv.Itoa(a.Status/100)+"xx").Observe(a.Took.Seconds())
 }
 
 // handler serves the metrics in Prometheus' text format.

@@ -296,6 +296,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
 	met := newMetrics(cfg.Name, r, g, drv, n.log)
+	accessLog := proxy.NewAccessLog(accessLogSize)
 	var acme *acmeCerts
 	var certState func(string) string
 	if cfg.IngressAddr != "" {
@@ -321,6 +322,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Members: gossipMembers{g}.apiMembers, Events: rec, Dashboard: dashInfo, Log: n.log,
 		CertLifetime: cfg.CertLifetime, DataKey: creds.dataKey,
 		Metrics: met.handler(), Observe: met.observeAPI, CertState: certState, Stats: drv,
+		IngressLog: accessLog,
 	})
 	handler := apiSrv.Handler()
 	var dash *dashboard.Server
@@ -413,7 +415,7 @@ func (n *Node) Run(ctx context.Context) error {
 		eg.Go(func() error { return met.serve(ctx, cfg.MetricsAddr) })
 	}
 	if cfg.IngressAddr != "" {
-		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr, met, acme) })
+		eg.Go(func() error { return n.runIngress(ctx, r, disc, mgr, pr, met, accessLog, acme) })
 		eg.Go(func() error {
 			return afterReady(ctx, r, func(ctx context.Context) error {
 				return acme.Run(ctx, r.IsLeader, func() []string { return autoHosts(disc.Routes()) }, disc.Changed)
@@ -462,7 +464,7 @@ func (n *Node) Run(ctx context.Context) error {
 // caught-up state. An address it cannot listen on (the port taken, no
 // right to bind it) leaves the node without it, said in the log, rather
 // than stop the agent.
-func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers, met *metrics, acme *acmeCerts) error {
+func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discovery, mgr *manager.Manager, pr *peers.Peers, met *metrics, accessLog *proxy.AccessLog, acme *acmeCerts) error {
 	listen := func(addr, flag string) net.Listener {
 		if addr == "" {
 			return nil
@@ -501,7 +503,7 @@ func (n *Node) runIngress(ctx context.Context, r *raftstore.Raft, disc *discover
 	return afterReady(ctx, r, func(ctx context.Context) error {
 		ran = true
 		return proxy.NewIngress(proxy.IngressConfig{Listener: ln, TLSListener: tlsLn, Certs: certs, ACME: acme, Source: disc,
-			Observe: met.observeIngress, Log: n.log}).Run(ctx)
+			Observe: ingressObserver(n.cfg.Name, met, accessLog, disc.podOf), Log: n.log}).Run(ctx)
 	})
 }
 

@@ -182,3 +182,50 @@ services:
 		t.Errorf("web after api scaled to 0: %d %q", code, body)
 	}
 }
+
+// TestIngressGRPC: a route with protocol: grpc reaches the pod over
+// HTTP/2 without TLS (the test app answers with the protocol it was
+// spoken to in and a Grpc-Status trailer), and the trailer reaches a
+// client over HTTPS with ALPN h2; dev config shows the protocol.
+func TestIngressGRPC(t *testing.T) {
+	c := newCluster(t)
+	compose := writeTemp(t, `name: e2egrpc
+services:
+  api:
+    image: `+testImage+`
+    command: ["serve"]
+    x-ingress:
+      - {host: api.e2egrpc.localhost, port: 8080, protocol: grpc}
+`)
+	if out := c.mustDev("config", "-f", compose); !strings.Contains(out, "protocol: grpc") {
+		t.Errorf("dev config does not show the route's protocol:\n%s", out)
+	}
+	c.mustDev("up", "-d", "-f", compose)
+	wantRunning(c, "e2egrpc", "api", 1, 60*time.Second)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(c.mustDev("ca", "export"))) {
+		t.Fatal("dev ca export printed no certificate")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", c.ingressTLS) // as *.localhost resolves to this host
+		},
+	}}
+	eventually(t, 30*time.Second, "the gRPC route served over HTTP/2 with its trailer", func() error {
+		req, _ := http.NewRequest(http.MethodPost, "https://api.e2egrpc.localhost/grpc", strings.NewReader(""))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(b), "e2egrpc-api-1 HTTP/2.0") || resp.Trailer.Get("Grpc-Status") != "0" {
+			return fmt.Errorf("%s %s %q, trailers %v; want 200 over HTTP/2 from the pod spoken to in HTTP/2, Grpc-Status 0", resp.Proto, resp.Status, b, resp.Trailer)
+		}
+		return nil
+	})
+}

@@ -173,7 +173,20 @@ func serve() error {
 	}
 	go udpEcho(pc, host)
 
+	// /grpc answers as a gRPC server does: the protocol it was spoken to
+	// in, then a Grpc-Status trailer.
+	mux.HandleFunc("/grpc", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		fmt.Fprintf(w, "%s %s\n", host, r.Proto)
+		w.Header().Set("Grpc-Status", "0")
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// HTTP/1.1 and HTTP/2 without TLS (h2c, prior knowledge), as a gRPC
+	// server speaks it.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("testapp %s listening on %s (tcp+udp)\n", host, addr)

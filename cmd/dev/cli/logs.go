@@ -20,6 +20,7 @@ type logsOptions struct {
 	follow    bool
 	tail      string
 	container string
+	ingress   bool
 	services  []string
 }
 
@@ -29,8 +30,15 @@ func NewLogsCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs [SERVICE...]",
 		Short: "Show the logs of a project's pods, prefixed with service-n (service-n/sidecar for a sidecar's)",
+		Long: "Show the logs of a project's pods, prefixed with service-n (service-n/sidecar for a sidecar's).\n" +
+			"With --ingress, the access logs of the project's x-ingress routes instead, from every node's\n" +
+			"router (each keeps its last 4096 requests in memory), prefixed with the service:\n" +
+			"  time node client \"METHOD host/path PROTO\" status bytes duration pod",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.services = args
+			if o.ingress && o.container != "" {
+				return fmt.Errorf("--ingress shows the routers' access logs, which have no containers: drop -c %s", o.container)
+			}
 			tail := -1
 			if o.tail != "all" {
 				if _, err := fmt.Sscan(o.tail, &tail); err != nil || tail < 0 {
@@ -41,12 +49,16 @@ func NewLogsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.ingress {
+				return streamIngressLog(cmd.Context(), c, name, o.services, o.follow, tail, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
 			return streamLogs(cmd.Context(), c, name, o.services, o.container, o.follow, tail, cmd.OutOrStdout())
 		},
 	}
 	o.project.registerFile(cmd, "")
 	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "follow log output, including pods started later")
-	cmd.Flags().StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each pod's log")
+	cmd.Flags().StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each pod's log (with --ingress: of the access log)")
+	cmd.Flags().BoolVar(&o.ingress, "ingress", false, "show the ingress routers' access logs of the project's routes (of every node) instead of the pods' logs")
 	cmd.Flags().StringVarP(&o.container, "container", "c", "", "one container of each pod: the service's own or a sidecar's, by its service name (default: every container)")
 	return cmd
 }
