@@ -672,7 +672,11 @@ type Pod struct {
 	// container stopped, whatever its restart policy, until `dev start` or
 	// `dev restart`, or until `dev up`, `dev scale` or a rollback of its
 	// service clears it (as `docker compose up` starts stopped containers).
-	Stopped     bool      `json:"stopped,omitempty"`
+	Stopped bool `json:"stopped,omitempty"`
+	// Moving is set by the leader's rebalance: the pod is replaced on a
+	// node that holds fewer of its service's pods, and retired once the
+	// replacement is ready, as a drain moves a pod.
+	Moving      bool      `json:"moving,omitempty"`
 	Status      PodStatus `json:"status"`
 	CreateIndex uint64    `json:"create_index"`
 	ModifyIndex uint64    `json:"modify_index"`

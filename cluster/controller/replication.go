@@ -177,6 +177,7 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 
 	var create []api.Pod
 	var del []string
+	var balance []api.ReplicationController // settled: the rebalance may move a pod
 	for _, rc := range rcs {
 		rcPods := byRC[rc.Key()]
 		if !rc.Released {
@@ -194,6 +195,9 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 		}
 		if out.status != nil {
 			cmds = append(cmds, &state.SetUpdate{Key: rc.Key(), Hash: rc.SpecHash, Status: *out.status})
+		}
+		if len(out.create) == 0 && len(out.del) == 0 && out.status == nil && out.rollback == "" {
+			balance = append(balance, rc)
 		}
 	}
 	// Pods whose controller is gone.
@@ -261,7 +265,7 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 	if len(plan.Assign) > 0 || len(plan.Unschedulable) > 0 {
 		cmds = append(cmds, &state.AssignPods{Nodes: plan.Assign, Unschedulable: plan.Unschedulable, Pins: plan.Pins})
 	}
-	return cmds
+	return append(cmds, rebalance(st, nodes, pods, balance, byRC)...)
 }
 
 func countLive(pods []api.Pod) int {
@@ -288,8 +292,8 @@ type rcPlan struct {
 // "<project>-<service>-<n>": a slot still held by a deleting pod is reused
 // once it is gone. When the template changed, pods of the old template are
 // replaced as its update settings say (see rollingUpdate); then pods on
-// draining nodes are moved (see drain); otherwise live pods are created or
-// deleted until their count matches.
+// draining nodes, and pods the rebalance moves, are moved (see drain);
+// otherwise live pods are created or deleted until their count matches.
 func reconcileRC(rc api.ReplicationController, pods []api.Pod, now time.Time, draining map[string]bool) rcPlan {
 	used := map[int]bool{}
 	var cur, old, leaving []api.Pod
@@ -302,7 +306,7 @@ func reconcileRC(rc api.ReplicationController, pods []api.Pod, now time.Time, dr
 			deleting++
 		case p.SpecHash != rc.SpecHash:
 			old = append(old, p)
-		case draining[p.Node] && movable:
+		case (draining[p.Node] || p.Moving) && movable:
 			leaving = append(leaving, p)
 		default:
 			cur = append(cur, p)

@@ -42,41 +42,12 @@ type Controllers func(rcKey string) (api.ReplicationController, bool)
 // service and tally), not a sort of them.
 func Schedule(nodes []api.Node, pods []api.Pod, controllers Controllers) Plan {
 	plan := Plan{Assign: map[string]string{}, Unschedulable: map[string]string{}, Pins: map[string]string{}}
-	tallies := make([]*tally, len(nodes))
-	byName := make(map[string]*tally, len(nodes))
-	for i, n := range nodes {
-		tallies[i] = &tally{index: i, node: n, perService: map[string]int{}}
-		byName[n.Name] = tallies[i]
-	}
-	// One lookup per controller and pass, not one per pod: controllers
-	// returns a copy of the whole template.
-	services := map[string]*service{}
-	lookup := func(key string) *service {
-		s, ok := services[key]
-		if !ok {
-			s = newService(key, controllers)
-			services[key] = s
-		}
-		return s
-	}
+	ps := newPass(nodes, pods, controllers)
+	tallies := ps.tallies
+	state.SortPods(ps.pending)
 
-	var pending []api.Pod
-	for _, p := range pods {
-		if p.Deleting {
-			continue
-		}
-		if p.Node == "" {
-			pending = append(pending, p)
-			continue
-		}
-		if t, ok := byName[p.Node]; ok {
-			t.add(p, lookup(api.RCKey(p.Project, p.Service)))
-		}
-	}
-	state.SortPods(pending)
-
-	for _, p := range pending {
-		s := lookup(api.RCKey(p.Project, p.Service))
+	for _, p := range ps.pending {
+		s := ps.lookup(api.RCKey(p.Project, p.Service))
 		if !s.ok {
 			plan.Unschedulable[p.Name] = "no pod template (service removed?)"
 			continue
@@ -118,6 +89,68 @@ func Schedule(nodes []api.Node, pods []api.Pod, controllers Controllers) Plan {
 	return plan
 }
 
+// pass is what one pass knows: the nodes with what they carry, the
+// services met so far, and the pods still to place.
+type pass struct {
+	tallies     []*tally
+	byName      map[string]*tally
+	services    map[string]*service
+	controllers Controllers
+	pending     []api.Pod
+	// bound lists each service's assigned live pods, by controller key.
+	bound map[string][]api.Pod
+}
+
+// newPass counts the assigned live pods of pods on nodes.
+func newPass(nodes []api.Node, pods []api.Pod, controllers Controllers) *pass {
+	ps := &pass{
+		tallies:     make([]*tally, len(nodes)),
+		byName:      make(map[string]*tally, len(nodes)),
+		services:    map[string]*service{},
+		controllers: controllers,
+		bound:       map[string][]api.Pod{},
+	}
+	for i, n := range nodes {
+		ps.tallies[i] = &tally{index: i, node: n, perService: map[string]int{}}
+		ps.byName[n.Name] = ps.tallies[i]
+	}
+	for _, p := range pods {
+		if p.Deleting {
+			continue
+		}
+		if p.Node == "" {
+			ps.pending = append(ps.pending, p)
+			continue
+		}
+		key := api.RCKey(p.Project, p.Service)
+		ps.bound[key] = append(ps.bound[key], p)
+		if t, ok := ps.byName[p.Node]; ok {
+			s := ps.lookup(key)
+			t.add(p, s)
+			if p.Moving {
+				// Its replacement goes elsewhere.
+				if s.movingOff == nil {
+					s.movingOff = map[string]bool{}
+				}
+				s.movingOff[p.Node] = true
+			}
+		}
+	}
+	return ps
+}
+
+// lookup returns the service of a controller key. One lookup per
+// controller and pass, not one per pod: controllers returns a copy of the
+// whole template.
+func (ps *pass) lookup(key string) *service {
+	s, ok := ps.services[key]
+	if !ok {
+		s = newService(key, ps.controllers)
+		ps.services[key] = s
+	}
+	return s
+}
+
 // service is what a pass knows of one controller, worked out once rather
 // than per pod or per node: its template, parsed placement, the reasons a
 // node may be refused (so that filtering a node allocates nothing), and its
@@ -137,6 +170,10 @@ type service struct {
 	// pinned is the node the service's pods must go to ("" for any): the
 	// controller's pinned node, or where this pass placed its first pod.
 	pinned string
+
+	// movingOff holds the nodes a pod of the service is being moved off
+	// (rebalance): its replacement must not land there again.
+	movingOff map[string]bool
 
 	// Reasons a node is refused, rendered once.
 	pinnedWhy     string
@@ -235,6 +272,9 @@ func (s *service) rejects(t *tally) string {
 		if !c.Matches(t.node) {
 			return s.constraintWhy[k]
 		}
+	}
+	if s.movingOff[t.node.Name] {
+		return "pod moving off this node"
 	}
 	if s.maxPerNode > 0 && s.onNode[t.index] >= s.maxPerNode {
 		return s.maxWhy

@@ -51,6 +51,7 @@ const (
 	CmdDeleteACME
 	CmdLockACME
 	CmdUnlockACME
+	CmdMovePod
 )
 
 // Command is one state change, replicated through the raft log.
@@ -274,6 +275,16 @@ type FinishDrain struct {
 	Name string `json:"name"`
 }
 
+// MovePod marks (Moving) or unmarks a pod that the leader's rebalance
+// moves to another node: a replacement is started elsewhere and the pod
+// retired once it is ready (as a drain does). The leader writes it; it
+// does nothing to a pod that is deleting or no longer on Node.
+type MovePod struct {
+	Name   string `json:"name"`
+	Node   string `json:"node"`
+	Moving bool   `json:"moving"`
+}
+
 // LabelNode sets (k: v) or removes (k: "") a node's labels over what the
 // node itself reports (dev node label).
 type LabelNode struct {
@@ -294,6 +305,7 @@ func (LockACME) Type() CommandType           { return CmdLockACME }
 func (UnlockACME) Type() CommandType         { return CmdUnlockACME }
 func (CordonNode) Type() CommandType         { return CmdCordonNode }
 func (FinishDrain) Type() CommandType        { return CmdFinishDrain }
+func (MovePod) Type() CommandType            { return CmdMovePod }
 func (RotateJoinSecret) Type() CommandType   { return CmdRotateJoinSecret }
 func (Admit) Type() CommandType              { return CmdAdmit }
 func (Revoke) Type() CommandType             { return CmdRevoke }
@@ -362,6 +374,8 @@ func Decode(b []byte) (Command, error) {
 		c = &CordonNode{}
 	case CmdFinishDrain:
 		c = &FinishDrain{}
+	case CmdMovePod:
+		c = &MovePod{}
 	case CmdLabelNode:
 		c = &LabelNode{}
 	case CmdSealClusterSecrets:
@@ -546,6 +560,11 @@ func (tx *Txn) Apply(cmd Command) error {
 			n := cloneNode(old)
 			n.Draining = false
 			tx.PutNode(n)
+		}
+	case *MovePod:
+		if p := tx.Pod(c.Name); p != nil && !p.Deleting && p.Node == c.Node && p.Moving != c.Moving {
+			p.Moving = c.Moving
+			tx.PutPod(*p)
 		}
 	case *LabelNode:
 		old := tx.s.nodes[c.Name]

@@ -106,6 +106,7 @@ func TestCommandTypeValuesArePersisted(t *testing.T) {
 		{state.DeleteACME{}, 30},
 		{state.LockACME{}, 31},
 		{state.UnlockACME{}, 32},
+		{state.MovePod{}, 33},
 	}
 	for _, tt := range tests {
 		b, err := state.Encode(tt.cmd)
@@ -159,6 +160,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		&state.CordonNode{Name: "n1", Cordoned: true},
 		&state.CordonNode{Name: "n1", Cordoned: true, Drain: true},
 		&state.FinishDrain{Name: "n1"},
+		&state.MovePod{Name: "shop-web-1", Node: "n1", Moving: true},
 		&state.LabelNode{Name: "n1", Labels: map[string]string{"disk": "ssd", "zone": ""}},
 		&state.SealClusterSecrets{Sealed: []byte{1, 2, 3}, Prev: []byte{4}},
 		&state.RotateGossipKey{Key: bytes.Repeat([]byte{7}, 32), Gen: 3},

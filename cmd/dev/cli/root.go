@@ -102,6 +102,7 @@ func NewRootCommand() *cobra.Command {
 		NewNodesCommand(g),
 		NewNodeCommand(g),
 		NewLeaveCommand(g),
+		NewRecoverCommand(g),
 		NewExecCommand(g), NewRunCommand(g), // interactive sessions: exec.go, run.go
 		NewStopCommand(g), NewStartCommand(g), NewRestartCommand(g), // lifecycle.go
 		NewKillCommand(g),
