@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -157,20 +158,37 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[s
 	}
 }
 
-// waitGone blocks until the project has no pods left.
-func waitGone(ctx context.Context, c api.Client, project string, prog progress) error {
+// podLister is what waiting for pods needs of the API.
+type podLister interface {
+	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
+}
+
+// waitGone blocks until none of pods is left in the project (with none
+// named: until the project has no pods left), watching with blocking
+// queries and showing each pod removing, then removed; or until ctx ends,
+// with an error naming the pods left.
+func waitGone(ctx context.Context, c podLister, project string, pods []string, prog progress) error {
 	var index uint64
 	seen := map[string]bool{}
+	var left []string
 	for {
 		list, err := c.Pods(ctx, api.PodQuery{Project: project, Index: index, Wait: 10 * time.Second})
 		if err != nil {
+			if ctx.Err() != nil && len(left) > 0 {
+				return fmt.Errorf("pods %s are still being removed: %w", strings.Join(left, ", "), ctx.Err())
+			}
 			return fmt.Errorf("watch pods: %w", err)
 		}
 		index = list.Index
 		present := map[string]bool{}
+		left = left[:0]
 		for _, pod := range list.Pods {
+			if len(pods) > 0 && !slices.Contains(pods, pod.Name) {
+				continue
+			}
 			present[pod.Name] = true
 			seen[pod.Name] = true
+			left = append(left, pod.Name)
 			prog.Set(pod.Name, "removing", false)
 		}
 		for name := range seen {
@@ -178,7 +196,7 @@ func waitGone(ctx context.Context, c api.Client, project string, prog progress) 
 				prog.Set(name, "removed", true)
 			}
 		}
-		if len(list.Pods) == 0 {
+		if len(left) == 0 {
 			return nil
 		}
 	}
