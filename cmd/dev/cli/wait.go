@@ -66,8 +66,7 @@ func serviceState(s api.ServiceSpec, hash string, pods []api.Pod) (done bool, er
 		case api.PodFailed:
 			return false, fmt.Errorf("pod %s failed: %s", p.Name, st.Message)
 		case api.PodExited:
-			policy := s.RestartPolicy()
-			if policy == api.RestartNo || (policy == api.RestartOnFailure && st.ExitCode == 0) {
+			if !api.RestartsAfter(s.RestartPolicy(), st.ExitCode) {
 				if st.ExitCode != 0 {
 					return false, fmt.Errorf("pod %s exited with code %d; see `dev logs %s`", p.Name, st.ExitCode, s.Name)
 				}
@@ -104,7 +103,7 @@ func sidecarsUp(s api.ServiceSpec, st api.PodStatus) bool {
 				return false
 			}
 		case api.PodExited:
-			if policy := sc.RestartPolicy(); c.ExitCode != 0 || (policy != api.RestartNo && policy != api.RestartOnFailure) {
+			if c.ExitCode != 0 || api.RestartsAfter(sc.RestartPolicy(), c.ExitCode) {
 				return false
 			}
 		default:
