@@ -39,7 +39,8 @@ type podContainer struct {
 }
 
 // localPod returns a pod of this node that is not being removed, and its
-// controller.
+// controller: the checks every pod action (stop, start, restart, kill,
+// pause, top) makes first.
 func (a *Agent) localPod(action, pod string) (api.Pod, api.ReplicationController, error) {
 	p, ok := a.st.Pod(pod)
 	switch {

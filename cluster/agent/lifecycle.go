@@ -67,18 +67,9 @@ func (s *acting) has(pod string) bool {
 // known after 15s). grace, when not nil, replaces the service's stop grace
 // period.
 func (a *Agent) PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error) {
-	p, ok := a.st.Pod(pod)
-	switch {
-	case !ok:
-		return api.Pod{}, fmt.Errorf("%s %s: no such pod", action, pod)
-	case p.Node != a.opts.Node:
-		return api.Pod{}, fmt.Errorf("%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
-	case p.Deleting:
-		return api.Pod{}, fmt.Errorf("%s %s: the pod is being removed", action, pod)
-	}
-	rc, hasRC := a.st.RC(api.RCKey(p.Project, p.Service))
-	if !hasRC {
-		return api.Pod{}, fmt.Errorf("%s %s: its service %s is being removed", action, pod, p.Service)
+	p, rc, err := a.localPod(action, pod)
+	if err != nil {
+		return api.Pod{}, err
 	}
 	c, err := a.d.Inspect(ctx, pod)
 	missing := errors.Is(err, ErrNotFound)
