@@ -68,6 +68,8 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[string]*podWorker
+	// waiters are closed at the next kick of their pod (podEvents).
+	waiters map[string][]chan struct{}
 	wg      sync.WaitGroup
 
 	// engineMu guards what the last probes of the Engine found: the
@@ -296,14 +298,33 @@ func (a *Agent) WaitIdle(ctx context.Context) error {
 	}
 }
 
-// kick wakes the worker of a pod, if it has one. It never blocks.
+// kick wakes the worker of a pod, if it has one, and whoever waits on
+// podEvents for it. It never blocks.
 func (a *Agent) kick(name string) {
 	a.mu.Lock()
 	w := a.workers[name]
+	waiters := a.waiters[name]
+	delete(a.waiters, name)
 	a.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
 	if w != nil {
 		w.kick()
 	}
+}
+
+// podEvents returns a channel closed at the next kick of pod: an event of
+// one of its containers, or an action on it.
+func (a *Agent) podEvents(pod string) <-chan struct{} {
+	ch := make(chan struct{})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiters == nil {
+		a.waiters = map[string][]chan struct{}{}
+	}
+	a.waiters[pod] = append(a.waiters[pod], ch)
+	return ch
 }
 
 // gc removes managed containers of this node whose pod no longer exists or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/state"
@@ -94,6 +95,15 @@ func (a *Agent) runningContainers(ctx context.Context, action string, p api.Pod,
 // containers of a pod of this node and returns the pod: once the agent has
 // reported it exited when the signal stops it (see above), as it is
 // otherwise.
+//
+// A signal that stops holds the pod's worker off (acting) from before it
+// is sent until the service's container has exited, at most the service's
+// stop grace period: the worker neither restarts what exits meanwhile nor
+// stops gracefully what still runs, so the exit is the signal's (137 for
+// SIGKILL). Only then is the pod recorded stopped. A process that outlives
+// the wait (one that ignores SIGTERM, as `docker compose kill -s TERM`
+// leaves it) runs on, not stopped; should it exit later, its restart
+// policy applies.
 func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error) {
 	sig, err := api.NormalizeSignal(signal)
 	if err != nil {
@@ -103,16 +113,14 @@ func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error
 	if err != nil {
 		return api.Pod{}, err
 	}
+	stops := api.StopsContainer(sig, rc.Template.StopSignal)
+	if stops {
+		a.acting.set(pod, true)
+		defer a.acting.set(pod, false)
+	}
 	cs, err := a.runningContainers(ctx, ActionKill, p, rc)
 	if err != nil {
 		return api.Pod{}, err
-	}
-	stops := api.StopsContainer(sig, rc.Template.StopSignal)
-	if stops && !p.Stopped {
-		// Recorded first: from then on the worker restarts nothing.
-		if _, err := a.c.Apply(ctx, &state.SetPodStopped{Name: pod, Stopped: true}); err != nil {
-			return api.Pod{}, fmt.Errorf("kill %s: record it stopped: %w", pod, err)
-		}
 	}
 	var errs []error
 	for _, pc := range cs {
@@ -120,19 +128,83 @@ func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error
 			errs = append(errs, fmt.Errorf("kill %s: %s: %w", pod, pc.name, err))
 		}
 	}
-	a.kick(pod)
 	if err := errors.Join(errs...); err != nil {
+		a.kick(pod)
 		return api.Pod{}, err
 	}
 	a.log.Info("killed pod", "pod", pod, "signal", sig, "stops", stops)
+	if !stops {
+		a.kick(pod)
+		got, _ := a.st.Pod(pod)
+		return got, nil
+	}
+	// The service's container when it ran, else the sidecars signalled.
 	main := cs[len(cs)-1]
-	if !stops || main.name != p.Service {
+	wait := cs
+	if main.name == p.Service {
+		wait = cs[len(cs)-1:]
+	}
+	_, grace := stopOf(rc.Template)
+	exited, err := a.awaitExit(ctx, pod, wait, grace)
+	if err != nil {
+		a.kick(pod)
+		return api.Pod{}, fmt.Errorf("kill %s: %w", pod, err)
+	}
+	if !exited {
+		a.log.Info("killed pod runs on: the process outlived the signal", "pod", pod, "signal", sig, "waited", grace)
+		a.kick(pod)
+		got, _ := a.st.Pod(pod)
+		return got, nil
+	}
+	if !p.Stopped {
+		// From now on the worker restarts nothing.
+		if _, err := a.c.Apply(ctx, &state.SetPodStopped{Name: pod, Stopped: true}); err != nil {
+			a.kick(pod)
+			return api.Pod{}, fmt.Errorf("kill %s: record it stopped: %w", pod, err)
+		}
+	}
+	a.acting.set(pod, false)
+	a.kick(pod)
+	if main.name != p.Service {
 		got, _ := a.st.Pod(pod)
 		return got, nil
 	}
 	return a.awaitPod(ctx, pod, func(p api.Pod) bool {
 		return p.Stopped && p.Status.State == api.PodExited && p.Status.ContainerID == main.c.ID
 	})
+}
+
+// awaitExit waits until none of cs runs any more, at most wait; it reports
+// whether they all exited. It looks again on every event of the pod's
+// containers, and every second should an event be lost.
+func (a *Agent) awaitExit(ctx context.Context, pod string, cs []podContainer, wait time.Duration) (bool, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := a.podEvents(pod)
+		running := false
+		for _, pc := range cs {
+			c, err := a.d.Inspect(ctx, pc.c.ID)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("inspect %s: %w", pc.name, err)
+			}
+			running = running || c.Running()
+		}
+		if !running {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+			return false, nil
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // PausePod freezes (pause true) or thaws the running containers of a pod

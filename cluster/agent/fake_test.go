@@ -43,7 +43,9 @@ type fakeDriver struct {
 	// secretFiles: the containers (by name) whose secret and config files
 	// are on the node, written by Create, gone with Remove or dropFiles.
 	secretFiles map[string]bool
-	engineDown  bool // Ping fails
+	engineDown  bool            // Ping fails
+	ignoring    map[string]bool // containers (by name) whose process ignores signals but SIGKILL
+	exitDelay   time.Duration   // how long after a signal that ends it a process exits
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -187,8 +189,11 @@ func (f *fakeDriver) Remove(_ context.Context, id string) error {
 	return nil
 }
 
-// Kill: SIGKILL and SIGTERM end the process (code 128+n), as a process
-// without handlers; other signals are handled and it runs on.
+// Kill: SIGKILL, SIGTERM and the service's stop signal end the process
+// (code 128+n, 0 for a stop signal it handles), as a process without
+// other handlers; other signals are handled and it runs on. A process of
+// ignoring survives all but SIGKILL; with exitDelay set, it exits that
+// long after the signal, as a real process does.
 func (f *fakeDriver) Kill(_ context.Context, id, signal string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -200,14 +205,54 @@ func (f *fakeDriver) Kill(_ context.Context, id, signal string) error {
 	if !c.Running() {
 		return fmt.Errorf("kill container %s: container is not running", id)
 	}
-	switch signal {
-	case "SIGKILL":
-		c.State, c.ExitCode, c.FinishedAt = "exited", 137, time.Now().UTC()
-	case "SIGTERM":
-		c.State, c.ExitCode, c.FinishedAt = "exited", 143, time.Now().UTC()
+	code := -1
+	switch {
+	case signal == "SIGKILL":
+		code = 137
+	case f.ignoring[c.Name]:
+	case signal == "SIGTERM":
+		code = 143
+	case c.Name == c.Pod && signal != "" && signal == f.specs[c.Pod].StopSignal:
+		code = 0
 	}
-	f.notify(c.Pod)
+	if code < 0 {
+		f.notify(c.Pod)
+		return nil
+	}
+	exit := func() {
+		c.State, c.ExitCode, c.FinishedAt = "exited", code, time.Now().UTC()
+		f.notify(c.Pod)
+	}
+	if f.exitDelay == 0 {
+		exit()
+		return nil
+	}
+	time.AfterFunc(f.exitDelay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if c.Running() {
+			exit()
+		}
+	})
 	return nil
+}
+
+// ignore makes the process of container (by name) ignore every signal
+// but SIGKILL.
+func (f *fakeDriver) ignore(container string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ignoring == nil {
+		f.ignoring = map[string]bool{}
+	}
+	f.ignoring[container] = true
+}
+
+// setExitDelay makes processes exit d after the signal that ends them.
+func (f *fakeDriver) setExitDelay(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exitDelay = d
 }
 
 func (f *fakeDriver) Pause(_ context.Context, id string) error { return f.setPaused(id, true) }

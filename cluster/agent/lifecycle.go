@@ -34,10 +34,11 @@ const (
 	ActionRestart = api.ActionRestart
 )
 
-// acting holds the pods whose container a start or restart is moving right
-// now: their worker leaves an exited container alone meanwhile, rather than
-// start it itself and count that as a crash restart. A mark lasts one
-// action, never longer.
+// acting holds the pods whose containers a start, restart or kill is
+// moving right now: their worker leaves an exited container (the service's
+// or a sidecar's) alone meanwhile, rather than start it itself and count
+// that as a crash restart, and stops no running container of a stopped
+// pod. A mark lasts one action, never longer.
 type acting struct {
 	mu sync.Mutex
 	m  map[string]bool
