@@ -46,6 +46,9 @@ type fakeDriver struct {
 	engineDown  bool            // Ping fails
 	ignoring    map[string]bool // containers (by name) whose process ignores signals but SIGKILL
 	exitDelay   time.Duration   // how long after a signal that ends it a process exits
+	pingHang    bool            // Ping hangs until its context ends
+	pingFails   int             // Ping fails this many more times
+	pings       int             // Ping calls
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -363,14 +366,39 @@ func (f *fakeDriver) Logs(_ context.Context, id string, _ bool, _ int) (io.ReadC
 
 func (f *fakeDriver) RemoveVolumes(context.Context, string) error { return nil }
 
-// Ping fails while engineDown is set.
-func (f *fakeDriver) Ping(context.Context) error {
+// Ping fails while engineDown is set, and the next pingFails times; it
+// hangs until its context ends while pingHang is set.
+func (f *fakeDriver) Ping(ctx context.Context) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.engineDown {
+	f.pings++
+	hang := f.pingHang
+	fail := f.engineDown || f.pingFails > 0
+	if f.pingFails > 0 {
+		f.pingFails--
+	}
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if fail {
 		return errors.New("engine does not answer")
 	}
 	return nil
+}
+
+// setPing makes Ping hang (hang), or fail its next fails calls.
+func (f *fakeDriver) setPing(hang bool, fails int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pingHang, f.pingFails = hang, fails
+}
+
+// pingCount is how many times Ping was called.
+func (f *fakeDriver) pingCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pings
 }
 
 func (f *fakeDriver) setEngineDown(down bool) {
@@ -495,6 +523,18 @@ type fakeCluster struct {
 	// the asks it got.
 	files   map[string][]byte
 	queries []string
+	// registrations counts RegisterNode calls (heartbeats);
+	// everUnreachable is set once one reported the Engine unreachable.
+	registrations   int
+	everUnreachable bool
+}
+
+// heartbeats returns the RegisterNode calls so far, and whether one said
+// the Engine is unreachable.
+func (c *fakeCluster) heartbeats() (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.registrations, c.everUnreachable
 }
 
 // OpenFiles implements agent.Cluster as a manager would: every file it has.
@@ -525,6 +565,8 @@ func (c *fakeCluster) Apply(_ context.Context, cmd state.Command) (uint64, error
 func (c *fakeCluster) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
 	c.mu.Lock()
 	err := c.registerErr
+	c.registrations++
+	c.everUnreachable = c.everUnreachable || n.EngineUnreachable
 	c.mu.Unlock()
 	if err != nil {
 		return api.Node{}, err
