@@ -39,6 +39,29 @@ type podContainer struct {
 	c    Container
 }
 
+// RefusedError is a pod action that the pod's state refuses: no such pod,
+// a pod of another node, one being removed, one not running. It is the
+// caller's to change, not a failure of the Engine; its message says what
+// to do. Callers classify it by behaviour (Refused, NotFound) with
+// errors.As.
+type RefusedError struct {
+	missing bool
+	err     error
+}
+
+func (e *RefusedError) Error() string { return e.err.Error() }
+func (e *RefusedError) Unwrap() error { return e.err }
+
+// Refused reports that the pod's state refused the action.
+func (e *RefusedError) Refused() bool { return true }
+
+// NotFound reports whether the pod does not exist.
+func (e *RefusedError) NotFound() bool { return e.missing }
+
+func refused(missing bool, format string, a ...any) error {
+	return &RefusedError{missing: missing, err: fmt.Errorf(format, a...)}
+}
+
 // localPod returns a pod of this node that is not being removed, and its
 // controller: the checks every pod action (stop, start, restart, kill,
 // pause, top) makes first.
@@ -46,15 +69,15 @@ func (a *Agent) localPod(action, pod string) (api.Pod, api.ReplicationController
 	p, ok := a.st.Pod(pod)
 	switch {
 	case !ok:
-		return p, api.ReplicationController{}, fmt.Errorf("%s %s: no such pod", action, pod)
+		return p, api.ReplicationController{}, refused(true, "%s %s: no such pod", action, pod)
 	case p.Node != a.opts.Node:
-		return p, api.ReplicationController{}, fmt.Errorf("%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
+		return p, api.ReplicationController{}, refused(false, "%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
 	case p.Deleting:
-		return p, api.ReplicationController{}, fmt.Errorf("%s %s: the pod is being removed", action, pod)
+		return p, api.ReplicationController{}, refused(false, "%s %s: the pod is being removed", action, pod)
 	}
 	rc, ok := a.st.RC(api.RCKey(p.Project, p.Service))
 	if !ok {
-		return p, rc, fmt.Errorf("%s %s: its service %s is being removed", action, pod, p.Service)
+		return p, rc, refused(false, "%s %s: its service %s is being removed", action, pod, p.Service)
 	}
 	return p, rc, nil
 }
@@ -86,7 +109,7 @@ func (a *Agent) runningContainers(ctx context.Context, action string, p api.Pod,
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s %s: the pod is not running (%s); start it with `dev start %s`", action, p.Name, stateOf(p), p.Service)
+		return nil, refused(false, "%s %s: the pod is not running (%s); start it with `dev start %s`", action, p.Name, stateOf(p), p.Service)
 	}
 	return out, nil
 }
@@ -145,6 +168,9 @@ func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error
 		wait = cs[len(cs)-1:]
 	}
 	_, grace := stopOf(rc.Template)
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl)/2) // time left to record it and answer
+	}
 	exited, err := a.awaitExit(ctx, pod, wait, grace)
 	if err != nil {
 		a.kick(pod)
