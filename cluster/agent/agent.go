@@ -48,9 +48,10 @@ type Options struct {
 	Heartbeat time.Duration
 	// MaxBackoff caps the delay between restarts of a crashing container.
 	MaxBackoff time.Duration
-	// EngineTimeout bounds the probe of the Engine at each heartbeat
-	// (default: the heartbeat period, at least 2s); one that does not
-	// answer in time is reported unreachable.
+	// EngineTimeout bounds each probe of the Engine, made every Heartbeat
+	// on a loop of its own (default: the heartbeat period, at least 2s);
+	// an Engine that fails three probes in a row is reported
+	// unreachable, and reachable again at its first answer.
 	EngineTimeout time.Duration
 	// DrainDelay is how long a running pod that is being deleted keeps
 	// running after it left the service endpoints (default 1s; negative:
@@ -68,13 +69,17 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[string]*podWorker
+	// waiters are closed at the next kick of their pod (podEvents).
+	waiters map[string][]chan struct{}
 	wg      sync.WaitGroup
 
 	// engineMu guards what the last probes of the Engine found: the
-	// resources it reported last, and whether it stopped answering.
-	engineMu   sync.Mutex
-	engineRes  api.ResourceAmounts
-	engineDown bool
+	// resources it reported last, how many probes in a row failed, and
+	// whether it is reported unreachable.
+	engineMu    sync.Mutex
+	engineRes   api.ResourceAmounts
+	engineFails int
+	engineDown  bool
 
 	acting  acting    // pods a start or restart is moving (lifecycle.go)
 	oneOffs oneOffSet // one-off pods running now (interactive.go)
@@ -110,6 +115,9 @@ func New(st *state.Store, c Cluster, d Driver, opts Options, log *slog.Logger) *
 // container for an orphan.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.wg.Wait()
+	if err := a.probeEngine(ctx, true); err != nil && !a.engineAnswered() {
+		return fmt.Errorf("read engine resources: %w", err)
+	}
 	node, err := a.register(ctx)
 	if err != nil {
 		return err
@@ -123,8 +131,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	resync := time.NewTicker(a.opts.Resync)
 	defer resync.Stop()
 	// Heartbeats go on beside pod work: a report held up by a leader that
-	// is gone (until the next election) must not hold up pods.
+	// is gone (until the next election) must not hold up pods. They report
+	// what the Engine's probes, on a loop of their own, found last: an
+	// Engine that hangs holds up no heartbeat.
 	a.wg.Go(func() { a.heartbeats(ctx) })
+	a.wg.Go(func() { a.probeEngineLoop(ctx) })
 
 	seen := map[string]uint64{} // pod -> ModifyIndex last handed to its worker
 	a.gc(ctx)
@@ -161,7 +172,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // heartbeats reports this node every Heartbeat, each report bounded by
-// twice that and the Engine's probe, until ctx ends.
+// twice that, until ctx ends.
 func (a *Agent) heartbeats(ctx context.Context) {
 	tick := time.NewTicker(a.opts.Heartbeat)
 	defer tick.Stop()
@@ -171,7 +182,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		hctx, cancel := context.WithTimeout(ctx, a.opts.EngineTimeout+2*a.opts.Heartbeat+time.Second)
+		hctx, cancel := context.WithTimeout(ctx, 2*a.opts.Heartbeat+time.Second)
 		if _, err := a.register(hctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("heartbeat", "err", err)
 		}
@@ -179,14 +190,14 @@ func (a *Agent) heartbeats(ctx context.Context) {
 	}
 }
 
+// register records this node with what the Engine's probes found last.
 func (a *Agent) register(ctx context.Context) (api.Node, error) {
-	res, reachable, err := a.probeEngine(ctx)
-	if err != nil {
-		return api.Node{}, err
-	}
+	a.engineMu.Lock()
+	res, down := a.engineRes, a.engineDown
+	a.engineMu.Unlock()
 	n, err := a.c.RegisterNode(ctx, api.Node{
 		Name: a.opts.Node, Address: a.opts.Address, APIAddr: a.opts.APIAddr, Labels: a.opts.Labels,
-		Status: api.NodeReady, Allocatable: res, Load: loadAverage(), EngineUnreachable: !reachable,
+		Status: api.NodeReady, Allocatable: res, Load: loadAverage(), EngineUnreachable: down,
 	})
 	if err != nil {
 		return api.Node{}, fmt.Errorf("register node %s: %w", a.opts.Node, err)
@@ -194,17 +205,53 @@ func (a *Agent) register(ctx context.Context) (api.Node, error) {
 	return n, nil
 }
 
-// probeEngine pings the Engine and reads its resources, within
-// EngineTimeout. An Engine that does not answer (refused, or hanging: its
-// containers may still run) is reported unreachable with the resources it
-// reported last; the node is alive all the same, so that its pods are not
-// made again elsewhere. Only before the Engine ever answered is it an
-// error.
-func (a *Agent) probeEngine(ctx context.Context) (res api.ResourceAmounts, reachable bool, err error) {
+// Probing the Engine: its reachability every Heartbeat (a Ping), its
+// resources every engineResourcesEvery probes (they change seldom), and
+// unreachable only after engineFailures failed probes in a row, so that
+// one slow answer does not flip the node (a raft write, an event, a
+// scheduler refusal) and back at the next probe.
+const (
+	engineFailures       = 3
+	engineResourcesEvery = 12
+)
+
+// probeEngineLoop probes the Engine every Heartbeat until ctx ends, one
+// probe at a time, each bounded by EngineTimeout.
+func (a *Agent) probeEngineLoop(ctx context.Context) {
+	tick := time.NewTicker(a.opts.Heartbeat)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		_ = a.probeEngine(ctx, n%engineResourcesEvery == 0) // logged, recorded
+	}
+}
+
+// engineAnswered reports whether the Engine ever reported its resources.
+func (a *Agent) engineAnswered() bool {
+	a.engineMu.Lock()
+	defer a.engineMu.Unlock()
+	return a.engineRes != (api.ResourceAmounts{})
+}
+
+// probeEngine pings the Engine, and reads its resources when readRes is
+// set (or they were never read, or it comes back), within EngineTimeout,
+// and records what it found. An Engine that does not answer (refused, or
+// hanging: its containers may still run) engineFailures times in a row is
+// reported unreachable with the resources it reported last; the node is
+// alive all the same, so that its pods are not made again elsewhere.
+func (a *Agent) probeEngine(ctx context.Context, readRes bool) error {
+	a.engineMu.Lock()
+	readRes = readRes || a.engineDown || a.engineRes == (api.ResourceAmounts{})
+	a.engineMu.Unlock()
 	pctx, cancel := context.WithTimeout(ctx, a.opts.EngineTimeout)
 	defer cancel()
-	err = a.d.Ping(pctx)
-	if err == nil {
+	err := a.d.Ping(pctx)
+	var res api.ResourceAmounts
+	if err == nil && readRes {
 		res, err = a.d.Resources(pctx)
 	}
 	a.engineMu.Lock()
@@ -214,18 +261,21 @@ func (a *Agent) probeEngine(ctx context.Context) (res api.ResourceAmounts, reach
 		if a.engineDown {
 			a.log.Info("docker engine answers again")
 		}
-		a.engineRes, a.engineDown = res, false
-		return res, true, nil
+		if readRes {
+			a.engineRes = res
+		}
+		a.engineFails, a.engineDown = 0, false
+		return nil
 	case ctx.Err() != nil:
-		return api.ResourceAmounts{}, false, fmt.Errorf("probe docker engine: %w", ctx.Err())
-	case a.engineRes == (api.ResourceAmounts{}):
-		return api.ResourceAmounts{}, false, fmt.Errorf("read engine resources: %w", err)
+		return fmt.Errorf("probe docker engine: %w", ctx.Err())
 	}
-	if !a.engineDown {
-		a.log.Warn("docker engine does not answer: reporting it unreachable (no new pods here, the pods here stay)", "err", err, "timeout", a.opts.EngineTimeout)
+	a.engineFails++
+	if a.engineFails >= engineFailures && !a.engineDown {
+		a.log.Warn("docker engine does not answer: reporting it unreachable (no new pods here, the pods here stay)",
+			"err", err, "probes", a.engineFails, "timeout", a.opts.EngineTimeout)
+		a.engineDown = true
 	}
-	a.engineDown = true
-	return a.engineRes, false, nil
+	return fmt.Errorf("probe docker engine: %w", err)
 }
 
 // syncPods starts a worker for every pod bound to this node and wakes the
@@ -296,14 +346,33 @@ func (a *Agent) WaitIdle(ctx context.Context) error {
 	}
 }
 
-// kick wakes the worker of a pod, if it has one. It never blocks.
+// kick wakes the worker of a pod, if it has one, and whoever waits on
+// podEvents for it. It never blocks.
 func (a *Agent) kick(name string) {
 	a.mu.Lock()
 	w := a.workers[name]
+	waiters := a.waiters[name]
+	delete(a.waiters, name)
 	a.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
 	if w != nil {
 		w.kick()
 	}
+}
+
+// podEvents returns a channel closed at the next kick of pod: an event of
+// one of its containers, or an action on it.
+func (a *Agent) podEvents(pod string) <-chan struct{} {
+	ch := make(chan struct{})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiters == nil {
+		a.waiters = map[string][]chan struct{}{}
+	}
+	a.waiters[pod] = append(a.waiters[pod], ch)
+	return ch
 }
 
 // gc removes managed containers of this node whose pod no longer exists or

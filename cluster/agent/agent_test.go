@@ -219,6 +219,91 @@ func TestAgentReportsEngineUnreachable(t *testing.T) {
 	})
 }
 
+// TestEngineProbeHangs: a probe of the Engine that hangs holds up no
+// heartbeat (they report the last result), and the Engine is reported
+// unreachable only after three failed probes in a row.
+func TestEngineProbeHangs(t *testing.T) {
+	st := state.New()
+	e := &env{t: t, st: st, cl: &fakeCluster{st: st}, d: newFakeDriver(node), services: map[string][]api.ServiceSpec{}}
+	opts := fastOpts
+	opts.Heartbeat, opts.EngineTimeout = 20*time.Millisecond, 500*time.Millisecond
+	e.a = agent.New(st, e.cl, e.d, opts, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	e.run()
+	eventually(t, "node registered", func() error {
+		if _, ok := e.st.Node(node); !ok {
+			return errors.New("no node record")
+		}
+		return nil
+	})
+
+	e.d.setPing(true, 0)
+	pings := e.d.pingCount()
+	eventually(t, "a probe hanging", func() error {
+		if e.d.pingCount() <= pings {
+			return errors.New("no probe since")
+		}
+		return nil
+	})
+	start := time.Now()
+	beats, _ := e.cl.heartbeats()
+	eventually(t, "three heartbeats while the probe hangs", func() error {
+		if n, _ := e.cl.heartbeats(); n < beats+3 {
+			return fmt.Errorf("%d heartbeats since", n-beats)
+		}
+		return nil
+	})
+	if d := time.Since(start); d >= opts.EngineTimeout {
+		t.Errorf("three heartbeats took %s, want them not held up by the probe (timeout %s)", d, opts.EngineTimeout)
+	}
+	if n, _ := e.st.Node(node); n.EngineUnreachable {
+		t.Errorf("unreachable after one hung probe, want three failed in a row first")
+	}
+	eventually(t, "the engine reported unreachable", func() error {
+		if n, _ := e.st.Node(node); !n.EngineUnreachable {
+			return fmt.Errorf("pings %d, node still reachable", e.d.pingCount())
+		}
+		return nil
+	})
+	e.d.setPing(false, 0)
+	eventually(t, "the engine reported back at its first answer", func() error {
+		if n, _ := e.st.Node(node); n.EngineUnreachable {
+			return errors.New("still unreachable")
+		}
+		return nil
+	})
+}
+
+// TestEngineProbeFailsOnce: one failed probe does not flip the node to
+// unreachable and back.
+func TestEngineProbeFailsOnce(t *testing.T) {
+	e := newEnv(t)
+	e.run()
+	eventually(t, "node registered", func() error {
+		if _, ok := e.st.Node(node); !ok {
+			return errors.New("no node record")
+		}
+		return nil
+	})
+	e.d.setPing(false, 1)
+	pings := e.d.pingCount()
+	eventually(t, "two probes after the failed one, and a heartbeat since", func() error {
+		if e.d.pingCount() < pings+3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	beats, _ := e.cl.heartbeats()
+	eventually(t, "a heartbeat after the probes", func() error {
+		if n, _ := e.cl.heartbeats(); n <= beats {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if _, unreachable := e.cl.heartbeats(); unreachable {
+		t.Errorf("a heartbeat reported the engine unreachable after one failed probe, want no flap")
+	}
+}
+
 func TestAgentRunFailsWhenRegistrationFails(t *testing.T) {
 	e := newEnv(t)
 	e.cl.registerErr = errors.New("no leader")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/state"
@@ -38,21 +39,45 @@ type podContainer struct {
 	c    Container
 }
 
+// RefusedError is a pod action that the pod's state refuses: no such pod,
+// a pod of another node, one being removed, one not running. It is the
+// caller's to change, not a failure of the Engine; its message says what
+// to do. Callers classify it by behaviour (Refused, NotFound) with
+// errors.As.
+type RefusedError struct {
+	missing bool
+	err     error
+}
+
+func (e *RefusedError) Error() string { return e.err.Error() }
+func (e *RefusedError) Unwrap() error { return e.err }
+
+// Refused reports that the pod's state refused the action.
+func (e *RefusedError) Refused() bool { return true }
+
+// NotFound reports whether the pod does not exist.
+func (e *RefusedError) NotFound() bool { return e.missing }
+
+func refused(missing bool, format string, a ...any) error {
+	return &RefusedError{missing: missing, err: fmt.Errorf(format, a...)}
+}
+
 // localPod returns a pod of this node that is not being removed, and its
-// controller.
+// controller: the checks every pod action (stop, start, restart, kill,
+// pause, top) makes first.
 func (a *Agent) localPod(action, pod string) (api.Pod, api.ReplicationController, error) {
 	p, ok := a.st.Pod(pod)
 	switch {
 	case !ok:
-		return p, api.ReplicationController{}, fmt.Errorf("%s %s: no such pod", action, pod)
+		return p, api.ReplicationController{}, refused(true, "%s %s: no such pod", action, pod)
 	case p.Node != a.opts.Node:
-		return p, api.ReplicationController{}, fmt.Errorf("%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
+		return p, api.ReplicationController{}, refused(false, "%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
 	case p.Deleting:
-		return p, api.ReplicationController{}, fmt.Errorf("%s %s: the pod is being removed", action, pod)
+		return p, api.ReplicationController{}, refused(false, "%s %s: the pod is being removed", action, pod)
 	}
 	rc, ok := a.st.RC(api.RCKey(p.Project, p.Service))
 	if !ok {
-		return p, rc, fmt.Errorf("%s %s: its service %s is being removed", action, pod, p.Service)
+		return p, rc, refused(false, "%s %s: its service %s is being removed", action, pod, p.Service)
 	}
 	return p, rc, nil
 }
@@ -84,7 +109,7 @@ func (a *Agent) runningContainers(ctx context.Context, action string, p api.Pod,
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s %s: the pod is not running (%s); start it with `dev start %s`", action, p.Name, stateOf(p), p.Service)
+		return nil, refused(false, "%s %s: the pod is not running (%s); start it with `dev start %s`", action, p.Name, stateOf(p), p.Service)
 	}
 	return out, nil
 }
@@ -93,6 +118,15 @@ func (a *Agent) runningContainers(ctx context.Context, action string, p api.Pod,
 // containers of a pod of this node and returns the pod: once the agent has
 // reported it exited when the signal stops it (see above), as it is
 // otherwise.
+//
+// A signal that stops holds the pod's worker off (acting) from before it
+// is sent until the service's container has exited, at most the service's
+// stop grace period: the worker neither restarts what exits meanwhile nor
+// stops gracefully what still runs, so the exit is the signal's (137 for
+// SIGKILL). Only then is the pod recorded stopped. A process that outlives
+// the wait (one that ignores SIGTERM, as `docker compose kill -s TERM`
+// leaves it) runs on, not stopped; should it exit later, its restart
+// policy applies.
 func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error) {
 	sig, err := api.NormalizeSignal(signal)
 	if err != nil {
@@ -102,16 +136,14 @@ func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error
 	if err != nil {
 		return api.Pod{}, err
 	}
+	stops := api.StopsContainer(sig, rc.Template.StopSignal)
+	if stops {
+		a.acting.set(pod, true)
+		defer a.acting.set(pod, false)
+	}
 	cs, err := a.runningContainers(ctx, ActionKill, p, rc)
 	if err != nil {
 		return api.Pod{}, err
-	}
-	stops := api.StopsContainer(sig, rc.Template.StopSignal)
-	if stops && !p.Stopped {
-		// Recorded first: from then on the worker restarts nothing.
-		if _, err := a.c.Apply(ctx, &state.SetPodStopped{Name: pod, Stopped: true}); err != nil {
-			return api.Pod{}, fmt.Errorf("kill %s: record it stopped: %w", pod, err)
-		}
 	}
 	var errs []error
 	for _, pc := range cs {
@@ -119,19 +151,86 @@ func (a *Agent) KillPod(ctx context.Context, pod, signal string) (api.Pod, error
 			errs = append(errs, fmt.Errorf("kill %s: %s: %w", pod, pc.name, err))
 		}
 	}
-	a.kick(pod)
 	if err := errors.Join(errs...); err != nil {
+		a.kick(pod)
 		return api.Pod{}, err
 	}
 	a.log.Info("killed pod", "pod", pod, "signal", sig, "stops", stops)
+	if !stops {
+		a.kick(pod)
+		got, _ := a.st.Pod(pod)
+		return got, nil
+	}
+	// The service's container when it ran, else the sidecars signalled.
 	main := cs[len(cs)-1]
-	if !stops || main.name != p.Service {
+	wait := cs
+	if main.name == p.Service {
+		wait = cs[len(cs)-1:]
+	}
+	_, grace := stopOf(rc.Template)
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl)/2) // time left to record it and answer
+	}
+	exited, err := a.awaitExit(ctx, pod, wait, grace)
+	if err != nil {
+		a.kick(pod)
+		return api.Pod{}, fmt.Errorf("kill %s: %w", pod, err)
+	}
+	if !exited {
+		a.log.Info("killed pod runs on: the process outlived the signal", "pod", pod, "signal", sig, "waited", grace)
+		a.kick(pod)
+		got, _ := a.st.Pod(pod)
+		return got, nil
+	}
+	if !p.Stopped {
+		// From now on the worker restarts nothing.
+		if _, err := a.c.Apply(ctx, &state.SetPodStopped{Name: pod, Stopped: true}); err != nil {
+			a.kick(pod)
+			return api.Pod{}, fmt.Errorf("kill %s: record it stopped: %w", pod, err)
+		}
+	}
+	a.acting.set(pod, false)
+	a.kick(pod)
+	if main.name != p.Service {
 		got, _ := a.st.Pod(pod)
 		return got, nil
 	}
 	return a.awaitPod(ctx, pod, func(p api.Pod) bool {
 		return p.Stopped && p.Status.State == api.PodExited && p.Status.ContainerID == main.c.ID
 	})
+}
+
+// awaitExit waits until none of cs runs any more, at most wait; it reports
+// whether they all exited. It looks again on every event of the pod's
+// containers, and every second should an event be lost.
+func (a *Agent) awaitExit(ctx context.Context, pod string, cs []podContainer, wait time.Duration) (bool, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := a.podEvents(pod)
+		running := false
+		for _, pc := range cs {
+			c, err := a.d.Inspect(ctx, pc.c.ID)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("inspect %s: %w", pc.name, err)
+			}
+			running = running || c.Running()
+		}
+		if !running {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+			return false, nil
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // PausePod freezes (pause true) or thaws the running containers of a pod

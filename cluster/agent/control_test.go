@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/api"
@@ -91,6 +92,69 @@ func TestKillPodStopSignal(t *testing.T) {
 	}
 	if _, err := e.a.KillPod(ctx, name, "SIGNOPE"); err == nil || !strings.Contains(err.Error(), "unknown signal") {
 		t.Errorf("kill -s SIGNOPE = %v, want unknown signal", err)
+	}
+}
+
+// TestKillPodExitCode: `dev kill` waits for the process to die of SIGKILL
+// (it takes a moment on a real Engine) before the pod is recorded stopped:
+// the pod's worker must not stop it gracefully meanwhile, and the exit
+// code is the kill's, 137, its sidecar's too.
+func TestKillPodExitCode(t *testing.T) {
+	e := newEnv(t)
+	s := spec("web", api.RestartAlways)
+	s.Sidecars = []api.ServiceSpec{spec("logs", api.RestartAlways)}
+	name := e.deploy(s, 1, node)
+	e.run()
+	e.waitRunning(name, 0)
+	sc := api.SidecarContainer(name, "logs")
+	eventually(t, "sidecar running", func() error {
+		if c, ok := e.d.container(sc); !ok || c.State != "running" {
+			return fmt.Errorf("sidecar %+v", c)
+		}
+		return nil
+	})
+	e.d.setExitDelay(50 * time.Millisecond)
+
+	p, err := e.a.KillPod(context.Background(), name, "")
+	if err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	if !p.Stopped || p.Status.State != api.PodExited || p.Status.ExitCode != 137 {
+		t.Fatalf("after kill: stopped=%v status %+v, want stopped, exited 137", p.Stopped, p.Status)
+	}
+	if n := e.d.count("stop", name); n != 0 {
+		t.Errorf("%d graceful stops of the killed pod, want none", n)
+	}
+	if c, _ := e.d.container(sc); c.State != "exited" || c.ExitCode != 137 {
+		t.Errorf("sidecar %s %d, want exited 137 (killed, not restarted)", c.State, c.ExitCode)
+	}
+}
+
+// TestKillPodIgnoredStopSignal: `dev kill -s TERM` to a process that
+// ignores SIGTERM leaves it running and the pod not stopped, as `docker
+// compose kill -s TERM` does: never a graceful stop (`dev stop`) instead.
+func TestKillPodIgnoredStopSignal(t *testing.T) {
+	e := newEnv(t)
+	s := spec("web", api.RestartAlways)
+	grace := api.Duration(200 * time.Millisecond)
+	s.StopGracePeriod = &grace
+	name := e.deploy(s, 1, node)
+	e.run()
+	c := e.waitRunning(name, 0)
+	e.d.ignore(name)
+
+	p, err := e.a.KillPod(context.Background(), name, "TERM")
+	if err != nil {
+		t.Fatalf("kill -s TERM: %v", err)
+	}
+	if p.Stopped {
+		t.Errorf("after an ignored SIGTERM: the pod is recorded stopped, want running on")
+	}
+	if n := e.d.count("stop", name); n != 0 {
+		t.Errorf("%d graceful stops after an ignored SIGTERM, want none", n)
+	}
+	if got, _ := e.d.container(name); got.ID != c.ID || got.State != "running" {
+		t.Errorf("container %s %s, want %s running", got.ID, got.State, c.ID)
 	}
 }
 

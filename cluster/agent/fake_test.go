@@ -43,7 +43,12 @@ type fakeDriver struct {
 	// secretFiles: the containers (by name) whose secret and config files
 	// are on the node, written by Create, gone with Remove or dropFiles.
 	secretFiles map[string]bool
-	engineDown  bool // Ping fails
+	engineDown  bool            // Ping fails
+	ignoring    map[string]bool // containers (by name) whose process ignores signals but SIGKILL
+	exitDelay   time.Duration   // how long after a signal that ends it a process exits
+	pingHang    bool            // Ping hangs until its context ends
+	pingFails   int             // Ping fails this many more times
+	pings       int             // Ping calls
 }
 
 var _ agent.Driver = (*fakeDriver)(nil)
@@ -187,8 +192,11 @@ func (f *fakeDriver) Remove(_ context.Context, id string) error {
 	return nil
 }
 
-// Kill: SIGKILL and SIGTERM end the process (code 128+n), as a process
-// without handlers; other signals are handled and it runs on.
+// Kill: SIGKILL, SIGTERM and the service's stop signal end the process
+// (code 128+n, 0 for a stop signal it handles), as a process without
+// other handlers; other signals are handled and it runs on. A process of
+// ignoring survives all but SIGKILL; with exitDelay set, it exits that
+// long after the signal, as a real process does.
 func (f *fakeDriver) Kill(_ context.Context, id, signal string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -200,14 +208,54 @@ func (f *fakeDriver) Kill(_ context.Context, id, signal string) error {
 	if !c.Running() {
 		return fmt.Errorf("kill container %s: container is not running", id)
 	}
-	switch signal {
-	case "SIGKILL":
-		c.State, c.ExitCode, c.FinishedAt = "exited", 137, time.Now().UTC()
-	case "SIGTERM":
-		c.State, c.ExitCode, c.FinishedAt = "exited", 143, time.Now().UTC()
+	code := -1
+	switch {
+	case signal == "SIGKILL":
+		code = 137
+	case f.ignoring[c.Name]:
+	case signal == "SIGTERM":
+		code = 143
+	case c.Name == c.Pod && signal != "" && signal == f.specs[c.Pod].StopSignal:
+		code = 0
 	}
-	f.notify(c.Pod)
+	if code < 0 {
+		f.notify(c.Pod)
+		return nil
+	}
+	exit := func() {
+		c.State, c.ExitCode, c.FinishedAt = "exited", code, time.Now().UTC()
+		f.notify(c.Pod)
+	}
+	if f.exitDelay == 0 {
+		exit()
+		return nil
+	}
+	time.AfterFunc(f.exitDelay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if c.Running() {
+			exit()
+		}
+	})
 	return nil
+}
+
+// ignore makes the process of container (by name) ignore every signal
+// but SIGKILL.
+func (f *fakeDriver) ignore(container string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ignoring == nil {
+		f.ignoring = map[string]bool{}
+	}
+	f.ignoring[container] = true
+}
+
+// setExitDelay makes processes exit d after the signal that ends them.
+func (f *fakeDriver) setExitDelay(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exitDelay = d
 }
 
 func (f *fakeDriver) Pause(_ context.Context, id string) error { return f.setPaused(id, true) }
@@ -331,14 +379,39 @@ func (f *fakeDriver) Logs(_ context.Context, id string, _ bool, _ int) (io.ReadC
 
 func (f *fakeDriver) RemoveVolumes(context.Context, string) error { return nil }
 
-// Ping fails while engineDown is set.
-func (f *fakeDriver) Ping(context.Context) error {
+// Ping fails while engineDown is set, and the next pingFails times; it
+// hangs until its context ends while pingHang is set.
+func (f *fakeDriver) Ping(ctx context.Context) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.engineDown {
+	f.pings++
+	hang := f.pingHang
+	fail := f.engineDown || f.pingFails > 0
+	if f.pingFails > 0 {
+		f.pingFails--
+	}
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if fail {
 		return errors.New("engine does not answer")
 	}
 	return nil
+}
+
+// setPing makes Ping hang (hang), or fail its next fails calls.
+func (f *fakeDriver) setPing(hang bool, fails int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pingHang, f.pingFails = hang, fails
+}
+
+// pingCount is how many times Ping was called.
+func (f *fakeDriver) pingCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pings
 }
 
 func (f *fakeDriver) setEngineDown(down bool) {
@@ -463,6 +536,18 @@ type fakeCluster struct {
 	// the asks it got.
 	files   map[string][]byte
 	queries []string
+	// registrations counts RegisterNode calls (heartbeats);
+	// everUnreachable is set once one reported the Engine unreachable.
+	registrations   int
+	everUnreachable bool
+}
+
+// heartbeats returns the RegisterNode calls so far, and whether one said
+// the Engine is unreachable.
+func (c *fakeCluster) heartbeats() (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.registrations, c.everUnreachable
 }
 
 // OpenFiles implements agent.Cluster as a manager would: every file it has.
@@ -493,6 +578,8 @@ func (c *fakeCluster) Apply(_ context.Context, cmd state.Command) (uint64, error
 func (c *fakeCluster) RegisterNode(ctx context.Context, n api.Node) (api.Node, error) {
 	c.mu.Lock()
 	err := c.registerErr
+	c.registrations++
+	c.everUnreachable = c.everUnreachable || n.EngineUnreachable
 	c.mu.Unlock()
 	if err != nil {
 		return api.Node{}, err

@@ -34,10 +34,11 @@ const (
 	ActionRestart = api.ActionRestart
 )
 
-// acting holds the pods whose container a start or restart is moving right
-// now: their worker leaves an exited container alone meanwhile, rather than
-// start it itself and count that as a crash restart. A mark lasts one
-// action, never longer.
+// acting holds the pods whose containers a start, restart or kill is
+// moving right now: their worker leaves an exited container (the service's
+// or a sidecar's) alone meanwhile, rather than start it itself and count
+// that as a crash restart, and stops no running container of a stopped
+// pod. A mark lasts one action, never longer.
 type acting struct {
 	mu sync.Mutex
 	m  map[string]bool
@@ -67,18 +68,9 @@ func (s *acting) has(pod string) bool {
 // known after 15s). grace, when not nil, replaces the service's stop grace
 // period.
 func (a *Agent) PodAction(ctx context.Context, pod, action string, grace *time.Duration) (api.Pod, error) {
-	p, ok := a.st.Pod(pod)
-	switch {
-	case !ok:
-		return api.Pod{}, fmt.Errorf("%s %s: no such pod", action, pod)
-	case p.Node != a.opts.Node:
-		return api.Pod{}, fmt.Errorf("%s %s: pod runs on node %s, not %s", action, pod, p.Node, a.opts.Node)
-	case p.Deleting:
-		return api.Pod{}, fmt.Errorf("%s %s: the pod is being removed", action, pod)
-	}
-	rc, hasRC := a.st.RC(api.RCKey(p.Project, p.Service))
-	if !hasRC {
-		return api.Pod{}, fmt.Errorf("%s %s: its service %s is being removed", action, pod, p.Service)
+	p, rc, err := a.localPod(action, pod)
+	if err != nil {
+		return api.Pod{}, err
 	}
 	c, err := a.d.Inspect(ctx, pod)
 	missing := errors.Is(err, ErrNotFound)

@@ -99,7 +99,9 @@ func (w *podWorker) stepSidecars(ctx context.Context, pod api.Pod) (acted bool, 
 			st.State, st.Health, st.Paused = api.PodRunning, c.Health, c.Paused()
 		default: // created, exited or dead
 			st.State, st.ExitCode = api.PodExited, c.ExitCode
-			restart := c.State == "created" || restartsAfter(spec.RestartPolicy(), c.ExitCode)
+			// Not while an action moves the pod (`dev kill` waits for its
+			// exits before it records the pod stopped).
+			restart := (c.State == "created" || restartsAfter(spec.RestartPolicy(), c.ExitCode)) && !a.acting.has(w.name)
 			if restart && time.Until(s.notUntil) <= 0 {
 				if filesGone(a.d, name, &spec) {
 					// Made again at the next step, with its files.

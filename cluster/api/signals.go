@@ -21,8 +21,10 @@ const signalMax = 64
 
 // NormalizeSignal is a signal as `dev kill -s` and the compose file's
 // stop_signal take it ("SIGKILL", "kill", "9", "SIGRTMIN+3") in one form:
-// "SIGKILL", or "SIG<n>" for a number without a name (real-time signals);
-// empty is SIGKILL (`docker compose kill`'s default).
+// "SIGKILL", or the plain number for one without a name (real-time
+// signals: "40"), the forms the Engine's signal parsing (moby's
+// ParseSignal) accepts, which knows no "SIG40"; empty is SIGKILL (`docker
+// compose kill`'s default).
 func NormalizeSignal(s string) (string, error) {
 	s = strings.ToUpper(strings.TrimSpace(s))
 	if s == "" {
@@ -37,7 +39,7 @@ func NormalizeSignal(s string) (string, error) {
 				return "SIG" + name, nil
 			}
 		}
-		return "SIG" + strconv.Itoa(n), nil
+		return strconv.Itoa(n), nil
 	}
 	name := strings.TrimPrefix(s, "SIG")
 	if _, ok := signalNumbers[name]; ok {

@@ -12,7 +12,8 @@ func TestNormalizeSignal(t *testing.T) {
 		{name: "short lower case", in: "hup", want: "SIGHUP"},
 		{name: "number", in: "9", want: "SIGKILL"},
 		{name: "alias", in: "SIGIOT", want: "SIGABRT"},
-		{name: "real-time by number", in: "40", want: "SIG40"},
+		{name: "real-time by number", in: "40", want: "40"}, // moby's ParseSignal knows no "SIG40"
+		{name: "real-time number given as SIG<n>", in: "SIG40", wantErr: true},
 		{name: "real-time by name", in: "SIGRTMIN+3", want: "SIGRTMIN+3"},
 		{name: "unknown", in: "SIGNOPE", wantErr: true},
 		{name: "out of range", in: "65", wantErr: true},

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,4 +53,37 @@ func writeError(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// refusal is how a Local's pod action says that the pod's state refuses
+// it (no such pod, not running, being removed: agent.RefusedError), told
+// apart by behaviour.
+type refusal interface {
+	error
+	Refused() bool
+	NotFound() bool
+}
+
+// localError gives an error of a Local's pod action (kill, pause, top,
+// stop...) its status by kind: 404 for no such pod, 409 for a state that
+// refuses the action, 504 when the node's Engine did not answer in time,
+// 500 for the rest.
+func localError(err error) error {
+	var r refusal
+	switch {
+	case errors.As(err, &r) && r.Refused() && r.NotFound():
+		return &httpError{http.StatusNotFound, "not_found", err}
+	case errors.As(err, &r) && r.Refused():
+		return &httpError{http.StatusConflict, "conflict", err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &httpError{http.StatusGatewayTimeout, "timeout",
+			fmt.Errorf("%w: the node's Docker Engine did not answer in time; see `dev nodes` and retry", err)}
+	}
+	return err
+}
+
+// unavailable is a 503: a part of the cluster the request needs does not
+// answer now; the message says when to retry.
+func unavailable(format string, a ...any) error {
+	return &httpError{http.StatusServiceUnavailable, "unavailable", fmt.Errorf(format, a...)}
 }

@@ -325,9 +325,20 @@ func (srv *Server) handlePodAction(action string) http.HandlerFunc {
 			req.Signal = sig
 		}
 		pod, err := srv.placedPod(action, name)
+		bounded := action == api.ActionKill || action == api.ActionPause || action == api.ActionUnpause
+		if err == nil && bounded {
+			err = srv.engineAnswers(action, pod)
+		}
 		if err != nil {
 			writeError(w, err)
 			return
+		}
+		ctx := r.Context()
+		if bounded {
+			// stop|start|restart wait out the grace the user gave.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, relayTimeout)
+			defer cancel()
 		}
 		if pod.Node != srv.opts.Node {
 			c, err := srv.nodeClient(pod.Node)
@@ -335,7 +346,7 @@ func (srv *Server) handlePodAction(action string) http.HandlerFunc {
 				writeError(w, fmt.Errorf("%s %s: %w", action, name, err))
 				return
 			}
-			res, err := c.PodAction(r.Context(), name, action, req)
+			res, err := c.PodAction(ctx, name, action, req)
 			if err != nil {
 				writeError(w, err)
 				return
@@ -343,9 +354,14 @@ func (srv *Server) handlePodAction(action string) http.HandlerFunc {
 			writeJSON(w, res)
 			return
 		}
-		p, err := srv.localPodAction(r.Context(), name, action, req)
+		if bounded {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, controlTimeout)
+			defer cancel()
+		}
+		p, err := srv.localPodAction(ctx, name, action, req)
 		if err != nil {
-			writeError(w, err)
+			writeError(w, localError(err))
 			return
 		}
 		writeJSON(w, api.PodActionResult{Pod: p})

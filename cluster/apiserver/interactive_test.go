@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -371,5 +372,116 @@ func TestRunNodeUsesTheScheduler(t *testing.T) {
 	rc, _ = st2.RC(api.RCKey("shop", "web"))
 	if _, err := New(r2, nil, nil, Options{Node: "n1"}).runNode(rc, "shop-web-run-2"); err == nil || !strings.Contains(err.Error(), "memory") {
 		t.Errorf("runNode with no room anywhere = %v, want the scheduler's reason", err)
+	}
+}
+
+// refusedErr is a pod action refused for the pod's state, as the agent's
+// RefusedError behaves.
+type refusedErr struct{ missing bool }
+
+func (e refusedErr) Error() string  { return "refused" }
+func (e refusedErr) Refused() bool  { return true }
+func (e refusedErr) NotFound() bool { return e.missing }
+
+// boundedLocal records whether its actions got a deadline, and fails top
+// by the pod's name: gone (no such pod), stopped (refused), engine (the
+// Engine's error).
+type boundedLocal struct {
+	scriptedLocal
+	mu        sync.Mutex
+	deadlines map[string]bool
+}
+
+func (l *boundedLocal) saw(ctx context.Context, what string) {
+	_, ok := ctx.Deadline()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.deadlines[what] = ok
+}
+
+func (l *boundedLocal) KillPod(ctx context.Context, pod, signal string) (api.Pod, error) {
+	l.saw(ctx, "kill")
+	return l.scriptedLocal.KillPod(ctx, pod, signal)
+}
+
+func (l *boundedLocal) PausePod(ctx context.Context, pod string, pause bool) (api.Pod, error) {
+	l.saw(ctx, "pause")
+	return l.scriptedLocal.PausePod(ctx, pod, pause)
+}
+
+func (l *boundedLocal) TopPod(ctx context.Context, pod string) (api.PodTop, error) {
+	l.saw(ctx, "top")
+	switch pod {
+	case "shop-web-1":
+		return api.PodTop{}, fmt.Errorf("top %s: %w", pod, refusedErr{})
+	case "shop-far-1":
+		return api.PodTop{}, fmt.Errorf("top %s: %w", pod, refusedErr{missing: true})
+	}
+	return api.PodTop{}, errors.New("top: the engine failed")
+}
+
+// TestKillPauseTopLimits: kill, pause and top run with a deadline; a pod
+// on a node whose Engine does not answer is refused at once (503, naming
+// the node); top's errors get their status by kind.
+func TestKillPauseTopLimits(t *testing.T) {
+	st := state.New()
+	err := st.Update(1, func(tx *state.Txn) error {
+		for _, cmd := range []state.Command{
+			&state.ApplyProject{Project: api.Project{Name: "shop", Services: []api.ServiceSpec{
+				{Project: "shop", Name: "web", Image: "x", Replicas: 1},
+				{Project: "shop", Name: "far", Image: "x", Replicas: 1},
+				{Project: "shop", Name: "db", Image: "x", Replicas: 1},
+				{Project: "shop", Name: "hung", Image: "x", Replicas: 1}}}},
+			&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady}},
+			&state.PutNode{Node: api.Node{Name: "n3", Status: api.NodeReady, EngineUnreachable: true}},
+			&state.CreatePods{Pods: []api.Pod{
+				{Name: "shop-web-1", Project: "shop", Service: "web", Index: 1, Labels: map[string]string{}},
+				{Name: "shop-far-1", Project: "shop", Service: "far", Index: 1, Labels: map[string]string{}},
+				{Name: "shop-db-1", Project: "shop", Service: "db", Index: 1, Labels: map[string]string{}},
+				{Name: "shop-hung-1", Project: "shop", Service: "hung", Index: 1, Labels: map[string]string{}},
+			}},
+			&state.AssignPods{Nodes: map[string]string{"shop-web-1": "n1", "shop-far-1": "n1", "shop-db-1": "n1", "shop-hung-1": "n3"}},
+		} {
+			if err := tx.Apply(cmd); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &boundedLocal{deadlines: map[string]bool{}}
+	c := serveTestAPI(t, st, l)
+	ctx := t.Context()
+
+	if _, err := c.PodAction(ctx, "shop-web-1", api.ActionKill, api.PodActionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PodAction(ctx, "shop-web-1", api.ActionPause, api.PodActionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.PodTop(ctx, "shop-web-1")
+	for _, what := range []string{"kill", "pause", "top"} {
+		if !l.deadlines[what] {
+			t.Errorf("%s ran without a deadline", what)
+		}
+	}
+
+	var ae *api.APIError
+	for _, action := range []string{api.ActionKill, api.ActionPause, api.ActionUnpause} {
+		_, err := c.PodAction(ctx, "shop-hung-1", action, api.PodActionRequest{})
+		if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Message, "node n3's Docker Engine does not answer") {
+			t.Errorf("%s of a pod on a node whose engine does not answer: %v, want 503 naming n3", action, err)
+		}
+	}
+	if _, err := c.PodTop(ctx, "shop-hung-1"); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+		t.Errorf("top of a pod on a node whose engine does not answer: %v, want 503", err)
+	}
+
+	for pod, want := range map[string]int{"shop-web-1": http.StatusConflict, "shop-far-1": http.StatusNotFound, "shop-db-1": http.StatusInternalServerError} {
+		if _, err := c.PodTop(ctx, pod); !errors.As(err, &ae) || ae.Status != want {
+			t.Errorf("top %s: %v, want status %d", pod, err, want)
+		}
 	}
 }

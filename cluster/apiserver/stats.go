@@ -50,10 +50,12 @@ func (srv *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	)
 	errs := srv.eachNode(ctx, slices.Collect(maps.Keys(byNode)), func(ctx context.Context, node string) error {
 		var got api.StatsList
-		var err error
-		if node == srv.opts.Node {
+		err := srv.statsRefused(node)
+		switch {
+		case err != nil:
+		case node == srv.opts.Node:
 			got.Pods, err = srv.localStats(ctx, byNode[node])
-		} else {
+		default:
 			got, err = srv.peerStats(ctx, node, q)
 		}
 		mu.Lock()
@@ -98,6 +100,22 @@ func (srv *Server) localStats(ctx context.Context, pods []string) ([]api.PodStat
 		return nil, fmt.Errorf("read stats: %w", err)
 	}
 	return got, nil
+}
+
+// statsRefused says why a node's pods are left out at once rather than
+// waited for: the node is not ready, or its Docker Engine does not answer
+// (its stats would not come before the timeout, at every refresh).
+func (srv *Server) statsRefused(node string) error {
+	n, ok := srv.r.State().Node(node)
+	switch {
+	case !ok:
+		return nil
+	case n.Status != api.NodeReady:
+		return fmt.Errorf("the node is %s", n.Status)
+	case n.EngineUnreachable:
+		return errors.New("its Docker Engine does not answer (dev nodes); its pods are left out until it does")
+	}
+	return nil
 }
 
 // peerStats asks another node for its own pods' stats.

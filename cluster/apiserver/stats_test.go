@@ -109,7 +109,8 @@ func TestStats(t *testing.T) {
 	n1 := &fakeStats{node: "n1", memory: 100}
 	n2 := &fakeStats{node: "n2", memory: 200}
 	n2API, pr := servePeer(t, n2)
-	c := serveTestAPIWith(t, statsState(t, n2API), nil, Options{Node: "n1", Stats: n1, Peers: pr})
+	st := statsState(t, n2API)
+	c := serveTestAPIWith(t, st, nil, Options{Node: "n1", Stats: n1, Peers: pr})
 	ctx := context.Background()
 
 	tests := []struct {
@@ -176,6 +177,31 @@ func TestStats(t *testing.T) {
 		if !slices.Equal(podNames(got), []string{"shop-web-1@n1"}) ||
 			!slices.Equal(got.Errors, []string{"node n2: read stats: docker: connection refused", "node n3: the node is down"}) {
 			t.Errorf("got pods %v, errors %q", podNames(got), got.Errors)
+		}
+	})
+	t.Run("a node whose engine does not answer is not asked", func(t *testing.T) {
+		put := func(unreachable bool) {
+			t.Helper()
+			err := st.Update(st.Index()+1, func(tx *state.Txn) error {
+				return tx.Apply(&state.PutNode{Node: api.Node{Name: "n2", Status: api.NodeReady, APIAddr: n2API, EngineUnreachable: unreachable}})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(true)
+		defer put(false)
+		n2.asked = nil
+		got, err := c.Stats(ctx, api.StatsQuery{Project: "shop", Services: []string{"web"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(podNames(got), []string{"shop-web-1@n1"}) || len(got.Errors) != 2 ||
+			!strings.HasPrefix(got.Errors[0], "node n2: its Docker Engine does not answer") {
+			t.Errorf("got pods %v, errors %q", podNames(got), got.Errors)
+		}
+		if len(n2.asked) != 0 {
+			t.Errorf("n2 was asked for %v, want not asked", n2.asked)
 		}
 	})
 	t.Run("a node that reads no stats", func(t *testing.T) {

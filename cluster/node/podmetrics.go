@@ -85,22 +85,25 @@ func (c *podCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // usage returns the stats of the running pods by name: the last read when
-// it is younger than podStatsTTL, else a new one.
+// it is younger than podStatsTTL, else a new one. A failed read is
+// remembered as long (no stats), so that scrapes of a node whose Engine
+// hangs do not each wait podStatsTimeout behind the lock.
 func (c *podCollector) usage(running []string) map[string]api.PodStats {
 	if c.stats == nil || len(running) == 0 {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.last != nil && time.Since(c.at) < podStatsTTL {
-		return c.last
+	if !c.at.IsZero() && time.Since(c.at) < podStatsTTL {
+		return c.last // nil after a failed read
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), podStatsTimeout)
 	defer cancel()
 	got, err := c.stats.PodStats(ctx, running, 0)
 	if err != nil {
-		c.log.Warn("read pod stats for the metrics", "err", err)
-		return nil // tried again at the next scrape
+		c.log.Warn("read pod stats for the metrics", "err", err, "retry in", podStatsTTL)
+		c.last, c.at = nil, time.Now()
+		return nil
 	}
 	c.last = make(map[string]api.PodStats, len(got))
 	for _, s := range got {

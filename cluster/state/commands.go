@@ -167,11 +167,13 @@ type RemoveStoppedPods struct {
 }
 
 // Removable reports whether `dev rm` removes pod: stopped by the user
-// (`dev stop`, `dev kill`), or exited and not to be restarted by its
+// (`dev stop`, `dev kill`) and no longer running (a `dev stop` in its
+// grace period is not done yet), or exited and not to be restarted by its
 // restart policy (a finished job), as `docker compose rm` removes the
-// containers that are not running. rc is the pod's controller.
+// containers that are not running, never a running one. rc is the pod's
+// controller.
 func Removable(p api.Pod, rc api.ReplicationController) bool {
-	if p.Deleting {
+	if p.Deleting || p.Status.State == api.PodRunning {
 		return false
 	}
 	if p.Stopped {

@@ -8,7 +8,7 @@ import (
 )
 
 // TestRemoveStoppedPods: `dev rm` marks only the removable pods deleting
-// (stopped by the user, or finished under a policy that does not restart
+// (stopped by the user and no longer running, or finished under a policy that does not restart
 // them) and lowers their controllers' replicas by as many, so that nothing
 // replaces them; the next apply of the project sets the replicas again.
 func TestRemoveStoppedPods(t *testing.T) {
@@ -44,7 +44,10 @@ func TestRemoveStoppedPods(t *testing.T) {
 		&state.SetPodStopped{Name: "shop-web-1", Stopped: true},
 		// Exited between two restarts of restart: always: not removable.
 		&state.PodStatus{Name: "shop-web-2", Node: "n1", Status: api.PodStatus{State: api.PodExited, ExitCode: 1}},
+		// Stopped, but still running (in its stop grace period): not
+		// removable, as compose rm never removes a running container.
 		&state.PodStatus{Name: "shop-web-3", Node: "n1", Status: api.PodStatus{State: api.PodRunning}},
+		&state.SetPodStopped{Name: "shop-web-3", Stopped: true},
 		&state.PodStatus{Name: "shop-job-1", Node: "n1", Status: api.PodStatus{State: api.PodExited}},
 	)
 

@@ -37,7 +37,7 @@ func NewDownCommand(g *globals) *cobra.Command {
 			wctx, cancel := contextWithTimeout(ctx, o.timeout)
 			defer cancel()
 			prog := newProgress(cmd.OutOrStdout())
-			err = waitGone(wctx, c, name, prog)
+			err = waitGone(wctx, c, name, nil, prog)
 			prog.Close()
 			if err != nil {
 				return fmt.Errorf("wait for pods of %s to stop: %w", name, err)

@@ -31,6 +31,12 @@ func newProgress(w io.Writer) progress {
 	return &plainProgress{w: w, last: map[string]string{}, start: map[string]time.Time{}}
 }
 
+// discardProgress shows nothing (a verb that prints its own lines).
+type discardProgress struct{}
+
+func (discardProgress) Set(string, string, bool) {}
+func (discardProgress) Close()                   {}
+
 // plainProgress prints "id  status (1.2s)" whenever an item's status changes.
 type plainProgress struct {
 	mu    sync.Mutex

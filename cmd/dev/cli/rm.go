@@ -3,9 +3,9 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -87,41 +87,16 @@ func runRm(ctx context.Context, c rmClient, project string, services []string, o
 	if err != nil {
 		return fmt.Errorf("remove stopped pods: %w", err)
 	}
-	if err := awaitGone(ctx, c, project, res.Removed, o.wait); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, o.wait)
+	defer cancel()
+	if err := waitGone(wctx, c, project, res.Removed, discardProgress{}); err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w after %s; `dev ps` shows them until their nodes have removed their containers", err, o.wait)
+		}
 		return err
 	}
 	for _, name := range res.Removed {
 		fmt.Fprintf(stdout, "removed %s\n", name)
 	}
 	return nil
-}
-
-// awaitGone waits until none of pods is left in the project (their
-// containers removed by their nodes), at most wait.
-func awaitGone(ctx context.Context, c podActionClient, project string, pods []string, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		list, err := c.Pods(ctx, api.PodQuery{Project: project})
-		if err != nil {
-			return fmt.Errorf("list pods: %w", err)
-		}
-		var left []string
-		for _, p := range list.Pods {
-			if slices.Contains(pods, p.Name) {
-				left = append(left, p.Name)
-			}
-		}
-		if len(left) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pods %s are still being removed after %s; `dev ps` shows them until their nodes have removed their containers",
-				strings.Join(left, ", "), wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

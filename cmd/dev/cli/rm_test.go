@@ -94,3 +94,48 @@ func TestRmStopFirst(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 }
+
+// blockingRmAPI answers the pod list with blocking queries: the removed
+// pod is still listed at index 5, and gone only from a query that waits
+// past it.
+type blockingRmAPI struct {
+	fakeRmAPI
+	removed bool
+	queries []api.PodQuery
+}
+
+func (f *blockingRmAPI) Remove(ctx context.Context, project string, req api.RemoveRequest) (api.RemoveResult, error) {
+	pods := f.pods
+	res, err := f.fakeRmAPI.Remove(ctx, project, req)
+	if !req.DryRun {
+		f.removed, f.pods = true, pods // still listed until its node removed it
+	}
+	return res, err
+}
+
+func (f *blockingRmAPI) Pods(_ context.Context, q api.PodQuery) (api.PodList, error) {
+	if !f.removed {
+		return api.PodList{Pods: f.pods}, nil
+	}
+	f.queries = append(f.queries, q)
+	if q.Index < 5 || q.Wait <= 0 {
+		return api.PodList{Index: 5, Pods: f.pods}, nil
+	}
+	return api.PodList{Index: 6}, nil
+}
+
+// TestRmWaitsWithBlockingQueries: dev rm waits for the removed pods to go
+// with blocking queries from the index it saw, not by polling.
+func TestRmWaitsWithBlockingQueries(t *testing.T) {
+	f := &blockingRmAPI{fakeRmAPI: fakeRmAPI{fakePodsAPI: fakePodsAPI{pods: testPods()}}}
+	var out bytes.Buffer
+	if err := runRm(context.Background(), f, "shop", nil, rmOptions{force: true, wait: 5 * time.Second}, strings.NewReader(""), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "removed shop-db-1\n" {
+		t.Errorf("output %q", out.String())
+	}
+	if len(f.queries) != 2 || f.queries[1].Index != 5 || f.queries[1].Wait <= 0 {
+		t.Errorf("pod queries while waiting %+v, want two, the second blocking from index 5", f.queries)
+	}
+}

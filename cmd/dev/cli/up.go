@@ -156,7 +156,7 @@ func stopProject(_ *globals, c api.Client, name string, w io.Writer) error {
 	}
 	prog := newProgress(w)
 	defer prog.Close()
-	return waitGone(ctx, c, name, prog)
+	return waitGone(ctx, c, name, nil, prog)
 }
 
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
@@ -65,8 +66,7 @@ func serviceState(s api.ServiceSpec, hash string, pods []api.Pod) (done bool, er
 		case api.PodFailed:
 			return false, fmt.Errorf("pod %s failed: %s", p.Name, st.Message)
 		case api.PodExited:
-			policy := s.RestartPolicy()
-			if policy == api.RestartNo || (policy == api.RestartOnFailure && st.ExitCode == 0) {
+			if !api.RestartsAfter(s.RestartPolicy(), st.ExitCode) {
 				if st.ExitCode != 0 {
 					return false, fmt.Errorf("pod %s exited with code %d; see `dev logs %s`", p.Name, st.ExitCode, s.Name)
 				}
@@ -103,7 +103,7 @@ func sidecarsUp(s api.ServiceSpec, st api.PodStatus) bool {
 				return false
 			}
 		case api.PodExited:
-			if policy := sc.RestartPolicy(); c.ExitCode != 0 || (policy != api.RestartNo && policy != api.RestartOnFailure) {
+			if c.ExitCode != 0 || api.RestartsAfter(sc.RestartPolicy(), c.ExitCode) {
 				return false
 			}
 		default:
@@ -157,20 +157,37 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[s
 	}
 }
 
-// waitGone blocks until the project has no pods left.
-func waitGone(ctx context.Context, c api.Client, project string, prog progress) error {
+// podLister is what waiting for pods needs of the API.
+type podLister interface {
+	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
+}
+
+// waitGone blocks until none of pods is left in the project (with none
+// named: until the project has no pods left), watching with blocking
+// queries and showing each pod removing, then removed; or until ctx ends,
+// with an error naming the pods left.
+func waitGone(ctx context.Context, c podLister, project string, pods []string, prog progress) error {
 	var index uint64
 	seen := map[string]bool{}
+	var left []string
 	for {
 		list, err := c.Pods(ctx, api.PodQuery{Project: project, Index: index, Wait: 10 * time.Second})
 		if err != nil {
+			if ctx.Err() != nil && len(left) > 0 {
+				return fmt.Errorf("pods %s are still being removed: %w", strings.Join(left, ", "), ctx.Err())
+			}
 			return fmt.Errorf("watch pods: %w", err)
 		}
 		index = list.Index
 		present := map[string]bool{}
+		left = left[:0]
 		for _, pod := range list.Pods {
+			if len(pods) > 0 && !slices.Contains(pods, pod.Name) {
+				continue
+			}
 			present[pod.Name] = true
 			seen[pod.Name] = true
+			left = append(left, pod.Name)
 			prog.Set(pod.Name, "removing", false)
 		}
 		for name := range seen {
@@ -178,7 +195,7 @@ func waitGone(ctx context.Context, c api.Client, project string, prog progress) 
 				prog.Set(name, "removed", true)
 			}
 		}
-		if len(list.Pods) == 0 {
+		if len(left) == 0 {
 			return nil
 		}
 	}
