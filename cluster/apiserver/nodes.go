@@ -62,14 +62,8 @@ func (srv *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 			movable++
 		}
 	}
-	room := false
-	for _, n := range st.Nodes() {
-		if n.Name != name && n.Status == api.NodeReady && !n.Cordoned {
-			room = true
-		}
-	}
-	if _, ok := st.Node(name); ok && movable > 0 && !room {
-		writeError(w, conflict("no other node can take the pods of %s: every other node is cordoned or not ready (dev nodes); join a node or uncordon one first", name))
+	if _, ok := st.Node(name); ok && movable > 0 && len(controller.DrainTargets(st.Nodes(), name)) == 0 {
+		writeError(w, conflict("no other node can take the pods of %s: every other node is cordoned, draining, not ready or without its Docker Engine (dev nodes); join a node or uncordon one first", name))
 		return
 	}
 	srv.applyToNode(w, r, name, &state.CordonNode{Name: name, Cordoned: true, Drain: true}, "draining", true)

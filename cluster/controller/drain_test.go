@@ -211,3 +211,78 @@ func TestPlanEngineUnreachableKeepsPods(t *testing.T) {
 		t.Errorf("pods on n2 after scaling up: %v, want the 2 new ones there", got)
 	}
 }
+
+// TestPlanDrainMovesRestingPods: a pod the user stopped, and a finished
+// job, are moved off a drained node as they are (their replacements rest
+// too: nothing the user stopped is started, no job runs again); a
+// stopped pod on another node does not hold the drain up.
+func TestPlanDrainMovesRestingPods(t *testing.T) {
+	h := newHarness(t)
+	h.addNode("n1")
+	job := api.ServiceSpec{Project: "shop", Name: "migrate", Image: "migrate:1", Replicas: 1, Restart: api.RestartNo}
+	h.apply(project(web(3), job))
+	h.converge()
+	h.agentStep(running)
+	h.report("shop-migrate-1", api.PodStatus{State: api.PodExited, ExitCode: 0})
+	h.apply(&state.SetPodStopped{Name: "shop-web-1", Stopped: true})
+	h.report("shop-web-1", api.PodStatus{State: api.PodExited, ExitCode: 137})
+	h.addNode("n2")
+	h.addNode("n3")
+	// A replica the user stopped elsewhere, which must not stall the drain.
+	h.apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
+	drainUntilDone(t, h, "n1", 2, 5)
+	if got := onNode(h.pods(), "n1"); len(got) != 0 {
+		t.Errorf("pods left on n1: %v", got)
+	}
+	stopped, runningWeb := 0, 0
+	for _, p := range h.pods() {
+		if p.Deleting {
+			continue
+		}
+		switch {
+		case p.Service == "migrate" && (!p.Stopped || p.Ready()):
+			t.Errorf("the finished job was run again: %+v", p)
+		case p.Service == "web" && p.Stopped:
+			stopped++
+			if p.Ready() {
+				t.Errorf("the stopped pod's replacement runs: %s", p.Name)
+			}
+		case p.Service == "web" && p.Ready():
+			runningWeb++
+		}
+	}
+	if stopped != 1 || runningWeb != 2 {
+		t.Errorf("web after the drain: %d stopped, %d running; want 1 and 2 (%v)", stopped, runningWeb, live(h.pods()))
+	}
+
+	// A stopped replica on n2 while n3 drains: the drain still ends.
+	h.apply(&state.CordonNode{Name: "n1", Cordoned: false})
+	h.apply(&state.CordonNode{Name: "n3", Cordoned: true, Drain: true})
+	drainUntilDone(t, h, "n3", 2, 5)
+}
+
+// TestPlanDrainStopFirstWithoutRoom: a stop-first service whose
+// replacement fits nowhere is not stopped: its pod goes on serving on the
+// draining node, which stays draining.
+func TestPlanDrainStopFirstWithoutRoom(t *testing.T) {
+	h := newHarness(t)
+	h.addNode("n1")
+	h.addNode("n2")
+	spec := web(2)
+	spec.Placement.MaxPerNode = 1
+	spec.Update = &api.UpdateConfig{Parallelism: 1, Order: api.OrderStopFirst}
+	h.apply(project(spec))
+	h.converge()
+	h.agentStep(running)
+	h.apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
+	for step := 0; step < 5; step++ {
+		h.converge()
+		h.agentStep(running)
+	}
+	if r := readyCount(h.pods()); r != 2 {
+		t.Errorf("%d ready pods, want 2: the pod on n1 was stopped with nowhere to go (%v)", r, live(h.pods()))
+	}
+	if n, _ := h.st.Node("n1"); !n.Draining {
+		t.Error("n1 finished draining with its pod nowhere else")
+	}
+}

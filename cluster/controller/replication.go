@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"sort"
 	"time"
 
@@ -175,6 +173,7 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 		}
 	}
 
+	fits := placeable(st, pods)
 	var create []api.Pod
 	var del []string
 	var balance []api.ReplicationController // settled: the rebalance may move a pod
@@ -187,7 +186,7 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 			// Creation waits for the release to be committed.
 			rc.Replicas = min(rc.Replicas, countLive(rcPods))
 		}
-		out := reconcileRC(rc, rcPods, now, draining)
+		out := reconcileRC(rc, rcPods, now, draining, fits)
 		create = append(create, out.create...)
 		del = append(del, out.del...)
 		if out.rollback != "" {
@@ -294,7 +293,7 @@ type rcPlan struct {
 // replaced as its update settings say (see rollingUpdate); then pods on
 // draining nodes, and pods the rebalance moves, are moved (see drain);
 // otherwise live pods are created or deleted until their count matches.
-func reconcileRC(rc api.ReplicationController, pods []api.Pod, now time.Time, draining map[string]bool) rcPlan {
+func reconcileRC(rc api.ReplicationController, pods []api.Pod, now time.Time, draining map[string]bool, fits func(api.ReplicationController) bool) rcPlan {
 	used := map[int]bool{}
 	var cur, old, leaving []api.Pod
 	deleting := 0
@@ -318,7 +317,7 @@ func reconcileRC(rc api.ReplicationController, pods []api.Pod, now time.Time, dr
 		return rollingUpdate(rc, append(cur, leaving...), old, deleting, used, now)
 	}
 	if len(leaving) > 0 {
-		return drain(rc, cur, leaving, deleting, used, now)
+		return drain(rc, cur, leaving, deleting, used, fits)
 	}
 	var out rcPlan
 	out.create, out.del = scaleTo(rc, cur, used, rc.Replicas, rc.Replicas)
@@ -496,106 +495,6 @@ func rollingUpdate(rc api.ReplicationController, cur, old []api.Pod, deleting in
 		}
 	}
 	return out
-}
-
-// Movable reports whether a drain may move rc's pods to another node: not
-// when they keep data on theirs (named volumes, bind mounts), which pins
-// the service to it.
-func Movable(rc api.ReplicationController) bool {
-	return rc.PinnedNode == "" && !rc.Template.HasHostData()
-}
-
-// drain moves the pods of rc off draining nodes (leaving) the way a
-// rolling update replaces pods, in the service's update order and
-// parallelism (delay and monitor apart: nothing is being verified):
-//   - start-first: a replacement is started first, placed by the
-//     scheduler on another node (a draining node is cordoned), and a
-//     leaving pod is retired only once a replacement is ready, so that
-//     the ready pods never drop below the replicas; a replacement that
-//     cannot be placed or never gets ready keeps the old pod serving;
-//   - stop-first: a batch of leaving pods is stopped once the pods
-//     elsewhere are ready, and replacements take their names.
-//
-// A leaving pod that is not ready serves nothing and goes at once.
-func drain(rc api.ReplicationController, cur, leaving []api.Pod, deleting int, used map[int]bool, now time.Time) rcPlan {
-	var out rcPlan
-	cfg := rc.Template.UpdateSettings(false)
-	par := cfg.Parallelism
-	if par <= 0 {
-		par = max(rc.Replicas, 1)
-	}
-	if len(cur) > rc.Replicas {
-		// More pods elsewhere than replicas (scaled down meanwhile).
-		for _, p := range retireOrder(cur)[:len(cur)-rc.Replicas] {
-			out.del = append(out.del, p.Name)
-		}
-		return out
-	}
-	ready, inflight := 0, 0
-	for _, p := range cur {
-		if p.Ready() {
-			ready++
-		} else {
-			inflight++
-		}
-	}
-	readyLeaving := 0
-	for _, p := range leaving {
-		if p.Ready() {
-			readyLeaving++
-		}
-	}
-	switch cfg.Order {
-	case api.OrderStopFirst:
-		// A batch starts once the last one is done: its pods gone and
-		// replaced, the replacements ready.
-		if inflight == 0 && deleting == 0 && len(cur)+len(leaving) >= rc.Replicas {
-			n := min(par, len(leaving))
-			for _, p := range retireOrder(leaving)[:n] {
-				out.del = append(out.del, p.Name)
-			}
-			leaving = retireOrder(leaving)[n:]
-		}
-		out.create = newPods(rc, used, rc.Replicas-len(cur)-len(leaving), rc.Replicas)
-	default: // start-first
-		k := len(leaving) - readyLeaving + max(0, ready+readyLeaving-rc.Replicas)
-		if k = min(k, len(leaving)); k > 0 {
-			for _, p := range retireOrder(leaving)[:k] {
-				out.del = append(out.del, p.Name)
-			}
-		}
-		if n := min(par-inflight, rc.Replicas-len(cur)); n > 0 {
-			// Names beyond the replicas while the leaving pods hold theirs.
-			out.create = newPods(rc, used, n, len(used)+n)
-		}
-	}
-	return out
-}
-
-// finishDrains ends the drain of each draining node that holds no pod
-// but those that cannot move (data on the node); deleting pods must be
-// gone first (stopped and removed).
-func finishDrains(st *state.Store, draining map[string]bool, pods []api.Pod) []state.Command {
-	busy := map[string]bool{}
-	for _, p := range pods {
-		if !draining[p.Node] || busy[p.Node] {
-			continue
-		}
-		if p.Deleting {
-			busy[p.Node] = true
-			continue
-		}
-		if rc, ok := st.RC(api.RCKey(p.Project, p.Service)); !ok || Movable(rc) {
-			busy[p.Node] = true
-		}
-	}
-	var cmds []state.Command
-	for _, name := range slices.Sorted(maps.Keys(draining)) {
-		if !busy[name] {
-			cmds = append(cmds, &state.FinishDrain{Name: name})
-		}
-	}
-	return cmds
 }
 
 // podFailed reports whether a new pod failed during an update.

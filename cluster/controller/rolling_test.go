@@ -18,7 +18,9 @@ func (h *harness) agentStep(ready func(api.Pod) api.PodStatus) {
 		switch {
 		case p.Deleting:
 			gone = append(gone, p.Name)
-		case p.Node != "" && p.Status.State != api.PodRunning && p.Status.State != api.PodFailed:
+		case p.Stopped:
+			// An agent starts no stopped pod.
+		case p.Node != "" && p.Status.State != api.PodRunning && p.Status.State != api.PodFailed && p.Status.State != api.PodExited:
 			h.report(p.Name, ready(p))
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/devhq/dev/cluster/agent"
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/apiserver"
+	"github.com/devhq/dev/cluster/controller"
 	"github.com/devhq/dev/cluster/manager"
 	"github.com/devhq/dev/cluster/overlay"
 	"github.com/devhq/dev/cluster/raftstore"
@@ -328,13 +329,7 @@ const leaveDrainTimeout = time.Minute
 // ends the drain, for leaveDrainTimeout at most; it does nothing when no
 // other node could take the pods. Failures are logged: dev leave goes on.
 func (n *Node) drainSelf(ctx context.Context, mgr *manager.Manager, st *state.Store) {
-	room := false
-	for _, nd := range st.Nodes() {
-		if nd.Name != n.cfg.Name && nd.Status == api.NodeReady && !nd.Cordoned {
-			room = true
-		}
-	}
-	if !room {
+	if len(controller.DrainTargets(st.Nodes(), n.cfg.Name)) == 0 {
 		return
 	}
 	if _, err := mgr.Apply(ctx, &state.CordonNode{Name: n.cfg.Name, Cordoned: true, Drain: true}); err != nil {
