@@ -54,6 +54,27 @@ type Raft struct {
 	log       *slog.Logger
 }
 
+// openStores opens the log store and the snapshot store of the raft dir
+// dir: snapshot files private (privateSnapshots), for the agent and for
+// dev recover alike.
+func openStores(dir string) (*BoltStore, privateSnapshots, error) {
+	bolt, err := OpenBoltStore(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return nil, privateSnapshots{}, err
+	}
+	files, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
+	if err != nil {
+		bolt.Close()
+		return nil, privateSnapshots{}, fmt.Errorf("open snapshot store: %w", err)
+	}
+	snaps := privateSnapshots{FileSnapshotStore: files, dir: filepath.Join(dir, "snapshots")}
+	if err := snaps.restrict(); err != nil {
+		bolt.Close()
+		return nil, privateSnapshots{}, err
+	}
+	return bolt, snaps, nil
+}
+
 // Open starts raft with its persisted state (raft runs its own goroutines
 // from here on; Close stops them).
 func Open(cfg Config) (*Raft, error) {
@@ -64,18 +85,8 @@ func Open(cfg Config) (*Raft, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
-	bolt, err := OpenBoltStore(filepath.Join(dir, "raft.db"))
+	bolt, snaps, err := openStores(dir)
 	if err != nil {
-		return nil, err
-	}
-	files, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
-	if err != nil {
-		bolt.Close()
-		return nil, fmt.Errorf("open snapshot store: %w", err)
-	}
-	snaps := privateSnapshots{FileSnapshotStore: files, dir: filepath.Join(dir, "snapshots")}
-	if err := snaps.restrict(); err != nil {
-		bolt.Close()
 		return nil, err
 	}
 	adv := cfg.AdvertiseAddr

@@ -24,14 +24,10 @@ func openOffline(dataDir, nodeID string) (*offline, error) {
 	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
 		return nil, fmt.Errorf("open raft state in %s: %w (is --data-dir the agent's?)", dataDir, err)
 	}
-	bolt, err := OpenBoltStore(filepath.Join(dir, "raft.db"))
+	// The agent's stores, snapshot files private: recovering writes one.
+	bolt, snaps, err := openStores(dir)
 	if err != nil {
 		return nil, err
-	}
-	files, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger())
-	if err != nil {
-		bolt.Close()
-		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(nodeID)
@@ -39,7 +35,7 @@ func openOffline(dataDir, nodeID string) (*offline, error) {
 	// Only EncodePeer is used: the address as bytes, as the network
 	// transport encodes it.
 	_, trans := raft.NewInmemTransport("")
-	return &offline{bolt: bolt, snaps: files, conf: conf, trans: trans}, nil
+	return &offline{bolt: bolt, snaps: snaps, conf: conf, trans: trans}, nil
 }
 
 // Members reads the raft configuration last recorded in dataDir's log and

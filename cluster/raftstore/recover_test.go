@@ -2,6 +2,9 @@ package raftstore
 
 import (
 	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -47,6 +50,22 @@ func TestRecover(t *testing.T) {
 	}
 	if got, _ := Members(dir, "n2"); !reflect.DeepEqual(got, []Server{{ID: "n2", Address: a2, Voter: true}}) {
 		t.Fatalf("Members after = %+v, want n2 alone, a voter", got)
+	}
+	// The snapshot the recovery wrote is private, as the agent's are.
+	if err := filepath.WalkDir(filepath.Join(dir, "raft", "snapshots"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if want := map[bool]os.FileMode{true: 0o700, false: 0o600}[d.IsDir()]; fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	r2, err := Open(Config{DataDir: dir, NodeID: "n2", BindAddr: a2, Fast: true})
