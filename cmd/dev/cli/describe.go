@@ -64,11 +64,8 @@ func NewDescribeCommand(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("describe %s: unknown kind; describe a pod, a service or a node", args[0])
 			}
-			if err := checkOutput(o.output); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			project, c, err := o.project.connect(ctx, g, true)
+			project, c, err := o.project.connectOutput(ctx, g, &o.output, "")
 			if err != nil {
 				return err
 			}

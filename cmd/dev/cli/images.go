@@ -17,7 +17,7 @@ import (
 
 // imagesClient is what `dev images` needs of the API.
 type imagesClient interface {
-	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
+	podLister
 	PodImages(ctx context.Context, pod string) (api.PodImages, error)
 }
 
@@ -53,14 +53,8 @@ func NewImagesCommand(g *globals) *cobra.Command {
 			"Engine of the node that runs the pod has it: repository, tag, image ID and size. A pod's\n" +
 			"sidecars are listed as POD/SIDECAR. Pods not placed on a node yet have no image to show.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.format != "" {
-				o.output = o.format
-			}
-			if err := checkOutput(o.output); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			project, c, err := o.project.connect(ctx, g, true)
+			project, c, err := o.project.connectOutput(ctx, g, &o.output, o.format)
 			if err != nil {
 				return err
 			}
@@ -69,8 +63,7 @@ func NewImagesCommand(g *globals) *cobra.Command {
 	}
 	o.project.register(cmd)
 	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "only the image IDs, each once")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().StringVar(&o.format, "format", "", "the same as -o (docker compose's name): table or json")
+	registerOutput(cmd, &o.output, &o.format, "output format: table or json")
 	return cmd
 }
 
