@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -71,39 +70,11 @@ func NewImagesCommand(g *globals) *cobra.Command {
 // without), pod by pod in name order; a pod whose node cannot answer is
 // an error once the others are printed.
 func runImages(ctx context.Context, c imagesClient, project string, services []string, o imagesOptions, stdout, stderr io.Writer) error {
-	list, err := c.Pods(ctx, api.PodQuery{Project: project})
+	pods, err := servicePods(ctx, c, project, services, func(p api.Pod) bool { return !p.Deleting && p.Node != "" })
 	if err != nil {
-		return fmt.Errorf("list pods: %w", err)
+		return err
 	}
-	var pods []api.Pod
-	has := map[string]bool{}
-	for _, p := range list.Pods {
-		if len(services) > 0 && !slices.Contains(services, p.Service) {
-			continue
-		}
-		has[p.Service] = true
-		if !p.Deleting && p.Node != "" {
-			pods = append(pods, p)
-		}
-	}
-	for _, s := range services {
-		if !has[s] {
-			return fmt.Errorf("no pods of service %s in project %s; `dev ps -p %s` lists them", s, project, project)
-		}
-	}
-	slices.SortFunc(pods, func(a, b api.Pod) int { return strings.Compare(a.Name, b.Name) })
-	got := make([]api.PodImages, len(pods))
-	errs := make([]error, len(pods))
-	var wg sync.WaitGroup
-	for i, p := range pods {
-		wg.Go(func() {
-			got[i], errs[i] = c.PodImages(ctx, p.Name)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("images %s (node %s): %w", p.Name, p.Node, errs[i])
-			}
-		})
-	}
-	wg.Wait()
+	got, errs := eachPod(pods, "images", func(p api.Pod) (api.PodImages, error) { return c.PodImages(ctx, p.Name) })
 	rows := []imageRow{}
 	for i, pi := range got {
 		if errs[i] != nil {
