@@ -2,35 +2,14 @@ package apiserver
 
 import (
 	"context"
-	"log/slog"
 	"maps"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/devhq/dev/cluster/api"
-	"github.com/devhq/dev/cluster/manager"
-	"github.com/devhq/dev/cluster/peers"
-	"github.com/devhq/dev/cluster/raftstore/rafttest"
 	"github.com/devhq/dev/proxy"
 )
-
-// servePeerLog serves node n2's API with its access log over TLS on
-// loopback, called as a node calls it, and returns its address and the
-// peers of a node that trusts it.
-func servePeerLog(t *testing.T, log IngressLogReader) (string, *peers.Peers) {
-	t.Helper()
-	ts := httptest.NewUnstartedServer(nil)
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	addr := ts.Listener.Addr().String()
-	r := rafttest.New(statsState(t, addr))
-	srv := New(r, manager.New(r, manager.Options{Node: "n2"}, slog.New(slog.DiscardHandler)), nil, Options{Node: "n2", IngressLog: log})
-	ts.Config.Handler = AsCaller(srv.Routes(), Caller{Name: "n1", Role: roleNode})
-	return addr, peers.New(ts.Client().Transport.(*http.Transport).TLSClientConfig)
-}
 
 // accessLines are the entries as "node project/service path", in order.
 func accessLines(l api.IngressLog) []string {
@@ -48,7 +27,7 @@ func accessLines(l api.IngressLog) []string {
 // nothing new when the wait passes.
 func TestIngressLog(t *testing.T) {
 	n1, n2 := proxy.NewAccessLog(16), proxy.NewAccessLog(16)
-	n2API, pr := servePeerLog(t, n2)
+	n2API, pr := servePeer(t, Options{IngressLog: n2})
 	c := serveTestAPIWith(t, statsState(t, n2API), nil, Options{Node: "n1", IngressLog: n1, Peers: pr})
 	ctx := context.Background()
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)

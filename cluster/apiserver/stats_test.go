@@ -86,17 +86,18 @@ func statsState(t *testing.T, n2API string) *state.Store {
 	return st
 }
 
-// servePeer serves node n2's API (its engine stats) over TLS on loopback,
-// called as a node calls it, and returns its address and the peers of a
-// node that trusts it.
-func servePeer(t *testing.T, stats StatsReader) (string, *peers.Peers) {
+// servePeer serves node n2's API, with opts (its engine stats, its access
+// log...) and opts.Node "n2", over TLS on loopback, called as a node calls
+// it, and returns its address and the peers of a node that trusts it.
+func servePeer(t *testing.T, opts Options) (string, *peers.Peers) {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	addr := ts.Listener.Addr().String()
 	r := rafttest.New(statsState(t, addr))
-	srv := New(r, manager.New(r, manager.Options{Node: "n2"}, slog.New(slog.DiscardHandler)), nil, Options{Node: "n2", Stats: stats})
+	opts.Node = "n2"
+	srv := New(r, manager.New(r, manager.Options{Node: "n2"}, slog.New(slog.DiscardHandler)), nil, opts)
 	ts.Config.Handler = AsCaller(srv.Routes(), Caller{Name: "n1", Role: roleNode})
 	return addr, peers.New(ts.Client().Transport.(*http.Transport).TLSClientConfig)
 }
@@ -108,7 +109,7 @@ func servePeer(t *testing.T, stats StatsReader) (string, *peers.Peers) {
 func TestStats(t *testing.T) {
 	n1 := &fakeStats{node: "n1", memory: 100}
 	n2 := &fakeStats{node: "n2", memory: 200}
-	n2API, pr := servePeer(t, n2)
+	n2API, pr := servePeer(t, Options{Stats: n2})
 	st := statsState(t, n2API)
 	c := serveTestAPIWith(t, st, nil, Options{Node: "n1", Stats: n1, Peers: pr})
 	ctx := context.Background()

@@ -49,13 +49,7 @@ func drainUntilDone(t *testing.T, h *harness, node string, minReady, maxLive int
 // replacement is ready, so the ready count never drops below the replicas;
 // the node then holds nothing and stays cordoned.
 func TestPlanDrainStartFirst(t *testing.T) {
-	h := newHarness(t)
-	for _, n := range []string{"n1", "n2", "n3"} {
-		h.addNode(n)
-	}
-	h.apply(project(web(6)))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2", "n3"}, web(6))
 	if got := onNode(h.pods(), "n1"); len(got) != 2 {
 		t.Fatalf("pods on n1 before the drain: %v, want 2 (spread)", got)
 	}
@@ -83,14 +77,9 @@ func TestPlanDrainStartFirst(t *testing.T) {
 // moved the same way: a pod stopped, then its replacement started, never
 // more pods than replicas.
 func TestPlanDrainStopFirst(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
-	h.addNode("n2")
 	spec := web(4)
 	spec.Update = &api.UpdateConfig{Parallelism: 1, Order: api.OrderStopFirst}
-	h.apply(project(spec))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2"}, spec)
 
 	h.apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
 	drainUntilDone(t, h, "n1", 3, 4)
@@ -105,13 +94,9 @@ func TestPlanDrainStopFirst(t *testing.T) {
 // volume) is not moved, and does not hold the drain up: the drain ends
 // with it still running there, while the other services moved.
 func TestPlanDrainKeepsPinnedPods(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
 	db := api.ServiceSpec{Project: "shop", Name: "db", Image: "db:1", Replicas: 1,
 		Volumes: []api.VolumeMount{{Type: api.MountVolume, Source: "data", Target: "/data"}}}
-	h.apply(project(web(1), db))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1"}, web(1), db)
 	h.addNode("n2")
 
 	h.apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
@@ -131,14 +116,9 @@ func TestPlanDrainKeepsPinnedPods(t *testing.T) {
 // running on the draining node (the replacement waits with the reason),
 // and the drain goes on; an uncordon stops it and returns to the replicas.
 func TestPlanDrainWaitsForRoom(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
-	h.addNode("n2")
 	spec := web(2)
 	spec.Placement.MaxPerNode = 1
-	h.apply(project(spec))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2"}, spec)
 
 	h.apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
 	for range 3 {
@@ -188,12 +168,7 @@ func TestPlanDrainEmptyNode(t *testing.T) {
 // does not answer keeps its pods (they are not made again elsewhere: their
 // containers may still serve) and takes no new one.
 func TestPlanEngineUnreachableKeepsPods(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
-	h.addNode("n2")
-	h.apply(project(web(2)))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2"}, web(2))
 	before := onNode(h.pods(), "n1")
 	h.apply(&state.PutNode{Node: api.Node{Name: "n1", Status: api.NodeReady, Heartbeat: t0, EngineUnreachable: true,
 		Allocatable: api.ResourceAmounts{NanoCPUs: 4e9, MemoryBytes: 8 << 30}}})
@@ -217,12 +192,8 @@ func TestPlanEngineUnreachableKeepsPods(t *testing.T) {
 // too: nothing the user stopped is started, no job runs again); a
 // stopped pod on another node does not hold the drain up.
 func TestPlanDrainMovesRestingPods(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
 	job := api.ServiceSpec{Project: "shop", Name: "migrate", Image: "migrate:1", Replicas: 1, Restart: api.RestartNo}
-	h.apply(project(web(3), job))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1"}, web(3), job)
 	h.report("shop-migrate-1", api.PodStatus{State: api.PodExited, ExitCode: 0})
 	h.apply(&state.SetPodStopped{Name: "shop-web-1", Stopped: true})
 	h.report("shop-web-1", api.PodStatus{State: api.PodExited, ExitCode: 137})
@@ -265,15 +236,10 @@ func TestPlanDrainMovesRestingPods(t *testing.T) {
 // replacement fits nowhere is not stopped: its pod goes on serving on the
 // draining node, which stays draining.
 func TestPlanDrainStopFirstWithoutRoom(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
-	h.addNode("n2")
 	spec := web(2)
 	spec.Placement.MaxPerNode = 1
 	spec.Update = &api.UpdateConfig{Parallelism: 1, Order: api.OrderStopFirst}
-	h.apply(project(spec))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2"}, spec)
 	h.apply(&state.CordonNode{Name: "n1", Cordoned: true, Drain: true})
 	for step := 0; step < 5; step++ {
 		h.converge()

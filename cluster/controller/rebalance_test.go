@@ -76,13 +76,7 @@ func TestPlanRebalanceAfterUncordon(t *testing.T) {
 // TestPlanRebalanceBalancedMovesNothing: a balanced service, and a dev up
 // of the unchanged project, plan no move.
 func TestPlanRebalanceBalancedMovesNothing(t *testing.T) {
-	h := newHarness(t)
-	for _, n := range []string{"n1", "n2", "n3"} {
-		h.addNode(n)
-	}
-	h.apply(project(web(6)))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2", "n3"}, web(6))
 	h.converge()
 	before := names(h.pods())
 	if cmds := h.plan(); len(cmds) != 0 {
@@ -100,12 +94,7 @@ func TestPlanRebalanceBalancedMovesNothing(t *testing.T) {
 // TestPlanRebalanceOffByOne: five pods on two nodes, a third joins: one
 // pod moves there, and 2/2/1 (as even as five go on three) stays.
 func TestPlanRebalanceOffByOne(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
-	h.addNode("n2")
-	h.apply(project(web(5)))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1", "n2"}, web(5))
 	h.addNode("n3")
 	h.converge()
 	h.agentStep(running)
@@ -122,13 +111,9 @@ func TestPlanRebalanceOffByOne(t *testing.T) {
 // TestPlanRebalanceKeepsPinnedPods: a service whose pods keep data on
 // their node stays there when a node joins.
 func TestPlanRebalanceKeepsPinnedPods(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
 	db := api.ServiceSpec{Project: "shop", Name: "db", Image: "db:1", Replicas: 2,
 		Volumes: []api.VolumeMount{{Type: api.MountVolume, Source: "data", Target: "/data"}}}
-	h.apply(project(db))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1"}, db)
 	h.addNode("n2")
 	if cmds := h.plan(); len(cmds) != 0 {
 		t.Errorf("a pinned service plans %s after a node joined, want nothing", describe(cmds))
@@ -139,11 +124,7 @@ func TestPlanRebalanceKeepsPinnedPods(t *testing.T) {
 // nowhere (the target was cordoned meanwhile) is called off: the pod
 // stays, the replacement goes, and nothing more moves.
 func TestPlanRebalanceCalledOffWithoutRoom(t *testing.T) {
-	h := newHarness(t)
-	h.addNode("n1")
-	h.apply(project(web(2)))
-	h.converge()
-	h.agentStep(running)
+	h := runningHarness(t, []string{"n1"}, web(2))
 	h.addNode("n2")
 	cmds := h.plan()
 	mv, ok := cmdOf[*state.MovePod](cmds)

@@ -62,6 +62,20 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, st: st, w: &storeWriter{st: st}}
 }
 
+// runningHarness is a harness with ready nodes and the project of svcs
+// applied, placed and reported running.
+func runningHarness(t *testing.T, nodes []string, svcs ...api.ServiceSpec) *harness {
+	t.Helper()
+	h := newHarness(t)
+	for _, n := range nodes {
+		h.addNode(n)
+	}
+	h.apply(project(svcs...))
+	h.converge()
+	h.agentStep(running)
+	return h
+}
+
 func (h *harness) apply(cmds ...state.Command) {
 	h.t.Helper()
 	for _, c := range cmds {

@@ -51,14 +51,7 @@ func TestACMEStorage(t *testing.T) {
 		t.Errorf("the lock after n2's unlock: %v", err)
 	}
 
-	b, err := w.st.MarshalSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := state.New()
-	if err := st.RestoreSnapshot(b); err != nil {
-		t.Fatal(err)
-	}
+	st := snapshotCopy(t, w.st)
 	if got := st.ACMEKeys(); len(got) != 1 {
 		t.Errorf("restored keys: %v", got)
 	}

@@ -46,14 +46,7 @@ func TestCARotationSteps(t *testing.T) {
 		t.Errorf("after the rotation: %+v", ci)
 	}
 	// The record survives a snapshot.
-	b, err := w.st.MarshalSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := state.New()
-	if err := st.RestoreSnapshot(b); err != nil {
-		t.Fatal(err)
-	}
+	st := snapshotCopy(t, w.st)
 	if got, _ := st.Cluster(); got.Label != "oldfp" || string(got.CACertPEM) != "new" {
 		t.Errorf("restored: label %q CA %q", got.Label, got.CACertPEM)
 	}

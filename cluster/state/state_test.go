@@ -788,14 +788,7 @@ func TestRevoke(t *testing.T) {
 	if !w.st.Revoked(api.CertNode, "h3", t0.Add(time.Minute)) {
 		t.Error("a later revocation did not take")
 	}
-	b, err := w.st.MarshalSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored := state.New()
-	if err := restored.RestoreSnapshot(b); err != nil {
-		t.Fatal(err)
-	}
+	restored := snapshotCopy(t, w.st)
 	if got := restored.Revocations(); len(got) != 1 || !got[0].At.Equal(t0.Add(time.Hour)) {
 		t.Errorf("restored revocations %+v", got)
 	}
@@ -843,14 +836,7 @@ func TestRotateGossipKey(t *testing.T) {
 	if next, stale := w.st.GossipKeyStale(); !stale || next != 2 {
 		t.Fatalf("GossipKeyStale() = %d, %v after a second revocation; want 2, true", next, stale)
 	}
-	b, err := w.st.MarshalSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored := state.New()
-	if err := restored.RestoreSnapshot(b); err != nil {
-		t.Fatal(err)
-	}
+	restored := snapshotCopy(t, w.st)
 	rc, _ := restored.Cluster()
 	if next, stale := restored.GossipKeyStale(); !bytes.Equal(rc.GossipKey, second) || rc.GossipKeyGen != 1 || !stale || next != 2 {
 		t.Errorf("restored: key %x gen %d, stale %v next %d", rc.GossipKey[:1], rc.GossipKeyGen, stale, next)
@@ -1086,4 +1072,18 @@ func TestRollbackKeepsRoutes(t *testing.T) {
 	if rc.Template.Image != "web:1" || len(rc.Template.Ingress) != 0 {
 		t.Errorf("after the rollback: image %s, routes %v; want web:1 and no route", rc.Template.Image, rc.Template.Ingress)
 	}
+}
+
+// snapshotCopy is a new state restored from a snapshot of st.
+func snapshotCopy(t *testing.T, st *state.Store) *state.Store {
+	t.Helper()
+	b, err := st.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := state.New()
+	if err := restored.RestoreSnapshot(b); err != nil {
+		t.Fatal(err)
+	}
+	return restored
 }

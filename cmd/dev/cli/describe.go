@@ -64,11 +64,8 @@ func NewDescribeCommand(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("describe %s: unknown kind; describe a pod, a service or a node", args[0])
 			}
-			if err := checkOutput(o.output); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			project, c, err := o.project.connect(ctx, g, true)
+			project, c, err := o.project.connectOutput(ctx, g, &o.output, "")
 			if err != nil {
 				return err
 			}
@@ -277,8 +274,7 @@ func pendingReason(p api.Pod) string {
 func (d podDescription) print(w io.Writer, now time.Time) {
 	p := d.Pod
 	row := toRow(p)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	tw, kv := fieldWriter(w)
 	kv("Name", p.Name)
 	kv("Project", p.Project)
 	kv("Service", p.Service)
@@ -513,23 +509,16 @@ func describeService(ctx context.Context, c describeClient, name, project string
 	d := serviceDescription{
 		Service:  api.ServiceInfo{Project: project, Name: service, VIP: rc.VIP, Desired: rc.Replicas},
 		Template: viewSpec(rc.Template), Update: rc.Template.UpdateSettings(false),
-		Rollback: rc.Template.UpdateSettings(true), Progress: rc.Update, PinnedNode: rc.PinnedNode, Pods: []psRow{},
+		Rollback: rc.Template.UpdateSettings(true), Progress: rc.Update, PinnedNode: rc.PinnedNode,
 	}
 	for _, s := range svcs {
 		if s.Project == project && s.Name == service {
 			d.Service = s
 		}
 	}
-	list, err := c.Pods(ctx, api.PodQuery{Project: project})
-	if err != nil {
-		return serviceDescription{}, fmt.Errorf("list pods: %w", err)
+	if d.Pods, err = podRows(ctx, c, api.PodQuery{Project: project}, func(p api.Pod) bool { return p.Service == service }); err != nil {
+		return serviceDescription{}, err
 	}
-	for _, p := range list.Pods {
-		if p.Service == service {
-			d.Pods = append(d.Pods, toRow(p))
-		}
-	}
-	slices.SortFunc(d.Pods, func(a, b psRow) int { return strings.Compare(a.Name, b.Name) })
 	if d.Events, err = eventsOf(ctx, c, "service", api.RCKey(project, service)); err != nil {
 		return serviceDescription{}, err
 	}
@@ -538,8 +527,7 @@ func describeService(ctx context.Context, c describeClient, name, project string
 
 func (d serviceDescription) print(w io.Writer, now time.Time) {
 	s := d.Service
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	tw, kv := fieldWriter(w)
 	kv("Name", s.Name)
 	kv("Project", s.Project)
 	kv("Replicas", fmt.Sprintf("%d desired, %d ready", s.Desired, s.Ready))
@@ -623,17 +611,10 @@ func describeNode(ctx context.Context, c describeClient, name string) (nodeDescr
 	if i < 0 {
 		return nodeDescription{}, fmt.Errorf("describe node %s: no such node; `dev nodes` lists them", name)
 	}
-	d := nodeDescription{Node: nodes[i], Status: nodeStatus(nodes[i]), Pods: []psRow{}}
-	list, err := c.Pods(ctx, api.PodQuery{Node: name})
-	if err != nil {
-		return nodeDescription{}, fmt.Errorf("list pods: %w", err)
+	d := nodeDescription{Node: nodes[i], Status: nodeStatus(nodes[i])}
+	if d.Pods, err = podRows(ctx, c, api.PodQuery{Node: name}, func(p api.Pod) bool { return p.Node == name }); err != nil {
+		return nodeDescription{}, err
 	}
-	for _, p := range list.Pods {
-		if p.Node == name {
-			d.Pods = append(d.Pods, toRow(p))
-		}
-	}
-	slices.SortFunc(d.Pods, func(a, b psRow) int { return strings.Compare(a.Name, b.Name) })
 	if d.Events, err = eventsOf(ctx, c, "node", name); err != nil {
 		return nodeDescription{}, err
 	}
@@ -642,8 +623,7 @@ func describeNode(ctx context.Context, c describeClient, name string) (nodeDescr
 
 func (d nodeDescription) print(w io.Writer, now time.Time) {
 	n := d.Node
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	kv := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	tw, kv := fieldWriter(w)
 	kv("Name", n.Name)
 	kv("Status", d.Status)
 	if !n.DownSince.IsZero() {
@@ -663,4 +643,28 @@ func (d nodeDescription) print(w io.Writer, now time.Time) {
 	tw.Flush()
 	printPodsSection(w, d.Pods)
 	printEvents(w, d.Events, now)
+}
+
+// podRows lists the pods q matches that keep accepts, as ps rows in name
+// order ([] for none).
+func podRows(ctx context.Context, c podLister, q api.PodQuery, keep func(api.Pod) bool) ([]psRow, error) {
+	list, err := c.Pods(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	rows := []psRow{}
+	for _, p := range list.Pods {
+		if keep(p) {
+			rows = append(rows, toRow(p))
+		}
+	}
+	slices.SortFunc(rows, func(a, b psRow) int { return strings.Compare(a.Name, b.Name) })
+	return rows, nil
+}
+
+// fieldWriter returns a tabwriter for describe's "Key:  value" lines and
+// the function that writes one; flush the writer when done.
+func fieldWriter(w io.Writer) (*tabwriter.Writer, func(k, v string)) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	return tw, func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -17,7 +16,7 @@ import (
 
 // imagesClient is what `dev images` needs of the API.
 type imagesClient interface {
-	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
+	podLister
 	PodImages(ctx context.Context, pod string) (api.PodImages, error)
 }
 
@@ -53,14 +52,8 @@ func NewImagesCommand(g *globals) *cobra.Command {
 			"Engine of the node that runs the pod has it: repository, tag, image ID and size. A pod's\n" +
 			"sidecars are listed as POD/SIDECAR. Pods not placed on a node yet have no image to show.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.format != "" {
-				o.output = o.format
-			}
-			if err := checkOutput(o.output); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			project, c, err := o.project.connect(ctx, g, true)
+			project, c, err := o.project.connectOutput(ctx, g, &o.output, o.format)
 			if err != nil {
 				return err
 			}
@@ -69,8 +62,7 @@ func NewImagesCommand(g *globals) *cobra.Command {
 	}
 	o.project.register(cmd)
 	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "only the image IDs, each once")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().StringVar(&o.format, "format", "", "the same as -o (docker compose's name): table or json")
+	registerOutput(cmd, &o.output, &o.format, "output format: table or json")
 	return cmd
 }
 
@@ -78,39 +70,11 @@ func NewImagesCommand(g *globals) *cobra.Command {
 // without), pod by pod in name order; a pod whose node cannot answer is
 // an error once the others are printed.
 func runImages(ctx context.Context, c imagesClient, project string, services []string, o imagesOptions, stdout, stderr io.Writer) error {
-	list, err := c.Pods(ctx, api.PodQuery{Project: project})
+	pods, err := servicePods(ctx, c, project, services, func(p api.Pod) bool { return !p.Deleting && p.Node != "" })
 	if err != nil {
-		return fmt.Errorf("list pods: %w", err)
+		return err
 	}
-	var pods []api.Pod
-	has := map[string]bool{}
-	for _, p := range list.Pods {
-		if len(services) > 0 && !slices.Contains(services, p.Service) {
-			continue
-		}
-		has[p.Service] = true
-		if !p.Deleting && p.Node != "" {
-			pods = append(pods, p)
-		}
-	}
-	for _, s := range services {
-		if !has[s] {
-			return fmt.Errorf("no pods of service %s in project %s; `dev ps -p %s` lists them", s, project, project)
-		}
-	}
-	slices.SortFunc(pods, func(a, b api.Pod) int { return strings.Compare(a.Name, b.Name) })
-	got := make([]api.PodImages, len(pods))
-	errs := make([]error, len(pods))
-	var wg sync.WaitGroup
-	for i, p := range pods {
-		wg.Go(func() {
-			got[i], errs[i] = c.PodImages(ctx, p.Name)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("images %s (node %s): %w", p.Name, p.Node, errs[i])
-			}
-		})
-	}
-	wg.Wait()
+	got, errs := eachPod(pods, "images", func(p api.Pod) (api.PodImages, error) { return c.PodImages(ctx, p.Name) })
 	rows := []imageRow{}
 	for i, pi := range got {
 		if errs[i] != nil {

@@ -48,14 +48,8 @@ func NewStatsCommand(g *globals) *cobra.Command {
 			"of its containers (the service's and its sidecars'). Refreshes until Ctrl-C; --no-stream\n" +
 			"prints once.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.format != "" {
-				o.output = o.format
-			}
-			if err := checkOutput(o.output); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			project, c, err := o.project.connect(ctx, g, true)
+			project, c, err := o.project.connectOutput(ctx, g, &o.output, o.format)
 			if err != nil {
 				return err
 			}
@@ -65,8 +59,7 @@ func NewStatsCommand(g *globals) *cobra.Command {
 	}
 	o.project.register(cmd)
 	cmd.Flags().BoolVar(&o.noStream, "no-stream", false, "print one sample and exit")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json (with --no-stream an array; else one array per line and sample)")
-	cmd.Flags().StringVar(&o.format, "format", "", "the same as -o (docker compose's name): table or json")
+	registerOutput(cmd, &o.output, &o.format, "output format: table or json (with --no-stream an array; else one array per line and sample)")
 	return cmd
 }
 

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -17,7 +15,7 @@ import (
 
 // topClient is what `dev top` needs of the API.
 type topClient interface {
-	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
+	podLister
 	PodTop(ctx context.Context, pod string) (api.PodTop, error)
 }
 
@@ -53,39 +51,13 @@ func NewTopCommand(g *globals) *cobra.Command {
 // without), pod by pod in name order; a pod whose node cannot answer is an
 // error once the others are printed.
 func runTop(ctx context.Context, c topClient, project string, services []string, stdout, stderr io.Writer) error {
-	list, err := c.Pods(ctx, api.PodQuery{Project: project})
+	pods, err := servicePods(ctx, c, project, services, func(p api.Pod) bool {
+		return !p.Deleting && p.Node != "" && p.Status.State == api.PodRunning
+	})
 	if err != nil {
-		return fmt.Errorf("list pods: %w", err)
+		return err
 	}
-	var pods []api.Pod
-	has := map[string]bool{}
-	for _, p := range list.Pods {
-		if len(services) > 0 && !slices.Contains(services, p.Service) {
-			continue
-		}
-		has[p.Service] = true
-		if !p.Deleting && p.Node != "" && p.Status.State == api.PodRunning {
-			pods = append(pods, p)
-		}
-	}
-	for _, s := range services {
-		if !has[s] {
-			return fmt.Errorf("no pods of service %s in project %s; `dev ps -p %s` lists them", s, project, project)
-		}
-	}
-	slices.SortFunc(pods, func(a, b api.Pod) int { return strings.Compare(a.Name, b.Name) })
-	tops := make([]api.PodTop, len(pods))
-	errs := make([]error, len(pods))
-	var wg sync.WaitGroup
-	for i, p := range pods {
-		wg.Go(func() {
-			tops[i], errs[i] = c.PodTop(ctx, p.Name)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("top %s (node %s): %w", p.Name, p.Node, errs[i])
-			}
-		})
-	}
-	wg.Wait()
+	tops, errs := eachPod(pods, "top", func(p api.Pod) (api.PodTop, error) { return c.PodTop(ctx, p.Name) })
 	first := true
 	for i, t := range tops {
 		if errs[i] != nil {

@@ -157,11 +157,6 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[s
 	}
 }
 
-// podLister is what waiting for pods needs of the API.
-type podLister interface {
-	Pods(ctx context.Context, q api.PodQuery) (api.PodList, error)
-}
-
 // waitGone blocks until none of pods is left in the project (with none
 // named: until the project has no pods left), watching with blocking
 // queries and showing each pod removing, then removed; or until ctx ends,
