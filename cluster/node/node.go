@@ -586,7 +586,7 @@ func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Sou
 		resync = 2 * time.Second
 	}
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return proxy.Run(ctx, kern, src, resync, n.log) })
+	eg.Go(func() error { return proxy.Run(ctx, kern, src, proxy.RunConfig{Resync: resync, Log: n.log}) })
 	eg.Go(func() error {
 		var lastErr string
 		tick := time.NewTicker(resync)
