@@ -724,3 +724,60 @@ func TestAllowAndForwardCap(t *testing.T) {
 	}
 	<-waiting
 }
+
+// TestObserve: Config.Observe is told of every query, once, how it was
+// answered.
+func TestObserve(t *testing.T) {
+	up := startUpstream(t)
+	stranger := netip.MustParseAddr("127.0.0.9")
+	allow := func(a netip.Addr) bool { return a != stranger }
+	var got []string
+	observe := func(result string) { got = append(got, result) }
+	withUpstream := New(Config{Upstreams: []string{up.addr}, Timeout: time.Second, Allow: allow, Observe: observe}, newFakeResolver()).Handler()
+	noUpstream := New(Config{Upstreams: []string{}, Observe: observe}, newFakeResolver()).Handler()
+
+	tests := []struct {
+		name  string
+		h     dns.Handler
+		from  netip.Addr
+		qname string
+		edit  func(*dns.Msg)
+		want  string
+	}{
+		{name: "service", h: withUpstream, qname: "web.hello.dev.", want: ResultAnswered},
+		{name: "NODATA", h: withUpstream, qname: "tasks.empty.hello.dev.", want: ResultAnswered},
+		{name: "bare name from a pod", h: withUpstream, from: podIP, qname: "web.", want: ResultAnswered},
+		{name: "unknown cluster name", h: withUpstream, qname: "nope.hello.dev.", want: ResultNXDomain},
+		{name: "outside name", h: withUpstream, qname: "example.com.", want: ResultForwarded},
+		{name: "outside name the upstream says does not exist", h: withUpstream, qname: "nope.example.", want: ResultForwarded},
+		{name: "a source Allow refuses", h: withUpstream, from: stranger, qname: "web.hello.dev.", want: ResultRefused},
+		{name: "class CH in the cluster domain", h: withUpstream, qname: "web.hello.dev.", edit: func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }, want: ResultRefused},
+		{name: "another opcode", h: withUpstream, qname: "web.hello.dev.", edit: func(m *dns.Msg) { m.Opcode = dns.OpcodeStatus }, want: ResultRefused},
+		{name: "no upstream answers", h: noUpstream, qname: "example.com.", want: ResultServFail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got = nil
+			from := tt.from
+			if !from.IsValid() {
+				from = hostIP
+			}
+			req := new(dns.Msg)
+			req.SetQuestion(tt.qname, dns.TypeA)
+			if tt.edit != nil {
+				tt.edit(req)
+			}
+			w := &recorder{remote: net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 5353))}
+			tt.h.ServeDNS(w, req)
+			if w.msg == nil {
+				t.Fatal("no reply")
+			}
+			if !slices.Equal(got, []string{tt.want}) {
+				t.Errorf("observed %q (rcode %s), want [%s]", got, dns.RcodeToString[w.msg.Rcode], tt.want)
+			}
+			if !slices.Contains(Results, tt.want) {
+				t.Errorf("%s is not in Results", tt.want)
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ func (h *handler) forward(w dns.ResponseWriter, req *dns.Msg, reqOpt *dns.OPT) {
 		m.SetRcode(req, dns.RcodeServerFailure)
 		m.RecursionAvailable = true
 		h.write(w, m, reqOpt)
+		h.observe(ResultServFail)
 		return
 	}
 	// Back to the client's view: its ID and question (as spelled), our OPT.
@@ -40,6 +41,7 @@ func (h *handler) forward(w dns.ResponseWriter, req *dns.Msg, reqOpt *dns.OPT) {
 		resp.Rcode = dns.RcodeServerFailure // an extended rcode cannot be said without EDNS
 	}
 	h.write(w, resp, reqOpt)
+	h.observe(ResultForwarded)
 }
 
 // queryUpstreams asks the upstreams in order: UDP first, TCP when the UDP

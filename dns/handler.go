@@ -28,14 +28,17 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	case req.Opcode != dns.OpcodeQuery:
 		m.SetRcode(req, dns.RcodeNotImplemented)
 		h.write(w, m, reqOpt)
+		h.observe(ResultRefused)
 		return
 	case len(req.Question) != 1:
 		m.SetRcode(req, dns.RcodeFormatError)
 		h.write(w, m, reqOpt)
+		h.observe(ResultRefused)
 		return
 	case reqOpt != nil && reqOpt.Version() != 0:
 		m.SetRcode(req, dns.RcodeBadVers) // RFC 6891 6.1.3; write adds the OPT
 		h.write(w, m, reqOpt)
+		h.observe(ResultRefused)
 		return
 	}
 
@@ -44,6 +47,7 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if allow := h.s.cfg.Allow; allow != nil && !allow(client) {
 		m.SetRcode(req, dns.RcodeRefused)
 		h.write(w, m, reqOpt)
+		h.observe(ResultRefused)
 		return
 	}
 	name := strings.ToLower(q.Name) // no allocation when already lowercase
@@ -58,6 +62,14 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			h.cluster(m, client, q, name)
 		}
 		h.write(w, m, reqOpt)
+		switch m.Rcode {
+		case dns.RcodeNameError:
+			h.observe(ResultNXDomain)
+		case dns.RcodeRefused:
+			h.observe(ResultRefused)
+		default:
+			h.observe(ResultAnswered)
+		}
 		return
 	}
 
@@ -68,12 +80,20 @@ func (h *handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 				m.RecursionAvailable = true
 				h.addrs(m, q, vip)
 				h.write(w, m, reqOpt)
+				h.observe(ResultAnswered)
 				return
 			}
 		}
 	}
 
 	h.forward(w, req, reqOpt)
+}
+
+// observe tells Config.Observe how a query was answered.
+func (h *handler) observe(result string) {
+	if h.s.cfg.Observe != nil {
+		h.s.cfg.Observe(result)
+	}
 }
 
 // inDomain reports whether the lowercase name is the cluster domain or below it.

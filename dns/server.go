@@ -54,8 +54,34 @@ type Config struct {
 	// MaxForwards caps the queries waiting on an upstream at once (default
 	// 256); beyond it a query is answered SERVFAIL at once.
 	MaxForwards int
-	Log         *slog.Logger
+	// Observe, when set, is told of every query once it is answered, by
+	// how it was answered: one of the Result constants. It is called on
+	// the query's goroutine and must not block.
+	Observe func(result string)
+	Log     *slog.Logger
 }
+
+// How a query was answered, as Config.Observe is told.
+const (
+	// ResultAnswered: a cluster name (or a bare service name) answered
+	// from the Resolver, with records or without (NODATA).
+	ResultAnswered = "answered"
+	// ResultNXDomain: a name of the cluster domain that does not exist.
+	ResultNXDomain = "nxdomain"
+	// ResultForwarded: another name, answered by an upstream (whatever
+	// its answer said).
+	ResultForwarded = "forwarded"
+	// ResultRefused: a source Config.Allow refuses, a class other than IN
+	// in the cluster domain, or a query the server does not take (another
+	// opcode, not one question, an EDNS version other than 0).
+	ResultRefused = "refused"
+	// ResultServFail: no upstream answered, or too many queries were
+	// waiting on them (Config.MaxForwards).
+	ResultServFail = "servfail"
+)
+
+// Results lists every Result constant, for a counter to start each at 0.
+var Results = []string{ResultAnswered, ResultNXDomain, ResultForwarded, ResultRefused, ResultServFail}
 
 const (
 	defaultDomain     = "dev."

@@ -33,6 +33,7 @@ type NFTables struct {
 
 	mu     sync.Mutex
 	cur    *ruleset     // what the table holds; nil: unknown (start over)
+	rules  int          // what the table holds beyond its skeleton (ruleset.size); Rules
 	mapSeq uint64       // names the endpoint maps, never reused
 	stale  []netip.Addr // endpoints gone since the last FlushStale
 	// hairpinned holds the bridge ports (by index) whose hairpin mode is on.
@@ -99,10 +100,12 @@ func (k *NFTables) Apply(services []Service) error {
 			return fmt.Errorf("apply service rules: %w", err)
 		}
 		if err := c.Flush(); err != nil {
+			// One transaction: the table holds what it held (k.rules).
 			k.cur = nil
 			return fmt.Errorf("apply service rules (%s): %w", ch.summary(), err)
 		}
 		k.cur = want
+		k.rules = want.size()
 	}
 	k.setLocalnet("1")
 	k.ensureBridgeNetfilter()
@@ -136,6 +139,14 @@ func (k *NFTables) Apply(services []Service) error {
 	return nil
 }
 
+// Rules implements Kernel: the elements and generated chains the last
+// Apply that reached the kernel programmed (ruleset.size).
+func (k *NFTables) Rules() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.rules
+}
+
 // Check implements Kernel: the table must still exist.
 func (k *NFTables) Check() error {
 	k.mu.Lock()
@@ -145,7 +156,7 @@ func (k *NFTables) Check() error {
 		return err
 	}
 	if !exists && k.cur != nil {
-		k.cur = nil
+		k.cur, k.rules = nil, 0
 		return fmt.Errorf("table ip %s is gone", k.cfg.Table)
 	}
 	k.setHairpin()         // a pod's veth may be new since the last change
@@ -157,7 +168,7 @@ func (k *NFTables) Check() error {
 func (k *NFTables) Teardown() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.cur = nil
+	k.cur, k.rules = nil, 0
 	k.setLocalnet("0")
 	if err := k.removeRoute(); err != nil {
 		k.log.Warn("remove the service cidr route", "err", err)

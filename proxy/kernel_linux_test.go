@@ -541,6 +541,9 @@ func TestNFTablesIncremental(t *testing.T) {
 		if want := len(k.cur.chains) + fixedChains; chains != want {
 			t.Fatalf("%s: table has %d chains, plan %d", what, chains, want)
 		}
+		if got, want := k.Rules(), k.cur.size(); got != want || got == 0 {
+			t.Fatalf("%s: Rules = %d, want the plan's %d", what, got, want)
+		}
 	}
 	check("initial")
 	svcs[3].Endpoints = svcs[3].Endpoints[:1]
@@ -554,6 +557,9 @@ func TestNFTablesIncremental(t *testing.T) {
 	run(t, "ip", "netns", "exec", ktHost, "nft", "delete", "table", "ip", DefaultTable)
 	if err := inNS(ktHost, k.Check); err == nil {
 		t.Fatal("Check did not notice the table was deleted")
+	}
+	if got := k.Rules(); got != 0 {
+		t.Errorf("Rules = %d once the table is gone, want 0", got)
 	}
 	applyIn(t, k, svcs)
 	check("after repair")

@@ -21,6 +21,9 @@ func NewNFTables(Config) *NFTables { return &NFTables{} }
 // Apply implements Kernel.
 func (*NFTables) Apply([]Service) error { return errUnsupported }
 
+// Rules implements Kernel: nothing is programmed here.
+func (*NFTables) Rules() int { return 0 }
+
 // FlushStale implements Kernel.
 func (*NFTables) FlushStale() {}
 

@@ -71,6 +71,16 @@ func newRulesetSized(services, endpoints int) *ruleset {
 	}
 }
 
+// size is what the ruleset programs beyond the table's skeleton: the
+// elements of its sets and maps (VIPs, endpoints, service IPs, published
+// ports) and its generated chains (one rule each).
+func (rs *ruleset) size() int {
+	if rs == nil {
+		return 0
+	}
+	return len(rs.vips) + len(rs.endpoints) + len(rs.serviceIPs) + len(rs.nodePorts) + len(rs.hostPorts) + len(rs.chains)
+}
+
 // dnatRule renders a generated chain's rule in nft syntax (tests, logs).
 func dnatRule(targets []netip.AddrPort) string {
 	var b strings.Builder

@@ -91,6 +91,9 @@ type Source interface {
 // Teardown removes everything the Kernel programmed.
 type Kernel interface {
 	Apply(services []Service) error
+	// Rules is how much the kernel holds for the services: set and map
+	// elements and generated chains (0 when nothing is programmed).
+	Rules() int
 	// FlushStale clears what connections to endpoints that left keep in the
 	// kernel (UDP conntrack entries); Run calls it after every Apply.
 	FlushStale()
@@ -100,6 +103,23 @@ type Kernel interface {
 	Teardown() error
 }
 
+// Sync is one Apply of the services to the kernel, as RunConfig.Observe is
+// told of it.
+type Sync struct {
+	Rules int           // what the kernel holds after it (Kernel.Rules)
+	Took  time.Duration // how long Apply took (the conntrack flush after it apart)
+	Err   error         // what Apply returned
+}
+
+// RunConfig configures Run.
+type RunConfig struct {
+	// Resync is how often the kernel is checked; default 10 s.
+	Resync time.Duration
+	// Observe, when set, is told of every Apply Run makes.
+	Observe func(Sync)
+	Log     *slog.Logger
+}
+
 // Run applies src's services now and on every change, and checks the kernel
 // every resync interval (repairing what another program removed), until ctx
 // ends. The rules stay in place when Run returns: pods go on being served
@@ -107,8 +127,13 @@ type Kernel interface {
 // served any more are the rules removed, so that a stopped agent without
 // projects leaves nothing behind. Apply errors are logged, and retried at the
 // next resync.
-func Run(ctx context.Context, k Kernel, src Source, resync time.Duration, log *slog.Logger) error {
+func Run(ctx context.Context, k Kernel, src Source, cfg RunConfig) error {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	log = log.With("component", "proxy")
+	resync := cfg.Resync
 	if resync <= 0 {
 		resync = 10 * time.Second
 	}
@@ -120,7 +145,11 @@ func Run(ctx context.Context, k Kernel, src Source, resync time.Duration, log *s
 		failed  bool
 	)
 	apply := func() {
+		start := time.Now()
 		err := k.Apply(src.Services())
+		if cfg.Observe != nil {
+			cfg.Observe(Sync{Rules: k.Rules(), Took: time.Since(start), Err: err})
+		}
 		k.FlushStale()
 		switch {
 		case err == nil && failed:

@@ -17,6 +17,7 @@ import (
 	"github.com/devhq/dev/cluster/api"
 	"github.com/devhq/dev/cluster/raftstore"
 	"github.com/devhq/dev/cluster/state"
+	"github.com/devhq/dev/dns"
 	"github.com/devhq/dev/gossip"
 	"github.com/devhq/dev/proxy"
 )
@@ -28,17 +29,28 @@ var requestBuckets = []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30}
 // metrics are the node's Prometheus metrics: what the state, raft,
 // gossip and the Engine's stats of the node's pods say at each scrape
 // (collectors read them then: nothing is kept in step; the pods' stats are
-// kept a few seconds, podmetrics.go), and the API's and the ingress
-// router's requests as they come.
+// kept a few seconds, podmetrics.go), and what the components tell of as it
+// happens through their hooks: the API's and the ingress router's requests,
+// raft's writes, DNS queries and the data path's syncs.
 type metrics struct {
-	reg     *prometheus.Registry
-	api     *prometheus.HistogramVec
-	ingress *prometheus.HistogramVec
+	reg        *prometheus.Registry
+	api        *prometheus.HistogramVec
+	ingress    *prometheus.HistogramVec
+	raftApply  prometheus.Histogram
+	dnsQueries *prometheus.CounterVec
+	dpRules    prometheus.Gauge
+	dpSync     prometheus.Histogram
 }
 
-// newMetrics makes the node's registry; stats reads its pods' use of
-// the Engine (nil: none but their restarts).
-func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip, stats podStatser, log *slog.Logger) *metrics {
+// syncBuckets are the data path's sync buckets, in seconds: an Apply
+// takes from a tenth of a millisecond (nothing changed) to seconds (a
+// table of thousands of services, written whole).
+var syncBuckets = []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5}
+
+// newMetrics makes the node's registry with the series the components'
+// hooks feed (made before them: raft takes its hook when it opens); watch
+// adds the collectors that read raft, gossip and the state.
+func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		api: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -49,12 +61,47 @@ func newMetrics(node string, r *raftstore.Raft, g *gossip.Gossip, stats podStats
 			Name: "dev_ingress_request_duration_seconds", Help: "Requests through the ingress router by route (host and path) and status class.",
 			Buckets: requestBuckets,
 		}, []string{"host", "path", "service", "code"}),
+		raftApply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dev_raft_apply_duration_seconds", Help: "Writes this node made as the leader, from proposal until applied to its state.",
+			Buckets: requestBuckets,
+		}),
+		dnsQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dev_dns_queries_total", Help: "Queries the cluster DNS server answered, by how: answered (a cluster name), nxdomain, forwarded (to an upstream), refused, servfail.",
+		}, []string{"result"}),
+		dpRules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dev_datapath_rules", Help: "What the data path's nftables table holds for the services: set and map elements (VIPs, endpoints, published ports) and generated chains.",
+		}),
+		dpSync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dev_datapath_sync_seconds", Help: "How long each apply of the services to the kernel took (failed ones included).",
+			Buckets: syncBuckets,
+		}),
 	}
-	m.reg.MustRegister(m.api, m.ingress,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&stateCollector{node: node, r: r, g: g},
-		&podCollector{node: node, state: r.State, stats: stats, log: log.With("component", "metrics")})
+	for _, r := range dns.Results { // every result shows, at 0 until counted
+		m.dnsQueries.WithLabelValues(r)
+	}
+	m.reg.MustRegister(m.api, m.ingress, m.raftApply, m.dnsQueries, m.dpRules, m.dpSync,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watch adds the collectors that read raft, gossip, the state and the
+// node's pods at each scrape; stats reads its pods' use of the Engine
+// (nil: none but their restarts).
+func (m *metrics) watch(node string, r *raftstore.Raft, g *gossip.Gossip, stats podStatser, log *slog.Logger) {
+	m.reg.MustRegister(&stateCollector{node: node, r: r, g: g},
+		&podCollector{node: node, state: r.State, stats: stats, log: log.With("component", "metrics")})
+}
+
+// observeRaftApply records a write raft applied (raftstore.Config.ObserveApply).
+func (m *metrics) observeRaftApply(took time.Duration) { m.raftApply.Observe(took.Seconds()) }
+
+// observeDNS counts a query by how it was answered (dns.Config.Observe).
+func (m *metrics) observeDNS(result string) { m.dnsQueries.WithLabelValues(result).Inc() }
+
+// observeSync records an apply of the data path (proxy.RunConfig.Observe).
+func (m *metrics) observeSync(s proxy.Sync) {
+	m.dpRules.Set(float64(s.Rules))
+	m.dpSync.Observe(s.Took.Seconds())
 }
 
 // observeAPI records an API request (apiserver.Options.Observe).

@@ -207,10 +207,13 @@ func (n *Node) Run(ctx context.Context) error {
 	// Raft sees a connection only once its handshake proved a node
 	// certificate (pki.HandshakeLimits' defaults).
 	raftLn := pki.NewHandshakeListener(raftTCP, creds.id.NodeServerTLS(), pki.HandshakeLimits{}, n.log.With("component", "raft"))
+	// The metrics the components' hooks feed exist before the components
+	// (raft takes its hook when it opens); met.watch adds the rest below.
+	met := newMetrics()
 	r, err := raftstore.Open(raftstore.Config{
 		DataDir: cfg.DataDir, NodeID: cfg.Name, BindAddr: n.addr(cfg.RaftPort),
 		Bootstrap: creds.pending != nil, Fast: cfg.Fast, Log: n.log,
-		Listener: raftLn, ClientTLS: creds.id.ClientTLS(),
+		Listener: raftLn, ClientTLS: creds.id.ClientTLS(), ObserveApply: met.observeRaftApply,
 	})
 	if err != nil {
 		raftLn.Close()
@@ -295,7 +298,7 @@ func (n *Node) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	dashLn, dashInfo := n.listenDashboard(creds)
-	met := newMetrics(cfg.Name, r, g, drv, n.log)
+	met.watch(cfg.Name, r, g, drv, n.log)
 	accessLog := proxy.NewAccessLog(accessLogSize)
 	var acme *acmeCerts
 	var certState func(string) string
@@ -407,10 +410,10 @@ func (n *Node) Run(ctx context.Context) error {
 	eg.Go(func() error {
 		return afterReady(ctx, r, func(ctx context.Context) error {
 			disc.refresh() // from the caught-up state, whatever discovery's own loop has done yet
-			return n.runDataPath(ctx, kern, disc, clusterCIDR)
+			return n.runDataPath(ctx, kern, disc, clusterCIDR, met.observeSync)
 		})
 	})
-	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc) })
+	eg.Go(func() error { return n.runDNS(ctx, r.State(), disc, met.observeDNS) })
 	if cfg.MetricsAddr != "" {
 		eg.Go(func() error { return met.serve(ctx, cfg.MetricsAddr) })
 	}
@@ -580,13 +583,16 @@ func (l nodeLocal) CheckPort(addr netip.AddrPort, proto string) error {
 // runDataPath keeps the kernel's service rules in line with the state, and
 // the rule that lets their traffic through Docker's FORWARD chain in place
 // (re-asserted every resync: Docker re-creates its chains when it restarts).
-func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Source, cluster netip.Prefix) error {
+// observe is told of every apply (the data path's metrics).
+func (n *Node) runDataPath(ctx context.Context, kern proxy.Kernel, src proxy.Source, cluster netip.Prefix, observe func(proxy.Sync)) error {
 	resync := 10 * time.Second
 	if n.cfg.Fast {
 		resync = 2 * time.Second
 	}
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return proxy.Run(ctx, kern, src, resync, n.log) })
+	eg.Go(func() error {
+		return proxy.Run(ctx, kern, src, proxy.RunConfig{Resync: resync, Observe: observe, Log: n.log})
+	})
 	eg.Go(func() error {
 		var lastErr string
 		tick := time.NewTicker(resync)
@@ -621,8 +627,9 @@ const clusterDomain = "dev."
 
 // runDNS serves cluster DNS on the pod network's gateway (port 53) and on
 // DNSAddr for the host, once this node has its pod subnet. A bind failure
-// (the bridge not up yet) is retried.
-func (n *Node) runDNS(ctx context.Context, st *state.Store, r dns.Resolver) error {
+// (the bridge not up yet) is retried. observe counts the queries (the
+// metrics).
+func (n *Node) runDNS(ctx context.Context, st *state.Store, r dns.Resolver, observe func(result string)) error {
 	var gw netip.Addr
 	for !gw.IsValid() {
 		if nd, ok := st.Node(n.cfg.Name); ok && nd.PodSubnet != "" {
@@ -659,7 +666,7 @@ func (n *Node) runDNS(ctx context.Context, st *state.Store, r dns.Resolver) erro
 	}
 	sources := newDNSSources(cidr, st)
 	for {
-		srv := dns.New(dns.Config{Addrs: addrs, Domain: clusterDomain, Allow: sources.Allow, Log: n.log}, r)
+		srv := dns.New(dns.Config{Addrs: addrs, Domain: clusterDomain, Allow: sources.Allow, Observe: observe, Log: n.log}, r)
 		err := srv.Run(ctx)
 		if ctx.Err() != nil {
 			return nil

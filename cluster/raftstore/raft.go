@@ -39,7 +39,11 @@ type Config struct {
 	ClientTLS *tls.Config
 	// Fast shortens raft timers for tests.
 	Fast bool
-	Log  *slog.Logger
+	// ObserveApply, when set, is told how long each write Apply made took,
+	// from its proposal until the leader applied it to the state (a write
+	// raft refused or that timed out is not told).
+	ObserveApply func(took time.Duration)
+	Log          *slog.Logger
 }
 
 // ErrNotLeader is returned by Apply on a follower.
@@ -51,6 +55,7 @@ type Raft struct {
 	state     *state.Store
 	bolt      *BoltStore
 	transport *raft.NetworkTransport
+	observe   func(time.Duration) // Config.ObserveApply; nil: none
 	log       *slog.Logger
 }
 
@@ -151,7 +156,7 @@ func Open(cfg Config) (*Raft, error) {
 			}
 		}
 	}
-	return &Raft{raft: r, state: st, bolt: bolt, transport: transport, log: cfg.Log}, nil
+	return &Raft{raft: r, state: st, bolt: bolt, transport: transport, observe: cfg.ObserveApply, log: cfg.Log}, nil
 }
 
 // State is the local replica of the cluster state.
@@ -183,12 +188,18 @@ func (r *Raft) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	start := time.Now()
 	f := r.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return 0, ErrNotLeader
 		}
 		return 0, fmt.Errorf("apply command: %w", err)
+	}
+	// The future is done once the leader's FSM applied the entry (an
+	// error the FSM returned included: the entry is in the log).
+	if r.observe != nil {
+		r.observe(time.Since(start))
 	}
 	if rerr, ok := f.Response().(error); ok && rerr != nil {
 		return f.Index(), rerr
