@@ -108,6 +108,7 @@ func NewRootCommand() *cobra.Command {
 		NewKillCommand(g),
 		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
 		NewTopCommand(g),
+		NewCpCommand(g),
 		NewImagesCommand(g),
 		NewDescribeCommand(g),
 		NewRmCommand(g),
