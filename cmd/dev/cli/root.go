@@ -109,6 +109,7 @@ func NewRootCommand() *cobra.Command {
 		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
 		NewTopCommand(g),
 		NewCpCommand(g),
+		NewWaitCommand(g),
 		NewImagesCommand(g),
 		NewDescribeCommand(g),
 		NewRmCommand(g),

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/devhq/dev/cluster/api"
@@ -38,5 +40,42 @@ func TestServiceStateWaitsForSidecars(t *testing.T) {
 				t.Errorf("serviceState = %v, %v; want %v", done, err, tt.want)
 			}
 		})
+	}
+}
+
+// listSeq answers a pod listing with each list in turn, then the last.
+type listSeq struct{ lists [][]api.Pod }
+
+func (l *listSeq) Pods(_ context.Context, q api.PodQuery) (api.PodList, error) {
+	i := min(int(q.Index), len(l.lists)-1)
+	return api.PodList{Index: uint64(i + 1), Pods: l.lists[i]}, nil
+}
+
+// TestWaitStopped: dev wait reports each pod of the services as it stops
+// (or is removed), other services' pods ignored, and returns the code of
+// the last to stop; a service without pods is an error.
+func TestWaitStopped(t *testing.T) {
+	pod := func(name, svc, state string, code int) api.Pod {
+		return api.Pod{Name: name, Project: "p", Service: svc, Node: "n", Status: api.PodStatus{State: state, ExitCode: code}}
+	}
+	c := &listSeq{lists: [][]api.Pod{
+		{pod("p-job-1", "job", api.PodRunning, 0), pod("p-job-2", "job", api.PodRunning, 0), pod("p-web-1", "web", api.PodRunning, 0)},
+		{pod("p-job-1", "job", api.PodExited, 0), pod("p-job-2", "job", api.PodRunning, 0), pod("p-web-1", "web", api.PodRunning, 0)},
+		{pod("p-job-1", "job", api.PodExited, 0), pod("p-job-2", "job", api.PodExited, 3), pod("p-web-1", "web", api.PodRunning, 0)},
+	}}
+	var out strings.Builder
+	code, err := waitStopped(context.Background(), c, "p", []string{"job"}, &out)
+	want := "pod p-job-1 exited with status code 0\npod p-job-2 exited with status code 3\n"
+	if err != nil || code != 3 || out.String() != want {
+		t.Fatalf("waitStopped = %d, %v, printed:\n%s\nwant 3 and:\n%s", code, err, out.String(), want)
+	}
+
+	c = &listSeq{lists: [][]api.Pod{{pod("p-job-1", "job", api.PodRunning, 0)}, {}}}
+	out.Reset()
+	if code, err := waitStopped(context.Background(), c, "p", []string{"job"}, &out); err != nil || code != 0 || !strings.Contains(out.String(), "removed") {
+		t.Fatalf("a removed pod: %d, %v, %q", code, err, out.String())
+	}
+	if _, err := waitStopped(context.Background(), c, "p", []string{"nope"}, &out); err == nil || !strings.Contains(err.Error(), "no pods of service nope") {
+		t.Fatalf("a service without pods: %v", err)
 	}
 }
