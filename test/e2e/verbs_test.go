@@ -443,3 +443,38 @@ services:
 		t.Errorf("after dev wait --down-project: pods %v, want none", podNames(rows))
 	}
 }
+
+// TestUpNoStart: `dev up --no-start` as compose's: every pod's container is
+// created, not started (a dependent's too, without waiting for its
+// depends_on); `dev start` starts them, the same containers; a plain `dev
+// up` would too.
+func TestUpNoStart(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "--no-start", "-f", fixture("deps"))
+	ids := map[string]string{}
+	for _, r := range c.ps("e2edeps") {
+		if r.State != "exited" || r.Message != "stopped (dev stop)" {
+			t.Errorf("after up --no-start: %s is %s %q, want exited, stopped", r.Name, r.State, r.Message)
+		}
+		id, state, _ := c.lcInspect(r.Name)
+		if state != "created" {
+			t.Errorf("after up --no-start: container %s is %s, want created", r.Name, state)
+		}
+		ids[r.Name] = id
+	}
+	if len(ids) != 3 {
+		t.Fatalf("after up --no-start: pods %v, want migrate, db and app", ids)
+	}
+	c.mustDev("start", "-p", "e2edeps")
+	eventually(t, 60*time.Second, "db and app running", func() error {
+		if n := len(running(c.ps("e2edeps"), "db")) + len(running(c.ps("e2edeps"), "app")); n != 2 {
+			return fmt.Errorf("%d of db and app running", n)
+		}
+		return nil
+	})
+	for name, id := range ids {
+		if got, _, _ := c.lcInspect(name); got != id {
+			t.Errorf("dev start replaced %s's container, want the one --no-start created started", name)
+		}
+	}
+}

@@ -90,6 +90,30 @@ func serviceState(s api.ServiceSpec, hash string, pods []api.Pod) (done bool, er
 	return current == s.Replicas, nil
 }
 
+// serviceCreated says whether `dev up --no-start` is done with a service:
+// its replicas of pods from the current template placed, each with its
+// container created and left stopped (or running: it ran before). Pods of
+// another template are not waited for.
+func serviceCreated(s api.ServiceSpec, hash string, pods []api.Pod) (bool, error) {
+	current := 0
+	for _, p := range pods {
+		if p.Service != s.Name || p.Deleting || p.SpecHash != hash {
+			continue
+		}
+		current++
+		st := p.Status
+		switch {
+		case st.State == api.PodFailed:
+			return false, fmt.Errorf("pod %s failed: %s", p.Name, st.Message)
+		case p.Node == "", st.ContainerID == "":
+			return false, nil
+		case st.State != api.PodExited && st.State != api.PodRunning:
+			return false, nil
+		}
+	}
+	return current == s.Replicas, nil
+}
+
 // sidecarsUp reports whether every sidecar of s runs in a pod with status
 // st (and is healthy where it has a healthcheck), or has completed as its
 // restart policy allows.
@@ -121,6 +145,12 @@ func sidecarsUp(s api.ServiceSpec, st api.PodStatus) bool {
 // for by service; a service not in it waits for its spec's Hash (see
 // storedProject).
 func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[string]string, prog progress) error {
+	return waitServices(ctx, c, p, hashes, prog, serviceState)
+}
+
+// waitServices is waitProject with the test of a service's convergence.
+func waitServices(ctx context.Context, c api.Client, p *api.Project, hashes map[string]string, prog progress,
+	converged func(s api.ServiceSpec, hash string, pods []api.Pod) (bool, error)) error {
 	var index uint64
 	for {
 		list, err := c.Pods(ctx, api.PodQuery{Project: p.Name, Index: index, Wait: 10 * time.Second})
@@ -142,7 +172,7 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[s
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			done, err := serviceState(*p.Service(name), templateHash(p, hashes, name), list.Pods)
+			done, err := converged(*p.Service(name), templateHash(p, hashes, name), list.Pods)
 			if err != nil {
 				return err
 			}

@@ -79,3 +79,33 @@ func TestWaitStopped(t *testing.T) {
 		t.Fatalf("a service without pods: %v", err)
 	}
 }
+
+// TestServiceCreated: `dev up --no-start` is done with a service once its
+// pods of the current template are placed with their containers created.
+func TestServiceCreated(t *testing.T) {
+	spec := api.ServiceSpec{Project: "p", Name: "web", Image: "web", Replicas: 2}
+	pod := func(i int, hash, node, id, state string) api.Pod {
+		return api.Pod{Name: api.PodName("p", "web", i), Service: "web", SpecHash: hash, Node: node, Stopped: true,
+			Status: api.PodStatus{State: state, ContainerID: id, Message: "x"}}
+	}
+	tests := []struct {
+		name    string
+		pods    []api.Pod
+		want    bool
+		wantErr bool
+	}{
+		{"one missing", []api.Pod{pod(1, "h", "n", "c1", api.PodExited)}, false, false},
+		{"not placed", []api.Pod{pod(1, "h", "n", "c1", api.PodExited), pod(2, "h", "", "", api.PodPending)}, false, false},
+		{"no container yet", []api.Pod{pod(1, "h", "n", "c1", api.PodExited), pod(2, "h", "n", "", api.PodExited)}, false, false},
+		{"created", []api.Pod{pod(1, "h", "n", "c1", api.PodExited), pod(2, "h", "n", "c2", api.PodExited), pod(3, "old", "n", "c3", api.PodRunning)}, true, false},
+		{"failed", []api.Pod{pod(1, "h", "n", "", api.PodFailed), pod(2, "h", "n", "c2", api.PodExited)}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := serviceCreated(spec, "h", tt.pods)
+			if got != tt.want || (err != nil) != tt.wantErr {
+				t.Errorf("serviceCreated = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
