@@ -99,6 +99,11 @@ type Driver interface {
 	// CopyTo extracts the tar archive r into directory dir (absolute) of
 	// container id, creating dir and its parents when missing, as `docker cp`.
 	CopyTo(ctx context.Context, id, dir string, r io.Reader) error
+	// CopyFrom returns a tar archive of path p (absolute) of container id,
+	// p's last element as its top entry, and what p is, as `docker cp`;
+	// StatPath only says what p is. Errors: ErrNotFound for a missing p.
+	CopyFrom(ctx context.Context, id, p string) (io.ReadCloser, api.PathStat, error)
+	StatPath(ctx context.Context, id, p string) (api.PathStat, error)
 	// RemoveFiles removes paths (absolute, recursively) from the running
 	// container id; paths that do not exist are not an error.
 	RemoveFiles(ctx context.Context, id string, paths []string) error

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -700,4 +701,36 @@ func (f *fakeDriver) fileSet(pod string) map[string]string {
 		}
 	}
 	return out
+}
+
+// CopyFrom archives the recorded file at p (files only).
+func (f *fakeDriver) CopyFrom(ctx context.Context, id, p string) (io.ReadCloser, api.PathStat, error) {
+	st, err := f.StatPath(ctx, id, p)
+	if err != nil {
+		return nil, st, err
+	}
+	f.mu.Lock()
+	content := f.files[f.find(id).ID][p]
+	f.mu.Unlock()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: st.Name, Typeflag: tar.TypeReg, Mode: 0o644, Size: st.Size})
+	_, _ = tw.Write([]byte(content))
+	_ = tw.Close()
+	return io.NopCloser(&buf), st, nil
+}
+
+// StatPath describes a recorded file.
+func (f *fakeDriver) StatPath(_ context.Context, id, p string) (api.PathStat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.find(id)
+	if c == nil {
+		return api.PathStat{}, fmt.Errorf("stat %s: %w", id, agent.ErrNotFound)
+	}
+	content, ok := f.files[c.ID][p]
+	if !ok {
+		return api.PathStat{}, fmt.Errorf("stat %s:%s: %w", id, p, agent.ErrNotFound)
+	}
+	return api.PathStat{Name: path.Base(p), Size: int64(len(content)), Mode: 0o644}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/devhq/dev/cluster/api"
 )
 
 // CopyFiles extracts a tar archive into directory dir of the running
@@ -18,6 +20,30 @@ func (a *Agent) CopyFiles(ctx context.Context, pod, dir string, archive io.Reade
 		return fmt.Errorf("copy files to %s:%s: %w", pod, dir, err)
 	}
 	return nil
+}
+
+// CopyFromPod returns a tar archive of path p of the running container of
+// a pod of this node (`dev cp POD:P`), and what p is; with stat, only what
+// p is (a nil archive). A missing p is a refusal that is not found.
+func (a *Agent) CopyFromPod(ctx context.Context, pod, p string, stat bool) (io.ReadCloser, api.PathStat, error) {
+	c, err := a.runningContainer(ctx, "copy from", pod)
+	if err != nil {
+		return nil, api.PathStat{}, err
+	}
+	var rc io.ReadCloser
+	var st api.PathStat
+	if stat {
+		st, err = a.d.StatPath(ctx, c.ID, p)
+	} else {
+		rc, st, err = a.d.CopyFrom(ctx, c.ID, p)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return nil, api.PathStat{}, refused(true, "copy from %s: no such file or directory %s in the container", pod, p)
+	}
+	if err != nil {
+		return nil, api.PathStat{}, fmt.Errorf("copy from %s:%s: %w", pod, p, err)
+	}
+	return rc, st, nil
 }
 
 // RemoveFiles removes paths from the running container of a pod of this

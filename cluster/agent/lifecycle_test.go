@@ -238,3 +238,37 @@ func TestRunOneOffIsNoReplicaAndIsCleanedUp(t *testing.T) {
 	})
 
 }
+
+// TestNoStartCreatesWithoutStarting: a pod of `dev up --no-start` (its
+// controller CreateStopped, the pod Stopped) gets its container created and
+// never started, reported stopped; dev start starts that container.
+func TestNoStartCreatesWithoutStarting(t *testing.T) {
+	e := newEnv(t)
+	s := spec("web", "")
+	name := api.PodName(s.Project, s.Name, 1)
+	e.services[s.Project] = []api.ServiceSpec{s}
+	e.apply(
+		&state.ApplyProject{Project: api.Project{Name: s.Project, Services: []api.ServiceSpec{s}, NoStart: true}},
+		&state.CreatePods{Pods: []api.Pod{{
+			Name: name, Project: s.Project, Service: s.Name, Index: 1, SpecHash: s.Hash(), Stopped: true,
+			Labels: map[string]string{api.LabelProject: s.Project, api.LabelService: s.Name, api.LabelPod: name},
+			Status: api.PodStatus{State: api.PodPending},
+		}}},
+		&state.AssignPods{Nodes: map[string]string{name: node}},
+	)
+	e.run()
+	e.waitStopped(name)
+	c, ok := e.d.container(name)
+	if !ok || c.State != "created" {
+		t.Fatalf("container %+v (found %v), want one created", c, ok)
+	}
+	if n := e.d.count("start", name); n != 0 {
+		t.Fatalf("the worker started a --no-start pod: %v", e.d.callsFor(name))
+	}
+	if _, err := e.a.PodAction(context.Background(), name, agent.ActionStart, nil); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if got := e.waitRunning(name, 0); got.ID != c.ID {
+		t.Fatalf("start replaced the container: %s -> %s", c.ID, got.ID)
+	}
+}

@@ -160,9 +160,11 @@ func (w *podWorker) step(ctx context.Context) (next bool, wait time.Duration, do
 		return true, 0, false, nil
 	}
 
-	if !exists && pod.Stopped {
+	neverCreated := pod.Status.ContainerID == "" && hasRC && rc.CreateStopped
+	if !exists && pod.Stopped && !neverCreated {
 		// Stopped, and its container removed behind our back: nothing is
-		// created until the user starts it again.
+		// created until the user starts it again. (A pod of `dev up
+		// --no-start` gets its container created, not started.)
 		return false, 0, false, w.report(ctx, pod, api.PodStatus{State: api.PodExited, Message: StoppedMessage, Restarts: w.restarts})
 	}
 	if !exists {

@@ -30,6 +30,7 @@ import "time"
 //	read   GET    /v1/pods/{name}/images                  -> PodImages (the images of the pod's containers)
 //	admin  POST   /v1/pods/{name}/exec                    ExecRequest -> stream (Upgrade)
 //	admin  POST   /v1/pods/{name}/stop|start|restart|kill|pause|unpause PodActionRequest -> PodActionResult
+//	admin  GET    /v1/pods/{name}/files?path=P&stat=1     -> tar archive of P, at most MaxCopyOut (dev cp; admin: files may hold secrets); PathStat with stat=1
 //	admin  PUT    /v1/pods/{name}/files                   tar archive -> FilesResult
 //	admin  DELETE /v1/pods/{name}/files                   RemoveFilesRequest -> FilesResult
 //	read   GET    /v1/nodes                               -> []Node

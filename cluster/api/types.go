@@ -115,6 +115,10 @@ type Project struct {
 	// Volumes lists the project's named volumes by their compose name; the
 	// Docker volume is named "<project>_<name>".
 	Volumes []string `json:"volumes,omitempty"`
+	// NoStart (`dev up --no-start`, as compose's) creates the services' new
+	// pods stopped: their containers created, not started, until `dev
+	// start`; pods already running are left running.
+	NoStart bool `json:"no_start,omitempty"`
 }
 
 // Service returns the named service spec, or nil.
@@ -638,9 +642,15 @@ type ReplicationController struct {
 	// Released is set once the service's depends_on conditions were met; from
 	// then on pods are created without waiting again (as compose orders only
 	// at start-up).
-	Released    bool   `json:"released,omitempty"`
-	CreateIndex uint64 `json:"create_index"`
-	ModifyIndex uint64 `json:"modify_index"`
+	Released bool `json:"released,omitempty"`
+	// CreateStopped is set by `dev up --no-start`: the controller creates
+	// the service's pods stopped (Pod.Stopped), without waiting for its
+	// depends_on, and the agent creates their containers without starting
+	// them. `dev start` of one of its pods, `dev up`, `dev scale` and a
+	// rollback clear it.
+	CreateStopped bool   `json:"create_stopped,omitempty"`
+	CreateIndex   uint64 `json:"create_index"`
+	ModifyIndex   uint64 `json:"modify_index"`
 }
 
 // Key is "<project>/<service>".

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"io"
+	"path"
 	"reflect"
 	"strings"
 	"sync"
@@ -36,6 +37,14 @@ func (l *filesLocal) RemoveFiles(_ context.Context, pod string, paths []string) 
 	defer l.mu.Unlock()
 	l.removed[pod] = paths
 	return nil
+}
+
+func (l *filesLocal) CopyFromPod(_ context.Context, pod, p string, stat bool) (io.ReadCloser, api.PathStat, error) {
+	st := api.PathStat{Name: path.Base(p), Size: 3, Mode: 0o644}
+	if stat {
+		return nil, st, nil
+	}
+	return io.NopCloser(strings.NewReader("TAR")), st, nil
 }
 
 func TestFilesAPI(t *testing.T) {
@@ -83,6 +92,19 @@ func TestFilesAPI(t *testing.T) {
 		t.Fatalf("the agent got %q, want %q", got, want)
 	}
 
+	rc, ps, err := c.CopyFromPod(ctx, "shop-web-1", "/etc/../etc/hosts")
+	if err != nil {
+		t.Fatalf("CopyFromPod: %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "TAR" || ps.Name != "hosts" {
+		t.Fatalf("CopyFromPod = %q, %+v; want the archive and the cleaned path's stat", b, ps)
+	}
+	if st, err := c.StatPodPath(ctx, "shop-web-1", "/etc/hosts"); err != nil || st.Name != "hosts" || st.IsDir() {
+		t.Fatalf("StatPodPath = %+v, %v", st, err)
+	}
+
 	tests := []struct {
 		name     string
 		call     func() error
@@ -105,6 +127,14 @@ func TestFilesAPI(t *testing.T) {
 			_, err := c.CopyFiles(ctx, "shop-web-3", "/srv", strings.NewReader(""))
 			return err
 		}, wantCode: "internal", wantMsg: "cannot reach"},
+		{name: "copy from a relative path", call: func() error {
+			_, _, err := c.CopyFromPod(ctx, "shop-web-1", "etc/hosts")
+			return err
+		}, wantCode: "invalid", wantMsg: "absolute"},
+		{name: "copy from a pod not running", call: func() error {
+			_, err := c.StatPodPath(ctx, "shop-web-2", "/etc")
+			return err
+		}, wantCode: "conflict", wantMsg: "not running"},
 		{name: "remove the root", call: func() error {
 			_, err := c.RemoveFiles(ctx, "shop-web-1", []string{"/srv", "/.."})
 			return err

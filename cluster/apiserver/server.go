@@ -80,6 +80,9 @@ type Local interface {
 	// (see files.go).
 	CopyFiles(ctx context.Context, pod, dir string, archive io.Reader) error
 	RemoveFiles(ctx context.Context, pod string, paths []string) error
+	// CopyFromPod archives path p of the running container of a pod of
+	// this node, and says what p is; with stat, only says (no archive).
+	CopyFromPod(ctx context.Context, pod, p string, stat bool) (io.ReadCloser, api.PathStat, error)
 }
 
 // Events is the node's event log (cluster/events.Recorder).

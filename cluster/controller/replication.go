@@ -183,8 +183,11 @@ func Plan(st *state.Store, now time.Time, opts ...Options) []state.Command {
 			if ok, _ := DependenciesMet(st, rc); ok {
 				cmds = append(cmds, &state.ReleaseRC{Key: rc.Key()})
 			}
-			// Creation waits for the release to be committed.
-			rc.Replicas = min(rc.Replicas, countLive(rcPods))
+			// Creation waits for the release to be committed; pods
+			// created stopped (dev up --no-start) need not wait.
+			if !rc.CreateStopped {
+				rc.Replicas = min(rc.Replicas, countLive(rcPods))
+			}
 		}
 		out := reconcileRC(rc, rcPods, now, draining, fits)
 		create = append(create, out.create...)
@@ -501,6 +504,8 @@ func rollingUpdate(rc api.ReplicationController, cur, old []api.Pod, deleting in
 func podFailed(p api.Pod, spec api.ServiceSpec) bool {
 	st := p.Status
 	switch {
+	case p.Stopped:
+		return false // created stopped (dev up --no-start): it waits for dev start
 	case st.State == api.PodFailed, st.Health == api.HealthUnhealthy, st.Restarts > 0:
 		return true
 	case st.State == api.PodExited:
@@ -526,6 +531,7 @@ func newPod(rc api.ReplicationController, index int) api.Pod {
 		Index:    index,
 		Labels:   labels,
 		SpecHash: rc.SpecHash,
+		Stopped:  rc.CreateStopped,
 		Status:   api.PodStatus{State: api.PodPending},
 	}
 }

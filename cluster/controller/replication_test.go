@@ -880,3 +880,42 @@ func TestRunWakesAtNodeDeadline(t *testing.T) {
 		t.Errorf("pods moved after %s, before the %s grace", took, grace)
 	}
 }
+
+// TestPlanNoStart: `dev up --no-start` (compose's): every service's pods
+// are created stopped, a dependent's too without waiting for its
+// depends_on; `dev start` of a pod clears it for the service, and the next
+// plain apply starts them all.
+func TestPlanNoStart(t *testing.T) {
+	h := newHarness(t)
+	h.addNode("n1")
+	every := api.Duration(time.Second)
+	db := api.ServiceSpec{Project: "shop", Name: "db", Image: "postgres:16", Replicas: 1,
+		Healthcheck: &api.Healthcheck{Test: []string{"CMD", "pg_isready"}, Interval: &every}}
+	w := web(2)
+	w.DependsOn = []api.Dependency{{Service: "db", Condition: api.ConditionHealthy, Required: true}}
+	apply := project(db, w)
+	apply.Project.NoStart = true
+	h.apply(apply)
+	h.converge()
+	for _, name := range []string{"shop-db-1", "shop-web-1", "shop-web-2"} {
+		if p := h.pod(name); !p.Stopped || p.Node != "n1" {
+			t.Fatalf("%s after up --no-start: stopped %v on %q, want stopped and placed", name, p.Stopped, p.Node)
+		}
+	}
+	h.apply(&state.SetPodStopped{Name: "shop-db-1", Stopped: false})
+	if rc, _ := h.st.RC("shop/db"); rc.CreateStopped {
+		t.Errorf("db still creates stopped pods after dev start of one")
+	}
+	if rc, _ := h.st.RC("shop/web"); !rc.CreateStopped {
+		t.Errorf("web no longer creates stopped pods after dev start of a db pod")
+	}
+	h.apply(project(db, w))
+	for _, name := range []string{"shop-web-1", "shop-web-2"} {
+		if p := h.pod(name); p.Stopped {
+			t.Errorf("%s still stopped after a plain dev up", name)
+		}
+	}
+	if rc, _ := h.st.RC("shop/web"); rc.CreateStopped {
+		t.Errorf("web still creates stopped pods after a plain dev up")
+	}
+}

@@ -479,6 +479,9 @@ func (tx *Txn) Apply(cmd Command) error {
 		if p := tx.Pod(c.Name); p != nil && !p.Deleting && p.Stopped != c.Stopped {
 			p.Stopped = c.Stopped
 			tx.PutPod(*p)
+			if !c.Stopped { // `dev start`: the service is started, as up --no-start left it
+				tx.clearCreateStopped(p.Project, p.Service)
+			}
 		}
 	case *RemoveStoppedPods:
 		tx.removeStopped(c)
@@ -712,8 +715,11 @@ func (tx *Txn) applyProject(c *ApplyProject) error {
 			}
 			rc.VIP = vip
 		}
+		rc.CreateStopped = p.NoStart
 		tx.PutRC(*rc)
-		tx.startStopped(p.Name, svc.Name)
+		if !p.NoStart {
+			tx.startStopped(p.Name, svc.Name)
+		}
 	}
 	for key, rc := range tx.s.rcs {
 		if rc.Project == p.Name && !want[rc.Service] {
@@ -802,11 +808,21 @@ func (tx *Txn) removeStopped(c *RemoveStoppedPods) {
 // scale` and a rollback of the service start them again, as `docker compose
 // up` starts stopped containers.
 func (tx *Txn) startStopped(project, service string) {
+	tx.clearCreateStopped(project, service)
 	for _, name := range tx.PodNames(project) {
 		if p := tx.Pod(name); p.Service == service && p.Stopped {
 			p.Stopped = false
 			tx.PutPod(*p)
 		}
+	}
+}
+
+// clearCreateStopped ends the `dev up --no-start` of a service: its new
+// pods are started again.
+func (tx *Txn) clearCreateStopped(project, service string) {
+	if rc := tx.RC(api.RCKey(project, service)); rc != nil && rc.CreateStopped {
+		rc.CreateStopped = false
+		tx.PutRC(*rc)
 	}
 }
 

@@ -402,3 +402,79 @@ func TestVerbLsPaused(t *testing.T) {
 		t.Errorf("dev ls after dev unpause:\n%s\nwant e2ebasic running(3)", out)
 	}
 }
+
+// TestVerbWait: `dev wait` as `docker compose wait`: it blocks until the
+// job's pod stops, prints its exit code and exits with it; the web
+// service's running pods are not waited for; --down-project then removes
+// the project.
+func TestVerbWait(t *testing.T) {
+	c := newCluster(t)
+	file := writeTemp(t, `name: e2ewait
+services:
+  job:
+    image: dev-testapp:e2e
+    command: ["exit", "3", "4s"]
+    restart: "no"
+  web:
+    image: dev-testapp:e2e
+    command: ["serve"]
+`)
+	c.mustDev("up", "-d", "-f", file)
+	start := time.Now()
+	res := c.sess("", "", "wait", "-p", "e2ewait", "job")
+	if res.code != 3 || !strings.Contains(res.stdout, "pod e2ewait-job-1 exited with status code 3") {
+		t.Fatalf("dev wait job: %s", res)
+	}
+	if time.Since(start) > time.Minute {
+		t.Errorf("dev wait took %s", time.Since(start))
+	}
+	if rows := running(c.ps("e2ewait"), "web"); len(rows) != 1 {
+		t.Errorf("after dev wait: running web pods %v, want 1", podNames(rows))
+	}
+	res = c.sess("", "", "wait", "-p", "e2ewait", "nosuch")
+	if res.code != 1 || !strings.Contains(res.stderr, "no pods of service nosuch") {
+		t.Errorf("dev wait nosuch: %s", res)
+	}
+	res = c.sess("", "", "wait", "-p", "e2ewait", "--down-project", "job")
+	if res.code != 3 || !strings.Contains(res.stdout, "exited with status code 3") {
+		t.Fatalf("dev wait --down-project job: %s", res)
+	}
+	if rows := c.ps("e2ewait"); len(rows) != 0 {
+		t.Errorf("after dev wait --down-project: pods %v, want none", podNames(rows))
+	}
+}
+
+// TestUpNoStart: `dev up --no-start` as compose's: every pod's container is
+// created, not started (a dependent's too, without waiting for its
+// depends_on); `dev start` starts them, the same containers; a plain `dev
+// up` would too.
+func TestUpNoStart(t *testing.T) {
+	c := newCluster(t)
+	c.mustDev("up", "--no-start", "-f", fixture("deps"))
+	ids := map[string]string{}
+	for _, r := range c.ps("e2edeps") {
+		if r.State != "exited" || r.Message != "stopped (dev stop)" {
+			t.Errorf("after up --no-start: %s is %s %q, want exited, stopped", r.Name, r.State, r.Message)
+		}
+		id, state, _ := c.lcInspect(r.Name)
+		if state != "created" {
+			t.Errorf("after up --no-start: container %s is %s, want created", r.Name, state)
+		}
+		ids[r.Name] = id
+	}
+	if len(ids) != 3 {
+		t.Fatalf("after up --no-start: pods %v, want migrate, db and app", ids)
+	}
+	c.mustDev("start", "-p", "e2edeps")
+	eventually(t, 60*time.Second, "db and app running", func() error {
+		if n := len(running(c.ps("e2edeps"), "db")) + len(running(c.ps("e2edeps"), "app")); n != 2 {
+			return fmt.Errorf("%d of db and app running", n)
+		}
+		return nil
+	})
+	for name, id := range ids {
+		if got, _, _ := c.lcInspect(name); got != id {
+			t.Errorf("dev start replaced %s's container, want the one --no-start created started", name)
+		}
+	}
+}

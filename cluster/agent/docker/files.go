@@ -35,6 +35,29 @@ func (d *Driver) CopyTo(ctx context.Context, id, dir string, r io.Reader) error 
 	return nil
 }
 
+// CopyFrom implements agent.Driver: the engine's archive of path p, the
+// path's last element as its top entry, as `docker cp CONTAINER:p -`.
+func (d *Driver) CopyFrom(ctx context.Context, id, p string) (io.ReadCloser, api.PathStat, error) {
+	rc, st, err := d.cli.CopyFromContainer(ctx, id, p)
+	if err != nil {
+		return nil, api.PathStat{}, fmt.Errorf("copy from %s:%s: %w", id, p, classify(err))
+	}
+	return rc, pathStat(st), nil
+}
+
+// StatPath implements agent.Driver.
+func (d *Driver) StatPath(ctx context.Context, id, p string) (api.PathStat, error) {
+	st, err := d.cli.ContainerStatPath(ctx, id, p)
+	if err != nil {
+		return api.PathStat{}, fmt.Errorf("stat %s:%s: %w", id, p, classify(err))
+	}
+	return pathStat(st), nil
+}
+
+func pathStat(st container.PathStat) api.PathStat {
+	return api.PathStat{Name: st.Name, Size: st.Size, Mode: st.Mode, LinkTarget: st.LinkTarget}
+}
+
 // rebase copies a tar archive from r to w with every entry moved below
 // prefix (relative to the root, "" for the root itself). Entry names cannot
 // climb out of prefix: ".." components are resolved as if at the root.

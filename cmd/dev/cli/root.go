@@ -108,6 +108,8 @@ func NewRootCommand() *cobra.Command {
 		NewKillCommand(g),
 		NewPauseCommand(g), NewUnpauseCommand(g), // pauseunpause.go
 		NewTopCommand(g),
+		NewCpCommand(g),
+		NewWaitCommand(g),
 		NewImagesCommand(g),
 		NewDescribeCommand(g),
 		NewRmCommand(g),

@@ -23,6 +23,8 @@ type upOptions struct {
 	waitTimeout int
 	// forceRecreate replaces every pod of the project, changed or not.
 	forceRecreate bool
+	// noStart creates the pods without starting them (compose's --no-start).
+	noStart bool
 }
 
 // NewUpCommand is `dev up`.
@@ -33,6 +35,9 @@ func NewUpCommand(g *globals) *cobra.Command {
 		Short: "Deploy a compose project and wait until its pods run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.noStart && o.watch {
+				return fmt.Errorf("up: --no-start and --watch exclude each other: a watch needs running pods")
+			}
 			if o.waitTimeout < 0 {
 				return fmt.Errorf("up: --wait-timeout %d: want a number of seconds", o.waitTimeout)
 			}
@@ -56,6 +61,7 @@ func NewUpCommand(g *globals) *cobra.Command {
 	f.Bool("wait", false, "wait until the pods run (and are healthy where they have a healthcheck): dev up always does")
 	f.Bool("remove-orphans", false, "remove the services no longer in the file: dev up always does")
 	f.BoolVar(&o.forceRecreate, "force-recreate", false, "replace every pod, even of services that did not change (rolling, as an update)")
+	f.BoolVar(&o.noStart, "no-start", false, "create the pods (and their containers) without starting them, as compose; dev start (or dev up) starts them")
 	f.BoolVarP(&o.watch, "watch", "w", false, "then follow the services' develop.watch paths (sync, rebuild) until Ctrl-C; with -d the project keeps running afterwards")
 	return cmd
 }
@@ -90,6 +96,7 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 			p.Services[i].Recreate = token
 		}
 	}
+	p.NoStart = o.noStart
 	// The API's own check, here before anything is built or sent.
 	if err := api.ValidateProject(p); err != nil {
 		return err
@@ -119,17 +126,24 @@ func runUp(ctx context.Context, g *globals, o upOptions, stdout, stderr io.Write
 		prog.Set("service "+s, "removed (no longer in the file)", true)
 	}
 	wctx, cancel := contextWithTimeout(ctx, o.timeout)
-	err = waitProject(wctx, c, p, res.Hashes, prog) // the stored templates' (secrets sealed)
+	converged := serviceState
+	if o.noStart {
+		converged = serviceCreated
+	}
+	err = waitServices(wctx, c, p, res.Hashes, prog, converged) // the stored templates' hashes (secrets sealed)
 	cancel()
 	prog.Close()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("project %s did not converge within %s; see `dev ps -p %s` and `dev logs -p %s`", p.Name, o.timeout, p.Name, p.Name)
 		}
-		if ctx.Err() != nil && !o.detach {
+		if ctx.Err() != nil && !o.detach && !o.noStart {
 			return stopProject(g, c, p.Name, stdout)
 		}
 		return err
+	}
+	if o.noStart {
+		return nil // nothing runs to attach to
 	}
 	if o.watch {
 		return upWatch(ctx, g, c, dc, p, rules, notes, o, stdout, stderr)

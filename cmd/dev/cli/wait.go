@@ -3,10 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/devhq/dev/cluster/api"
 )
@@ -87,6 +90,30 @@ func serviceState(s api.ServiceSpec, hash string, pods []api.Pod) (done bool, er
 	return current == s.Replicas, nil
 }
 
+// serviceCreated says whether `dev up --no-start` is done with a service:
+// its replicas of pods from the current template placed, each with its
+// container created and left stopped (or running: it ran before). Pods of
+// another template are not waited for.
+func serviceCreated(s api.ServiceSpec, hash string, pods []api.Pod) (bool, error) {
+	current := 0
+	for _, p := range pods {
+		if p.Service != s.Name || p.Deleting || p.SpecHash != hash {
+			continue
+		}
+		current++
+		st := p.Status
+		switch {
+		case st.State == api.PodFailed:
+			return false, fmt.Errorf("pod %s failed: %s", p.Name, st.Message)
+		case p.Node == "", st.ContainerID == "":
+			return false, nil
+		case st.State != api.PodExited && st.State != api.PodRunning:
+			return false, nil
+		}
+	}
+	return current == s.Replicas, nil
+}
+
 // sidecarsUp reports whether every sidecar of s runs in a pod with status
 // st (and is healthy where it has a healthcheck), or has completed as its
 // restart policy allows.
@@ -118,6 +145,12 @@ func sidecarsUp(s api.ServiceSpec, st api.PodStatus) bool {
 // for by service; a service not in it waits for its spec's Hash (see
 // storedProject).
 func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[string]string, prog progress) error {
+	return waitServices(ctx, c, p, hashes, prog, serviceState)
+}
+
+// waitServices is waitProject with the test of a service's convergence.
+func waitServices(ctx context.Context, c api.Client, p *api.Project, hashes map[string]string, prog progress,
+	converged func(s api.ServiceSpec, hash string, pods []api.Pod) (bool, error)) error {
 	var index uint64
 	for {
 		list, err := c.Pods(ctx, api.PodQuery{Project: p.Name, Index: index, Wait: 10 * time.Second})
@@ -139,7 +172,7 @@ func waitProject(ctx context.Context, c api.Client, p *api.Project, hashes map[s
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			done, err := serviceState(*p.Service(name), templateHash(p, hashes, name), list.Pods)
+			done, err := converged(*p.Service(name), templateHash(p, hashes, name), list.Pods)
 			if err != nil {
 				return err
 			}
@@ -256,4 +289,114 @@ func storedProject(ctx context.Context, c api.Client, name string, keep func(ser
 		}
 	}
 	return p, hashes, nil
+}
+
+type waitOptions struct {
+	project     projectFlags
+	downProject bool
+}
+
+// NewWaitCommand is `dev wait`, as `docker compose wait`.
+func NewWaitCommand(g *globals) *cobra.Command {
+	var o waitOptions
+	cmd := &cobra.Command{
+		Use:   "wait SERVICE...",
+		Short: "Block until the services' pods stop, and print their exit codes (as docker compose wait)",
+		Long: "Block until every pod of the services (as they are when dev wait starts) has stopped, on\n" +
+			"whichever node, printing each one's exit code as it stops; dev wait then exits with the code\n" +
+			"of the last pod to stop, as `docker compose wait`. The typical use is a service that runs\n" +
+			"once (restart: \"no\", a migration, a job). --down-project then removes the project, as\n" +
+			"`dev down`. A pod removed meanwhile is reported and has no exit code.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			project, c, err := o.project.connect(ctx, g, false)
+			if err != nil {
+				return err
+			}
+			code, err := waitStopped(ctx, c, project, args, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if o.downProject {
+				if _, err := c.DeleteProject(ctx, project); err != nil && !api.IsNotFound(err) {
+					return fmt.Errorf("remove project %s: %w", project, err)
+				}
+				prog := newProgress(cmd.ErrOrStderr())
+				err := waitGone(ctx, c, project, nil, prog)
+				prog.Close()
+				if err != nil {
+					return fmt.Errorf("wait for pods of %s to stop: %w", project, err)
+				}
+			}
+			if code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	o.project.register(cmd)
+	cmd.Flags().BoolVar(&o.downProject, "down-project", false, "remove the project (as dev down) once the pods have stopped")
+	return cmd
+}
+
+// waitStopped blocks until every pod of services (those present at the
+// first listing) has stopped (exited, or failed) or is gone, printing each
+// as it does, and returns the exit code of the last one to stop. A failed
+// pod (it could not run) counts as code 1 when it has none.
+func waitStopped(ctx context.Context, c podLister, project string, services []string, out io.Writer) (int, error) {
+	var index uint64
+	var tracked []string // in name order
+	done := map[string]bool{}
+	code := 0
+	for first := true; ; first = false {
+		list, err := c.Pods(ctx, api.PodQuery{Project: project, Index: index, Wait: 30 * time.Second})
+		if err != nil {
+			return 0, fmt.Errorf("watch pods: %w", err)
+		}
+		byName := map[string]api.Pod{}
+		for _, p := range list.Pods {
+			if slices.Contains(services, p.Service) {
+				byName[p.Name] = p
+			}
+		}
+		if first {
+			has := map[string]bool{}
+			for name, p := range byName {
+				if !p.Deleting {
+					tracked = append(tracked, name)
+					has[p.Service] = true
+				}
+			}
+			for _, s := range services {
+				if !has[s] {
+					return 0, fmt.Errorf("no pods of service %s in project %s; `dev ps -p %s` lists them", s, project, project)
+				}
+			}
+			sort.Strings(tracked)
+		}
+		index = list.Index
+		for _, name := range tracked {
+			if done[name] {
+				continue
+			}
+			p, ok := byName[name]
+			switch {
+			case !ok:
+				fmt.Fprintf(out, "pod %s was removed before it stopped\n", name)
+			case p.Status.State == api.PodExited:
+				code = p.Status.ExitCode
+				fmt.Fprintf(out, "pod %s exited with status code %d\n", name, code)
+			case p.Status.State == api.PodFailed:
+				code = max(p.Status.ExitCode, 1)
+				fmt.Fprintf(out, "pod %s failed (%s): status code %d\n", name, p.Status.Message, code)
+			default:
+				continue
+			}
+			done[name] = true
+		}
+		if len(done) == len(tracked) {
+			return code, nil
+		}
+	}
 }
