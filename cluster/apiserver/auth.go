@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/devhq/dev/cluster/pki"
@@ -137,12 +139,34 @@ func handle(mux *http.ServeMux, pattern, role string, h http.HandlerFunc, opts .
 				r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
 				// And it must arrive in time: a client that trickles it
 				// (slowloris) is cut off, where the server's own timeouts
-				// cannot be set for streaming routes.
-				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(jsonBodyTimeout))
+				// cannot be set for streaming routes. The deadline goes once
+				// the body has come: left on, it would end the request's
+				// context when it passes, under a handler that takes longer
+				// (dev leave drains the node first).
+				if r.ContentLength != 0 {
+					rc := http.NewResponseController(w)
+					_ = rc.SetReadDeadline(time.Now().Add(jsonBodyTimeout))
+					r.Body = &deadlineBody{ReadCloser: r.Body, clear: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+				}
 			}
 		}
 		h(w, r)
 	}))
+}
+
+// deadlineBody calls clear once its body has been read to the end.
+type deadlineBody struct {
+	io.ReadCloser
+	clear func()
+	once  sync.Once
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.clear)
+	}
+	return n, err
 }
 
 // maxJSONBody bounds a JSON request body: a project apply is the largest,

@@ -155,3 +155,34 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 		}
 	}
 }
+
+// TestLongHandlerKeepsItsContext: a write whose handler runs past the body
+// deadline (dev leave drains the node first) keeps its context, with a
+// body and without one; only the body's arrival is bounded.
+func TestLongHandlerKeepsItsContext(t *testing.T) {
+	defer func(d time.Duration) { jsonBodyTimeout = d }(jsonBodyTimeout)
+	jsonBodyTimeout = 200 * time.Millisecond
+	mux := http.NewServeMux()
+	handle(mux, "POST /long", roleAdmin, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case <-r.Context().Done():
+			http.Error(w, "context ended: "+r.Context().Err().Error(), http.StatusInternalServerError)
+		case <-time.After(3 * jsonBodyTimeout):
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	srv := httptest.NewServer(AsCaller(mux, Caller{"a", roleAdmin}))
+	defer srv.Close()
+	for _, body := range []string{"", `{"a":1}`} {
+		resp, err := http.Post(srv.URL+"/long", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("body %q: %v", body, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("body %q: %s %s, want 204: the handler's context ended with the body deadline", body, resp.Status, b)
+		}
+	}
+}

@@ -493,7 +493,13 @@ func TestMultiHostCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		m4 := &member{h: h4, dir: dir, name: "h4"}
-		t.Cleanup(func() { m4.stop(); removeAgentDir(t, dir) })
+		t.Cleanup(func() {
+			m4.stop()
+			if b, err := os.ReadFile(filepath.Join(dir, "agent.log")); err == nil && t.Failed() {
+				t.Logf("agent log of h4:\n%s", lastLines(string(b), 60))
+			}
+			removeAgentDir(t, dir)
+		})
 		joinMember(t, ms[0], m4, agentArgs(h4, "h4"))
 		eventually(t, 30*time.Second, "h4 ready as a non-voter", func() error {
 			n := ms[0].nodes(t)["h4"]
