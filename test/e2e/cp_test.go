@@ -66,11 +66,17 @@ func TestVerbCp(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(src, "css", "a.css"), []byte("a{}"), 0o644)
 	_ = os.WriteFile(filepath.Join(local, "two.txt"), []byte("pod two"), 0o644)
 
-	// Into the pods.
+	// Into the pods: /site does not exist there, so it is the tree (into
+	// /data, a volume that exists, it would land as /data/site, as docker
+	// cp does: checked below).
+	c.mustDev("cp", "-p", "e2ebasic", src, "web:/site")
 	c.mustDev("cp", "-p", "e2ebasic", src, "web:/data")
+	if res := c.sess("", "", "exec", "-p", "e2ebasic", "e2ebasic-web-1", "/app", "cat", "/data/site/index.html"); res.code != 0 || strings.TrimSpace(res.stdout) != "<h1>cp</h1>" {
+		t.Errorf("cat /data/site/index.html in web-1 after dev cp into an existing directory: %s", res)
+	}
 	c.mustDev("cp", "-p", "e2ebasic", "--index", "2", filepath.Join(local, "two.txt"), "web:/drop/two.txt")
-	if res := c.sess("", "", "exec", "-p", "e2ebasic", "e2ebasic-web-1", "/app", "cat", "/data/css/a.css"); res.code != 0 || strings.TrimSpace(res.stdout) != "a{}" {
-		t.Errorf("cat /data/css/a.css in web-1 after dev cp in: %s", res)
+	if res := c.sess("", "", "exec", "-p", "e2ebasic", "e2ebasic-web-1", "/app", "cat", "/site/css/a.css"); res.code != 0 || strings.TrimSpace(res.stdout) != "a{}" {
+		t.Errorf("cat /site/css/a.css in web-1 after dev cp in: %s", res)
 	}
 	if res := c.sess("", "", "exec", "-p", "e2ebasic", "e2ebasic-web-2", "/app", "cat", "/drop/two.txt"); res.code != 0 || strings.TrimSpace(res.stdout) != "pod two" {
 		t.Errorf("cat /drop/two.txt in web-2 after dev cp --index 2: %s", res)
@@ -78,7 +84,7 @@ func TestVerbCp(t *testing.T) {
 
 	// Out of them.
 	out := filepath.Join(local, "back")
-	c.mustDev("cp", "-p", "e2ebasic", "web:/data", out)
+	c.mustDev("cp", "-p", "e2ebasic", "web:/site", out)
 	for name, want := range map[string]string{"index.html": "<h1>cp</h1>", "css/a.css": "a{}"} {
 		if b, err := os.ReadFile(filepath.Join(out, name)); err != nil || string(b) != want {
 			t.Errorf("back/%s = %q, %v; want %q", name, b, err, want)
@@ -88,9 +94,9 @@ func TestVerbCp(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(out, "two.txt")); err != nil || string(b) != "pod two" {
 		t.Errorf("back/two.txt = %q, %v", b, err)
 	}
-	res := c.sess("", "", "cp", "-p", "e2ebasic", "web:/data/index.html", "-")
+	res := c.sess("", "", "cp", "-p", "e2ebasic", "web:/site/index.html", "-")
 	if res.code != 0 {
-		t.Fatalf("dev cp web:/data/index.html -: %s", res)
+		t.Fatalf("dev cp web:/site/index.html -: %s", res)
 	}
 	if files := untarFiles(t, res.stdout); files["index.html"] != "<h1>cp</h1>" {
 		t.Errorf("dev cp to stdout: archive holds %v", files)
