@@ -31,7 +31,10 @@ import (
 //	go test -run '^$' -bench BenchmarkIngress -benchtime 5s ./proxy
 func BenchmarkIngress(b *testing.B) {
 	certs := newTestCerts(b)
-	cert, err := certs.Certificate(context.Background(), "bench.test")
+	// Plain HTTP goes to bench.test (tls: off), HTTPS to secure.bench.test
+	// (tls: local): a host with a certificate redirects plain HTTP.
+	const host, secureHost = "bench.test", "secure.bench.test"
+	cert, err := certs.Certificate(context.Background(), secureHost)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +72,8 @@ func BenchmarkIngress(b *testing.B) {
 		b.Fatal(err)
 	}
 	in := NewIngress(IngressConfig{Listener: inLn, TLSListener: inTLS, Certs: fixedCert{cert}, Log: slog.New(slog.DiscardHandler), Source: newStaticRoutes(
-		Route{Host: "bench.test", Path: "/", Service: "bench/web", Port: uint16(port), TLS: "local", Backends: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})})
+		Route{Host: host, Path: "/", Service: "bench/web", Port: uint16(port), TLS: "off", Backends: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+		Route{Host: secureHost, Path: "/", Service: "bench/web", Port: uint16(port), TLS: "local", Backends: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
@@ -90,14 +94,14 @@ func BenchmarkIngress(b *testing.B) {
 				conns = "newconn"
 			}
 			for _, tg := range targets {
-				addr := tg.http
+				addr, h := tg.http, host
 				if scheme == "https" {
-					addr = tg.https
+					addr, h = tg.https, secureHost
 				}
 				b.Run(scheme+"-"+conns+"/"+tg.name, func(b *testing.B) {
-					benchGets(b, scheme+"://"+addr+"/", &http.Transport{
+					benchGets(b, scheme+"://"+addr+"/", h, &http.Transport{
 						MaxIdleConnsPerHost: 1024, DisableKeepAlives: fresh,
-						TLSClientConfig: &tls.Config{RootCAs: certs.pool, ServerName: "bench.test"},
+						TLSClientConfig: &tls.Config{RootCAs: certs.pool, ServerName: secureHost},
 					})
 				})
 			}
@@ -105,9 +109,9 @@ func BenchmarkIngress(b *testing.B) {
 	}
 }
 
-// benchGets sends GETs for bench.test to url in parallel through tr and
-// reports requests/s and the 99th percentile latency.
-func benchGets(b *testing.B, url string, tr *http.Transport) {
+// benchGets sends GETs for host to url in parallel through tr and reports
+// requests/s and the 99th percentile latency.
+func benchGets(b *testing.B, url, host string, tr *http.Transport) {
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var mu sync.Mutex
@@ -117,7 +121,7 @@ func benchGets(b *testing.B, url string, tr *http.Transport) {
 		mine := make([]time.Duration, 0, 1024)
 		for pb.Next() {
 			req, _ := http.NewRequest(http.MethodGet, url, nil)
-			req.Host = "bench.test"
+			req.Host = host
 			t0 := time.Now()
 			resp, err := c.Do(req)
 			if err != nil {
