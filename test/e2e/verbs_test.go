@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/image"
 )
 
 // The compose verbs of issue 17 (kill, pause/unpause, top, rm, images, ls)
@@ -476,5 +480,51 @@ func TestUpNoStart(t *testing.T) {
 		if got, _, _ := c.lcInspect(name); got != id {
 			t.Errorf("dev start replaced %s's container, want the one --no-start created started", name)
 		}
+	}
+}
+
+// TestVerbBuild: dev build builds the image of a service with a build
+// section on this machine's Engine (labelled with its project and
+// service), skips one that only names an image, deploys nothing, and
+// refuses a service the project does not have.
+func TestVerbBuild(t *testing.T) {
+	c := newCluster(t)
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"Dockerfile":   "FROM " + testImage + "\nCOPY hello.txt /hello.txt\n",
+		"hello.txt":    "built by dev build",
+		"compose.yaml": "name: e2ebuild\nservices:\n  web:\n    build: .\n    image: e2ebuild-web:dev\n  cache:\n    image: " + testImage + "\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = c.docker.ImageRemove(ctx, "e2ebuild-web:dev", image.RemoveOptions{Force: true})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = c.docker.ImageRemove(ctx, "e2ebuild-web:dev", image.RemoveOptions{Force: true})
+	})
+	if out, err := c.devIn(dir, "build", "nosuch"); err == nil || !strings.Contains(out, "no service nosuch") {
+		t.Errorf("dev build nosuch: %v\n%s", err, out)
+	}
+	out, err := c.devIn(dir, "build")
+	if err != nil {
+		t.Fatalf("dev build: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "cache uses an image, skipping") || !strings.Contains(out, "built e2ebuild-web:dev") {
+		t.Errorf("dev build printed:\n%s", out)
+	}
+	img, err := c.docker.ImageInspect(ctx, "e2ebuild-web:dev")
+	if err != nil {
+		t.Fatalf("the built image: %v", err)
+	}
+	if img.Config == nil || img.Config.Labels["dev.project"] != "e2ebuild" || img.Config.Labels["dev.service"] != "web" {
+		t.Errorf("the built image's labels: %+v", img.Config)
+	}
+	if out := c.mustDev("ps", "-p", "e2ebuild"); strings.Contains(out, "e2ebuild-web") {
+		t.Errorf("dev build deployed pods:\n%s", out)
 	}
 }

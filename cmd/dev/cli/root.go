@@ -85,6 +85,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		NewAgentCommand(g),
 		NewUpCommand(g),
+		NewBuildCommand(g),
 		NewDownCommand(g),
 		NewPsCommand(g),
 		NewStatsCommand(g),
