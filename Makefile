@@ -55,7 +55,10 @@ FUZZ_TARGETS := FuzzParseToken:./cluster/pki FuzzDecode:./cluster/state \
 # binary, slow coverage-guided runs) it stalled the fuzzer until -fuzztime
 # ran out mid-minimisation and the run failed with "context deadline
 # exceeded" (CI, 2026-12-07); bounded, it runs ~10,000 inputs a second.
-FUZZ_TIME ?= 5s
+# It came back once more for the token parser on a busy machine: a time
+# limit is a deadline the coordinator can miss while workers stop; a count
+# of inputs has none (50,000: 3-6 s a target here).
+FUZZ_TIME ?= 50000x
 FUZZ_FLAGS = -fuzztime $(FUZZ_TIME) -fuzzminimizetime 100x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
