@@ -111,13 +111,7 @@ func TestVerbCp(t *testing.T) {
 // the CLI's (the files routes relayed between nodes).
 func TestMultiHostCp(t *testing.T) {
 	hosts := newHosts(t, 2)
-	ms := newMultiCluster(t, hosts, nil)
-	eventually(t, 30*time.Second, "2 ready nodes", func() error {
-		if nodes := ms[1].nodes(t); len(nodes) != 2 || nodes["h2"].Status != "ready" {
-			return fmt.Errorf("nodes %v", nodes)
-		}
-		return nil
-	})
+	ms := newReadyMultiCluster(t, hosts)
 	file := writeTemp(t, `name: e2emcp
 services:
   pinned:

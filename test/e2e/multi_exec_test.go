@@ -23,14 +23,7 @@ func (m *member) sess(t *testing.T, stdin string, args ...string) sessResult {
 // any node (relayed over the nodes' mutual-TLS API).
 func TestMultiHostExec(t *testing.T) {
 	hosts := newHosts(t, 2)
-	ms := newMultiCluster(t, hosts, nil)
-	eventually(t, 30*time.Second, "2 ready nodes", func() error {
-		nodes := ms[1].nodes(t)
-		if len(nodes) != 2 || nodes["h1"].Status != "ready" || nodes["h2"].Status != "ready" {
-			return fmt.Errorf("nodes %v", nodes)
-		}
-		return nil
-	})
+	ms := newReadyMultiCluster(t, hosts)
 	file := writeTemp(t, `name: e2emexec
 services:
   web:

@@ -139,6 +139,26 @@ func newMultiCluster(t *testing.T, hosts []*testHost, labels map[string]string) 
 	return newMultiClusterWith(t, hosts, labels, func(h *testHost) []string { return agentArgs(h, h.Name) })
 }
 
+// newReadyMultiCluster is newMultiCluster that returns once every host is
+// a ready node, as the last one to join sees it.
+func newReadyMultiCluster(t *testing.T, hosts []*testHost) []*member {
+	t.Helper()
+	ms := newMultiCluster(t, hosts, nil)
+	eventually(t, 30*time.Second, fmt.Sprintf("%d ready nodes", len(hosts)), func() error {
+		nodes := ms[len(ms)-1].nodes(t)
+		if len(nodes) != len(hosts) {
+			return fmt.Errorf("nodes %v", nodes)
+		}
+		for _, h := range hosts {
+			if nodes[h.Name].Status != "ready" {
+				return fmt.Errorf("nodes %v", nodes)
+			}
+		}
+		return nil
+	})
+	return ms
+}
+
 // newMultiClusterWith is newMultiCluster with the agent flags args gives;
 // the hosts named in workers join with the worker token (the others as
 // managers).

@@ -8,22 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// statsRow mirrors an element of `dev stats --no-stream -o json`.
-type statsRow struct {
-	Pod              string  `json:"pod"`
-	Project          string  `json:"project"`
-	Service          string  `json:"service"`
-	Node             string  `json:"node"`
-	CPUPercent       float64 `json:"cpu_percent"`
-	CPUSeconds       float64 `json:"cpu_seconds"`
-	MemoryBytes      uint64  `json:"memory_bytes"`
-	MemoryLimitBytes uint64  `json:"memory_limit_bytes"`
-	MemoryPercent    float64 `json:"memory_percent"`
-	NetRxBytes       uint64  `json:"net_rx_bytes"`
-	NetTxBytes       uint64  `json:"net_tx_bytes"`
-}
+	"github.com/devhq/dev/cluster/api"
+)
 
 // TestStats: dev stats --no-stream -o json lists every running pod of the
 // project with the memory it uses (under its limit where it has one) and
@@ -64,10 +51,10 @@ services:
 	// Pod-to-pod traffic, for the network columns: worker-1 asks web-1.
 	c.mustDev("exec", "-p", "e2estats", "worker", "/app", "health", "http://"+web[0].IP+":8080/health")
 
-	stats := func(args ...string) []statsRow {
+	stats := func(args ...string) []api.PodStats {
 		t.Helper()
 		out := c.mustDev(append([]string{"stats", "-p", "e2estats", "--no-stream", "-o", "json"}, args...)...)
-		var rows []statsRow
+		var rows []api.PodStats
 		if err := json.Unmarshal([]byte(out), &rows); err != nil {
 			t.Fatalf("parse dev stats --no-stream -o json: %v\n%s", err, out)
 		}
